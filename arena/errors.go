@@ -1,0 +1,43 @@
+package arena
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors of segment management. Each is wrapped in an *Error that names the
+// segment and says what to do.
+var (
+	ErrNotFound    = errors.New("segment does not exist")
+	ErrExists      = errors.New("segment already exists")
+	ErrPermission  = errors.New("permission denied")
+	ErrSize        = errors.New("segment size mismatch")
+	ErrTimeout     = errors.New("timed out waiting for segment initialization")
+	ErrRemoved     = errors.New("segment was removed while attached")
+	ErrInUse       = errors.New("segment is attached by other processes")
+	ErrReservedKey = errors.New("key is in a range Aerospike uses")
+	ErrClosed      = errors.New("segment is closed")
+	ErrRange       = errors.New("offset out of range")
+	ErrInitFailed  = errors.New("segment initialization failed")
+)
+
+// Error is an arena failure: what was attempted, on which segment, the
+// cause (one of the Err* values or a layout error), and a hint saying what
+// to do about it.
+type Error struct {
+	Op   string // "create", "open", "remove", …
+	Seg  string // "SysV key 0x53010000" or "file /dev/shm/shmkit.x"
+	Err  error
+	Hint string
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("arena: %s %s: %v", e.Op, e.Seg, e.Err)
+	if e.Hint != "" {
+		s += " (" + e.Hint + ")"
+	}
+	return s
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }

@@ -1,0 +1,292 @@
+package arena
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	mmap "github.com/edsrzf/mmap-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/shmkit/shmkit/layout"
+)
+
+type fileLoc struct{ path string }
+
+// File returns the location of a file-backed segment at path (anywhere; use
+// DefaultFilePath for a tmpfs file under /dev/shm).
+//
+// Each process attached to a file segment holds a shared flock on it, so
+// Remove, backup tools and Stat can tell an attached segment from an idle
+// one. Creation reserves the whole size with fallocate: a full filesystem
+// fails creation with ENOSPC rather than delivering SIGBUS on a later write.
+//
+// If another process truncates a mapped file, accesses past the new end
+// raise SIGBUS in every process that maps it, which the Go runtime turns
+// into a fatal fault: shmkit cannot guard against that, so never truncate
+// a segment file; remove it with Remove (or rm, which leaves attached
+// processes working on the unlinked file until they detach).
+func File(path string) Location { return fileLoc{path: path} }
+
+func (l fileLoc) String() string     { return "file " + l.path }
+func (l fileLoc) RemoveHint() string { return "rm " + l.path }
+func (l fileLoc) Stage(n int) (Location, error) {
+	if err := stageCheck(n); err != nil {
+		return nil, err
+	}
+	return fileLoc{path: fmt.Sprintf("%s.s%d", l.path, n)}, nil
+}
+
+func fileErr(op string, l Location, err error) error {
+	switch {
+	case errors.Is(err, os.ErrExist):
+		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrExists, err)}
+	case errors.Is(err, os.ErrNotExist):
+		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrNotFound, err)}
+	case errors.Is(err, os.ErrPermission):
+		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrPermission, err),
+			Hint: "run as the file's owner, or have it created with a group mode such as 0660 for a shared group"}
+	case errors.Is(err, unix.ENOSPC):
+		return &Error{Op: op, Seg: l.String(), Err: err, Hint: "the filesystem is full: free space or use a smaller segment"}
+	}
+	return &Error{Op: op, Seg: l.String(), Err: err}
+}
+
+func (l fileLoc) create(size uint64, mode os.FileMode) (mapping, error) {
+	mode = defaultMode(mode)
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return nil, fileErr("create", l, err)
+	}
+	fail := func(err error) (mapping, error) {
+		f.Close()
+		os.Remove(l.path)
+		return nil, fileErr("create", l, err)
+	}
+	if err := f.Chmod(mode); err != nil { // the umask may have cleared bits
+		return fail(err)
+	}
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
+		return fail(err)
+	}
+	return l.mapFile(f, "create")
+}
+
+func (l fileLoc) open() (mapping, error) {
+	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fileErr("open", l, err)
+	}
+	return l.mapFile(f, "open")
+}
+
+// growTo fallocates an existing file that a creator left short (it died
+// between creating and reserving it). fallocate is idempotent.
+func (l fileLoc) growTo(size uint64) error {
+	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
+	if err != nil {
+		return fileErr("open", l, err)
+	}
+	defer f.Close()
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
+		return fileErr("grow", l, err)
+	}
+	return nil
+}
+
+func (l fileLoc) mapFile(f *os.File, op string) (mapping, error) {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f.Close()
+		return nil, fileErr(op, l, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fileErr(op, l, err)
+	}
+	if fi.Size() == 0 {
+		f.Close()
+		return nil, &Error{Op: op, Seg: l.String(), Err: errShort}
+	}
+	mm, err := mmap.Map(f, mmap.RDWR, 0)
+	if err != nil {
+		f.Close()
+		return nil, fileErr(op, l, err)
+	}
+	return &fileMap{loc: l, f: f, mm: mm, fi: fi}, nil
+}
+
+// errShort marks a file that exists but has no size yet.
+var errShort = errors.New("file has size 0: its creator has not reserved it yet")
+
+func (l fileLoc) remove(force bool) error {
+	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
+	if err != nil {
+		return fileErr("remove", l, err)
+	}
+	defer f.Close()
+	inUse := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
+	if fi, err := f.Stat(); err == nil && fi.Size() >= 16 {
+		mm, err := mmap.Map(f, mmap.RDWR, 0)
+		if err != nil {
+			return fileErr("remove", l, err)
+		}
+		err = retire(l, mm, func() (int, error) {
+			if inUse {
+				return 2, nil
+			}
+			return 1, nil
+		}, force)
+		mm.Unmap()
+		if err != nil {
+			return err
+		}
+	} else if inUse && !force {
+		return &Error{Op: "remove", Seg: l.String(), Err: ErrInUse, Hint: "stop the processes using it first, or force"}
+	}
+	if err := os.Remove(l.path); err != nil {
+		return fileErr("remove", l, err)
+	}
+	return nil
+}
+
+func (l fileLoc) statNoAttach() (Stat, error) {
+	fi, err := os.Stat(l.path)
+	if err != nil {
+		return Stat{}, fileErr("stat", l, err)
+	}
+	return fileStat(l, fi, nil), nil
+}
+
+// fileStat describes the file; f, when not nil, is an open descriptor of it
+// from which the header is read (otherwise the path is opened).
+func fileStat(l fileLoc, fi os.FileInfo, f *os.File) Stat {
+	st := Stat{Location: l.String(), Path: l.path, Size: uint64(fi.Size()), Mode: fi.Mode().Perm(), Created: fi.ModTime()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.OwnerUID = sys.Uid
+		st.Attached = flockHolders(sys.Dev, sys.Ino)
+	}
+	if h := readFileHeader(l, f); h != nil {
+		st.CreatorPID = int(h.Creator.PID)
+		st.Created = h.Created
+	}
+	return st
+}
+
+// readFileHeader reads and validates the header of a file segment with
+// pread (not through a mapping), returning nil if it is not readable or not
+// a valid, initialized shmkit header.
+func readFileHeader(l fileLoc, f *os.File) *layout.Header {
+	if f == nil {
+		var err error
+		if f, err = os.Open(l.path); err != nil {
+			return nil
+		}
+		defer f.Close()
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	b := make([]byte, layout.HeaderSize)
+	n, _ := f.ReadAt(b, 0)
+	h, err := layout.Check(b[:n], uint64(fi.Size()))
+	if err != nil {
+		return nil
+	}
+	return h
+}
+
+// flockHolders counts the processes holding a flock on the inode, from
+// /proc/locks (lines "1: FLOCK ADVISORY READ 1234 00:1a:5678 0 EOF").
+func flockHolders(dev, ino uint64) int {
+	f, err := os.Open("/proc/locks")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(dev), unix.Minor(dev), ino)
+	pids := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		// "->" marks a waiter: "1: -> FLOCK ..."
+		if len(fs) < 6 || fs[1] != "FLOCK" {
+			continue
+		}
+		if fs[5] == want {
+			pids[fs[4]] = true
+		}
+	}
+	return len(pids)
+}
+
+type fileMap struct {
+	loc fileLoc
+	f   *os.File
+	mm  mmap.MMap
+	fi  os.FileInfo
+}
+
+func (m *fileMap) bytes() []byte { return m.mm }
+func (m *fileMap) close() error {
+	err := m.mm.Unmap()
+	if cerr := m.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fileErr("detach", m.loc, err)
+	}
+	return nil
+}
+
+func (m *fileMap) removed() (bool, error) {
+	fi, err := m.f.Stat()
+	if err != nil {
+		return false, fileErr("stat", m.loc, err)
+	}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
+		return true, nil
+	}
+	cur, err := os.Stat(m.loc.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fileErr("stat", m.loc, err)
+	}
+	return !os.SameFile(cur, fi), nil
+}
+
+func (m *fileMap) stat() (Stat, error) {
+	fi, err := m.f.Stat()
+	if err != nil {
+		return Stat{}, fileErr("stat", m.loc, err)
+	}
+	return fileStat(m.loc, fi, m.f), nil
+}
+
+// listFiles returns the file segments named shmkit.* in dir.
+func listFiles(dir string) ([]Stat, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("arena: list %s: %w", dir, err)
+	}
+	var out []Stat
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), FilePrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		l := fileLoc{path: filepath.Join(dir, e.Name())}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, fileStat(l, fi, nil))
+	}
+	return out, nil
+}

@@ -1,0 +1,10 @@
+module github.com/shmkit/shmkit
+
+go 1.26.0
+
+require (
+	github.com/dgryski/go-metro v0.0.0-20250106013310-edb8663e5e33
+	github.com/edsrzf/mmap-go v1.2.0
+	golang.org/x/crypto v0.58.0
+	golang.org/x/sys v0.49.0
+)
