@@ -130,11 +130,23 @@ func (l fileLoc) remove(force bool) error {
 	}
 	defer f.Close()
 	inUse := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
-	if fi, err := f.Stat(); err == nil && fi.Size() >= 16 {
+	fi, err := f.Stat()
+	if err != nil {
+		return fileErr("remove", l, err)
+	}
+	if fi.Size() == 0 {
+		// A creation that never got its size (the creator died before
+		// fallocate): nothing to mark retired.
+		if inUse && !force {
+			return &Error{Op: "remove", Seg: l.String(), Err: ErrInUse, Hint: "stop the processes using it first, or force"}
+		}
+	} else {
 		mm, err := mmap.Map(f, mmap.RDWR, 0)
 		if err != nil {
 			return fileErr("remove", l, err)
 		}
+		// retire refuses (without force) what is not shmkit's, including
+		// a file too small to hold a magic.
 		err = retire(l, mm, func() (int, error) {
 			if inUse {
 				return 2, nil
@@ -145,8 +157,6 @@ func (l fileLoc) remove(force bool) error {
 		if err != nil {
 			return err
 		}
-	} else if inUse && !force {
-		return &Error{Op: "remove", Seg: l.String(), Err: ErrInUse, Hint: "stop the processes using it first, or force"}
 	}
 	if err := os.Remove(l.path); err != nil {
 		return fileErr("remove", l, err)

@@ -3,6 +3,7 @@ package arena_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -342,6 +343,75 @@ func TestTooSmall(t *testing.T) {
 	// is still reported as existing.
 	_, err := arena.Create(ctx, arena.SysV(k), arena.Options{Spec: testSpec(16)})
 	asArenaError(t, err, arena.ErrExists)
+
+	// An abandoned (zero) segment larger than a header but smaller than
+	// the plan is refused when initializing it, and left unclaimed.
+	k2 := testKeys(t, 2)[1]
+	rawSysV(t, k2, 2048, func([]byte) {})
+	var ran bool
+	_, err = arena.Open(ctx, arena.SysV(k2), arena.Options{Spec: testSpec(16), Init: markInit(&ran), AbandonAfter: time.Millisecond, Logger: discard()})
+	ae := asArenaError(t, err, arena.ErrSize)
+	if ae.Op != "init" || ran || !strings.Contains(ae.Hint, "ipcrm -M") {
+		t.Errorf("%v (op %q, hint %q), Init ran %v", err, ae.Op, ae.Hint, ran)
+	}
+	if st, _ := layout.SplitStateWord(binary.NativeEndian.Uint64(readSysV(t, k2)[layout.OffState:])); st != layout.StateEmpty {
+		t.Errorf("state left %v", st)
+	}
+}
+
+// TestRemoveSmallFiles: a file too small to be a segment is not removed
+// without Force; an empty file (a creation that never got its size) is.
+func TestRemoveSmallFiles(t *testing.T) {
+	tiny, empty := tmpPath(t, "tiny"), tmpPath(t, "empty")
+	if err := os.WriteFile(tiny, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	asArenaError(t, arena.Remove(arena.File(tiny), arena.RemoveOptions{}), layout.ErrNotOurs)
+	if got, _ := os.ReadFile(tiny); string(got) != "0123456789" {
+		t.Errorf("tiny file now %q", got)
+	}
+	for _, c := range []struct {
+		p     string
+		force bool
+	}{{tiny, true}, {empty, false}} {
+		if err := arena.Remove(arena.File(c.p), arena.RemoveOptions{Force: c.force}); err != nil {
+			t.Errorf("Remove(%s, force %v): %v", c.p, c.force, err)
+		}
+		if _, err := os.Stat(c.p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still exists", c.p)
+		}
+	}
+}
+
+// TestOpenRetired: a segment marked retired (being removed) is refused
+// with ErrRemoved.
+func TestOpenRetired(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			loc := b.loc(t)
+			s, err := arena.Create(ctx, loc, arena.Options{Spec: testSpec(16)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer arena.Remove(loc, arena.RemoveOptions{Force: true})
+			defer s.Close()
+			s.Store64(layout.OffState, layout.StateWord(layout.StateRetired, 1))
+			for name, open := range map[string]func(context.Context, arena.Location, arena.Options) (*arena.Segment, error){
+				"Open": arena.Open, "OpenOrCreate": arena.OpenOrCreate} {
+				_, err := open(ctx, loc, arena.Options{Spec: testSpec(16)})
+				if ae := asArenaError(t, err, arena.ErrRemoved); !strings.Contains(ae.Hint, "open again") {
+					t.Errorf("%s: hint %q", name, ae.Hint)
+				}
+			}
+			if removed, err := s.Removed(); !removed || err != nil {
+				t.Errorf("Removed = %v, %v", removed, err)
+			}
+		})
+	}
 }
 
 // TestReservedKeys: keys in Aerospike's ranges are refused by every
@@ -499,6 +569,36 @@ func TestInitializerStates(t *testing.T) {
 			}
 			want := fmt.Sprintf("WARN arena: re-initializing a segment whose initializer died segment=%s initializer_pid=%d reason=pid gone", loc, dead)
 			if !hasRecord(rec, want) {
+				t.Errorf("log %q, want %q", rec.records(), want)
+			}
+
+			// A killed initializer its parent has not reaped yet (a
+			// zombie) is dead too, also before it recorded its identity.
+			zombie := exec.Command("sleep", "60")
+			if err := zombie.Start(); err != nil {
+				t.Skip("cannot run sleep:", err)
+			}
+			defer zombie.Wait()
+			if err := zombie.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			statPath := fmt.Sprintf("/proc/%d/stat", zombie.Process.Pid)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if b, err := os.ReadFile(statPath); err == nil && strings.Contains(string(b), ") Z ") {
+					break
+				}
+			}
+			s2.Store64(layout.OffState, layout.StateWord(layout.StateInitializing, uint32(zombie.Process.Pid)))
+			rec = &recorder{}
+			s3, err := arena.Open(ctx, loc, arena.Options{Spec: testSpec(16), Logger: slog.New(rec), Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatalf("Open with a zombie initializer: %v", err)
+			}
+			defer s3.Close()
+			if s3.Header().InitGen != 3 {
+				t.Errorf("gen %d, want 3", s3.Header().InitGen)
+			}
+			if want := fmt.Sprintf("initializer_pid=%d reason=", zombie.Process.Pid); !hasRecord(rec, want) {
 				t.Errorf("log %q, want %q", rec.records(), want)
 			}
 		})

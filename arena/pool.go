@@ -44,6 +44,7 @@ var (
 	ErrDoubleFree = errors.New("element freed twice")
 	ErrNotClaimed = errors.New("element is not claimed")
 	ErrPoolState  = errors.New("pool control data is corrupt")
+	ErrPoolConfig = errors.New("invalid pool configuration")
 )
 
 // Element states, kept in the top two bits of each element's header word.
@@ -138,10 +139,10 @@ type stageMap struct {
 // OpenPool opens (or creates) the pool whose main segment is at loc.
 func OpenPool(ctx context.Context, loc Location, cfg PoolConfig) (*Pool, error) {
 	if cfg.ElemSize <= 0 || cfg.ElemSize > 1<<20 {
-		return nil, fmt.Errorf("arena: pool element size %d outside 1..1MiB", cfg.ElemSize)
+		return nil, fmt.Errorf("arena: pool element size %d outside 1..1MiB: %w", cfg.ElemSize, ErrPoolConfig)
 	}
 	if cfg.StageElems <= 0 || cfg.StageElems > MaxStageElems {
-		return nil, fmt.Errorf("arena: pool stage size %d outside 1..%d", cfg.StageElems, MaxStageElems)
+		return nil, fmt.Errorf("arena: pool stage size %d outside 1..%d: %w", cfg.StageElems, MaxStageElems, ErrPoolConfig)
 	}
 	self, err := procid.Self()
 	if err != nil {
@@ -230,7 +231,9 @@ func (p *Pool) elem(h Handle) (*Segment, Offset, error) {
 	if h.IsNull() || st >= MaxStages {
 		return nil, 0, fmt.Errorf("arena: pool %s: handle %#x: %w", p.loc, uint32(h), ErrBadHandle)
 	}
-	if uint64(st) >= p.main.Load64(p.ctl+poolOffStages) {
+	// A stage this process has attached is in use: skip re-reading the
+	// stage count on the hot path.
+	if p.stages[st].Load() == nil && uint64(st) >= p.main.Load64(p.ctl+poolOffStages) {
 		return nil, 0, fmt.Errorf("arena: pool %s: handle %s: stage %d not in use: %w", p.loc, h, st, ErrBadHandle)
 	}
 	used := p.main.Load64(p.ctl + poolOffTable + Offset(16*st))
@@ -497,20 +500,33 @@ func (p *Pool) Close() error {
 	return errors.Join(errs...)
 }
 
-// RemovePool removes the pool's main segment and every stage segment.
+// RemovePool removes the pool's main segment and every stage segment. The
+// main segment goes first: every process that uses a stage has the main
+// segment attached, so without Force a pool in use is refused (ErrInUse)
+// before any stage is touched, rather than left half removed. Stage
+// segments left by an earlier, interrupted removal are removed even when
+// the main segment is already gone.
 func RemovePool(loc Location, opts RemoveOptions) error {
+	mainErr := Remove(loc, opts)
+	if mainErr != nil && !errors.Is(mainErr, ErrNotFound) {
+		return mainErr
+	}
 	var errs []error
-	for n := MaxStages - 1; n >= 1; n-- {
+	removed := 0
+	for n := 1; n < MaxStages; n++ {
 		sl, err := loc.Stage(n)
 		if err != nil {
 			return err
 		}
-		if err := Remove(sl, opts); err != nil && !errors.Is(err, ErrNotFound) {
+		switch err := Remove(sl, opts); {
+		case err == nil:
+			removed++
+		case !errors.Is(err, ErrNotFound):
 			errs = append(errs, err)
 		}
 	}
-	if err := Remove(loc, opts); err != nil {
-		errs = append(errs, err)
+	if mainErr != nil && removed == 0 {
+		errs = append(errs, mainErr) // nothing was there
 	}
 	return errors.Join(errs...)
 }

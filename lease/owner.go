@@ -181,6 +181,9 @@ func (l *Lease) judge(s snapshot, firstSeen time.Time) verdict {
 		if s.id != l.self {
 			lv, why = s.id.CheckFrom(l.self)
 		}
+		if lv != procid.Alive {
+			l.cfg.Logger.Debug("lease: owner liveness", "owner", s.id.String(), "liveness", lv.String(), "reason", string(why))
+		}
 		if lv == procid.Dead {
 			return verdict{take: ReasonOwnerDead, reason: string(why)}
 		} else if age < th {

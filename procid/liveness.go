@@ -117,6 +117,15 @@ func (id Identity) CheckFrom(self Identity) (Liveness, Reason) {
 		// does not show it, so its start time cannot be compared.
 		return Unknown, ReasonHidden
 	case err != nil:
+		// A process reaped while we read its stat gives ESRCH on the read.
+		if pidfd >= 0 {
+			if exited, _ := pidfdExited(pidfd); exited {
+				return Dead, ReasonExited
+			}
+		}
+		if errors.Is(err, unix.ESRCH) {
+			return Dead, ReasonGone
+		}
 		return Unknown, Reason(fmt.Sprintf("cannot read /proc/%d/stat: %v", pid, err))
 	}
 	if st.startTime != id.StartTime {

@@ -1,0 +1,49 @@
+// Package bench holds shmkit's benchmark workloads as plain functions, so
+// that the shmbench command and the packages' own tests run the same
+// measurements. Each function returns a list of Results; multi-process
+// workloads run their workers through package bench/harness, so a program
+// calling them must pass their workloads (e.g. SeqlockWorkloads) to
+// harness.Dispatch first thing in main.
+package bench
+
+import "fmt"
+
+// Result is one measured figure, optionally compared with a baseline
+// measured in the same run.
+type Result struct {
+	// Bench names the benchmark, e.g. "seqlock.read".
+	Bench string `json:"bench"`
+	// Metric names what was measured, e.g. "uncontended".
+	Metric string `json:"metric"`
+	// Value is the measurement, in Unit.
+	Value float64 `json:"value"`
+	// Unit is e.g. "ns/op", "ops/s", "count", "%".
+	Unit string `json:"unit"`
+	// BaselineName describes the baseline (empty: none), e.g. "plain
+	// 64-byte copy".
+	BaselineName string `json:"baseline_name,omitempty"`
+	// BaselineValue is the baseline's measurement, in Unit.
+	BaselineValue float64 `json:"baseline,omitempty"`
+	// Ratio is Value / BaselineValue (0 without a baseline).
+	Ratio float64 `json:"ratio,omitempty"`
+}
+
+// WithBaseline returns r compared with a baseline: name, value and the
+// ratio r.Value / value (0 if value is 0).
+func (r Result) WithBaseline(name string, value float64) Result {
+	r.BaselineName, r.BaselineValue, r.Ratio = name, value, 0
+	if value != 0 {
+		r.Ratio = r.Value / value
+	}
+	return r
+}
+
+// String formats r on one line, e.g. "seqlock.read uncontended: 2.1 ns/op
+// (plain 64-byte copy 1.2 ns/op, x1.75)".
+func (r Result) String() string {
+	s := fmt.Sprintf("%s %s: %.4g %s", r.Bench, r.Metric, r.Value, r.Unit)
+	if r.BaselineName != "" {
+		s += fmt.Sprintf(" (%s %.4g %s, x%.3g)", r.BaselineName, r.BaselineValue, r.Unit, r.Ratio)
+	}
+	return s
+}

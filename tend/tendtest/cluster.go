@@ -1,0 +1,1062 @@
+// Package tendtest runs a simulated Aerospike cluster in-process for tests:
+// every node is a TCP listener on 127.0.0.1 that answers the info protocol
+// the way a server does for cluster tending (node, build, peers-*,
+// partition-generation, replicas, ...). It speaks no data protocol.
+//
+// The simulator keeps, per node, exactly what that node reports: its peers
+// list, its generations, and per namespace its regime and one ownership
+// bitmap per replica index. Control methods change that state the way
+// cluster events do (a node joins, leaves, a partition moves, a regime
+// changes), bumping the generations a tender watches; expected-state
+// accessors (Master, Replicas, Nodes) tell a test what a correct tender
+// must conclude. Faults (delays, dropped connections, malformed values)
+// can be injected per node.
+//
+// A Cluster is safe for concurrent use. Close stops every goroutine it
+// started.
+package tendtest
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shmkit/shmkit/partmap"
+	"github.com/shmkit/shmkit/tend/info"
+)
+
+// Errors returned by the simulator; they are wrapped with details.
+var (
+	// ErrInvalidOptions reports unusable Options.
+	ErrInvalidOptions = errors.New("tendtest: invalid options")
+	// ErrNoSuchNode reports a node index that does not exist.
+	ErrNoSuchNode = errors.New("tendtest: no such node")
+	// ErrNodeRemoved reports an operation on a node that was removed.
+	ErrNodeRemoved = errors.New("tendtest: node was removed")
+	// ErrNodeNotMember reports a node that does not hold partitions.
+	ErrNodeNotMember = errors.New("tendtest: node is not a cluster member")
+	// ErrNoSuchNamespace reports an unknown namespace.
+	ErrNoSuchNamespace = errors.New("tendtest: no such namespace")
+	// ErrBadPartition reports a partition id or replica index out of range.
+	ErrBadPartition = errors.New("tendtest: partition or replica index out of range")
+	// ErrNoLiveNodes reports a rebalance with no node up.
+	ErrNoLiveNodes = errors.New("tendtest: no live node to rebalance onto")
+	// ErrClosed reports use of a closed Cluster.
+	ErrClosed = errors.New("tendtest: cluster closed")
+)
+
+// DefaultBuild is the build string nodes report when Options.Build is
+// empty. Clients send "user-agent-set" to servers of 8.1 and later, so the
+// default exercises that path too.
+const DefaultBuild = "8.1.0.0"
+
+// DefaultNamespace is the namespace created when Options.Namespaces is
+// empty.
+const DefaultNamespace = "test"
+
+// maxRequestBody bounds an info request a node accepts.
+const maxRequestBody = 1 << 20
+
+// features is the "features" value every node reports.
+const features = "batch-any;batch-index;blob-bits;cdt-list;cdt-map;cluster-stable;float;geo;" +
+	"sindex-exists;peers;pipelining;pquery;pscans;query-show;relaxed-sc;replicas;" +
+	"replicas-all;replicas-master;replicas-max;truncate-namespace;udf"
+
+// NamespaceSpec describes one namespace of the simulated cluster.
+type NamespaceSpec struct {
+	// Name is the namespace name (1 to 31 bytes, none of ":;,").
+	Name string
+	// ReplicationFactor is the configured number of copies (1..256;
+	// 0 means 2). The effective factor is capped by the member count, as
+	// on a real cluster.
+	ReplicationFactor int
+	// SC makes the namespace strong-consistency: nodes report a non-zero
+	// regime that every rebalance raises.
+	SC bool
+}
+
+// Options configures New.
+type Options struct {
+	// Nodes is the number of nodes to start (0 means 1).
+	Nodes int
+	// Namespaces lists the namespaces (empty means one AP namespace
+	// DefaultNamespace with replication factor 2).
+	Namespaces []NamespaceSpec
+	// ClusterName is what "cluster-name" answers; empty answers "null" as
+	// a server without a configured name does.
+	ClusterName string
+	// Build is what "build" answers (empty means DefaultBuild).
+	Build string
+	// Logger receives debug records about connections and cluster events
+	// (nil: discard).
+	Logger *slog.Logger
+}
+
+// NodeInfo describes one simulated node.
+type NodeInfo struct {
+	// Index is the node's index for the control methods.
+	Index int
+	// Name is the node name, 15 uppercase hex digits.
+	Name string
+	// Addr is the node's host:port.
+	Addr string
+	// Up is true while the node accepts connections.
+	Up bool
+	// Member is true while the node is part of the cluster (listed in its
+	// peers' lists, holding partitions) as of the last rebalance.
+	Member bool
+	// Removed is true once RemoveNode was called for the node.
+	Removed bool
+}
+
+type nsState struct {
+	spec NamespaceSpec
+	rf   int // effective replication factor as of the last rebalance
+}
+
+// Cluster is a running simulated cluster.
+type Cluster struct {
+	log   *slog.Logger
+	build string
+	cname string
+
+	mu     sync.Mutex
+	closed bool
+	ns     []nsState
+	nodes  []*node
+
+	wg sync.WaitGroup
+}
+
+type node struct {
+	idx     int
+	name    string
+	addr    string
+	ln      net.Listener
+	stop    chan struct{} // closed when the node stops
+	conns   map[net.Conn]struct{}
+	up      bool
+	member  bool
+	removed bool
+
+	peersGen, partGen, rebalanceGen int64
+	peers                           []int // node indexes in this node's peers list
+
+	claims map[string][]info.Bitmap // namespace -> one bitmap per replica index
+	regime map[string]uint32
+
+	requests map[string]uint64
+	messages uint64
+	nonInfo  uint64
+	accepted uint64
+
+	delay     time.Duration
+	dropNext  int
+	malformed map[string]string
+}
+
+// New starts a simulated cluster.
+func New(opts Options) (*Cluster, error) {
+	if opts.Nodes < 0 {
+		return nil, fmt.Errorf("%w: Nodes = %d", ErrInvalidOptions, opts.Nodes)
+	}
+	if opts.Nodes == 0 {
+		opts.Nodes = 1
+	}
+	if len(opts.Namespaces) == 0 {
+		opts.Namespaces = []NamespaceSpec{{Name: DefaultNamespace, ReplicationFactor: 2}}
+	}
+	if opts.Build == "" {
+		opts.Build = DefaultBuild
+	}
+	if _, err := info.ParseBuild(opts.Build); err != nil {
+		return nil, fmt.Errorf("%w: Build %q: %w", ErrInvalidOptions, opts.Build, err)
+	}
+	if strings.ContainsAny(opts.ClusterName, "\n\t") {
+		return nil, fmt.Errorf("%w: ClusterName %q has a control character", ErrInvalidOptions, opts.ClusterName)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{log: log, build: opts.Build, cname: opts.ClusterName}
+	seen := map[string]bool{}
+	for _, spec := range opts.Namespaces {
+		if spec.Name == "" || len(spec.Name) > info.MaxNamespaceLen || strings.ContainsAny(spec.Name, ":;,\n\t") {
+			return nil, fmt.Errorf("%w: namespace name %q", ErrInvalidOptions, spec.Name)
+		}
+		if seen[spec.Name] {
+			return nil, fmt.Errorf("%w: namespace %q listed twice", ErrInvalidOptions, spec.Name)
+		}
+		seen[spec.Name] = true
+		if spec.ReplicationFactor == 0 {
+			spec.ReplicationFactor = 2
+		}
+		if spec.ReplicationFactor < 1 || spec.ReplicationFactor > info.MaxReplicaCount {
+			return nil, fmt.Errorf("%w: namespace %q replication factor %d", ErrInvalidOptions, spec.Name, spec.ReplicationFactor)
+		}
+		c.ns = append(c.ns, nsState{spec: spec})
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for range opts.Nodes {
+		if _, err := c.startNewNodeLocked(); err != nil {
+			c.closeLocked()
+			return nil, err
+		}
+	}
+	if err := c.rebalanceLocked(); err != nil {
+		c.closeLocked()
+		return nil, err
+	}
+	return c, nil
+}
+
+// nodeName builds a node name that looks like a real one: 15 uppercase
+// hex digits.
+func nodeName(idx int) string {
+	return fmt.Sprintf("BB9%04X%08X", idx+1, 0x0011AC42)
+}
+
+// startNewNodeLocked creates node len(c.nodes), listening on a fresh port.
+func (c *Cluster) startNewNodeLocked() (*node, error) {
+	n := &node{
+		idx:       len(c.nodes),
+		name:      nodeName(len(c.nodes)),
+		claims:    map[string][]info.Bitmap{},
+		regime:    map[string]uint32{},
+		requests:  map[string]uint64{},
+		malformed: map[string]string{},
+		member:    true,
+	}
+	if err := c.listenLocked(n, "127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	n.addr = n.ln.Addr().String()
+	c.nodes = append(c.nodes, n)
+	c.log.Debug("tendtest node started", "node", n.name, "addr", n.addr)
+	return n, nil
+}
+
+func (c *Cluster) listenLocked(n *node, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("tendtest: node %d listen on %s: %w", n.idx, addr, err)
+	}
+	n.ln = ln
+	n.up = true
+	n.stop = make(chan struct{})
+	n.conns = map[net.Conn]struct{}{}
+	c.wg.Add(1)
+	go c.acceptLoop(n, ln, n.stop)
+	return nil
+}
+
+func (c *Cluster) stopNodeLocked(n *node) {
+	if !n.up {
+		return
+	}
+	n.up = false
+	close(n.stop)
+	_ = n.ln.Close()
+	for conn := range n.conns {
+		_ = conn.Close()
+	}
+	n.conns = map[net.Conn]struct{}{}
+}
+
+// Close stops every node and waits for all goroutines to end.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	c.closeLocked()
+	c.mu.Unlock()
+	c.wg.Wait()
+	return nil
+}
+
+func (c *Cluster) closeLocked() {
+	c.closed = true
+	for _, n := range c.nodes {
+		c.stopNodeLocked(n)
+	}
+}
+
+// node returns node i for a control method; c.mu must be held.
+func (c *Cluster) nodeLocked(i int) (*node, error) {
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if i < 0 || i >= len(c.nodes) {
+		return nil, fmt.Errorf("%w: index %d (have %d nodes)", ErrNoSuchNode, i, len(c.nodes))
+	}
+	return c.nodes[i], nil
+}
+
+func (c *Cluster) nsLocked(name string) (*nsState, error) {
+	for i := range c.ns {
+		if c.ns[i].spec.Name == name {
+			return &c.ns[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNoSuchNamespace, name)
+}
+
+// AddNode starts a new node, makes it a member and rebalances (every
+// member's peers and partition generations change). It returns the new
+// node's index.
+func (c *Cluster) AddNode() (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, ErrClosed
+	}
+	n, err := c.startNewNodeLocked()
+	if err != nil {
+		return 0, err
+	}
+	if err := c.rebalanceLocked(); err != nil {
+		return 0, err
+	}
+	return n.idx, nil
+}
+
+// StopNode makes node i unreachable: its listener and connections are
+// closed. Its state is kept and the other nodes still list it until the
+// next Rebalance, as a real cluster does until it notices.
+func (c *Cluster) StopNode(i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return err
+	}
+	c.stopNodeLocked(n)
+	c.log.Debug("tendtest node stopped", "node", n.name)
+	return nil
+}
+
+// RestartNode makes a stopped node reachable again on its old address,
+// with its old state. It does not rebalance.
+func (c *Cluster) RestartNode(i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return err
+	}
+	if n.removed {
+		return fmt.Errorf("%w: node %d", ErrNodeRemoved, i)
+	}
+	if n.up {
+		return nil
+	}
+	if err := c.listenLocked(n, n.addr); err != nil {
+		return err
+	}
+	c.log.Debug("tendtest node restarted", "node", n.name)
+	return nil
+}
+
+// RemoveNode stops node i for good and rebalances the cluster without it:
+// it disappears from every peers list (bumping peers-generation) and its
+// partitions move to the remaining members.
+func (c *Cluster) RemoveNode(i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return err
+	}
+	if n.removed {
+		return fmt.Errorf("%w: node %d", ErrNodeRemoved, i)
+	}
+	c.stopNodeLocked(n)
+	n.removed = true
+	n.member = false
+	return c.rebalanceLocked()
+}
+
+// Rebalance re-forms the cluster from the nodes that are up: they become
+// the members, each lists the others as peers, and every namespace's
+// partitions are assigned deterministically — replica r of partition p
+// goes to member (p+r) mod n, members in index order — with the effective
+// replication factor min(configured, n). Strong-consistency namespaces get
+// a regime one above any regime reported so far. Nodes whose answers
+// change get their generations bumped.
+func (c *Cluster) Rebalance() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	return c.rebalanceLocked()
+}
+
+func (c *Cluster) rebalanceLocked() error {
+	var members []*node
+	for _, n := range c.nodes {
+		n.member = n.up && !n.removed
+		if n.member {
+			members = append(members, n)
+		}
+	}
+	if len(members) == 0 {
+		return ErrNoLiveNodes
+	}
+	for _, n := range members {
+		var peers []int
+		for _, m := range members {
+			if m != n {
+				peers = append(peers, m.idx)
+			}
+		}
+		if !slices.Equal(peers, n.peers) {
+			n.peers = peers
+			n.peersGen++
+		}
+	}
+	changed := make(map[*node]bool)
+	for i := range c.ns {
+		ns := &c.ns[i]
+		ns.rf = min(ns.spec.ReplicationFactor, len(members))
+		var regime uint32
+		if ns.spec.SC {
+			for _, n := range c.nodes {
+				regime = max(regime, n.regime[ns.spec.Name])
+			}
+			regime++
+		}
+		fresh := make(map[*node][]info.Bitmap, len(members))
+		for _, n := range members {
+			fresh[n] = make([]info.Bitmap, ns.rf)
+		}
+		for p := range uint32(partmap.Partitions) {
+			for r := range ns.rf {
+				owner := members[(int(p)+r)%len(members)]
+				fresh[owner][r].Set(p)
+			}
+		}
+		for _, n := range members {
+			if !slices.Equal(fresh[n], n.claims[ns.spec.Name]) || n.regime[ns.spec.Name] != regime {
+				changed[n] = true
+			}
+			n.claims[ns.spec.Name] = fresh[n]
+			n.regime[ns.spec.Name] = regime
+		}
+	}
+	for _, n := range members {
+		n.rebalanceGen++
+		if changed[n] {
+			n.partGen++
+		}
+	}
+	c.log.Debug("tendtest rebalanced", "members", len(members))
+	return nil
+}
+
+// MovePartition makes node toNode the holder of replica replicaIndex of
+// partition pid in namespace ns. If toNode already held another replica
+// of the partition, the two holders swap. Both affected nodes bump their
+// partition-generation.
+func (c *Cluster) MovePartition(ns string, pid uint32, replicaIndex, toNode int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	to, st, err := c.partitionArgsLocked(ns, pid, replicaIndex, toNode)
+	if err != nil {
+		return err
+	}
+	if !to.member {
+		return fmt.Errorf("%w: node %d", ErrNodeNotMember, toNode)
+	}
+	name := st.spec.Name
+	var from *node
+	for _, n := range c.nodes {
+		if n.member && len(n.claims[name]) > replicaIndex && n.claims[name][replicaIndex].Has(pid) {
+			from = n
+			break
+		}
+	}
+	if from == to {
+		return nil
+	}
+	other := -1 // replica index toNode held before, if any
+	for r, b := range to.claims[name] {
+		if b.Has(pid) {
+			other = r
+			break
+		}
+	}
+	ensureLen(to, name, st.rf)
+	to.claims[name][replicaIndex].Set(pid)
+	if other >= 0 {
+		to.claims[name][other].Clear(pid)
+	}
+	if from != nil {
+		from.claims[name][replicaIndex].Clear(pid)
+		if other >= 0 {
+			ensureLen(from, name, other+1)
+			from.claims[name][other].Set(pid)
+		}
+		from.partGen++
+	}
+	to.partGen++
+	return nil
+}
+
+// ClaimPartition makes node additionally report replica replicaIndex of
+// partition pid, without taking it from its current holder — a stale or
+// conflicting claim such as a node cut off from the cluster would make.
+// Which claim wins is decided by the regimes (see SetRegime). The node's
+// partition-generation is bumped.
+func (c *Cluster) ClaimPartition(ns string, pid uint32, replicaIndex, node int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, st, err := c.partitionArgsLocked(ns, pid, replicaIndex, node)
+	if err != nil {
+		return err
+	}
+	ensureLen(n, st.spec.Name, replicaIndex+1)
+	n.claims[st.spec.Name][replicaIndex].Set(pid)
+	n.partGen++
+	return nil
+}
+
+func ensureLen(n *node, ns string, count int) {
+	for len(n.claims[ns]) < count {
+		n.claims[ns] = append(n.claims[ns], info.Bitmap{})
+	}
+}
+
+func (c *Cluster) partitionArgsLocked(ns string, pid uint32, replicaIndex, node int) (*node, *nsState, error) {
+	n, err := c.nodeLocked(node)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n.removed {
+		return nil, nil, fmt.Errorf("%w: node %d", ErrNodeRemoved, node)
+	}
+	st, err := c.nsLocked(ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pid >= partmap.Partitions {
+		return nil, nil, fmt.Errorf("%w: partition %d (want < %d)", ErrBadPartition, pid, partmap.Partitions)
+	}
+	if replicaIndex < 0 || replicaIndex >= st.rf {
+		return nil, nil, fmt.Errorf("%w: replica index %d (namespace %q has %d replicas)", ErrBadPartition, replicaIndex, ns, st.rf)
+	}
+	return n, st, nil
+}
+
+// SetRegime sets the regime node reports for namespace ns and bumps its
+// partition-generation. Regimes matter for strong-consistency namespaces:
+// when nodes claim the same partition, the higher regime wins.
+func (c *Cluster) SetRegime(ns string, node int, regime uint32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(node)
+	if err != nil {
+		return err
+	}
+	st, err := c.nsLocked(ns)
+	if err != nil {
+		return err
+	}
+	n.regime[st.spec.Name] = regime
+	n.partGen++
+	return nil
+}
+
+// Regime returns the regime node reports for namespace ns.
+func (c *Cluster) Regime(ns string, node int) (uint32, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(node)
+	if err != nil {
+		return 0, err
+	}
+	st, err := c.nsLocked(ns)
+	if err != nil {
+		return 0, err
+	}
+	return n.regime[st.spec.Name], nil
+}
+
+// Replicas returns the expected owners of partition pid of namespace ns:
+// element r is the name of the node a correct tender maps replica r to
+// ("" when no node claims it). Among the nodes that were not removed and
+// claim a replica, the highest regime wins; on equal regimes a member
+// beats a non-member and then the lower node index wins (real clients
+// resolve such ties by answer order, so tests should avoid them). The
+// slice has one element per replica index of the effective replication
+// factor.
+func (c *Cluster) Replicas(ns string, pid uint32) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, err := c.nsLocked(ns)
+	if err != nil {
+		return nil, err
+	}
+	if pid >= partmap.Partitions {
+		return nil, fmt.Errorf("%w: partition %d", ErrBadPartition, pid)
+	}
+	out := make([]string, st.rf)
+	for r := range out {
+		var best *node
+		for _, n := range c.nodes {
+			if n.removed || len(n.claims[ns]) <= r || !n.claims[ns][r].Has(pid) {
+				continue
+			}
+			if best == nil || beats(n, best, ns) {
+				best = n
+			}
+		}
+		if best != nil {
+			out[r] = best.name
+		}
+	}
+	return out, nil
+}
+
+// beats reports whether claim a wins over claim b (see Replicas).
+func beats(a, b *node, ns string) bool {
+	if a.regime[ns] != b.regime[ns] {
+		return a.regime[ns] > b.regime[ns]
+	}
+	if a.member != b.member {
+		return a.member
+	}
+	return a.idx < b.idx
+}
+
+// Master returns the expected master node name of partition pid of
+// namespace ns ("" if none), i.e. Replicas(ns, pid)[0].
+func (c *Cluster) Master(ns string, pid uint32) (string, error) {
+	r, err := c.Replicas(ns, pid)
+	if err != nil {
+		return "", err
+	}
+	if len(r) == 0 {
+		return "", nil
+	}
+	return r[0], nil
+}
+
+// Namespaces returns the namespace specs, with defaults applied.
+func (c *Cluster) Namespaces() []NamespaceSpec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]NamespaceSpec, len(c.ns))
+	for i, ns := range c.ns {
+		out[i] = ns.spec
+	}
+	return out
+}
+
+// ReplicationFactor returns the effective replication factor of ns as of
+// the last rebalance.
+func (c *Cluster) ReplicationFactor(ns string) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, err := c.nsLocked(ns)
+	if err != nil {
+		return 0, err
+	}
+	return st.rf, nil
+}
+
+// Nodes describes every node ever started, removed ones included, in index
+// order.
+func (c *Cluster) Nodes() []NodeInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]NodeInfo, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = NodeInfo{Index: n.idx, Name: n.name, Addr: n.addr, Up: n.up, Member: n.member, Removed: n.removed}
+	}
+	return out
+}
+
+// Seeds returns the host:port of every node that is up and not removed.
+func (c *Cluster) Seeds() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, n := range c.nodes {
+		if n.up && !n.removed {
+			out = append(out, n.addr)
+		}
+	}
+	return out
+}
+
+// PartitionGeneration returns node i's current partition-generation.
+func (c *Cluster) PartitionGeneration(i int) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return 0, err
+	}
+	return n.partGen, nil
+}
+
+// PeersGeneration returns node i's current peers-generation.
+func (c *Cluster) PeersGeneration(i int) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return 0, err
+	}
+	return n.peersGen, nil
+}
+
+// Requests returns, for node i, how many times each info command was
+// requested (keyed by the command name before any ':' parameters).
+func (c *Cluster) Requests(i int) map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.nodes) {
+		return map[string]uint64{}
+	}
+	out := make(map[string]uint64, len(c.nodes[i].requests))
+	for k, v := range c.nodes[i].requests {
+		out[k] = v
+	}
+	return out
+}
+
+// Messages returns how many info messages node i received (one message may
+// carry several commands).
+func (c *Cluster) Messages(i int) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.nodes) {
+		return 0
+	}
+	return c.nodes[i].messages
+}
+
+// NonInfoMessages returns how many non-info messages (login, data) node i
+// received; the simulator closes the connection on each.
+func (c *Cluster) NonInfoMessages(i int) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.nodes) {
+		return 0
+	}
+	return c.nodes[i].nonInfo
+}
+
+// Connections returns how many connections node i accepted (dropped ones
+// included).
+func (c *Cluster) Connections(i int) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.nodes) {
+		return 0
+	}
+	return c.nodes[i].accepted
+}
+
+// InfoRequests returns the total number of info messages all nodes
+// received.
+func (c *Cluster) InfoRequests() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var total uint64
+	for _, n := range c.nodes {
+		total += n.messages
+	}
+	return total
+}
+
+// ResetCounters zeroes every node's request, message and connection
+// counters.
+func (c *Cluster) ResetCounters() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		n.requests = map[string]uint64{}
+		n.messages, n.nonInfo, n.accepted = 0, 0, 0
+	}
+}
+
+// SetDelay makes node i wait d before answering each info message.
+func (c *Cluster) SetDelay(i int, d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return err
+	}
+	n.delay = max(d, 0)
+	return nil
+}
+
+// DropNextConnections makes node i close its next n accepted connections
+// immediately, without reading from them.
+func (c *Cluster) DropNextConnections(i, n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	nd, err := c.nodeLocked(i)
+	if err != nil {
+		return err
+	}
+	nd.dropNext = max(n, 0)
+	return nil
+}
+
+// SetMalformed makes node i answer command with value instead of the real
+// value, until ClearFaults. command matches either the exact requested
+// name or the name before its ':' parameters. The value is sent verbatim,
+// so it may even break the reply framing (e.g. contain '\n').
+func (c *Cluster) SetMalformed(i int, command, value string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return err
+	}
+	n.malformed[command] = value
+	return nil
+}
+
+// ClearFaults removes node i's delay, pending drops and malformed values.
+func (c *Cluster) ClearFaults(i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return err
+	}
+	n.delay, n.dropNext = 0, 0
+	n.malformed = map[string]string{}
+	return nil
+}
+
+func (c *Cluster) acceptLoop(n *node, ln net.Listener, stop chan struct{}) {
+	defer c.wg.Done()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		if c.closed || !n.up || n.stop != stop {
+			c.mu.Unlock()
+			_ = conn.Close()
+			return
+		}
+		n.accepted++
+		if n.dropNext > 0 {
+			n.dropNext--
+			c.mu.Unlock()
+			_ = conn.Close()
+			c.log.Debug("tendtest dropped connection", "node", n.name)
+			continue
+		}
+		n.conns[conn] = struct{}{}
+		c.wg.Add(1)
+		c.mu.Unlock()
+		go c.serve(n, conn, stop)
+	}
+}
+
+func (c *Cluster) serve(n *node, conn net.Conn, stop chan struct{}) {
+	defer c.wg.Done()
+	defer func() {
+		_ = conn.Close()
+		c.mu.Lock()
+		delete(n.conns, conn)
+		c.mu.Unlock()
+	}()
+	var buf []byte
+	for {
+		h, err := info.ReadHeader(conn)
+		if err != nil {
+			return
+		}
+		if h.Version != info.ProtoVersion || h.Type != info.TypeInfo {
+			c.mu.Lock()
+			n.nonInfo++
+			c.mu.Unlock()
+			c.log.Debug("tendtest non-info message", "node", n.name, "version", h.Version, "type", h.Type)
+			return
+		}
+		if h.Length > maxRequestBody {
+			return
+		}
+		body, err := info.ReadBody(conn, h, buf)
+		if err != nil {
+			return
+		}
+		buf = body[:0]
+		reply, delay, ok := c.answer(n, info.ParseRequest(body), stop)
+		if !ok {
+			return
+		}
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-stop:
+				t.Stop()
+				return
+			}
+		}
+		msg, err := info.AppendMessage(nil, reply)
+		if err != nil {
+			return
+		}
+		if _, err := conn.Write(msg); err != nil {
+			return
+		}
+	}
+}
+
+// answer builds the reply body for one info message.
+func (c *Cluster) answer(n *node, names []string, stop chan struct{}) ([]byte, time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || n.stop != stop {
+		return nil, 0, false
+	}
+	n.messages++
+	if len(names) == 0 {
+		names = []string{"node", "build", "edition", "version", "cluster-name"}
+	}
+	var body []byte
+	for _, name := range names {
+		base, _, _ := strings.Cut(name, ":")
+		n.requests[base]++
+		value, ok := n.malformed[name]
+		if !ok {
+			value, ok = n.malformed[base]
+		}
+		if !ok {
+			value = c.valueLocked(n, base)
+		}
+		body = info.AppendReplyLine(body, name, value)
+	}
+	return body, n.delay, true
+}
+
+// valueLocked is node n's answer to one info command.
+func (c *Cluster) valueLocked(n *node, cmd string) string {
+	switch cmd {
+	case info.CmdNode, "name":
+		return n.name
+	case info.CmdBuild:
+		return c.build
+	case "edition":
+		return "Aerospike Enterprise Edition"
+	case "version":
+		return "Aerospike Enterprise Edition build " + c.build
+	case info.CmdFeatures:
+		return features
+	case info.CmdClusterName:
+		if c.cname == "" {
+			return "null"
+		}
+		return c.cname
+	case info.CmdPartitionGeneration:
+		return strconv.FormatInt(n.partGen, 10)
+	case info.CmdPeersGeneration:
+		return strconv.FormatInt(n.peersGen, 10)
+	case info.CmdRebalanceGeneration:
+		return strconv.FormatInt(n.rebalanceGen, 10)
+	case info.CmdPeersClearStd, info.CmdPeersClearAlt, "alumni-clear-std", "alumni-clear-alt":
+		return info.FormatPeers(c.peersLocked(n))
+	case info.CmdPeersTLSStd, info.CmdPeersTLSAlt, "alumni-tls-std", "alumni-tls-alt":
+		// No TLS service: the generation with an empty list.
+		return info.FormatPeers(info.Peers{Generation: n.peersGen})
+	case info.CmdServiceClearStd, info.CmdServiceClearAlt, "service":
+		return n.addr
+	case info.CmdServiceTLSStd, info.CmdServiceTLSAlt:
+		return ""
+	case "services", "services-alternate":
+		var addrs []string
+		for _, p := range n.peers {
+			addrs = append(addrs, c.nodes[p].addr)
+		}
+		return strings.Join(addrs, ";")
+	case info.CmdReplicas:
+		return info.FormatReplicas(c.replicasLocked(n))
+	case info.CmdReplicasAll:
+		return info.FormatReplicasAll(c.replicasLocked(n))
+	case "replicas-master":
+		var parts []string
+		for _, r := range c.replicasLocked(n) {
+			parts = append(parts, r.Namespace+":"+r.Bitmaps[0].Base64())
+		}
+		return strings.Join(parts, ";")
+	case info.CmdRackIDs:
+		var parts []string
+		for _, ns := range c.ns {
+			parts = append(parts, ns.spec.Name+":0")
+		}
+		return strings.Join(parts, ";")
+	case "namespaces":
+		var parts []string
+		for _, ns := range c.ns {
+			parts = append(parts, ns.spec.Name)
+		}
+		return strings.Join(parts, ";")
+	case "status", "user-agent-set":
+		return "ok"
+	case "statistics":
+		members := 0
+		for _, m := range c.nodes {
+			if m.member {
+				members++
+			}
+		}
+		return "cluster_size=" + strconv.Itoa(members) + ";cluster_integrity=true;migrate_partitions_remaining=0"
+	default:
+		// Unknown command: echo the name with an empty value.
+		return ""
+	}
+}
+
+// peersLocked is node n's peers-clear-std view.
+func (c *Cluster) peersLocked(n *node) info.Peers {
+	_, portStr, _ := net.SplitHostPort(n.addr)
+	port, _ := strconv.Atoi(portStr)
+	out := info.Peers{Generation: n.peersGen, DefaultPort: port}
+	for _, i := range n.peers {
+		p := c.nodes[i]
+		host, pstr, _ := net.SplitHostPort(p.addr)
+		pport, _ := strconv.Atoi(pstr)
+		out.Peers = append(out.Peers, info.Peer{Name: p.name, Hosts: []info.HostPort{{Host: host, Port: pport}}})
+	}
+	return out
+}
+
+// replicasLocked is node n's "replicas" answer: every namespace, with its
+// regime and one bitmap per replica index (at least one, all empty for a
+// node that holds nothing, as a server that has not rebalanced reports).
+func (c *Cluster) replicasLocked(n *node) []info.NamespaceReplicas {
+	out := make([]info.NamespaceReplicas, 0, len(c.ns))
+	for _, ns := range c.ns {
+		bitmaps := n.claims[ns.spec.Name]
+		if len(bitmaps) == 0 {
+			bitmaps = []info.Bitmap{{}}
+		}
+		out = append(out, info.NamespaceReplicas{
+			Namespace:    ns.spec.Name,
+			Regime:       n.regime[ns.spec.Name],
+			ReplicaCount: len(bitmaps),
+			Bitmaps:      bitmaps,
+		})
+	}
+	return out
+}
