@@ -1,0 +1,244 @@
+// Command prefork is the Go version of Aerospike's Node.js cluster-module
+// example: a master process starts worker processes that share one
+// listening port and one shared-memory cluster view, of which exactly one
+// worker tends.
+//
+// The master opens the listener and hands its file descriptor to every
+// worker (exec.Cmd.ExtraFiles); each worker re-executes this binary with
+// PREFORK_WORKER=1, rebuilds the listener with net.FileListener, opens the
+// cluster view with tend.Open and serves
+//
+//	GET /route/{ns}/{set}/{key}   where a record lives (digest, partition, master, replicas)
+//	GET /stats                    this worker's tend statistics
+//
+// SIGINT (or SIGTERM) to the master is forwarded to the workers, which
+// close their cluster view (releasing the tend lease) and exit; the master
+// then removes the segment. Killing the tending worker makes another worker
+// take over.
+//
+//	prefork -sim 3 -workers 4 -addr :8000
+//	curl localhost:8000/route/test/demo/myTestKey
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/partmap"
+	"github.com/shmkit/shmkit/tend"
+	"github.com/shmkit/shmkit/tend/tendtest"
+)
+
+const (
+	envWorker = "PREFORK_WORKER"
+	envSeeds  = "PREFORK_SEEDS"
+	envID     = "PREFORK_ID"
+)
+
+type options struct {
+	workers            int
+	addr, seeds, key   string
+	sim                int
+	interval, takeover time.Duration
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.workers, "workers", 4, "number of worker processes")
+	flag.StringVar(&o.addr, "addr", ":8000", "listen address")
+	flag.IntVar(&o.sim, "sim", 0, "start a simulated cluster of N nodes (namespace test, RF 2)")
+	flag.StringVar(&o.seeds, "seeds", "", "comma-separated seed host:port list")
+	flag.StringVar(&o.key, "shm-key", "", "SysV key of the shared cluster view (default shmkit's cluster key)")
+	flag.DurationVar(&o.interval, "tend-interval", time.Second, "tend interval")
+	flag.DurationVar(&o.takeover, "takeover-threshold", 30*time.Second, "takeover threshold")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
+	var err error
+	if os.Getenv(envWorker) == "1" {
+		err = worker(o, log.With("worker", os.Getenv(envID)))
+	} else {
+		err = master(o, log.With("role", "master"))
+	}
+	if err != nil {
+		log.Error("exit", "err", err)
+		os.Exit(1)
+	}
+}
+
+func shmKey(s string) (arena.Key, error) {
+	if s == "" {
+		return tend.DefaultShmKey(), nil
+	}
+	return arena.ParseKey(s)
+}
+
+func master(o options, log *slog.Logger) error {
+	key, err := shmKey(o.key)
+	if err != nil {
+		return err
+	}
+	seeds := o.seeds
+	if o.sim > 0 {
+		sim, err := tendtest.New(tendtest.Options{Nodes: o.sim, Namespaces: []tendtest.NamespaceSpec{{Name: "test", ReplicationFactor: 2}}})
+		if err != nil {
+			return err
+		}
+		defer sim.Close()
+		seeds = strings.Join(sim.Seeds(), ",")
+	}
+	if seeds == "" {
+		return errors.New("no seeds: use -seeds or -sim")
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	f, err := ln.(*net.TCPListener).File()
+	ln.Close() // the workers own the socket through f
+	if err != nil {
+		return err
+	}
+	fmt.Printf("listening on %s\n", ln.Addr())
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var cmds []*exec.Cmd
+	exited := make(chan int, o.workers)
+	for i := range o.workers {
+		cmd := exec.Command(exe, os.Args[1:]...)
+		cmd.Env = append(os.Environ(), envWorker+"=1", envSeeds+"="+seeds, fmt.Sprintf("%s=%d", envID, i+1))
+		cmd.ExtraFiles = []*os.File{f}
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		cmds = append(cmds, cmd)
+		go func() {
+			err := cmd.Wait()
+			log.Info("worker exited", "worker", i+1, "pid", cmd.Process.Pid, "status", fmt.Sprint(err))
+			exited <- i
+		}()
+	}
+	f.Close()
+	left := o.workers
+	for left > 0 {
+		select {
+		case sig := <-sigs:
+			log.Info("forwarding signal to workers", "signal", sig.String())
+			for _, c := range cmds {
+				c.Process.Signal(sig)
+			}
+		case <-exited:
+			left--
+		}
+	}
+	// Every worker has detached: remove the segment (a segment still in
+	// use elsewhere is refused, and kept).
+	loc := arena.SysV(key)
+	if err := arena.Remove(loc, arena.RemoveOptions{}); err != nil && !errors.Is(err, arena.ErrNotFound) {
+		log.Warn("segment kept", "segment", loc.String(), "err", err)
+	}
+	log.Info("all workers exited")
+	return nil
+}
+
+// nodeJSON is a node in a /route answer.
+type nodeJSON struct {
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses"`
+}
+
+// routeJSON is a /route answer.
+type routeJSON struct {
+	NS          string     `json:"ns"`
+	Set         string     `json:"set"`
+	Key         string     `json:"key"`
+	Digest      []int      `json:"digest"`
+	PartitionID uint32     `json:"partition_id"`
+	Master      *nodeJSON  `json:"master"`
+	Replicas    []nodeJSON `json:"replicas"`
+}
+
+func toJSON(n *partmap.Node) nodeJSON {
+	j := nodeJSON{Name: n.Name, Addresses: []string{}}
+	for _, a := range n.Addresses {
+		j.Addresses = append(j.Addresses, a.String())
+	}
+	return j
+}
+
+func worker(o options, log *slog.Logger) error {
+	key, err := shmKey(o.key)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.FileListener(os.NewFile(3, "listener"))
+	if err != nil {
+		return fmt.Errorf("inherited listener: %w", err)
+	}
+	c, err := tend.Open(ctx, tend.Config{
+		Seeds: strings.Split(os.Getenv(envSeeds), ","), UseShm: true, ShmKey: key,
+		TendInterval: o.interval, TakeoverThreshold: o.takeover, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("worker starting", "role", c.Stats().Role)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /route/{ns}/{set}/{key}", func(w http.ResponseWriter, r *http.Request) {
+		ns, set, k := r.PathValue("ns"), r.PathValue("set"), r.PathValue("key")
+		d := partmap.StringKeyDigest(set, k)
+		out := routeJSON{NS: ns, Set: set, Key: k, PartitionID: d.PartitionID(), Replicas: []nodeJSON{}}
+		for _, b := range d {
+			out.Digest = append(out.Digest, int(b))
+		}
+		m, err := c.Master(ns, d)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		mj := toJSON(m)
+		out.Master = &mj
+		for i := 1; i < partmap.StoredReplicas; i++ {
+			if n, err := c.Replica(ns, d, i); err == nil {
+				out.Replicas = append(out.Replicas, toJSON(n))
+			}
+		}
+		writeJSON(w, out)
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, c.Stats())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	<-ctx.Done()
+	log.Info("worker exiting")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	return c.Close()
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,250 @@
+package partmap
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/failpoint"
+	"github.com/shmkit/shmkit/lease"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestRecordCodec(t *testing.T) {
+	in := NodeInfo{Name: "BB9020011AC4202", TLSName: "cluster.example.com", Build: "7.1.0.3", Active: true,
+		Addresses: []netip.AddrPort{
+			netip.MustParseAddrPort("10.1.2.3:3000"),
+			netip.MustParseAddrPort("[2001:db8::1]:4333"),
+			netip.MustParseAddrPort("[::ffff:10.0.0.9]:3000"),
+			netip.MustParseAddrPort("[::]:1"),
+		}}
+	if err := in.validate(); err != nil {
+		t.Fatal(err)
+	}
+	rec := make([]uint64, nodeWords)
+	encodeNode(rec, 42, &in, true)
+	n, err := decodeNode(3, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Slot != 3 || n.Gen != 42 || !n.NodeInfo.equal(&in) { // 4in6 stays 4in6
+		t.Errorf("round trip: %+v", n)
+	}
+	encodeNode(rec, 43, &NodeInfo{}, false)
+	if n, err := decodeNode(3, rec); n != nil || err != nil {
+		t.Errorf("empty slot: %v %v", n, err)
+	}
+	// Damaged meta words, families and lengths are CorruptErrors.
+	for _, damage := range []func([]uint64){
+		func(r []uint64) { r[nodeMeta] |= 0xff << 8 },                      // name length 255
+		func(r []uint64) { r[nodeMeta] |= 1 << 45 },                        // unknown bits
+		func(r []uint64) { r[nodeMeta] &^= 0xff << 8 },                     // name length 0
+		func(r []uint64) { r[nodeAddrs+2] = 3000 | 5<<16 },                 // family 5
+		func(r []uint64) { r[nodeAddrs+2] = 3000 | 4<<16 },                 // "IPv4" that is not 4in6
+		func(r []uint64) { r[nodeMeta] = r[nodeMeta]&^(0xff<<32) | 9<<32 }, // 9 addresses
+	} {
+		encodeNode(rec, 1, &in, true)
+		rec[nodeAddrs], rec[nodeAddrs+1] = 0, 1 // ::1 at address 0
+		damage(rec)
+		var ce *CorruptError
+		if _, err := decodeNode(1, rec); !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
+			t.Errorf("damaged record decoded: %v", err)
+		}
+	}
+	ns := NamespaceInfo{Name: "0123456789012345678901234567890", ReplicaCount: 5, SC: true}
+	nrec := make([]uint64, nsWords)
+	encodeNamespace(nrec, &ns)
+	if got, err := decodeNamespace(0, nrec); err != nil || got != ns {
+		t.Errorf("namespace round trip: %+v %v", got, err)
+	}
+	nrec[nsMeta] = 40
+	if _, err := decodeNamespace(0, nrec); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("namespace name length 40: %v", err)
+	}
+	// The checksum covers every word but itself.
+	encodeNode(rec, 1, &in, true)
+	sum := checksum(rec)
+	for i := range rec {
+		if i == wSum {
+			continue
+		}
+		rec[i] ^= 1 << (i % 64)
+		if checksum(rec) == sum {
+			t.Errorf("checksum misses a flip in word %d", i)
+		}
+		rec[i] ^= 1 << (i % 64)
+	}
+}
+
+func testMap(t *testing.T, cfg Config) (*Map, arena.Location) {
+	t.Helper()
+	loc := arena.NewHeapStore().At("internal")
+	cfg.Logger = quietLogger()
+	m, err := Open(context.Background(), loc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(); arena.Remove(loc, arena.RemoveOptions{Force: true}) })
+	return m, loc
+}
+
+func testOwner(t *testing.T, m *Map) (*lease.Lease, *Writer) {
+	t.Helper()
+	l, err := lease.New(m.seg, m.leaseOff, lease.Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.TryAcquire(); err != nil {
+		t.Fatal(err)
+	}
+	w := m.Writer(l)
+	if err := w.StampAll(); err != nil {
+		t.Fatal(err)
+	}
+	return l, w
+}
+
+// TestStaleCopyOverwrite: a stale owner's plain stores into a published
+// copy are detected by readers; warm readers keep the node they verified;
+// the owner's next Publish repairs the record.
+func TestStaleCopyOverwrite(t *testing.T) {
+	m, loc := testMap(t, Config{})
+	l, w := testOwner(t, m)
+	a, _ := w.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
+	ns, _ := w.EnsureNamespace("test", 1, false)
+	for pid := range uint32(Partitions) {
+		if err := w.SetPartition(ns, pid, a, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	warm, err := Open(context.Background(), loc, Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer warm.Close()
+	if n, ok := warm.Master(ns, 0); !ok || n.Build != "1" {
+		t.Fatalf("warm reader: %v", n)
+	}
+	// The stale owner (an older epoch) rewrites the published copy.
+	stale := func(build string) {
+		ctl := m.seg.Load64(m.nodeCtlOff(a - 1))
+		_, p := lease.SplitFenced(ctl)
+		rec := make([]uint64, nodeWords)
+		encodeNode(rec, 99, &NodeInfo{Name: "impostor", Active: true, Build: build}, true)
+		rec[wTag] = lease.PackFenced(l.Epoch()-1, p)
+		rec[wSum] = checksum(rec)
+		if err := m.nodeT.Write(2*(a-1)+copyOf(p), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale("x")
+	cold, err := Open(context.Background(), loc, Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cold.Close()
+	var ce *CorruptError
+	if n, err := cold.Lookup(ns, 0, 0); !errors.As(err, &ce) || ce.What != "node slot" || ce.Index != a {
+		t.Fatalf("cold reader of an overwritten copy: %v %v", n, err)
+	}
+	if n, ok := warm.Master(ns, 0); !ok || n.Name != "node-a" {
+		t.Fatalf("warm reader: %v", n)
+	}
+	// The owner republishes the node (new attributes); the stale owner
+	// overwrites the new copy too: the warm reader falls back to the
+	// record it verified (no slot changed hands), the cold one fails.
+	if _, err := w.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "2"}); err != nil {
+		t.Fatal(err)
+	}
+	stale("y")
+	if n, ok := warm.Master(ns, 0); !ok || n.Name != "node-a" || n.Build != "1" {
+		t.Fatalf("warm reader after the second overwrite: %v %v", n, ok)
+	}
+	if n, ok := cold.Master(ns, 0); ok {
+		t.Fatalf("cold reader got %v", n)
+	}
+	// Publish repairs.
+	if err := w.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*Map{warm, cold, m} {
+		if n, err := r.Lookup(ns, 0, 0); err != nil || n.Name != "node-a" || n.Build != "2" {
+			t.Fatalf("after repair: %v %v", n, err)
+		}
+	}
+	if st := cold.Stats(); st.Unreadable != 0 {
+		t.Errorf("stats after repair: %+v", st)
+	}
+}
+
+// TestStalledCopy: a writer stopped in the middle of writing the
+// unpublished copy (a stale owner) holds its seqlock claim; the owner
+// publishes through the other copy after StallTimeout.
+func TestStalledCopy(t *testing.T) {
+	m, loc := testMap(t, Config{StallTimeout: 50 * time.Millisecond})
+	_, w := testOwner(t, m)
+	a, _ := w.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
+	if err := w.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	fp, err := failpoint.Parse("seqlock.write.mid=sleep(400ms)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	staleMap, err := Open(context.Background(), loc, Config{Failpoints: fp, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer staleMap.Close()
+	_, p := lease.SplitFenced(m.seg.Load64(m.nodeCtlOff(a - 1)))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rec := make([]uint64, nodeWords)
+		_ = staleMap.nodeT.Write(2*(a-1)+1-copyOf(p), rec) // stalls mid-write
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if _, err := w.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "2"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("published through the other copy after %v", time.Since(start))
+	if err := w.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	if _, p2 := lease.SplitFenced(m.seg.Load64(m.nodeCtlOff(a - 1))); copyOf(p2) != copyOf(p) {
+		t.Errorf("published copy %d, want the unstalled copy %d", copyOf(p2), copyOf(p))
+	}
+	if n, err := m.node(a - 1); err != nil || n.Build != "2" {
+		t.Errorf("node after the stalled write: %v %v", n, err)
+	}
+	wg.Wait()
+	if n, err := m.node(a - 1); err != nil || n.Build != "2" {
+		t.Errorf("node after the stale write finished: %v %v", n, err)
+	}
+}
+
+func TestPublishCounterAndSeqWrap(t *testing.T) {
+	m, _ := testMap(t, Config{})
+	_, w := testOwner(t, m)
+	rec := make([]uint64, nodeWords)
+	np, err := w.writeCopy(m.nodeT, 0, 1<<ctlCopyShift|ctlSeqMask, rec, "node slot", 1)
+	if err != nil || np != 1 {
+		t.Errorf("after the largest seq: payload %#x %v, want copy 0 seq 1", np, err)
+	}
+	w.pub = lease.PayloadMask - 1
+	if err := w.begin(); !errors.Is(err, ErrNotStamped) {
+		t.Errorf("exhausted publish counter: %v", err)
+	}
+}

@@ -1,0 +1,282 @@
+package partmap
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/shmkit/shmkit/lease"
+)
+
+// NodeInfo is what the tend owner knows about a server node and publishes.
+type NodeInfo struct {
+	// Name is the node's name (Aerospike names are 15 hex digits), 1 to
+	// MaxNodeName bytes.
+	Name string
+	// Addresses are the node's service addresses (IPv4 or IPv6, no zone),
+	// at most MaxAddresses, in order of preference.
+	Addresses []netip.AddrPort
+	// TLSName is the name to verify the node's certificate against (at
+	// most MaxTLSName bytes; empty without TLS).
+	TLSName string
+	// Build is the server's build string, e.g. "7.1.0.3" (at most
+	// MaxBuild bytes).
+	Build string
+	// Active is false for a node that is known but should not get
+	// traffic (it left the cluster, or failed its last tends).
+	Active bool
+}
+
+// Node is a node as read from the segment: a process-local copy that a
+// Map caches and returns by pointer. It is immutable: do not modify it or
+// its Addresses.
+type Node struct {
+	// Slot is the node's 1-based slot number (what partition entries hold).
+	Slot int
+	// Gen is the slot's generation: it changes whenever the slot is given
+	// to another node (or emptied), never while it holds the same node.
+	Gen uint64
+	NodeInfo
+}
+
+func (n *NodeInfo) validate() error {
+	switch {
+	case n.Name == "" || len(n.Name) > MaxNodeName:
+		return fmt.Errorf("partmap: node name %q: want 1..%d bytes: %w", n.Name, MaxNodeName, ErrInvalid)
+	case strings.IndexByte(n.Name, 0) >= 0:
+		return fmt.Errorf("partmap: node name %q contains a NUL byte: %w", n.Name, ErrInvalid)
+	case len(n.Addresses) > MaxAddresses:
+		return fmt.Errorf("partmap: node %s has %d addresses, at most %d are stored: %w", n.Name, len(n.Addresses), MaxAddresses, ErrInvalid)
+	case len(n.TLSName) > MaxTLSName:
+		return fmt.Errorf("partmap: node %s: TLS name of %d bytes, at most %d: %w", n.Name, len(n.TLSName), MaxTLSName, ErrInvalid)
+	case len(n.Build) > MaxBuild:
+		return fmt.Errorf("partmap: node %s: build string of %d bytes, at most %d: %w", n.Name, len(n.Build), MaxBuild, ErrInvalid)
+	}
+	for _, a := range n.Addresses {
+		if !a.IsValid() || a.Addr().Zone() != "" {
+			return fmt.Errorf("partmap: node %s: address %v: want a valid IPv4 or IPv6 address and port without zone: %w", n.Name, a, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func (n *NodeInfo) equal(o *NodeInfo) bool {
+	return n.Name == o.Name && n.TLSName == o.TLSName && n.Build == o.Build && n.Active == o.Active &&
+		slices.Equal(n.Addresses, o.Addresses)
+}
+
+func (n NodeInfo) clone() NodeInfo {
+	n.Addresses = slices.Clone(n.Addresses)
+	return n
+}
+
+// checksum hashes every word of a record but the checksum word itself.
+// It is a multiply-xorshift chain: not cryptographic, but every bit of
+// every word reaches every bit of the result.
+func checksum(rec []uint64) uint64 {
+	h := 0x9e3779b97f4a7c15 ^ uint64(len(rec))
+	for i, w := range rec {
+		if i == wSum {
+			continue
+		}
+		h ^= w
+		h *= 0xbf58476d1ce4e5b9
+		h ^= h >> 31
+	}
+	h *= 0x94d049bb133111eb
+	return h ^ h>>29
+}
+
+// putString stores s (len(s) <= 8*len(dst)) little-endian into dst,
+// zero-padded.
+func putString(dst []uint64, s string) {
+	for i := range dst {
+		var w uint64
+		for j := 0; j < 8; j++ {
+			if k := 8*i + j; k < len(s) {
+				w |= uint64(s[k]) << (8 * j)
+			}
+		}
+		dst[i] = w
+	}
+}
+
+// getString reads n bytes from src; the caller has checked n <= 8*len(src).
+func getString(src []uint64, n int) string {
+	b := make([]byte, n)
+	for k := range b {
+		b[k] = byte(src[k/8] >> (8 * (k % 8)))
+	}
+	return string(b)
+}
+
+// encodeNode fills rec (nodeWords) except the tag and checksum.
+func encodeNode(rec []uint64, gen uint64, info *NodeInfo, used bool) {
+	clear(rec)
+	rec[nodeGen] = gen
+	if !used {
+		return
+	}
+	flags := uint64(nodeUsed)
+	if info.Active {
+		flags |= nodeActive
+	}
+	rec[nodeMeta] = flags | uint64(len(info.Name))<<8 | uint64(len(info.TLSName))<<16 |
+		uint64(len(info.Build))<<24 | uint64(len(info.Addresses))<<32
+	putString(rec[nodeName:nodeAddrs], info.Name)
+	for i, a := range info.Addresses {
+		ip := a.Addr()
+		fam := uint64(6)
+		if ip.Is4() {
+			fam = 4
+		}
+		b := ip.As16()
+		w := rec[nodeAddrs+i*nodeAddrSize:]
+		w[0], w[1], w[2] = le64(b[:8]), le64(b[8:]), uint64(a.Port())|fam<<16
+	}
+	putString(rec[nodeTLS:nodeBuild], info.TLSName)
+	putString(rec[nodeBuild:nodeWords], info.Build)
+}
+
+func le64(b []byte) uint64 {
+	var w uint64
+	for i := range 8 {
+		w |= uint64(b[i]) << (8 * i)
+	}
+	return w
+}
+
+// decodeNode decodes a verified node record of slot (1-based). It returns
+// nil for an empty slot; every length and family is checked.
+func decodeNode(slot int, rec []uint64) (*Node, error) {
+	meta := rec[nodeMeta]
+	flags := meta & 0xff
+	if flags&nodeUsed == 0 {
+		if meta != 0 {
+			return nil, corrupt("node slot", slot, nil, "empty record with meta word %#x", meta)
+		}
+		return nil, nil
+	}
+	nameLen, tlsLen, buildLen, naddr := int(meta>>8&0xff), int(meta>>16&0xff), int(meta>>24&0xff), int(meta>>32&0xff)
+	switch {
+	case flags&^(nodeUsed|nodeActive) != 0 || meta>>40 != 0:
+		return nil, corrupt("node slot", slot, nil, "meta word %#x has unknown bits", meta)
+	case nameLen == 0 || nameLen > MaxNodeName || tlsLen > MaxTLSName || buildLen > MaxBuild || naddr > MaxAddresses:
+		return nil, corrupt("node slot", slot, nil, "lengths out of range: name %d, TLS name %d, build %d, addresses %d", nameLen, tlsLen, buildLen, naddr)
+	}
+	n := &Node{Slot: slot, Gen: rec[nodeGen]}
+	n.Name = getString(rec[nodeName:nodeAddrs], nameLen)
+	n.TLSName = getString(rec[nodeTLS:nodeBuild], tlsLen)
+	n.Build = getString(rec[nodeBuild:nodeWords], buildLen)
+	n.Active = flags&nodeActive != 0
+	if naddr > 0 {
+		n.Addresses = make([]netip.AddrPort, naddr)
+	}
+	for i := range naddr {
+		w := rec[nodeAddrs+i*nodeAddrSize:]
+		var b [16]byte
+		for j := range 8 {
+			b[j], b[8+j] = byte(w[0]>>(8*j)), byte(w[1]>>(8*j))
+		}
+		ip := netip.AddrFrom16(b)
+		switch w[2] >> 16 {
+		case 4:
+			if !ip.Is4In6() {
+				return nil, corrupt("node slot", slot, nil, "address %d marked IPv4 is %v", i, ip)
+			}
+			ip = ip.Unmap()
+		case 6:
+		default:
+			return nil, corrupt("node slot", slot, nil, "address %d has family %d", i, w[2]>>16)
+		}
+		n.Addresses[i] = netip.AddrPortFrom(ip, uint16(w[2]))
+	}
+	return n, nil
+}
+
+// NamespaceInfo describes a namespace as registered by the owner.
+type NamespaceInfo struct {
+	// Name is the namespace name (1 to MaxNamespaceName bytes).
+	Name string
+	// ReplicaCount is the namespace's replication factor as the server
+	// reports it (1..255). At most StoredReplicas replicas are stored.
+	ReplicaCount int
+	// SC is true for a strong-consistency namespace.
+	SC bool
+}
+
+func validNamespace(name string, replicas int) error {
+	switch {
+	case name == "" || len(name) > MaxNamespaceName:
+		return fmt.Errorf("partmap: namespace name %q: want 1..%d bytes: %w", name, MaxNamespaceName, ErrInvalid)
+	case strings.IndexByte(name, 0) >= 0:
+		return fmt.Errorf("partmap: namespace name %q contains a NUL byte: %w", name, ErrInvalid)
+	case replicas < 1 || replicas > 255:
+		return fmt.Errorf("partmap: namespace %s: replica count %d, want 1..255: %w", name, replicas, ErrInvalid)
+	}
+	return nil
+}
+
+func encodeNamespace(rec []uint64, ns *NamespaceInfo) {
+	clear(rec)
+	meta := uint64(len(ns.Name)) | uint64(ns.ReplicaCount)<<8
+	if ns.SC {
+		meta |= 1 << 16
+	}
+	rec[nsMeta] = meta
+	putString(rec[nsName:nsWords], ns.Name)
+}
+
+func decodeNamespace(idx int, rec []uint64) (NamespaceInfo, error) {
+	meta := rec[nsMeta]
+	n, r := int(meta&0xff), int(meta>>8&0xff)
+	if n == 0 || n > MaxNamespaceName || r == 0 || meta>>17 != 0 {
+		return NamespaceInfo{}, corrupt("namespace slot", idx, nil, "meta word %#x out of range", meta)
+	}
+	return NamespaceInfo{Name: getString(rec[nsName:nsWords], n), ReplicaCount: r, SC: meta&(1<<16) != 0}, nil
+}
+
+// OwnerStats are the tend owner's statistics, published for followers to
+// display.
+type OwnerStats struct {
+	// PID is the owner's process id (in its PID namespace).
+	PID int
+	// Epoch is the lease epoch the statistics were published under.
+	Epoch uint64
+	// Tends counts tend rounds, InfoRequests the info requests they sent,
+	// TendErrors the rounds that failed. They carry over across owners.
+	Tends, InfoRequests, TendErrors uint64
+	// LastTend is when the last tend round finished (zero: none yet).
+	LastTend time.Time
+	// LastTendDuration is how long it took.
+	LastTendDuration time.Duration
+}
+
+func encodeStats(rec []uint64, s *OwnerStats) {
+	clear(rec)
+	rec[stPID] = uint64(s.PID)
+	rec[stTends] = s.Tends
+	rec[stInfo] = s.InfoRequests
+	if !s.LastTend.IsZero() {
+		rec[stLast] = uint64(s.LastTend.UnixNano())
+	}
+	rec[stDuration] = uint64(s.LastTendDuration)
+	rec[stErrors] = s.TendErrors
+}
+
+func decodeStats(rec []uint64) OwnerStats {
+	s := OwnerStats{
+		PID: int(uint32(rec[stPID])), Tends: rec[stTends], InfoRequests: rec[stInfo],
+		LastTendDuration: time.Duration(rec[stDuration] & (1<<63 - 1)), TendErrors: rec[stErrors],
+	}
+	s.Epoch, _ = lease.SplitFenced(rec[wTag])
+	if rec[stLast] != 0 {
+		s.LastTend = time.Unix(0, int64(rec[stLast]&(1<<63-1)))
+	}
+	return s
+}
+
+// copyOf returns the copy index named by a control word payload.
+func copyOf(payload uint64) int { return int(payload>>ctlCopyShift) & 1 }

@@ -1,0 +1,904 @@
+package partmap
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/lease"
+	"github.com/shmkit/shmkit/seqlock"
+)
+
+// FailPublishMid is the failpoint hit by SetPartition (and SetPartitions)
+// before every entry CAS of a publish batch except the batch's first, so
+// that a test can stop or kill the owner between two entries of one
+// publish: arm it as "partmap.publish.mid=stop@100" to stop after 100
+// entries of the process's batches.
+const FailPublishMid = "partmap.publish.mid"
+
+// recState is what the owner knows about a node or namespace slot.
+type recState uint8
+
+const (
+	recNever   recState = iota // never published (control payload 0)
+	recUsed                    // holds a node or namespace
+	recFree                    // published empty: a removed node
+	recUnknown                 // its record failed validation at takeover
+)
+
+// wrec is the owner's view of one record slot: its state and the control
+// word it published last (or adopted).
+type wrec struct {
+	state recState
+	ctl   uint64
+}
+
+type wnode struct {
+	wrec
+	gen     uint64
+	info    NodeInfo
+	freedAt uint64 // order of removal, for least-recently-freed reuse
+}
+
+type wns struct {
+	wrec
+	info NamespaceInfo
+}
+
+// Writer is the tend owner's side of a Map: it changes the tables, and
+// every change is fenced by the owner's lease epoch, so that a process
+// that lost the lease (stopped, hung, partitioned) can never publish.
+// Once another owner has stamped the segment, every call of a stale
+// Writer fails with an error wrapping lease.ErrFenced, including calls
+// that would change nothing.
+// After acquiring the lease, call StampAll before anything else.
+//
+// Changes are grouped into publish batches: the first change opens a
+// batch (readers' Snapshot waits while it is open), Publish closes it,
+// increments the generation and wakes WaitChange in every process. A
+// Writer is safe for concurrent use, but an owner normally drives it from
+// its tend goroutine.
+//
+// The owner keeps in process memory what it published: per-slot
+// reference counts (how many partition entries name each node slot), the
+// node and namespace registrations, and a mirror of every partition
+// entry. StampAll rebuilds all of it from the segment.
+type Writer struct {
+	m *Map
+	l *lease.Lease
+
+	mu      sync.Mutex
+	epoch   uint64 // the lease epoch (40 bits) the tables were stamped with; 0 before StampAll
+	pub     uint64 // publish counter (payload of the publish word) this writer wrote last
+	open    bool   // a batch is open
+	entries int    // entry CASes in the open batch
+
+	nodes    []wnode
+	byName   map[string]int // node name → 0-based slot
+	refs     []int          // partition references per node slot
+	freeSeq  uint64
+	nss      []wns
+	nsByName map[string]int
+	mirror   [][Partitions]uint32 // entry payloads per namespace slot
+	stats    wrec
+	owner    OwnerStats
+	buf      [nodeWords]uint64
+}
+
+// Writer returns the owner's writer for this map, fenced by l, a lease on
+// the record at LeaseOffset. The writer is unusable (ErrNotStamped) until
+// StampAll succeeds.
+func (m *Map) Writer(l *lease.Lease) *Writer {
+	return &Writer{m: m, l: l}
+}
+
+// check returns an error unless the writer is stamped for the lease's
+// current epoch. Fencing itself is done by every CAS; this catches an
+// owner that re-acquired the lease without stamping again.
+func (w *Writer) check() error {
+	if w.epoch == 0 {
+		return fmt.Errorf("partmap: writer used before StampAll: %w", ErrNotStamped)
+	}
+	if e := w.l.Epoch() & epochMask; e != w.epoch {
+		if e == 0 {
+			return fmt.Errorf("partmap: writer stamped with epoch %d: %w", w.epoch, lease.ErrNotOwner)
+		}
+		return fmt.Errorf("partmap: writer stamped with epoch %d, the lease now has epoch %d: %w", w.epoch, e, ErrNotStamped)
+	}
+	return nil
+}
+
+const epochMask = 1<<lease.EpochBits - 1
+
+// stillOurs checks that the publish word carries this writer's epoch, so
+// that calls that change nothing still tell a stale owner it is fenced
+// (one atomic load; the writes themselves are fenced by their CAS).
+func (w *Writer) stillOurs() error {
+	if e, _ := lease.SplitFenced(w.m.seg.Load64(w.m.pub)); e != w.epoch {
+		return fenced(lease.ErrFenced, "the publish word has epoch %d, ours is %d", e, w.epoch)
+	}
+	return nil
+}
+
+// fenced wraps a fencing error with what was being written.
+func fenced(err error, format string, args ...any) error {
+	return fmt.Errorf("partmap: %s: %w (another process owns the map now; stop writing and re-acquire the lease)",
+		fmt.Sprintf(format, args...), err)
+}
+
+// StampAll makes this process's lease epoch the owner of every fenced word
+// of the segment, and rebuilds the writer's state from what it finds.
+// Call it after every acquisition of the lease and before any change.
+//
+// In order, it
+//
+//  1. stamps the publish word with its epoch, opening a batch (a stale
+//     owner can no longer open or close one);
+//  2. stamps every partition entry (lease.Stamp) and reads it into the
+//     mirror, clearing slot numbers out of range and the entries of
+//     namespace slots that hold no namespace;
+//  3. republishes every valid node, namespace and stats record under its
+//     epoch (writing the unpublished copy, then one CAS of the control
+//     word from the old epoch's word), and stamps the control words of
+//     records that fail validation, keeping them out of use;
+//  4. rebuilds the per-slot reference counts and publishes.
+//
+// A stale owner's CAS on a word this has stamped fails, so each of its
+// single-word changes either landed before the stamp (and is part of
+// what StampAll adopts) or not at all. StampAll fails with an error
+// wrapping lease.ErrFenced if a newer owner has stamped words already.
+func (w *Writer) StampAll() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.l.Epoch() & epochMask
+	if e == 0 {
+		return fmt.Errorf("partmap: StampAll: %w", lease.ErrNotOwner)
+	}
+	m := w.m
+	w.epoch, w.open, w.entries = 0, false, 0
+	w.nodes = make([]wnode, m.maxNodes)
+	w.byName = map[string]int{}
+	w.refs = make([]int, m.maxNodes)
+	w.nss = make([]wns, m.maxNS)
+	w.nsByName = map[string]int{}
+	w.mirror = make([][Partitions]uint32, m.maxNS)
+
+	// 1. Seize the publish word.
+	w.epoch = e
+	if err := w.seize(); err != nil {
+		w.epoch = 0
+		return err
+	}
+
+	// 3 (before 2, so that entries can be checked against namespaces).
+	for i := range m.maxNS {
+		valid, ctl, err := w.adopt(m.nsT, m.nsCtlOff(i), i, w.buf[:nsWords], "namespace slot", i, func(rec []uint64) error {
+			_, err := decodeNamespace(i, rec)
+			return err
+		})
+		if err != nil {
+			w.epoch = 0
+			return err
+		}
+		ns := &w.nss[i]
+		ns.ctl = ctl
+		switch {
+		case valid == recUsed:
+			info, _ := decodeNamespace(i, w.buf[:nsWords])
+			if _, dup := w.nsByName[info.Name]; dup {
+				ns.state = recUnknown
+				m.cfg.Logger.Warn("partmap: namespace registered twice; ignoring the later slot", "namespace", info.Name, "slot", i)
+				continue
+			}
+			ns.state, ns.info = recUsed, info
+			w.nsByName[info.Name] = i
+		default:
+			ns.state = valid
+		}
+	}
+	for i := range m.maxNodes {
+		valid, ctl, err := w.adopt(m.nodeT, m.nodeCtlOff(i), i, w.buf[:nodeWords], "node slot", i+1, func(rec []uint64) error {
+			_, err := decodeNode(i+1, rec)
+			return err
+		})
+		if err != nil {
+			w.epoch = 0
+			return err
+		}
+		n := &w.nodes[i]
+		n.ctl = ctl
+		if valid != recUsed {
+			n.state = valid
+			continue
+		}
+		node, _ := decodeNode(i+1, w.buf[:nodeWords])
+		n.gen = w.buf[nodeGen]
+		switch {
+		case node == nil:
+			n.state = recFree
+		case w.hasNode(node.Name):
+			n.state = recUnknown // the same name in two slots: keep it out of use
+			m.cfg.Logger.Warn("partmap: node registered twice; ignoring the later slot", "node", node.Name, "slot", i+1)
+		default:
+			n.state, n.info = recUsed, node.NodeInfo
+			w.byName[node.Name] = i
+		}
+	}
+	valid, ctl, err := w.adopt(m.statsT, m.statsCtl, 0, w.buf[:statsWords], "stats", 0, nil)
+	if err != nil {
+		w.epoch = 0
+		return err
+	}
+	w.stats = wrec{state: valid, ctl: ctl}
+	if valid == recUsed {
+		w.owner = decodeStats(w.buf[:statsWords])
+	}
+
+	// 2. Stamp the entries.
+	for i := range m.maxNS {
+		for pid := range uint32(Partitions) {
+			off := m.entryOff(i, pid)
+			if err := w.l.Stamp(m.seg, off); err != nil {
+				w.epoch = 0
+				return fenced(err, "stamp namespace %d partition %d", i, pid)
+			}
+			_, p := lease.SplitFenced(m.seg.Load64(off))
+			clean := p
+			if w.nss[i].state != recUsed {
+				clean = 0
+			}
+			for r := range StoredReplicas {
+				if s := int(clean >> (8 * r) & 0xff); s > m.maxNodes {
+					clean &^= 0xff << (8 * r)
+				}
+			}
+			if clean != p {
+				if _, err := w.l.FencedCAS(m.seg, off, p, clean); err != nil {
+					w.epoch = 0
+					return fenced(err, "clear namespace %d partition %d", i, pid)
+				}
+				_, clean = lease.SplitFenced(m.seg.Load64(off))
+			}
+			w.mirror[i][pid] = uint32(clean)
+			w.addRefs(uint32(clean), 1)
+		}
+	}
+	w.owner.PID = os.Getpid()
+	m.cfg.Logger.Info("partmap: stamped the tables", "epoch", e, "nodes", len(w.byName), "namespaces", len(w.nsByName))
+	return w.publishLocked()
+}
+
+// adopt takes over record slot idx of t for this writer's epoch. A record
+// that verifies is republished unchanged under the epoch and its content
+// left in buf (state recUsed); a slot never published is stamped (recNever);
+// a record that fails validation has its control word stamped as it is,
+// so that no earlier owner can publish it and readers keep rejecting it
+// (recUnknown).
+func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uint64, what string, shown int, decode func([]uint64) error) (recState, uint64, error) {
+	m := w.m
+	for range readAttempts * 4 {
+		c := m.seg.Load64(ctlOff)
+		ce, p := lease.SplitFenced(c)
+		if ce > w.epoch {
+			return 0, 0, fenced(lease.ErrFenced, "adopt %s %d: its control word has epoch %d, ours is %d", what, shown, ce, w.epoch)
+		}
+		if p == 0 {
+			nc := lease.PackFenced(w.epoch, 0)
+			if c == nc || m.seg.CAS64(ctlOff, c, nc) {
+				return recNever, nc, nil
+			}
+			continue
+		}
+		state := recUsed
+		_, _, err := m.readRecord(t, ctlOff, idx, buf, what, shown)
+		if err == nil && decode != nil {
+			err = decode(buf)
+		}
+		if err != nil {
+			if errors.Is(err, ErrUnstable) {
+				continue
+			}
+			state = recUnknown
+		}
+		if ce == w.epoch {
+			return state, c, nil // stamped already (StampAll called again)
+		}
+		if state == recUnknown {
+			nc := lease.PackFenced(w.epoch, p)
+			if m.seg.CAS64(ctlOff, c, nc) {
+				m.cfg.Logger.Warn("partmap: record fails validation; keeping its slot out of use", what, shown, "error", err)
+				return recUnknown, nc, nil
+			}
+			continue
+		}
+		np, err := w.writeCopy(t, idx, p, buf, what, shown)
+		if err != nil {
+			return 0, 0, err
+		}
+		nc := lease.PackFenced(w.epoch, np)
+		if m.seg.CAS64(ctlOff, c, nc) {
+			return recUsed, nc, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("partmap: adopt %s %d: its control word kept changing: %w", what, shown, ErrUnstable)
+}
+
+// writeCopy writes rec (tag and checksum filled in here) as the next
+// publication after control payload p of slot idx: into the copy that is
+// not published, or, if a stalled writer (a stopped earlier owner) holds
+// that copy, into the published one. It returns the new control payload.
+func (w *Writer) writeCopy(t *seqlock.Table, idx int, p uint64, rec []uint64, what string, shown int) (uint64, error) {
+	seq := p&ctlSeqMask + 1
+	if seq > ctlSeqMask {
+		seq = 1
+	}
+	order := [2]int{1 - copyOf(p), copyOf(p)}
+	if p == 0 {
+		order = [2]int{0, 1}
+	}
+	var werr error
+	for _, cp := range order {
+		np := uint64(cp)<<ctlCopyShift | seq
+		rec[wTag] = lease.PackFenced(w.epoch, np)
+		rec[wSum] = checksum(rec)
+		werr = t.Write(2*idx+cp, rec)
+		if werr == nil {
+			return np, nil
+		}
+		if !errors.Is(werr, seqlock.ErrWriterStalled) {
+			break
+		}
+		w.m.cfg.Logger.Warn("partmap: record copy held by a stalled writer; writing the other copy", what, shown, "copy", cp)
+	}
+	return 0, fmt.Errorf("partmap: write %s %d: %w", what, shown, werr)
+}
+
+// publishRecord publishes rec as the next version of slot idx of t: it
+// writes a copy, then moves the control word to it with one fenced CAS.
+func (w *Writer) publishRecord(t *seqlock.Table, ctlOff arena.Offset, idx int, r *wrec, rec []uint64, what string, shown int) error {
+	m := w.m
+	// A cheap early check: do not even write a copy if the control word
+	// is no longer ours. (The CAS below is what fences; this only keeps a
+	// stale owner's plain stores out of copies in all but a narrow race.)
+	if ce, _ := lease.SplitFenced(m.seg.Load64(ctlOff)); ce != w.epoch {
+		return fenced(lease.ErrFenced, "publish %s %d: control word has epoch %d, ours is %d", what, shown, ce, w.epoch)
+	}
+	_, p := lease.SplitFenced(r.ctl)
+	np, err := w.writeCopy(t, idx, p, rec, what, shown)
+	if err != nil {
+		return err
+	}
+	ok, err := w.l.FencedCAS(m.seg, ctlOff, p, np)
+	if err != nil {
+		return fenced(err, "publish %s %d", what, shown)
+	}
+	if !ok {
+		cur := m.seg.Load64(ctlOff)
+		if ce, _ := lease.SplitFenced(cur); ce == w.epoch {
+			r.ctl = cur // resynchronize, so the caller's retry can succeed
+		}
+		return corrupt(what, shown, nil, "control word %#x is not the one this owner published (%#x): something else writes the segment", cur, r.ctl)
+	}
+	r.ctl = lease.PackFenced(w.epoch, np)
+	return nil
+}
+
+// seize makes the publish word this writer's: from a word of an older
+// epoch, one CAS to (epoch, 1), a batch open; from a word of this epoch
+// (StampAll again), it opens a batch if none is. A word of a newer epoch
+// means another owner took over.
+func (w *Writer) seize() error {
+	m := w.m
+	for {
+		v := m.seg.Load64(m.pub)
+		ve, p := lease.SplitFenced(v)
+		switch {
+		case ve > w.epoch:
+			return fenced(lease.ErrFenced, "seize the publish word: it has epoch %d, ours is %d", ve, w.epoch)
+		case ve == w.epoch && p&1 != 0:
+			w.pub, w.open = p, true // our batch is still open
+			return nil
+		case ve == w.epoch:
+			w.pub, w.open = p, false
+			return w.begin()
+		case m.seg.CAS64(m.pub, v, lease.PackFenced(w.epoch, 1)):
+			w.pub, w.open = 1, true
+			return nil
+		}
+	}
+}
+
+// begin opens a publish batch if none is open: one fenced CAS of the
+// publish word's counter from even (w.pub) to odd.
+func (w *Writer) begin() error {
+	if w.open {
+		return nil
+	}
+	if w.pub+2 > lease.PayloadMask {
+		return fmt.Errorf("partmap: %d publishes in epoch %d exhausted the publish counter; release and re-acquire the lease: %w",
+			w.pub/2, w.epoch, ErrNotStamped)
+	}
+	if err := w.movePub(); err != nil {
+		return err
+	}
+	w.open = true
+	return nil
+}
+
+// movePub increments the publish word's counter with a fenced CAS.
+func (w *Writer) movePub() error {
+	ok, err := w.l.FencedCAS(w.m.seg, w.m.pub, w.pub, w.pub+1)
+	if err != nil {
+		return fenced(err, "move the publish word from %d", w.pub)
+	}
+	if !ok {
+		return corrupt("publish word", -1, nil, "it is %#x, this owner wrote counter %d: something else writes the segment",
+			w.m.seg.Load64(w.m.pub), w.pub)
+	}
+	w.pub++
+	return nil
+}
+
+// Publish verifies the records this owner published (republishing any
+// that were damaged, e.g. by a stale owner's late plain stores), closes
+// the open batch, which increments the generation, and wakes WaitChange
+// in every process. Without an open batch and damage it does nothing.
+func (w *Writer) Publish() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return err
+	}
+	if err := w.stillOurs(); err != nil {
+		return err
+	}
+	if err := w.repair(); err != nil {
+		return err
+	}
+	return w.publishLocked()
+}
+
+func (w *Writer) publishLocked() error {
+	if !w.open {
+		return nil
+	}
+	m := w.m
+	if err := w.movePub(); err != nil {
+		return err
+	}
+	w.open, w.entries = false, 0
+	m.seg.Add32(m.futex, 1)
+	m.seg.FutexWake(m.futex, math.MaxInt32)
+	return nil
+}
+
+// repair re-reads every record this owner published and republishes the
+// ones that no longer verify.
+func (w *Writer) repair() error {
+	m := w.m
+	for i := range w.nodes {
+		n := &w.nodes[i]
+		if n.state != recUsed && n.state != recFree {
+			continue
+		}
+		ctl, _, err := m.readRecord(m.nodeT, m.nodeCtlOff(i), i, w.buf[:nodeWords], "node slot", i+1)
+		if err == nil && ctl == n.ctl {
+			continue
+		}
+		m.cfg.Logger.Warn("partmap: republishing a damaged node record", "slot", i+1, "error", err)
+		if err := w.putNode(i, n.gen, &n.info, n.state == recUsed); err != nil {
+			return err
+		}
+	}
+	for i := range w.nss {
+		ns := &w.nss[i]
+		if ns.state != recUsed {
+			continue
+		}
+		ctl, _, err := m.readRecord(m.nsT, m.nsCtlOff(i), i, w.buf[:nsWords], "namespace slot", i)
+		if err == nil && ctl == ns.ctl {
+			continue
+		}
+		m.cfg.Logger.Warn("partmap: republishing a damaged namespace record", "slot", i, "error", err)
+		if err := w.putNamespace(i, &ns.info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putNode publishes node slot i (0-based) inside the open batch.
+func (w *Writer) putNode(i int, gen uint64, info *NodeInfo, used bool) error {
+	if err := w.begin(); err != nil {
+		return err
+	}
+	rec := w.buf[:nodeWords]
+	encodeNode(rec, gen, info, used)
+	return w.publishRecord(w.m.nodeT, w.m.nodeCtlOff(i), i, &w.nodes[i].wrec, rec, "node slot", i+1)
+}
+
+func (w *Writer) putNamespace(i int, info *NamespaceInfo) error {
+	if err := w.begin(); err != nil {
+		return err
+	}
+	rec := w.buf[:nsWords]
+	encodeNamespace(rec, info)
+	return w.publishRecord(w.m.nsT, w.m.nsCtlOff(i), i, &w.nss[i].wrec, rec, "namespace slot", i)
+}
+
+// AddOrUpdateNode publishes a node: the node of that name is updated in
+// place (same slot, same generation); a new node gets a free slot. It
+// returns the node's 1-based slot, for SetPartition.
+//
+// A slot is free when it never held a node or its node was removed
+// (RemoveNode, which requires that no partition refers to it); the least
+// recently freed slot is reused first. Giving a slot to a new node
+// increments its generation and the segment's reuse counter before the
+// node is published (see the package documentation). With no free slot
+// it fails with ErrNoRoom and counts the refusal in the segment.
+func (w *Writer) AddOrUpdateNode(info NodeInfo) (int, error) {
+	if err := info.validate(); err != nil {
+		return 0, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	if i, ok := w.byName[info.Name]; ok {
+		n := &w.nodes[i]
+		if n.info.equal(&info) {
+			return i + 1, w.stillOurs()
+		}
+		info = info.clone()
+		if err := w.putNode(i, n.gen, &info, true); err != nil {
+			return 0, err
+		}
+		n.info = info
+		return i + 1, nil
+	}
+	i := w.freeSlot()
+	if i < 0 {
+		total := w.m.seg.Add64(w.m.nodeOvf, 1)
+		return 0, fmt.Errorf("partmap: node %s: all %d node slots hold nodes or are still referenced (%d refusals so far); "+
+			"raise MaxNodes and use a new segment: %w", info.Name, w.m.maxNodes, total, ErrNoRoom)
+	}
+	n := &w.nodes[i]
+	info = info.clone()
+	// The slot changes hands: announce it to readers before publishing.
+	w.m.seg.Add64(w.m.reuse, 1)
+	if err := w.putNode(i, n.gen+1, &info, true); err != nil {
+		return 0, err
+	}
+	n.gen++
+	n.state, n.info = recUsed, info
+	w.byName[info.Name] = i
+	return i + 1, nil
+}
+
+// freeSlot returns the free slot to use next (0-based), or -1: never-used
+// slots first, then the least recently freed. A slot whose record was
+// unreadable at takeover is free once no entry refers to it.
+func (w *Writer) freeSlot() int {
+	best := -1
+	for i := range w.nodes {
+		n := &w.nodes[i]
+		if w.refs[i] != 0 {
+			continue
+		}
+		switch n.state {
+		case recNever:
+			return i
+		case recFree, recUnknown:
+			if best < 0 || n.freedAt < w.nodes[best].freedAt {
+				best = i
+			}
+		}
+	}
+	return best
+}
+
+// DeactivateNode republishes the named node with Active false. Its slot
+// and the partitions that refer to it are unchanged.
+func (w *Writer) DeactivateNode(name string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return err
+	}
+	i, ok := w.byName[name]
+	if !ok {
+		return fmt.Errorf("partmap: deactivate node %q: %w", name, ErrNotFound)
+	}
+	n := &w.nodes[i]
+	if !n.info.Active {
+		return w.stillOurs()
+	}
+	info := n.info
+	info.Active = false
+	if err := w.putNode(i, n.gen, &info, true); err != nil {
+		return err
+	}
+	n.info = info
+	return nil
+}
+
+// RemoveNode empties the named node's slot, which may then be reused for
+// another node. It fails with ErrInUse while partition entries still
+// refer to the node: move them first (SetPartition).
+func (w *Writer) RemoveNode(name string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return err
+	}
+	i, ok := w.byName[name]
+	if !ok {
+		return fmt.Errorf("partmap: remove node %q: %w", name, ErrNotFound)
+	}
+	if w.refs[i] != 0 {
+		return fmt.Errorf("partmap: remove node %q: %d partition replicas still refer to slot %d; reassign them first: %w",
+			name, w.refs[i], i+1, ErrInUse)
+	}
+	n := &w.nodes[i]
+	w.m.seg.Add64(w.m.reuse, 1)
+	if err := w.putNode(i, n.gen+1, &NodeInfo{}, false); err != nil {
+		return err
+	}
+	delete(w.byName, name)
+	w.freeSeq++
+	n.gen++
+	n.state, n.info, n.freedAt = recFree, NodeInfo{}, w.freeSeq
+	return nil
+}
+
+// NodeSlot returns the 1-based slot of the named node as this owner
+// published it.
+func (w *Writer) NodeSlot(name string) (int, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i, ok := w.byName[name]
+	return i + 1, ok
+}
+
+// EnsureNamespace registers a namespace (or updates its replica count and
+// SC mode) and returns its handle. Namespace slots are never reused for
+// another name. With no free slot it fails with ErrNoRoom and counts the
+// refusal in the segment.
+func (w *Writer) EnsureNamespace(name string, replicaCount int, sc bool) (NS, error) {
+	if err := validNamespace(name, replicaCount); err != nil {
+		return NS{}, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return NS{}, err
+	}
+	info := NamespaceInfo{Name: name, ReplicaCount: replicaCount, SC: sc}
+	if i, ok := w.nsByName[name]; ok {
+		if w.nss[i].info == info {
+			return NS{i: uint16(i + 1)}, w.stillOurs()
+		}
+		if err := w.putNamespace(i, &info); err != nil {
+			return NS{}, err
+		}
+		w.nss[i].info = info
+		return NS{i: uint16(i + 1)}, nil
+	}
+	for i := range w.nss {
+		if w.nss[i].state != recNever {
+			continue
+		}
+		if err := w.putNamespace(i, &info); err != nil {
+			return NS{}, err
+		}
+		w.nss[i].state, w.nss[i].info = recUsed, info
+		w.nsByName[name] = i
+		return NS{i: uint16(i + 1)}, nil
+	}
+	total := w.m.seg.Add64(w.m.nsOvf, 1)
+	return NS{}, fmt.Errorf("partmap: namespace %s: all %d namespace slots are taken (%d refusals so far); "+
+		"raise MaxNamespaces and use a new segment: %w", name, w.m.maxNS, total, ErrNoRoom)
+}
+
+// nsIndex validates a handle against the namespaces this owner holds.
+func (w *Writer) nsIndex(ns NS) (int, error) {
+	i := ns.Index()
+	if i < 0 || i >= len(w.nss) || w.nss[i].state != recUsed {
+		return 0, fmt.Errorf("partmap: namespace handle %d is not a registered namespace: %w", i, ErrInvalid)
+	}
+	return i, nil
+}
+
+// payload validates three 1-based slots (0 = none) and packs them.
+func (w *Writer) payload(slots Replicas) (uint32, error) {
+	var p uint32
+	for r, s := range slots {
+		if s == 0 {
+			continue
+		}
+		if int(s) > len(w.nodes) || w.nodes[s-1].state != recUsed {
+			return 0, fmt.Errorf("partmap: replica %d: node slot %d holds no node: %w", r, s, ErrInvalid)
+		}
+		for q := range r {
+			if slots[q] == s {
+				return 0, fmt.Errorf("partmap: node slot %d is replica %d and %d of one partition: %w", s, q, r, ErrInvalid)
+			}
+		}
+		p |= uint32(s) << (8 * r)
+	}
+	return p, nil
+}
+
+func (w *Writer) hasNode(name string) bool {
+	_, ok := w.byName[name]
+	return ok
+}
+
+func (w *Writer) addRefs(p uint32, d int) {
+	for r := range StoredReplicas {
+		if s := int(p >> (8 * r) & 0xff); s != 0 && s <= len(w.refs) {
+			w.refs[s-1] += d
+		}
+	}
+}
+
+// SetPartition sets the master and proles of partition pid of namespace
+// ns: 1-based node slots from AddOrUpdateNode, 0 for none. It is one
+// fenced CAS of the partition's entry; a stale owner's fails with an
+// error wrapping lease.ErrFenced. Nodes that did not fit (ErrNoRoom) have
+// no slot: give their partitions 0, never another node's slot.
+func (w *Writer) SetPartition(ns NS, pid uint32, master, prole1, prole2 int) error {
+	var slots Replicas
+	for r, s := range [StoredReplicas]int{master, prole1, prole2} {
+		if s < 0 || s > MaxNodesLimit {
+			return fmt.Errorf("partmap: replica %d: node slot %d out of range: %w", r, s, ErrInvalid)
+		}
+		slots[r] = uint8(s)
+	}
+	if pid >= Partitions {
+		return fmt.Errorf("partmap: partition %d: %w", pid, ErrPartitionOutOfRange)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return err
+	}
+	i, err := w.nsIndex(ns)
+	if err != nil {
+		return err
+	}
+	p, err := w.payload(slots)
+	if err != nil {
+		return fmt.Errorf("partmap: namespace %s partition %d: %w", w.nss[i].info.Name, pid, err)
+	}
+	return w.setEntry(i, pid, p)
+}
+
+// SetPartitions sets every partition of namespace ns from table, CASing
+// only the entries that change, and returns how many did. It stops at the
+// first error (entries before it are changed).
+func (w *Writer) SetPartitions(ns NS, table *[Partitions]Replicas) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	i, err := w.nsIndex(ns)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.stillOurs(); err != nil {
+		return 0, err
+	}
+	changed := 0
+	for pid := range uint32(Partitions) {
+		p, err := w.payload(table[pid])
+		if err != nil {
+			return changed, fmt.Errorf("partmap: namespace %s partition %d: %w", w.nss[i].info.Name, pid, err)
+		}
+		if p == w.mirror[i][pid] {
+			continue
+		}
+		if err := w.setEntry(i, pid, p); err != nil {
+			return changed, err
+		}
+		changed++
+	}
+	return changed, nil
+}
+
+// setEntry CASes one entry from the mirrored payload to p.
+func (w *Writer) setEntry(i int, pid uint32, p uint32) error {
+	old := w.mirror[i][pid]
+	if old == p {
+		return w.stillOurs()
+	}
+	if err := w.begin(); err != nil {
+		return err
+	}
+	if w.entries > 0 {
+		w.m.cfg.Failpoints.Hit(FailPublishMid)
+	}
+	off := w.m.entryOff(i, pid)
+	ok, err := w.l.FencedCAS(w.m.seg, off, uint64(old), uint64(p))
+	if err == nil && !ok {
+		// The entry is not what this owner wrote: something else wrote
+		// the segment. Overwrite it; the mirror stays the truth.
+		_, cur := lease.SplitFenced(w.m.seg.Load64(off))
+		w.m.cfg.Logger.Warn("partmap: partition entry changed behind the owner", "namespace", i, "partition", pid, "found", cur, "expected", old)
+		ok, err = w.l.FencedCAS(w.m.seg, off, cur, uint64(p))
+	}
+	if err != nil {
+		return fenced(err, "namespace %s partition %d", w.nss[i].info.Name, pid)
+	}
+	if !ok {
+		return corrupt("partition", int(pid), nil, "namespace %d entry keeps changing behind the owner", i)
+	}
+	w.entries++
+	w.addRefs(old, -1)
+	w.addRefs(p, 1)
+	w.mirror[i][pid] = p
+	return nil
+}
+
+// TendReport is one tend round, for RecordTend.
+type TendReport struct {
+	// InfoRequests is how many info requests the round sent.
+	InfoRequests int
+	// Failed is true if the round failed.
+	Failed bool
+	// Duration is how long the round took.
+	Duration time.Duration
+	// At is when it finished (default: now).
+	At time.Time
+}
+
+// RecordTend adds a tend round to the owner statistics that followers see
+// in Stats().Owner. The statistics are a fenced record, outside publish
+// batches (they do not change the generation).
+func (w *Writer) RecordTend(r TendReport) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return err
+	}
+	if r.At.IsZero() {
+		r.At = time.Now()
+	}
+	s := w.owner
+	s.Tends++
+	s.InfoRequests += uint64(max(r.InfoRequests, 0))
+	if r.Failed {
+		s.TendErrors++
+	}
+	s.LastTend, s.LastTendDuration = r.At, r.Duration
+	rec := w.buf[:statsWords]
+	encodeStats(rec, &s)
+	if err := w.publishRecord(w.m.statsT, w.m.statsCtl, 0, &w.stats, rec, "stats", 0); err != nil {
+		return err
+	}
+	w.stats.state = recUsed
+	w.owner = s
+	return nil
+}
+
+// Epoch returns the lease epoch the writer stamped the tables with (0
+// before StampAll).
+func (w *Writer) Epoch() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.epoch
+}
+
+// Refs returns how many partition replicas refer to each node slot
+// (index 0 is slot 1), as this owner tracks them.
+func (w *Writer) Refs() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]int(nil), w.refs...)
+}
