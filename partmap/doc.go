@@ -72,8 +72,8 @@
 // held slot s at some instant at which the entry named s. Let P be the
 // publication C names. If P was published before the entry load, P still
 // held the slot at the entry load (P is current at the control word load,
-// later, and publication numbers never repeat in an epoch) — that instant
-// proves the claim. Otherwise P was published after the entry load; if it
+// later, and control words never repeat in an epoch — see below for the
+// wrap) — that instant proves the claim. Otherwise P was published after the entry load; if it
 // kept the slot's node the claim holds; if it changed the node, by (b) R
 // was incremented before P, and by (a) and (c) no entry named s between
 // that increment and P — so the increment came after the entry load,
@@ -82,11 +82,28 @@
 // node that the partition named at one instant during the lookup, or
 // nothing; never a node the partition was not assigned to.
 //
+// Publication numbers are 23 bits, so after 2^23 publications of one slot
+// in one epoch a control word can repeat. Even then the node is right: a
+// change of node in between moved R, which the lookup compares; only the
+// attributes (addresses, active flag) could be stale.
+//
 // When a slot's newest record does not verify (a stale owner's store), a
 // reader returns the record it verified last for that slot if R still
 // equals the value read both before its verification and around the entry
 // load — no slot changed hands, so the node is right; its attributes may
 // be one publication old.
+//
+// # Guarantees, in short
+//
+//   - Master, Replica and Lookup return the node that the partition's
+//     entry named at one instant during the call, or nothing; never a node
+//     the partition was not assigned to (given an owner that follows the
+//     protocol above, which Writer enforces).
+//   - Snapshot returns exactly the map of one generation.
+//   - Once a new owner's StampAll has stamped a word, no write of an older
+//     owner to it lands; its plain stores into record copies are detected.
+//   - What a segment's content says is not authenticated: anything that
+//     can write the segment can route partitions to any node in the table.
 //
 // # Namespaces
 //
@@ -111,8 +128,11 @@
 // Nothing read from the segment is trusted: slot numbers, lengths, address
 // families and record tags are checked, loops over shared words are
 // bounded, and a seqlock record left busy is bounded by
-// Config.StallTimeout. Bad content makes lookups return nothing, or a
-// *CorruptError (ErrCorrupt) or ErrUnstable; it never panics or hangs.
+// Config.StallTimeout. A record that fails validation is not read again
+// under the same control word for ten StallTimeouts, so a damaged slot
+// costs one slow read, not one per lookup. Bad content makes lookups
+// return nothing, or a *CorruptError (ErrCorrupt) or ErrUnstable; it never
+// panics or hangs.
 // Overflow — more nodes or namespaces than the segment holds — is an
 // ErrNoRoom error, counted in the segment (Stats); what fits stays
 // correct.

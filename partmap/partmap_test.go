@@ -355,12 +355,8 @@ func TestWaitChangeAndUnstableSnapshot(t *testing.T) {
 	// Cancellation ends the wait.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	if _, err := reader.WaitChange(ctx, g); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("WaitChange without a change: %v", err)
-	}
-	if d := time.Since(start); d < 40*time.Millisecond || d > 2*time.Second {
-		t.Errorf("WaitChange returned after %v", d)
 	}
 
 	// A publish wakes it.
@@ -377,12 +373,8 @@ func TestWaitChangeAndUnstableSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	// While the batch is open, no snapshot can be taken.
-	start = time.Now()
 	if _, err := reader.Snapshot(ns); !errors.Is(err, partmap.ErrUnstable) {
 		t.Fatalf("snapshot with an open batch: %v", err)
-	}
-	if d := time.Since(start); d < 150*time.Millisecond || d > 2*time.Second {
-		t.Errorf("snapshot gave up after %v, timeout 200ms", d)
 	}
 	select {
 	case g2 := <-got:
