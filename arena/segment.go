@@ -83,17 +83,17 @@ func (s *Segment) Bytes(off Offset, n uint64) ([]byte, error) {
 }
 
 func (s *Segment) w64(off Offset) *uint64 {
-	if off&7 != 0 || uint64(off) > uint64(len(s.data))-8 {
-		panic(fmt.Sprintf("arena: %s: word offset %d misaligned or outside %d bytes", s.loc, off, len(s.data)))
+	if off&7 != 0 || len(s.data) < 8 || uint64(off) > uint64(len(s.data))-8 {
+		panic(wordPanic{loc: s.loc, off: off, size: len(s.data)})
 	}
-	return (*uint64)(unsafe.Pointer(&s.data[off]))
+	return (*uint64)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off))
 }
 
 func (s *Segment) w32(off Offset) *uint32 {
-	if off&3 != 0 || uint64(off) > uint64(len(s.data))-4 {
-		panic(fmt.Sprintf("arena: %s: 32-bit word offset %d misaligned or outside %d bytes", s.loc, off, len(s.data)))
+	if off&3 != 0 || len(s.data) < 4 || uint64(off) > uint64(len(s.data))-4 {
+		panic(wordPanic{loc: s.loc, off: off, size: len(s.data)})
 	}
-	return (*uint32)(unsafe.Pointer(&s.data[off]))
+	return (*uint32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off))
 }
 
 // Load64 atomically loads the 8-byte word at off.
@@ -129,11 +129,10 @@ func (s *Segment) Add32(off Offset, d uint32) uint32 { return atomic.AddUint32(s
 
 // LoadWords copies len(dst) words starting at off with one atomic load each.
 func (s *Segment) LoadWords(off Offset, dst []uint64) {
-	if len(dst) == 0 {
-		return
+	if uint64(off) > uint64(len(s.data)) || uint64(len(dst)) > (uint64(len(s.data))-uint64(off))/8 || off&7 != 0 {
+		panic(wordPanic{loc: s.loc, off: off, size: len(s.data)})
 	}
-	_ = s.w64(off + Offset(8*(len(dst)-1))) // bounds check the last word once
-	p := unsafe.Pointer(s.w64(off))
+	p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off)
 	for i := range dst {
 		dst[i] = atomic.LoadUint64((*uint64)(unsafe.Add(p, 8*i)))
 	}
@@ -141,11 +140,10 @@ func (s *Segment) LoadWords(off Offset, dst []uint64) {
 
 // StoreWords stores src word by word, each with one atomic store.
 func (s *Segment) StoreWords(off Offset, src []uint64) {
-	if len(src) == 0 {
-		return
+	if uint64(off) > uint64(len(s.data)) || uint64(len(src)) > (uint64(len(s.data))-uint64(off))/8 || off&7 != 0 {
+		panic(wordPanic{loc: s.loc, off: off, size: len(s.data)})
 	}
-	_ = s.w64(off + Offset(8*(len(src)-1)))
-	p := unsafe.Pointer(s.w64(off))
+	p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off)
 	for i, v := range src {
 		atomic.StoreUint64((*uint64)(unsafe.Add(p, 8*i)), v)
 	}
@@ -204,3 +202,15 @@ func (s *Segment) SetState(from, to layout.State) bool {
 
 // Stat describes the segment now.
 func (s *Segment) Stat() (Stat, error) { return s.m.stat() }
+
+// wordPanic is the value a word accessor panics with; it is formatted only
+// when printed, so the accessors stay small enough to inline.
+type wordPanic struct {
+	loc  Location
+	off  Offset
+	size int
+}
+
+func (p wordPanic) Error() string {
+	return fmt.Sprintf("arena: %s: word offset %d misaligned or outside %d bytes", p.loc, p.off, p.size)
+}

@@ -1,8 +1,6 @@
 package seqlock
 
 import (
-	"runtime"
-
 	"github.com/shmkit/shmkit/procid"
 )
 
@@ -14,17 +12,17 @@ const (
 	SeqTorn = seqTorn
 )
 
-// ReadNoRecheck is the negative control: Read without the second
-// sequence check. It waits for the record to be not busy, copies the
-// payload and returns, so it can return torn data.
-func (t *Table) ReadNoRecheck(i int, dst []uint64) {
+// ReadNoRecheck is the negative control: one attempt of Read without the
+// second sequence check. It reports false if the record is busy;
+// otherwise it copies the payload and reports true, so it can return torn
+// data.
+func (t *Table) ReadNoRecheck(i int, dst []uint64) bool {
 	rec := t.record(i)
-	for n := 1; t.seg.Load64(rec)&seqBusy != 0; n++ {
-		if n%1024 == 0 {
-			runtime.Gosched()
-		}
+	if t.seg.Load64(rec)&seqBusy != 0 {
+		return false
 	}
 	t.seg.LoadWords(rec+offPayload, dst)
+	return true
 }
 
 // RawState returns record i's sequence and claim words.

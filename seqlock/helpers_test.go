@@ -261,10 +261,16 @@ const (
 	readUntilErr  = "untilerr"  // Read record 0 until an error
 )
 
+// readerArgs: a reader runs until it has done Reads reads, seen
+// MinOverlaps of them overlap a write (snapshot mode: caught the writer
+// mid-round) and, in the control mode, MinTorn torn copies; or until
+// Duration has passed, whichever comes first.
 type readerArgs struct {
 	segArgs
 	Mode         string
 	Reads        int64
+	MinOverlaps  uint64
+	MinTorn      uint64
 	Duration     time.Duration
 	StallTimeout time.Duration
 }
@@ -301,8 +307,17 @@ func readerWorkload(ctx context.Context, w *harness.Worker) (any, error) {
 	}
 	start := time.Now()
 	deadline := start.Add(a.Duration)
-	for n := int64(0); n < a.Reads; n++ {
-		if n%1024 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
+	done := func(n int64) bool {
+		st := tab.Stats()
+		raced := st.OverlappedReads >= a.MinOverlaps
+		if a.Mode == readSnapshot {
+			raced = res.Mixed >= a.MinOverlaps && st.OverlappedSnapshots > 0
+		}
+		return n >= a.Reads && raced && res.Torn >= a.MinTorn
+	}
+	rng := uint64(w.Index)*0x9E3779B97F4A7C15 + 1
+	for n := int64(0); ; n++ {
+		if n%1024 == 0 && (done(n) || time.Now().After(deadline) || ctx.Err() != nil) {
 			break
 		}
 		i := int(n) % a.Records
@@ -317,14 +332,28 @@ func readerWorkload(ctx context.Context, w *harness.Worker) (any, error) {
 				}
 				res.Err = err.Error()
 				errors.As(err, &res.Stalled)
-				n = a.Reads // stop
-				continue
+				res.Elapsed = time.Since(start)
+				res.Stats = tab.Stats()
+				return res, nil
 			}
 			if _, ok := decode(buf); !ok {
 				res.Torn++
 			}
 		case readNoRecheck:
-			tab.ReadNoRecheck(i, buf)
+			for tries := 1; !tab.ReadNoRecheck(i, buf); tries++ {
+				if tries%4096 == 0 && time.Now().After(deadline) {
+					return nil, fmt.Errorf("record %d stayed busy", i)
+				}
+				// Busy: retry after a pseudo-random pause, so that the
+				// copy starts anywhere in the writer's gap between two
+				// writes, not right at its start as a spinning reader's.
+				rng ^= rng << 13
+				rng ^= rng >> 7
+				rng ^= rng << 17
+				for range rng % 64 {
+					benchSink++
+				}
+			}
 			if _, ok := decode(buf); !ok {
 				res.Torn++
 			}

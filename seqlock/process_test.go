@@ -3,6 +3,7 @@ package seqlock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,15 +77,15 @@ func runReaders(t *testing.T, a segArgs, modes []readerArgs, pause time.Duration
 // processes verify every copy: no copy is torn, and many reads overlapped
 // a write.
 func TestProcessesNoTornReads(t *testing.T) {
-	total := int64(10_000_000)
+	total, overlaps := int64(10_000_000), uint64(1000)
 	if raceEnabled {
-		total = 100_000
+		total, overlaps = 100_000, 100
 	}
 	const readers = 2
 	a, _ := newSysV(t, 2, 8)
 	modes := make([]readerArgs, readers)
 	for i := range modes {
-		modes[i] = readerArgs{Mode: readCheck, Reads: total / readers, Duration: 30 * time.Second}
+		modes[i] = readerArgs{Mode: readCheck, Reads: total / readers, MinOverlaps: overlaps, Duration: 30 * time.Second}
 	}
 	res, wr := runReaders(t, a, modes, 0)
 	var reads, torn, overlapped, retries uint64
@@ -113,17 +114,18 @@ func TestProcessesNoTornReads(t *testing.T) {
 // by a reader without the second sequence check (which must see torn
 // copies, proving the check can fail) and by Read (which must not).
 func TestProcessesNegativeControl(t *testing.T) {
-	reads, limit := int64(1_000_000), 10*time.Second
+	// Each reader goes on until it has raced enough, so that the test is
+	// meaningful whatever the load of the machine. (Under the race
+	// detector a 64-word copy outlasts the gap between two writes: Read
+	// then succeeds only when the writer is descheduled, and is slow.)
+	reads := int64(1_000_000)
 	if raceEnabled {
-		// Race-instrumented loads make a 64-word copy outlast the gap
-		// between two writes: Read succeeds only when the writer is
-		// descheduled, so it is slow here.
-		reads, limit = 100_000, 4*time.Second
+		reads = 20_000
 	}
 	a, _ := newSysV(t, 1, 64)
 	res, wr := runReaders(t, a, []readerArgs{
-		{Mode: readNoRecheck, Reads: reads, Duration: limit},
-		{Mode: readCheck, Reads: reads, Duration: limit},
+		{Mode: readNoRecheck, Reads: reads, MinTorn: 100, Duration: 10 * time.Second},
+		{Mode: readCheck, Reads: reads, MinOverlaps: 20, Duration: 10 * time.Second},
 	}, 0)
 	control, checked := res[0], res[1]
 	t.Logf("control (no recheck): %d reads, %d torn; Read: %d reads, %d overlapped, %d torn; writer: %d writes",
@@ -149,7 +151,7 @@ func TestProcessesSnapshot(t *testing.T) {
 		snaps = 10_000
 	}
 	a, _ := newSysV(t, 16, 8)
-	res, wr := runReaders(t, a, []readerArgs{{Mode: readSnapshot, Reads: snaps, Duration: 5 * time.Second}}, 2*time.Microsecond)
+	res, wr := runReaders(t, a, []readerArgs{{Mode: readSnapshot, Reads: snaps, MinOverlaps: 100, Duration: 10 * time.Second}}, 2*time.Microsecond)
 	r := res[0]
 	t.Logf("%d snapshots (%d caught the writer mid-round, %d overlapped writes, %d attempts discarded), %d inconsistent; writer: %d writes",
 		r.Reads, r.Mixed, r.Stats.OverlappedSnapshots, r.Stats.SnapshotRetries, r.Torn, wr.Writes)
@@ -181,13 +183,17 @@ func TestProcessesWriterKilled(t *testing.T) {
 	if err := tab.Write(0, src); err != nil {
 		t.Fatal(err)
 	}
-	// The readers read while the writer writes; the writer dies in its
-	// 20000th write.
+	// The readers read while the writer writes; the writer dies in the
+	// middle of its kill-th write.
+	kill := 200_000
+	if raceEnabled {
+		kill = 20_000
+	}
 	rg := startGroup(t, ctx, harness.Spec{Workload: "reader", N: 2,
 		Args: readerArgs{segArgs: a, Mode: readUntilErr, Reads: 1 << 62, Duration: 30 * time.Second}})
 	wg := startGroup(t, ctx, harness.Spec{Workload: "writer", N: 1,
 		Args:       writerArgs{segArgs: a, Mode: modeLoop, Start: 1},
-		Failpoints: map[int]string{0: seqlock.FailWriteMid + "=kill@20000"}})
+		Failpoints: map[int]string{0: fmt.Sprintf("%s=kill@%d", seqlock.FailWriteMid, kill)}})
 	if err := rg.Release(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -226,21 +226,27 @@ func (t *Table) Words() int { return t.words }
 // *StalledError (ErrWriterStalled) if the record's writer is dead or does
 // not progress for StallTimeout, and ErrStarved after MaxWait of retries.
 func (t *Table) Read(i int, dst []uint64) error {
-	if uint(i) >= uint(t.records) {
-		return indexErr("read", i, t.records)
+	if uint(i) >= uint(t.records) || len(dst) != t.words {
+		return t.readArgErr(i, dst)
 	}
-	if len(dst) != t.words {
-		return lengthErr("read", "dst", len(dst), t.words)
-	}
+	seg := t.seg
 	rec := t.record(i)
-	s := t.seg.Load64(rec)
+	s := seg.Load64(rec)
 	if s&(seqBusy|seqTorn) == 0 {
-		t.seg.LoadWords(rec+offPayload, dst)
-		if t.seg.Load64(rec) == s {
+		seg.LoadWords(rec+offPayload, dst)
+		if seg.Load64(rec) == s {
 			return nil
 		}
 	}
 	return t.readSlow(i, rec, dst, s)
+}
+
+// readArgErr describes Read's bad argument (kept out of Read's fast path).
+func (t *Table) readArgErr(i int, dst []uint64) error {
+	if uint(i) >= uint(t.records) {
+		return indexErr("read", i, t.records)
+	}
+	return lengthErr("read", "dst", len(dst), t.words)
 }
 
 // readSlow finishes a Read whose first attempt (which loaded s first)
@@ -319,14 +325,17 @@ func (t *Table) Write(i int, src []uint64) error {
 	}
 	s := t.seg.Load64(rec)
 	held := s | seqBusy
-	if s&seqBusy != 0 {
+	recovering := s&seqBusy != 0
+	if recovering {
 		// Left busy by a dead writer whose claim we took over (or by
 		// garbage): a new version, so that no reader accepts its copy.
 		held = nextVersion(s) | seqBusy
-		t.st.recovered.Add(1)
 	}
 	if !t.seg.CAS64(rec, s, held) {
 		return t.preempted("write", i, claim)
+	}
+	if recovering {
+		t.st.recovered.Add(1)
 	}
 	half := t.words / 2
 	t.seg.StoreWords(rec+offPayload, src[:half])
