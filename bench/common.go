@@ -19,12 +19,9 @@ import (
 // createBenchSegment creates a fresh SysV segment of the test key class for
 // one benchmark run, skipping keys that are taken.
 func createBenchSegment(ctx context.Context, name string, spec layout.Spec) (*arena.Segment, arena.Key, error) {
-	h := fnv.New32a()
-	fmt.Fprintf(h, "bench.%s/%d", name, os.Getpid())
-	instance := uint16(h.Sum32())
 	var lastErr error
 	for attempt := range uint16(64) {
-		key := arena.MakeKey(arena.ClassTest, (instance+attempt*97)&0xfff)
+		key := benchKey(name, attempt)
 		seg, err := arena.Create(ctx, arena.SysV(key), arena.Options{Spec: spec})
 		if errors.Is(err, arena.ErrExists) {
 			lastErr = err
@@ -36,6 +33,14 @@ func createBenchSegment(ctx context.Context, name string, spec layout.Spec) (*ar
 		return seg, key, nil
 	}
 	return nil, 0, fmt.Errorf("bench: no free SysV test key: %w", lastErr)
+}
+
+// benchKey is the attempt-th candidate test-class key for the benchmark
+// called name in this process.
+func benchKey(name string, attempt uint16) arena.Key {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "bench.%s/%d", name, os.Getpid())
+	return arena.MakeKey(arena.ClassTest, (uint16(h.Sum32())+attempt*97)&0xfff)
 }
 
 // monoNanos reads CLOCK_MONOTONIC, which every process of a boot shares, so

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -217,11 +215,8 @@ func PoolBench(ctx context.Context, cfg PoolConfig) ([]Result, error) {
 }
 
 func freePoolKey() (arena.Key, error) {
-	h := fnv.New32a()
-	fmt.Fprintf(h, "bench.pool/%d", os.Getpid())
-	instance := uint16(h.Sum32())
 	for attempt := range uint16(64) {
-		key := arena.MakeKey(arena.ClassTest, (instance+attempt*97)&0xfff)
+		key := benchKey("pool", attempt)
 		if _, err := arena.StatOf(arena.SysV(key)); errors.Is(err, arena.ErrNotFound) {
 			return key, nil
 		}
