@@ -1,9 +1,9 @@
-// Package partmap holds the Aerospike key-digest and partition arithmetic
-// shared by the tender and its readers.
+// Key digests and partition ids, as Aerospike computes them.
 //
 // A record's digest is RIPEMD-160 over the set name, one particle-type byte
 // for the user key and the user key's bytes; its partition is the
 // little-endian uint16 in digest bytes 0–1 masked to 12 bits.
+
 package partmap
 
 import (

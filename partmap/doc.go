@@ -11,13 +11,14 @@
 // # Reading
 //
 // A reader resolves a namespace name once (Map.Namespace, cached) and then
-// looks partitions up with Map.Master or Map.Replica. A lookup loads three
-// shared words — the slot reuse counter, the partition's entry, the node
-// slot's control word — and a per-process cache that holds, per slot, the
-// last node record this process verified; if the control word and the
-// reuse counter are the ones the cached record was verified under, the
-// cached *Node is returned. Otherwise the record is read (through package
-// seqlock), verified and cached, and the lookup is retried.
+// looks partitions up with Map.Master or Map.Replica. A lookup loads two
+// shared words — the partition's entry and the node slot's control word —
+// and, in its own process, a counter of verified cache fills and the cache,
+// which holds per slot the last node record this process verified. If the
+// cached record was verified before the lookup began and under the control
+// word the slot still has, the cached *Node is returned. Otherwise the
+// record is read (through package seqlock), verified, cached, and the
+// lookup is retried.
 //
 // # Fencing: what a stale owner can and cannot do
 //
@@ -35,70 +36,67 @@
 //   - The publish word (generation and "batch open" flag) is a fenced word
 //     too.
 //   - A new owner calls Writer.StampAll before anything else. It stamps the
-//     publish word and every entry with its epoch, and republishes every valid record under
-//     its epoch with one CAS from the old epoch's control word. From each
-//     word's stamp on, a stale owner's CAS of that word fails (ErrFenced),
-//     so each of its single-word changes landed entirely before the stamp,
-//     and was adopted, or not at all.
+//     publish word and every entry with its epoch, and republishes every
+//     valid record under its epoch with one CAS from the old epoch's
+//     control word. From each word's stamp on, a stale owner's CAS of that
+//     word fails (ErrFenced), so each of its single-word changes landed
+//     entirely before the stamp, and was adopted, or not at all.
 //
 // What a stale owner can still do is plain stores: into a record copy
 // (only in a narrow race, since it checks the control word's epoch before
-// writing), into the reuse counter, the overflow counters and the futex
-// word. A copy it overwrites after publication no longer verifies (its tag
-// carries the old epoch); readers then keep using the record they verified
-// last (see below), cold readers get a *CorruptError, and the owner's next
-// Publish republishes the record. An extra increment of the reuse counter
-// only sends readers to the slow path once; of the futex word, wakes them
+// writing), into the overflow counters and the futex word. A copy it
+// overwrites after publication no longer verifies (its tag carries the old
+// epoch). Processes that verified the record before keep using their
+// cached copy, which stays valid while the control word is unchanged;
+// others get a *CorruptError until the owner's next Publish republishes
+// the record. An extra increment of the futex word wakes waiters
 // spuriously.
 //
 // # Slot reuse never misroutes
 //
-// Partition entries name nodes by 8-bit slot, and slots are reused, so a
-// reader that loaded an entry could find the slot given to another node by
-// the time it reads the slot. The owner therefore follows this protocol:
+// Partition entries name nodes by 8-bit slot, and slots are reused. Two
+// things make that safe.
+//
+// The owner's map is right at every instant:
 //
 //	(a) a slot is given to another node (or emptied) only when no partition
 //	    entry refers to it: the owner counts references in process memory
 //	    (rebuilt from the entries by StampAll) and RemoveNode refuses a
 //	    referenced node;
-//	(b) the owner increments the segment's reuse counter R before it
-//	    publishes the record that changes the slot's node, and the record
-//	    carries a slot generation that changes with it;
-//	(c) entries refer to a slot only after its new node is published.
+//	(b) an entry refers to a slot only after the slot's node is published;
+//	(c) every entry and every control word changes with one CAS.
 //
-// A reader loads R (r0), then the entry (slot s), then s's control word
-// (C). A cached record is used only if it was verified under C with R read
-// before and after its verification equal to r0. Claim: the returned node
-// held slot s at some instant at which the entry named s. Let P be the
-// publication C names. If P was published before the entry load, P still
-// held the slot at the entry load (P is current at the control word load,
-// later, and control words never repeat in an epoch — see below for the
-// wrap) — that instant proves the claim. Otherwise P was published after the entry load; if it
-// kept the slot's node the claim holds; if it changed the node, by (b) R
-// was incremented before P, and by (a) and (c) no entry named s between
-// that increment and P — so the increment came after the entry load,
-// hence after r0's load and before the cache's verification read of R
-// completed, contradicting that both equal r0. Hence a lookup returns the
-// node that the partition named at one instant during the lookup, or
-// nothing; never a node the partition was not assigned to.
+// So at any instant, an entry that names slot s names the node the owner
+// assigned to the partition, and s holds that node's record. The record
+// carries a slot generation that changes whenever the slot changes hands,
+// which tells the node lifetimes of a slot apart (Node.Gen).
 //
-// Publication numbers are 23 bits, so after 2^23 publications of one slot
-// in one epoch a control word can repeat. Even then the node is right: a
-// change of node in between moved R, which the lookup compares; only the
-// attributes (addresses, active flag) could be stale.
+// A lookup returns what slot s held at the instant it loaded the entry.
+// It loads the process's fill counter F, then the entry (slot s), then s's
+// control word C, and uses the cached record of s only if (1) it was
+// verified under C and (2) its verification completed before F was loaded
+// (each fill counts itself after verifying, before it is cached). The fill
+// loaded C after reading the record; the lookup loaded C again after the
+// entry; and a control word value is never written twice (publication
+// numbers grow within an epoch and the owner never lets them wrap; a new
+// epoch changes every word). So the word held C throughout, in particular
+// when the entry was loaded: at that instant the entry named s and s held
+// the cached record. With (a)-(c), the node is the one the partition was
+// assigned at that instant. A record verified after the lookup began
+// (by another goroutine) is not used: the lookup starts over, and a lookup
+// that cannot complete returns nothing.
 //
-// When a slot's newest record does not verify (a stale owner's store), a
-// reader returns the record it verified last for that slot if R still
-// equals the value read both before its verification and around the entry
-// load — no slot changed hands, so the node is right; its attributes may
-// be one publication old.
+// The negative control in the tests — a lookup without condition (2) —
+// does return nodes a partition was never assigned when another goroutine
+// refreshes the cache while it is between its two loads.
 //
 // # Guarantees, in short
 //
 //   - Master, Replica and Lookup return the node that the partition's
 //     entry named at one instant during the call, or nothing; never a node
 //     the partition was not assigned to (given an owner that follows the
-//     protocol above, which Writer enforces).
+//     protocol above, which Writer enforces). Its attributes are those of
+//     that instant.
 //   - Snapshot returns exactly the map of one generation.
 //   - Once a new owner's StampAll has stamped a word, no write of an older
 //     owner to it lands; its plain stores into record copies are detected.
@@ -117,11 +115,11 @@
 //
 // The publish word's counter is odd while the owner writes a batch (every
 // change between two Publish calls); the generation is the word shifted
-// right by one: it grows by one with each publish and jumps when the
-// owner changes. Map.Snapshot
-// copies a namespace table when the word is even and unchanged across the
-// copy, so the copy is exactly one generation's map. Map.WaitChange sleeps
-// on a futex word that Publish wakes in every process.
+// right by one: it grows by one with each publish and jumps when the owner
+// changes. Map.Snapshot copies a namespace table when the word is even and
+// unchanged across the copy, so the copy is exactly one generation's map.
+// Map.WaitChange sleeps on a futex word that Publish wakes in every
+// process.
 //
 // # Damaged or hostile segments
 //
@@ -133,6 +131,7 @@
 // costs one slow read, not one per lookup. Bad content makes lookups
 // return nothing, or a *CorruptError (ErrCorrupt) or ErrUnstable; it never
 // panics or hangs.
+//
 // Overflow — more nodes or namespaces than the segment holds — is an
 // ErrNoRoom error, counted in the segment (Stats); what fits stays
 // correct.

@@ -44,10 +44,16 @@ var (
 // wraps ErrCorrupt (and the underlying error, if any, such as a seqlock
 // error).
 type CorruptError struct {
-	What   string // "node slot", "namespace slot", "partition", "stats", "publish word"
-	Index  int    // slot or partition index (-1 if none)
+	// What names the damaged thing: "node slot", "namespace slot",
+	// "partition", "stats", "publish word" or "section".
+	What string
+	// Index is the node slot (1-based), namespace slot or partition, or
+	// -1.
+	Index int
+	// Detail says what was found.
 	Detail string
-	Err    error // underlying error, may be nil
+	// Err is the underlying error, if any (e.g. a seqlock error).
+	Err error
 }
 
 // Error implements error.

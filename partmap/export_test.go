@@ -10,9 +10,11 @@ func (m *Map) PausedReplica(ns NS, pid uint32, r int, pause func()) (*Node, erro
 }
 
 // NaiveMaster is the negative control: a lookup that validates the cached
-// node against the slot's control word only, without the reuse counter.
-// A slot that changes hands between the entry's load and the control
-// word's makes it return a node the partition was never assigned to.
+// node against the slot's control word only, without checking that the
+// record was verified before the entry was loaded. If the slot changes
+// hands between the entry's load and the control word's, and another
+// goroutine (or this one) caches the new record meanwhile, it returns a
+// node the partition was never assigned to.
 func (m *Map) NaiveMaster(ns NS, pid uint32, pause func()) (*Node, bool) {
 	e := m.seg.Load64(m.entryOff(ns.Index(), pid))
 	s := int(e & 0xff)

@@ -96,7 +96,7 @@ func TestHostileSegment(t *testing.T) {
 	}
 	scenarios := []scenario{
 		{"partition entries", sec("partitions")},
-		{"meta (publish word, reuse counter, control words)", sec("meta")},
+		{"meta (publish word, counters, control words)", sec("meta")},
 		{"node records", sec("node_recs")},
 		{"namespace and stats records", sec("ns_recs", "stats_recs")},
 		{"everything but the lease", sec("meta", "node_recs", "ns_recs", "stats_recs", "partitions")},

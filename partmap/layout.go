@@ -32,9 +32,10 @@ import (
 //	     + 32768*S
 //	= 1024 + 128 + align64(136+8N+8S) + (64 + 640N) + (64 + 256S) + 320 + 32768S
 //
-// which at the defaults (N=16, S=8) is 276,736 bytes (270.25 KiB), against
-// 531,576 bytes for the C client's as_shm_cluster at the same settings.
-// Every term but the partitions is small: the partition words are 97% of it.
+// which at the defaults (N=16, S=8) is 276,416 bytes (269.9 KiB; measured
+// by TestSegmentSize), against 531,576 bytes for the C client's
+// as_shm_cluster at the same settings. Every term but the partitions is
+// small: the partition words are 95% of it.
 //
 // # Meta section
 //
@@ -43,10 +44,10 @@ import (
 //	| pub    | futex  | pad    | node       | namespace  | reserved        |
 //	|        | u32    | u32    | overflow   | overflow   |                 |
 //	+--------+--------+--------+------------+------------+-----------------+
-//	64       72                                                            128
-//	+--------+-------------------------------------------------------------+
-//	| reuse  | reserved (reuse has the cache line to itself)               |
-//	+--------+-------------------------------------------------------------+
+//	64                                                                     128
+//	+----------------------------------------------------------------------+
+//	| reserved (zero)                                                      |
+//	+----------------------------------------------------------------------+
 //	128                   128+8N                128+8N+8S      136+8N+8S
 //	+---------------------+---------------------+--------------+
 //	| node ctl [N]        | namespace ctl [S]   | stats ctl    |
@@ -61,9 +62,6 @@ import (
 //	          Anyone may increment it to wake waiters; it carries no data.
 //	overflow  counts of AddOrUpdateNode and EnsureNamespace calls refused
 //	          for lack of a slot (ErrNoRoom). Plain counters.
-//	reuse     incremented by the owner before any node slot changes hands
-//	          (its node removed or a new node put in it); see doc.go for why
-//	          readers load it on every lookup.
 //	ctl       fenced control words (package lease): see "Records" below.
 //
 // # Records
@@ -76,7 +74,9 @@ import (
 //	+-------+-----------------------+
 //
 // naming which copy holds the published record and a publication number
-// that grows with every publication of the slot in an epoch. The owner
+// that grows with every publication of the slot in an epoch (the owner
+// never lets it wrap for node and namespace slots: a control word value is
+// never written twice). The owner
 // writes the copy that is not published, then moves the control word to it
 // with one fenced CAS. Word 0 of every record copy is the exact control
 // word the copy was written for (its tag) and word 1 a checksum of the
@@ -124,7 +124,6 @@ const (
 	offFutex        = 8
 	offNodeOverflow = 16
 	offNSOverflow   = 24
-	offReuse        = 64
 	offNodeCtl      = 128 // then namespace ctl, then stats ctl
 
 	// Control word payload.

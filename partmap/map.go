@@ -69,7 +69,6 @@ type Map struct {
 	leaseOff arena.Offset
 	pub      arena.Offset
 	futex    arena.Offset
-	reuse    arena.Offset
 	nodeOvf  arena.Offset
 	nsOvf    arena.Offset
 	nodeCtl  arena.Offset // + 8*i for node slot i (0-based)
@@ -81,9 +80,13 @@ type Map struct {
 
 	// cache holds, per node slot (1-based: index 0 and indexes above
 	// maxNodes stay nil), the last record this process verified, with the
-	// control word and reuse counter it was verified under. 256 entries,
-	// so that an 8-bit slot indexes it without a bounds check.
+	// control word it was verified under. 256 entries, so that an 8-bit
+	// slot indexes it without a bounds check.
 	cache *[256]atomic.Pointer[cachedNode]
+	// fills counts completed verifications; each cache entry carries the
+	// count its verification produced, so that a lookup can tell entries
+	// verified before it began from those verified since.
+	fills atomic.Uint64
 
 	nsMu    sync.Mutex
 	nsNames atomic.Pointer[map[string]nsEntry]
@@ -104,11 +107,12 @@ type badRecord struct {
 }
 
 // cachedNode is a verified node record: node (nil for an empty slot) was
-// read from the copy named by control word ctl, and the reuse counter read
-// reuse both before and after the read.
+// read from the copy named by control word ctl, and the control word still
+// had that value after the read. seq is the fill count the verification
+// produced (Map.fills).
 type cachedNode struct {
-	ctl, reuse uint64
-	node       *Node
+	ctl, seq uint64
+	node     *Node
 }
 
 type nsEntry struct {
@@ -187,7 +191,7 @@ func newMap(seg *arena.Segment, cfg Config) (*Map, error) {
 	}
 	meta := offs[secMeta]
 	m.leaseOff = offs[secLease]
-	m.pub, m.futex, m.reuse = meta+offPub, meta+offFutex, meta+offReuse
+	m.pub, m.futex = meta+offPub, meta+offFutex
 	m.nodeOvf, m.nsOvf = meta+offNodeOverflow, meta+offNSOverflow
 	m.nodeCtl = meta + offNodeCtl
 	m.nsCtl = m.nodeCtl + arena.Offset(8*m.maxNodes)
@@ -248,12 +252,12 @@ func (m *Map) Master(ns NS, pid uint32) (*Node, bool) {
 	if i >= uint(m.maxNS) || pid >= Partitions {
 		return nil, false
 	}
-	r0 := m.seg.Load64(m.reuse)
+	f := m.fills.Load()
 	s := uint8(m.seg.Load64(m.parts + arena.Offset(i<<partShift|uint(pid)<<3)))
 	if s == 0 {
 		return nil, false
 	}
-	if c := m.cache[s].Load(); c != nil && c.reuse == r0 && c.ctl == m.seg.Load64(m.nodeCtl+arena.Offset(s)<<3-8) {
+	if c := m.cache[s].Load(); c != nil && c.seq <= f && c.ctl == m.seg.Load64(m.nodeCtl+arena.Offset(s)<<3-8) {
 		return c.node, c.node != nil
 	}
 	n, err := m.lookupSlow(int(i), pid, 0, nil)
@@ -264,22 +268,22 @@ func (m *Map) Master(ns NS, pid uint32) (*Node, bool) {
 // pid of namespace ns, or false if there is none (or it cannot be read:
 // use Lookup for the reason).
 //
-// The hot path is three atomic loads of shared memory (the reuse counter,
-// the partition entry, the node's control word) and one of this process's
-// cache; see the package documentation for why that never returns a node
-// the partition was not assigned to.
+// The hot path is two atomic loads of shared memory (the partition entry,
+// the node's control word) and two of this process's memory (a counter
+// and the cache); see the package documentation for why that never
+// returns a node the partition was not assigned to.
 func (m *Map) Replica(ns NS, pid uint32, r int) (*Node, bool) {
 	i := uint(ns.i) - 1
 	if i >= uint(m.maxNS) || pid >= Partitions || uint(r) >= StoredReplicas {
 		return nil, false
 	}
-	r0 := m.seg.Load64(m.reuse)
+	f := m.fills.Load()
 	s := uint8(m.seg.Load64(m.parts+arena.Offset(i<<partShift|uint(pid)<<3)) >> (8 * uint(r)))
 	if s == 0 {
 		return nil, false
 	}
 	// Slots above MaxNodes have no cache entry: the slow path reports them.
-	if c := m.cache[s].Load(); c != nil && c.reuse == r0 && c.ctl == m.seg.Load64(m.nodeCtl+arena.Offset(s)<<3-8) {
+	if c := m.cache[s].Load(); c != nil && c.seq <= f && c.ctl == m.seg.Load64(m.nodeCtl+arena.Offset(s)<<3-8) {
 		return c.node, c.node != nil
 	}
 	n, err := m.lookupSlow(int(i), pid, r, nil)
@@ -289,14 +293,12 @@ func (m *Map) Replica(ns NS, pid uint32, r int) (*Node, bool) {
 // Lookup returns replica r (0 master, 1 and 2 the proles) of partition
 // pid of namespace ns. It fails with ErrInvalid for bad arguments,
 // ErrNotFound if the partition has no such replica, a *CorruptError
-// (ErrCorrupt) if the node's record cannot be verified and this process
-// has no verified copy of it, and ErrUnstable if the node table kept
-// changing hands under the lookup.
+// (ErrCorrupt) if the node's newest record cannot be verified, and
+// ErrUnstable if the node was republished during every attempt.
 //
-// When a node's newest record cannot be verified (a stale owner overwrote
-// it, say), Lookup returns the last record this process verified for the
-// slot as long as no slot has changed hands since: the node is right, its
-// attributes may be a publication old.
+// A record rewritten after its publication (a stale owner's late stores)
+// does not disturb a process that verified it before: its cached copy
+// stays valid for as long as the control word is unchanged.
 func (m *Map) Lookup(ns NS, pid uint32, r int) (*Node, error) {
 	i := uint(ns.i) - 1
 	switch {
@@ -316,7 +318,7 @@ func (m *Map) Lookup(ns NS, pid uint32, r int) (*Node, error) {
 // race window with it).
 func (m *Map) lookupSlow(ns int, pid uint32, r int, pause func()) (*Node, error) {
 	for range lookupAttempts {
-		r0 := m.seg.Load64(m.reuse)
+		f := m.fills.Load()
 		e := m.seg.Load64(m.entryOff(ns, pid))
 		if pause != nil {
 			pause()
@@ -328,21 +330,14 @@ func (m *Map) lookupSlow(ns int, pid uint32, r int, pause func()) (*Node, error)
 		case s > m.maxNodes:
 			return nil, corrupt("partition", int(pid), nil, "namespace %d replica %d names node slot %d of %d", ns, r, s, m.maxNodes)
 		}
-		c := m.cache[s].Load()
-		if c != nil && c.reuse == r0 && c.ctl == m.seg.Load64(m.nodeCtlOff(s-1)) {
+		if c := m.cache[s].Load(); c != nil && c.seq <= f && c.ctl == m.seg.Load64(m.nodeCtlOff(s-1)) {
 			return c.result(ns, pid)
 		}
 		if _, err := m.fillNode(s - 1); err != nil {
-			// The slot's newest record is unusable. The last verified one
-			// still names the right node if no slot changed hands between
-			// its verification and both loads around the entry's.
-			if c != nil && c.reuse == r0 && m.seg.Load64(m.reuse) == r0 && c.node != nil {
-				return c.node, nil
-			}
 			return nil, err
 		}
 	}
-	return nil, fmt.Errorf("partmap: namespace %d partition %d: node slots changed hands during %d attempts: %w", ns, pid, lookupAttempts, ErrUnstable)
+	return nil, fmt.Errorf("partmap: namespace %d partition %d: node republished during %d attempts: %w", ns, pid, lookupAttempts, ErrUnstable)
 }
 
 func (c *cachedNode) result(ns int, pid uint32) (*Node, error) {
@@ -355,26 +350,21 @@ func (c *cachedNode) result(ns int, pid uint32) (*Node, error) {
 // fillNode verifies node slot i's (0-based) published record and caches it.
 func (m *Map) fillNode(i int) (*cachedNode, error) {
 	var rec [nodeWords]uint64
-	for range readAttempts {
-		ra := m.seg.Load64(m.reuse)
-		ctl, present, err := m.readRecord(m.nodeT, m.nodeCtlOff(i), i, rec[:], "node slot", i+1)
-		if err != nil {
+	ctl, present, err := m.readRecord(m.nodeT, m.nodeCtlOff(i), i, rec[:], "node slot", i+1)
+	if err != nil {
+		return nil, err
+	}
+	var n *Node
+	if present {
+		if n, err = decodeNode(i+1, rec[:]); err != nil {
 			return nil, err
 		}
-		if m.seg.Load64(m.reuse) != ra {
-			continue // a slot changed hands during the read: the pair is not usable
-		}
-		var n *Node
-		if present {
-			if n, err = decodeNode(i+1, rec[:]); err != nil {
-				return nil, err
-			}
-		}
-		c := &cachedNode{ctl: ctl, reuse: ra, node: n}
-		m.cache[i+1].Store(c)
-		return c, nil
 	}
-	return nil, fmt.Errorf("partmap: node slot %d: slots changed hands during %d reads: %w", i+1, readAttempts, ErrUnstable)
+	// Count the fill after the verification (readRecord's last load of
+	// the control word) and before the entry becomes visible.
+	c := &cachedNode{ctl: ctl, seq: m.fills.Add(1), node: n}
+	m.cache[i+1].Store(c)
+	return c, nil
 }
 
 // readRecord reads the published copy of slot idx of table t, whose control
@@ -669,9 +659,9 @@ func (m *Map) pauseForPublish(deadline time.Time) {
 
 // Stats describes the segment's content and its owner.
 type Stats struct {
-	// Generation is the generation of the last completed publish;
-	// Publishing is true while the owner has a batch open.
+	// Generation is the generation of the last completed publish.
 	Generation uint64
+	// Publishing is true while the owner has a batch open.
 	Publishing bool
 	// Nodes counts the nodes in the node table, ActiveNodes those marked
 	// active; Namespaces counts registered namespaces.

@@ -193,6 +193,9 @@ func decodeNode(slot int, rec []uint64) (*Node, error) {
 		}
 		n.Addresses[i] = netip.AddrPortFrom(ip, uint16(w[2]))
 	}
+	if err := n.NodeInfo.validate(); err != nil {
+		return nil, corrupt("node slot", slot, nil, "the record holds a node the owner could not have written (%v)", err)
+	}
 	return n, nil
 }
 
@@ -235,7 +238,11 @@ func decodeNamespace(idx int, rec []uint64) (NamespaceInfo, error) {
 	if n == 0 || n > MaxNamespaceName || r == 0 || meta>>17 != 0 {
 		return NamespaceInfo{}, corrupt("namespace slot", idx, nil, "meta word %#x out of range", meta)
 	}
-	return NamespaceInfo{Name: getString(rec[nsName:nsWords], n), ReplicaCount: r, SC: meta&(1<<16) != 0}, nil
+	info := NamespaceInfo{Name: getString(rec[nsName:nsWords], n), ReplicaCount: r, SC: meta&(1<<16) != 0}
+	if err := validNamespace(info.Name, info.ReplicaCount); err != nil {
+		return NamespaceInfo{}, corrupt("namespace slot", idx, nil, "the record holds a namespace the owner could not have written (%v)", err)
+	}
+	return info, nil
 }
 
 // OwnerStats are the tend owner's statistics, published for followers to

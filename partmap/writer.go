@@ -331,9 +331,17 @@ func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uin
 // publication after control payload p of slot idx: into the copy that is
 // not published, or, if a stalled writer (a stopped earlier owner) holds
 // that copy, into the published one. It returns the new control payload.
+//
+// Publication numbers of node and namespace slots never wrap: readers
+// rely on a control word value never being written twice. The stats
+// record, which readers do not cache, wraps.
 func (w *Writer) writeCopy(t *seqlock.Table, idx int, p uint64, rec []uint64, what string, shown int) (uint64, error) {
 	seq := p&ctlSeqMask + 1
 	if seq > ctlSeqMask {
+		if t != w.m.statsT {
+			return 0, fmt.Errorf("partmap: %s %d was published %d times in epoch %d, the most one epoch allows; "+
+				"release and re-acquire the lease (a new epoch): %w", what, shown, ctlSeqMask, w.epoch, ErrNotStamped)
+		}
 		seq = 1
 	}
 	order := [2]int{1 - copyOf(p), copyOf(p)}
@@ -536,10 +544,9 @@ func (w *Writer) putNamespace(i int, info *NamespaceInfo) error {
 //
 // A slot is free when it never held a node or its node was removed
 // (RemoveNode, which requires that no partition refers to it); the least
-// recently freed slot is reused first. Giving a slot to a new node
-// increments its generation and the segment's reuse counter before the
-// node is published (see the package documentation). With no free slot
-// it fails with ErrNoRoom and counts the refusal in the segment.
+// recently freed slot is reused first, and giving it to a new node
+// increments its generation. With no free slot it fails with ErrNoRoom
+// and counts the refusal in the segment.
 func (w *Writer) AddOrUpdateNode(info NodeInfo) (int, error) {
 	if err := info.validate(); err != nil {
 		return 0, err
@@ -569,8 +576,6 @@ func (w *Writer) AddOrUpdateNode(info NodeInfo) (int, error) {
 	}
 	n := &w.nodes[i]
 	info = info.clone()
-	// The slot changes hands: announce it to readers before publishing.
-	w.m.seg.Add64(w.m.reuse, 1)
 	if err := w.putNode(i, n.gen+1, &info, true); err != nil {
 		return 0, err
 	}
@@ -645,7 +650,6 @@ func (w *Writer) RemoveNode(name string) error {
 			name, w.refs[i], i+1, ErrInUse)
 	}
 	n := &w.nodes[i]
-	w.m.seg.Add64(w.m.reuse, 1)
 	if err := w.putNode(i, n.gen+1, &NodeInfo{}, false); err != nil {
 		return err
 	}
