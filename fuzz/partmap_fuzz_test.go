@@ -1,0 +1,135 @@
+package fuzz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/lease"
+	"github.com/shmkit/shmkit/partmap"
+)
+
+// partmapSections are the sections a hostile process (or a bit flip) may
+// damage; the lease record is not partmap's to validate.
+var partmapSections = [...]string{"meta", "node_recs", "ns_recs", "stats_recs", "partitions"}
+
+// FuzzPartmapHostileSegment publishes a valid map on a heap segment, writes
+// fuzzed bytes at a fuzzed place of one of its sections, and then calls every
+// reader: nothing may panic or hang, errors must be typed, and a node a
+// lookup returns must be one of the nodes the owner published.
+func FuzzPartmapHostileSegment(f *testing.F) {
+	f.Add(uint8(0), uint32(0), []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Add(uint8(1), uint32(8), []byte("\x03\x00\x00\x00\x00\x00\x00\x00garbage!"))
+	f.Add(uint8(2), uint32(64), make([]byte, 64))
+	f.Add(uint8(3), uint32(0), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9})
+	f.Add(uint8(4), uint32(8*2709), []byte{0x01, 0x02, 0x03, 0, 0, 0, 0, 0x01})
+	f.Add(uint8(4), uint32(8*4095), []byte{0xff, 0xff, 0xff, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, which uint8, at uint32, data []byte) {
+		store := arena.NewHeapStore()
+		loc := store.At("hostile")
+		cfg := partmap.Config{MaxNodes: 4, MaxNamespaces: 2, StallTimeout: time.Millisecond, Timeout: 20 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		m, err := partmap.Open(context.Background(), loc, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			m.Close()
+			arena.Remove(loc, arena.RemoveOptions{Force: true})
+		}()
+		l, err := lease.New(m.Segment(), m.LeaseOffset(), lease.Config{Threshold: time.Minute, Logger: cfg.Logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.TryAcquire(); err != nil {
+			t.Fatal(err)
+		}
+		w := m.Writer(l)
+		if err := w.StampAll(); err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]bool{}
+		var slots []int
+		for k := range 3 {
+			name := fmt.Sprintf("BB90%011d", k)
+			s, err := w.AddOrUpdateNode(partmap.NodeInfo{Name: name, Active: true,
+				Addresses: []netip.AddrPort{netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(k)}), 3000)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			names[name] = true
+			slots = append(slots, s)
+		}
+		ns, err := w.EnsureNamespace("test", 2, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for pid := range uint32(partmap.Partitions) {
+			if err := w.SetPartition(ns, pid, slots[pid%3], slots[(pid+1)%3], 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Publish(); err != nil {
+			t.Fatal(err)
+		}
+
+		// The damage.
+		seg := m.Segment()
+		off, size, err := seg.Section(partmapSections[int(which)%len(partmapSections)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size > 0 {
+			start := uint64(at) % size
+			b, err := seg.Bytes(off+arena.Offset(start), min(uint64(len(data)), size-start))
+			if err != nil {
+				t.Fatal(err)
+			}
+			copy(b, data)
+		}
+
+		// Every reader, on a fresh handle (no cached records) and the old one.
+		fresh, err := partmap.Open(context.Background(), loc, cfg)
+		if err != nil {
+			return // a damaged meta section may be refused at open: fine, it was typed
+		}
+		defer fresh.Close()
+		for _, r := range []*partmap.Map{m, fresh} {
+			for _, n := range r.Nodes() {
+				if n == nil || !names[n.Name] {
+					t.Fatalf("Nodes returned a node the owner never published: %+v", n)
+				}
+			}
+			h, ok := r.Namespace("test")
+			if !ok {
+				continue
+			}
+			for _, pid := range []uint32{0, 1, 2709, 4095} {
+				for rep := range 3 {
+					n, err := r.Lookup(h, pid, rep)
+					if err != nil {
+						if !errors.Is(err, partmap.ErrNotFound) && !errors.Is(err, partmap.ErrCorrupt) &&
+							!errors.Is(err, partmap.ErrInvalid) && !errors.Is(err, partmap.ErrUnstable) {
+							t.Fatalf("untyped lookup error: %v", err)
+						}
+						continue
+					}
+					if n == nil || !names[n.Name] {
+						t.Fatalf("lookup returned a node the owner never published: %+v", n)
+					}
+				}
+			}
+			if _, err := r.Snapshot(h); err != nil && !errors.Is(err, partmap.ErrCorrupt) &&
+				!errors.Is(err, partmap.ErrUnstable) && !errors.Is(err, partmap.ErrNotFound) {
+				t.Fatalf("untyped snapshot error: %v", err)
+			}
+			_ = r.Stats()
+		}
+	})
+}
