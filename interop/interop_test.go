@@ -14,6 +14,7 @@ import (
 	as "github.com/aerospike/aerospike-client-go/v8"
 
 	"github.com/shmkit/shmkit/partmap"
+	"github.com/shmkit/shmkit/tend"
 	"github.com/shmkit/shmkit/tend/info"
 	"github.com/shmkit/shmkit/tend/tendtest"
 )
@@ -111,10 +112,14 @@ func shmkitView(t *testing.T, sim *tendtest.Cluster) (tendtest.PartitionTable, e
 	return tendtest.MergeReplicas(answers), nil
 }
 
-// disagreements compares the sim's expected state, the official client
-// and shmkit's merged view for every namespace and partition, returning a
-// description of (at most 10) differences.
-func disagreements(t *testing.T, sim *tendtest.Cluster, client *as.Client) []string {
+// disagreements compares the sim's expected state, the official client,
+// shmkit's merged view and — when c is not nil — shmkit's tended cluster
+// view c for every namespace and partition, returning a description of (at
+// most 10) differences. c must agree with the sim on every replica, and
+// with the official client on every master and on every replica the
+// client exposes (its SEQUENCE lookups skip empty entries, so replicas c
+// has no node for are compared with the sim only).
+func disagreements(t *testing.T, sim *tendtest.Cluster, client *as.Client, c *tend.Cluster) []string {
 	t.Helper()
 	ours, err := shmkitView(t, sim)
 	if err != nil {
@@ -125,10 +130,6 @@ func disagreements(t *testing.T, sim *tendtest.Cluster, client *as.Client) []str
 		diffs = append(diffs, fmt.Sprintf(format, args...))
 		return len(diffs) >= 10
 	}
-	// EXTENSION POINT (lead): once shmkit's tend.Cluster exists, start it
-	// next to the official client in the tests below (seeded from
-	// sim.Seeds()), pass it in here, and compare its master/replica table
-	// with `want` in the loop below exactly like `ours`.
 	for _, spec := range sim.Namespaces() {
 		for pid := range uint32(partmap.Partitions) {
 			want, err := sim.Replicas(spec.Name, pid)
@@ -140,9 +141,29 @@ func disagreements(t *testing.T, sim *tendtest.Cluster, client *as.Client) []str
 					return diffs
 				}
 			}
+			var tended []string
+			if c != nil {
+				// Every stored replica: none beyond the sim's.
+				tended, err = tendReplicas(c, spec.Name, pid, partmap.StoredReplicas)
+				if err != nil {
+					return []string{"shmkit tend: " + err.Error()}
+				}
+				padded := make([]string, partmap.StoredReplicas)
+				copy(padded, want)
+				if !slices.Equal(tended, padded) {
+					if add("%s/%d: shmkit tend %q, sim %q", spec.Name, pid, tended, want) {
+						return diffs
+					}
+				}
+			}
 			got, err := clientMaster(client, spec.Name, pid)
 			if err != nil || got != want[0] {
 				if add("%s/%d: client master %q (%v), sim %q", spec.Name, pid, got, err, want[0]) {
+					return diffs
+				}
+			}
+			if c != nil && got != tended[0] {
+				if add("%s/%d: client master %q, shmkit tend master %q", spec.Name, pid, got, tended[0]) {
 					return diffs
 				}
 			}
@@ -153,21 +174,47 @@ func disagreements(t *testing.T, sim *tendtest.Cluster, client *as.Client) []str
 						return diffs
 					}
 				}
+				if c != nil && tended[r] != "" && name != tended[r] {
+					if add("%s/%d: client replica %d = %q, shmkit tend %q", spec.Name, pid, r, name, tended[r]) {
+						return diffs
+					}
+				}
 			}
 		}
 	}
 	return diffs
 }
 
-// waitAgree polls until the official client, shmkit's merge and the sim
-// agree on every partition of every namespace.
-func waitAgree(t *testing.T, step string, sim *tendtest.Cluster, client *as.Client) {
+// shmkit is shmkit's side of an agreement check: a tended cluster view
+// (the owner, in this process) and a follower process on the same key.
+// Either may be nil.
+type shmkit struct {
+	c        *tend.Cluster
+	follower *followerProc
+}
+
+// waitAgree polls until the official client, shmkit's merge, shmkit's
+// tended views (if any) and the sim agree on every partition of every
+// namespace.
+func waitAgree(t *testing.T, step string, sim *tendtest.Cluster, client *as.Client, sk shmkit) {
 	t.Helper()
 	deadline := time.Now().Add(agreeTimeout)
 	for {
-		diffs := disagreements(t, sim, client)
+		diffs := disagreements(t, sim, client, sk.c)
+		if sk.follower != nil {
+			if d := sk.follower.disagreement(sim); d != "" {
+				diffs = append(diffs, d)
+			}
+		}
 		if len(diffs) == 0 {
-			t.Logf("%s: client, shmkit merge and sim agree on %d namespaces x %d partitions", step, len(sim.Namespaces()), partmap.Partitions)
+			what := "client, shmkit merge"
+			if sk.c != nil {
+				what += ", shmkit tend (owner)"
+			}
+			if sk.follower != nil {
+				what += ", shmkit tend (follower process)"
+			}
+			t.Logf("%s: %s and sim agree on %d namespaces x %d partitions", step, what, len(sim.Namespaces()), partmap.Partitions)
 			waitQuiet(t, step, sim)
 			return
 		}
@@ -336,10 +383,15 @@ func TestOfficialClientAgreesWithSim(t *testing.T) {
 	defer sim.Close()
 
 	// Seed with one node only: the client must find the others via peers.
+	// So do shmkit's tended view (the owner on a fresh key) and a second
+	// view of the same key in another process (a follower).
 	client := newClient(t, sim.Seeds()[0], "interop")
+	key := testKey(t)
+	sk := shmkit{c: openTend(t, key, sim.Seeds()[0])}
+	sk.follower = startFollower(t, key, sim)
 	waitNodes(t, "initial", sim, client)
 	checkPeers(t, "initial", sim, client)
-	waitAgree(t, "initial", sim, client)
+	waitAgree(t, "initial", sim, client, sk)
 
 	// A node joins: peers and all partition generations change.
 	if _, err := sim.AddNode(); err != nil {
@@ -347,7 +399,7 @@ func TestOfficialClientAgreesWithSim(t *testing.T) {
 	}
 	waitNodes(t, "add node", sim, client)
 	checkPeers(t, "add node", sim, client)
-	waitAgree(t, "add node", sim, client)
+	waitAgree(t, "add node", sim, client, sk)
 
 	// Partitions move: a master to a node holding nothing, a master to its
 	// prole (swap), and a prole.
@@ -373,7 +425,7 @@ func TestOfficialClientAgreesWithSim(t *testing.T) {
 	if err := sim.MovePartition(nsAP, 42, 0, nodeIndex(t, sim, owners[1])); err != nil {
 		t.Fatal(err)
 	}
-	waitAgree(t, "move partitions", sim, client)
+	waitAgree(t, "move partitions", sim, client, sk)
 
 	// A node leaves: it is stopped, dropped from every peers list, and its
 	// partitions are reassigned.
@@ -382,7 +434,7 @@ func TestOfficialClientAgreesWithSim(t *testing.T) {
 	}
 	waitNodes(t, "remove node", sim, client)
 	checkPeers(t, "remove node", sim, client)
-	waitAgree(t, "remove node", sim, client)
+	waitAgree(t, "remove node", sim, client, sk)
 
 	// Strong consistency, regimes in conflict: one node raises its regime
 	// and a second node claims a partition that node masters, with the
@@ -400,14 +452,14 @@ func TestOfficialClientAgreesWithSim(t *testing.T) {
 	if err := sim.SetRegime(nsSC, high, base+1); err != nil {
 		t.Fatal(err)
 	}
-	waitAgree(t, "regime raised", sim, client)
+	waitAgree(t, "regime raised", sim, client, sk)
 	if err := sim.ClaimPartition(nsSC, pid, 0, low); err != nil {
 		t.Fatal(err)
 	}
 	if m, _ := sim.Master(nsSC, pid); m != owners[0] {
 		t.Fatalf("sim master %s, want the higher-regime node %s", m, owners[0])
 	}
-	waitAgree(t, "conflicting claim, lower regime", sim, client)
+	waitAgree(t, "conflicting claim, lower regime", sim, client, sk)
 
 	// Now the claimer overtakes: its regime becomes the highest.
 	if err := sim.SetRegime(nsSC, low, base+2); err != nil {
@@ -416,9 +468,14 @@ func TestOfficialClientAgreesWithSim(t *testing.T) {
 	if m, _ := sim.Master(nsSC, pid); m != sim.Nodes()[low].Name {
 		t.Fatalf("sim master %s, want the claimer %s", m, sim.Nodes()[low].Name)
 	}
-	waitAgree(t, "conflicting claim, higher regime", sim, client)
+	waitAgree(t, "conflicting claim, higher regime", sim, client, sk)
+	sk.follower.stop(t)
+	if st := sk.c.Stats(); st.Role != tend.RoleOwner || len(st.Takeovers) != 1 || len(st.StepDowns) != 0 {
+		t.Errorf("shmkit tend owner: role %s, takeovers %+v, step-downs %+v; want one tender throughout", st.Role, st.Takeovers, st.StepDowns)
+	}
 
-	// Report which info commands the official client sent.
+	// Report which info commands the clients (the official one and
+	// shmkit's tender) sent.
 	totals := map[string]uint64{}
 	for _, n := range sim.Nodes() {
 		for cmd, count := range sim.Requests(n.Index) {
@@ -431,7 +488,7 @@ func TestOfficialClientAgreesWithSim(t *testing.T) {
 	}
 	sort.Strings(cmds)
 	for _, cmd := range cmds {
-		t.Logf("official client sent %-22s %d times", cmd, totals[cmd])
+		t.Logf("clients sent %-22s %d times", cmd, totals[cmd])
 	}
 	for _, want := range []string{"node", "build", "partition-generation", "peers-generation", "peers-clear-std", "replicas", "cluster-name", "rack-ids", "user-agent-set"} {
 		if totals[want] == 0 {
@@ -454,8 +511,9 @@ func TestOfficialClientSurvivesFaults(t *testing.T) {
 	}
 	defer sim.Close()
 	client := newClient(t, sim.Seeds()[0], "")
+	sk := shmkit{c: openTend(t, testKey(t), sim.Seeds()[0])}
 	waitNodes(t, "initial", sim, client)
-	waitAgree(t, "initial", sim, client)
+	waitAgree(t, "initial", sim, client, sk)
 
 	// A node restarts; nothing moved, so the map must stay correct.
 	if err := sim.StopNode(2); err != nil {
@@ -465,7 +523,7 @@ func TestOfficialClientSurvivesFaults(t *testing.T) {
 	if err := sim.RestartNode(2); err != nil {
 		t.Fatal(err)
 	}
-	waitAgree(t, "restart", sim, client)
+	waitAgree(t, "restart", sim, client, sk)
 
 	// A node answers garbage for replicas while a partition moves to it:
 	// the client must not apply the answer (its map keeps the old master)
@@ -496,10 +554,13 @@ func TestOfficialClientSurvivesFaults(t *testing.T) {
 	if got != before {
 		t.Fatalf("during the fault the client maps partition %d to %s, want the old master %s", pid, got, before)
 	}
+	if got, err := tendReplicas(sk.c, nsAP, pid, 1); err != nil || got[0] != before {
+		t.Fatalf("during the fault shmkit tend maps partition %d to %v (%v), want the old master %s", pid, got, err, before)
+	}
 	if err := sim.ClearFaults(0); err != nil {
 		t.Fatal(err)
 	}
-	waitAgree(t, "after malformed replicas", sim, client)
+	waitAgree(t, "after malformed replicas", sim, client, sk)
 }
 
 // waitFor runs reset once, then polls cond until it holds.

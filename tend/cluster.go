@@ -23,6 +23,7 @@ const (
 	DefaultMaxNamespaces     = partmap.DefaultMaxNamespaces
 	DefaultTakeoverThreshold = lease.DefaultThreshold
 	DefaultTendInterval      = time.Second
+	DefaultInfoTimeout       = 2 * time.Second
 	DefaultMode              = os.FileMode(0o600)
 )
 
@@ -74,6 +75,13 @@ type Config struct {
 	TakeoverThreshold time.Duration
 	// TendInterval is the time between tend cycles (default 1 s).
 	TendInterval time.Duration
+	// InfoTimeout bounds each info request to a node, connect included
+	// (default TakeoverThreshold/4, at most DefaultInfoTimeout). Nodes are
+	// asked in parallel, so a cycle in which every node times out still
+	// completes — unsuccessfully — well within the threshold, and the
+	// owner keeps the lease. A value near or above TakeoverThreshold lets
+	// one slow node make cycles overrun, and the owner step down.
+	InfoTimeout time.Duration
 	// Mode is the permission of a created segment (default 0600).
 	Mode os.FileMode
 	// Logger receives role changes, takeovers and node changes (default
@@ -83,6 +91,30 @@ type Config struct {
 	Failpoints *failpoint.Set
 	// Self overrides this process's identity for the lease (tests).
 	Self procid.Identity
+}
+
+// Step-down reasons reported in StepDown.Reason.
+const (
+	// StepDownOverrun: a tend cycle did not complete TendInterval before
+	// the heartbeat it was to renew would expire; the owner released the
+	// lease.
+	StepDownOverrun = "tend cycle overran the takeover threshold"
+	// StepDownLost: a fenced write or the heartbeat renewal found that
+	// another process holds the lease.
+	StepDownLost = "lease lost"
+)
+
+// StepDown records one loss of the tend lease by this process (Close is
+// not recorded).
+type StepDown struct {
+	// Epoch is the epoch that was given up.
+	Epoch uint64
+	// Reason is StepDownOverrun or StepDownLost.
+	Reason string
+	// Detail is the error or measurement behind the reason.
+	Detail string
+	// At is when it happened.
+	At time.Time
 }
 
 // Takeover records one acquisition of the tend lease by this process.
@@ -104,10 +136,17 @@ type Stats struct {
 	OwnerPID int
 	Epoch    uint64
 	// Tends and InfoRequests count tend cycles and the info requests they
-	// sent, over all owners of the segment.
-	Tends, InfoRequests uint64
-	// Takeovers lists this process's acquisitions of the lease.
+	// sent, TendErrors the cycles that failed (a node failed or the
+	// cluster was unreachable), over all owners of the segment.
+	Tends, InfoRequests, TendErrors uint64
+	// Takeovers lists this process's acquisitions of the lease, StepDowns
+	// its losses of it, oldest first.
 	Takeovers []Takeover
+	StepDowns []StepDown
+	// NodeOverflow and NamespaceOverflow count the nodes and namespaces
+	// the segment had no room for (MaxNodes, MaxNamespaces), over all
+	// owners; such nodes and namespaces are left out of the view.
+	NodeOverflow, NamespaceOverflow uint64
 	// LastTend is when the last tend cycle finished.
 	LastTend time.Time
 	// MapGeneration is the partition map generation.
@@ -131,6 +170,7 @@ type Cluster struct {
 	mu        sync.Mutex
 	owner     bool
 	takeovers []Takeover
+	stepDowns []StepDown
 }
 
 func (c *Config) defaults() error {
@@ -155,8 +195,11 @@ func (c *Config) defaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.TakeoverThreshold < 0 || c.TendInterval < 0 {
-		return fmt.Errorf("%w: negative TakeoverThreshold or TendInterval", ErrConfig)
+	if c.TakeoverThreshold < 0 || c.TendInterval < 0 || c.InfoTimeout < 0 {
+		return fmt.Errorf("%w: negative TakeoverThreshold, TendInterval or InfoTimeout", ErrConfig)
+	}
+	if c.InfoTimeout == 0 {
+		c.InfoTimeout = min(DefaultInfoTimeout, c.TakeoverThreshold/4)
 	}
 	if c.TendInterval >= c.TakeoverThreshold {
 		return fmt.Errorf("%w: TendInterval %v must be below TakeoverThreshold %v", ErrConfig, c.TendInterval, c.TakeoverThreshold)
@@ -197,7 +240,7 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 		m.Close()
 		return nil, fmt.Errorf("tend: lease: %w", err)
 	}
-	c.pool = info.NewPool(info.PoolOptions{Options: info.Options{ReadTimeout: cfg.TakeoverThreshold}})
+	c.pool = info.NewPool(info.PoolOptions{Options: info.Options{ConnectTimeout: cfg.InfoTimeout, ReadTimeout: cfg.InfoTimeout}})
 	runCtx, stop := context.WithCancel(context.Background())
 	c.stop, c.done = stop, make(chan struct{})
 	var first *tender
@@ -216,8 +259,9 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 // becomeOwner records an acquisition and stamps the segment; nil means the
 // stamp failed and this process is a follower again.
 func (c *Cluster) becomeOwner(a lease.Acquired) *tender {
+	at := time.Now() // about when the lease wrote our first heartbeat
 	c.mu.Lock()
-	c.takeovers = append(c.takeovers, Takeover{Epoch: a.Epoch, Reason: a.Reason.String(), At: time.Now()})
+	c.takeovers = append(c.takeovers, Takeover{Epoch: a.Epoch, Reason: a.Reason.String(), At: at})
 	c.mu.Unlock()
 	c.log.Info("tend: became owner", "epoch", a.Epoch, "reason", a.Reason.String(), "previous", a.Previous.String())
 	w := c.m.Writer(c.l)
@@ -226,7 +270,16 @@ func (c *Cluster) becomeOwner(a lease.Acquired) *tender {
 		return nil
 	}
 	c.setOwner(true)
-	return newTender(c, w)
+	return newTender(c, w, at)
+}
+
+// steppedDown records a loss of the lease and makes this process a
+// follower.
+func (c *Cluster) steppedDown(sd StepDown) {
+	c.mu.Lock()
+	c.owner = false
+	c.stepDowns = append(c.stepDowns, sd)
+	c.mu.Unlock()
 }
 
 func (c *Cluster) setOwner(v bool) {
@@ -236,7 +289,10 @@ func (c *Cluster) setOwner(v bool) {
 }
 
 // run is the process's one tend goroutine: wait for the lease, tend while
-// holding it, repeat.
+// holding it, repeat. After stepping down because its cycle overran, the
+// process sits out one TakeoverThreshold before it competes for the lease
+// again, so that a process that can tend in time takes over; alone, it
+// takes the lease back after that pause.
 func (c *Cluster) run(ctx context.Context, t *tender) {
 	defer close(c.done)
 	for {
@@ -246,7 +302,16 @@ func (c *Cluster) run(ctx context.Context, t *tender) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.log.Info("tend: became follower", "epoch", t.w.Epoch())
+			c.log.Info("tend: became follower", "epoch", t.w.Epoch(), "reason", t.reason)
+			if t.reason == StepDownOverrun {
+				pause := time.NewTimer(c.cfg.TakeoverThreshold)
+				select {
+				case <-ctx.Done():
+					pause.Stop()
+					return
+				case <-pause.C:
+				}
+			}
 		}
 		a, err := c.l.Acquire(ctx)
 		if err != nil {
@@ -337,7 +402,8 @@ func (c *Cluster) Stats() Stats {
 	ms := c.m.Stats()
 	o := c.l.Owner()
 	c.mu.Lock()
-	s := Stats{Role: RoleFollower, Takeovers: append([]Takeover(nil), c.takeovers...)}
+	s := Stats{Role: RoleFollower, Takeovers: append([]Takeover(nil), c.takeovers...),
+		StepDowns: append([]StepDown(nil), c.stepDowns...)}
 	if c.owner {
 		s.Role = RoleOwner
 	}
@@ -345,7 +411,8 @@ func (c *Cluster) Stats() Stats {
 	if o.Held {
 		s.OwnerPID, s.Epoch = int(o.Identity.PID), o.Epoch
 	}
-	s.Tends, s.InfoRequests, s.LastTend = ms.Owner.Tends, ms.Owner.InfoRequests, ms.Owner.LastTend
+	s.Tends, s.InfoRequests, s.TendErrors, s.LastTend = ms.Owner.Tends, ms.Owner.InfoRequests, ms.Owner.TendErrors, ms.Owner.LastTend
 	s.MapGeneration = ms.Generation
+	s.NodeOverflow, s.NamespaceOverflow = ms.NodeOverflow, ms.NamespaceOverflow
 	return s
 }

@@ -19,25 +19,66 @@
 // "peers-generation" and "partition-generation" in one message, fetch
 // "peers-clear-std" when a peers generation changed, and "partition-generation"
 // with "replicas" (again one message) when a partition generation changed.
-// Replicas answers are merged by the regime rule of the official clients:
-// a claim replaces the stored owner of a partition only if the claiming
-// node's regime is at least the regime stored for the partition. Regimes are
-// kept in the owner's memory. Changed entries are written (one fenced CAS
-// each) and published in one batch. Nodes are added when a peers list names
-// them and deactivated when they vanish from every peers list or fail
-// [FailLimit] tends in a row; the configured seeds are used while no node
-// is known.
+// Nodes are asked in parallel, each request bounded by Config.InfoTimeout,
+// so a cycle lasts about as long as the slowest node, not the sum of all.
+//
+// The owner keeps every node's last replicas answer and recomputes a
+// namespace's table from all of them when one changes, by the regime rule
+// of the official clients: claims are applied in ascending regime order
+// (later answers last among equals), and a claim replaces the stored owner
+// of a partition only if its regime is 0 or at least the regime stored for
+// the partition. Because the table is recomputed, a partition that no
+// tended node claims any more has no node rather than a stale one — once
+// every node's replicas are up to date. While some node's are not (a new
+// owner's first cycle, a failed request, a malformed answer), entries are
+// replaced but never emptied: an unclaimed replica keeps its published
+// node, as the official clients keep theirs. Changed entries are written
+// (one fenced CAS each) and published in one batch.
+//
+// # Nodes
+//
+// Nodes are added when a peers list names them; the configured seeds are
+// asked when no node is known or none of the known ones answers. Nodes
+// found during a cycle are polled in the same cycle. Then:
+//
+//   - A node that fails [FailLimit] tends in a row (it is down, but the
+//     cluster has not reassigned its partitions yet) is marked inactive in
+//     the shared node table. Its last claims are kept, so its partitions
+//     keep pointing at it until other nodes claim them, as the official
+//     clients keep routing to a node until the cluster rebalances. It is
+//     still asked every cycle and is reactivated when it answers.
+//   - A node that left the cluster — no answering node lists it as a
+//     peer — is removed in the cycle that reads the new peers lists (a
+//     node that still answers only if another node answered too, since a
+//     lone node lists no peers): it is marked inactive, its claims are
+//     dropped, and its slot is freed once no partition refers to it.
+//
+// # Heartbeat and stepping down
 //
 // The owner renews its heartbeat when a tend cycle completes, successful or
-// not, so an unreachable cluster does not make the lease flap; a cycle is
-// bounded by the takeover threshold, so an owner whose cycle cannot finish
-// in time loses the lease. A fenced write that fails (another process took
-// over) sends the process back to the follower role. [Cluster.Close]
-// releases the lease, so another process takes over at once.
+// not: an unreachable cluster (every node refusing connections or timing
+// out within InfoTimeout) makes every cycle fail, counted in
+// Stats.TendErrors, but the lease does not flap. A cycle that has not
+// completed TendInterval before the heartbeat would expire (that is,
+// within TakeoverThreshold-TendInterval of the last renewal) is cut off,
+// and the owner steps down: it publishes what the cycle wrote, releases
+// the lease — the waiting processes take over at once — and sits out one
+// TakeoverThreshold before it competes for the lease again
+// (Stats.StepDowns, reason StepDownOverrun). This is what happens to an
+// owner that is starved of CPU or stopped, or whose InfoTimeout is set
+// near the threshold with slow nodes. A fenced write or renewal that fails
+// (another process took over) sends the process back to the follower role
+// (reason StepDownLost). [Cluster.Close] releases the lease, so another
+// process takes over at once.
+//
+// Readers never wait for a tender: throughout a takeover they answer from
+// the last published map.
 //
 // With Config.UseShm false the same code tends a process-private heap
 // segment with a lease this process always holds: every process tends for
 // itself, as a client without shared memory does (the benchmark baseline).
+// Such an owner never steps down: a cycle that overruns is logged, and
+// tending goes on.
 //
 // # Configuration mismatch and capacity
 //
@@ -46,8 +87,12 @@
 // names the field, both values and the two ways out: stop every process and
 // remove the segment, or roll out the new configuration on a new key
 // (Config.ShmKey) side by side with the old one. Nodes or namespaces beyond
-// the segment's capacity are logged and counted in the segment
-// (partmap.Stats NodeOverflow, NamespaceOverflow); what fits stays correct.
+// the segment's capacity are logged (once each) and counted in the segment
+// (Stats.NodeOverflow, Stats.NamespaceOverflow). What fits stays correct,
+// and nothing is misrouted: a partition whose node was left out has no
+// node (partmap.ErrNotFound), and a namespace left out is unknown
+// (ErrNamespace). A slot freed by a removed node is offered to the nodes
+// that were left out.
 //
 // # Scope
 //

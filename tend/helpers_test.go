@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -234,4 +235,199 @@ func startGroup(t testing.TB, n int, a memberArgs) *harness.Group {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// record is one captured log record: its message and its attributes
+// (those added with Logger.With included), formatted with fmt.Sprint.
+type record struct {
+	Msg   string
+	Attrs map[string]string
+}
+
+// recorder is a slog.Handler that keeps every record, for tests that
+// assert what was logged and in which order.
+type recorder struct {
+	mu    *sync.Mutex
+	recs  *[]record
+	from  *int // find and index skip the records before (see reset)
+	attrs []slog.Attr
+}
+
+func newRecorder() *recorder {
+	return &recorder{mu: new(sync.Mutex), recs: new([]record), from: new(int)}
+}
+
+// dumpOnFailure logs every record r kept if the test failed.
+func (r *recorder) dumpOnFailure(t testing.TB, name string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, rec := range *r.recs {
+			t.Logf("%s: %s %v", name, rec.Msg, rec.Attrs)
+		}
+	})
+}
+
+func (r *recorder) logger() *slog.Logger { return slog.New(r) }
+
+// Enabled implements slog.Handler: every level is kept.
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+
+// Handle implements slog.Handler.
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	out := record{Msg: rec.Message, Attrs: map[string]string{}}
+	for _, a := range r.attrs {
+		out.Attrs[a.Key] = fmt.Sprint(a.Value.Any())
+	}
+	rec.Attrs(func(a slog.Attr) bool {
+		out.Attrs[a.Key] = fmt.Sprint(a.Value.Any())
+		return true
+	})
+	r.mu.Lock()
+	*r.recs = append(*r.recs, out)
+	r.mu.Unlock()
+	return nil
+}
+
+// WithAttrs implements slog.Handler.
+func (r *recorder) WithAttrs(attrs []slog.Attr) slog.Handler {
+	c := *r
+	c.attrs = append(append([]slog.Attr(nil), r.attrs...), attrs...)
+	return &c
+}
+
+// WithGroup implements slog.Handler (groups are flattened).
+func (r *recorder) WithGroup(string) slog.Handler { return r }
+
+// find returns the records with message msg whose attributes include
+// every key=value of match, in logging order.
+func (r *recorder) find(msg string, match map[string]string) []record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []record
+next:
+	for _, rec := range (*r.recs)[*r.from:] {
+		if rec.Msg != msg {
+			continue
+		}
+		for k, v := range match {
+			if rec.Attrs[k] != v {
+				continue next
+			}
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// reset makes find and index ignore the records kept so far.
+func (r *recorder) reset() {
+	r.mu.Lock()
+	*r.from = len(*r.recs)
+	r.mu.Unlock()
+}
+
+// index returns the position in the log of the first record with message
+// msg matching match, or -1.
+func (r *recorder) index(msg string, match map[string]string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+next:
+	for i, rec := range (*r.recs)[*r.from:] {
+		if rec.Msg != msg {
+			continue
+		}
+		for k, v := range match {
+			if rec.Attrs[k] != v {
+				continue next
+			}
+		}
+		return *r.from + i
+	}
+	return -1
+}
+
+// heapLocation returns a heap segment location for in-process instances
+// sharing one view (the race detector sees through it); it is removed at
+// cleanup.
+func heapLocation(t testing.TB) arena.Location {
+	t.Helper()
+	store := arena.NewHeapStore()
+	loc := store.At("cluster")
+	t.Cleanup(func() {
+		arena.Remove(loc, arena.RemoveOptions{Force: true})
+		if store.Len() != 0 {
+			t.Errorf("%d heap segments left", store.Len())
+		}
+	})
+	return loc
+}
+
+// readerStats counts the lookups of a reader goroutine.
+type readerStats struct {
+	Lookups, Errors, Wrong int
+	First                  string // first failure
+}
+
+// startReaders looks up, in one goroutine per cluster, the master of
+// every partition of ns over and over and compares it with want (the
+// master names, by partition), until the returned stop is called; stop
+// returns each reader's counts.
+func startReaders(cs []*tend.Cluster, ns string, want []string) (stop func() []readerStats) {
+	var digests [partmap.Partitions]partmap.Digest
+	for pid := range uint32(partmap.Partitions) {
+		digests[pid], _ = partmap.DigestForPartition(pid) // pid is in range
+	}
+	done := make(chan struct{})
+	out := make([]readerStats, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() {
+			st := &out[i]
+			for {
+				for pid, d := range digests {
+					n, err := c.Master(ns, d)
+					st.Lookups++
+					switch {
+					case err != nil:
+						st.Errors++
+						if st.First == "" {
+							st.First = err.Error()
+						}
+					case n.Name != want[pid]:
+						st.Wrong++
+						if st.First == "" {
+							st.First = fmt.Sprintf("partition %d: %s, want %s", pid, n.Name, want[pid])
+						}
+					}
+				}
+				// A pause between passes: spinning readers on every core
+				// would starve the tender (an owner starved of CPU steps
+				// down, by design).
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Millisecond):
+				}
+			}
+		})
+	}
+	return func() []readerStats {
+		close(done)
+		wg.Wait()
+		return out
+	}
+}
+
+// simMasters returns the sim's expected master of every partition of ns.
+func simMasters(t testing.TB, sim *tendtest.Cluster, ns string) []string {
+	t.Helper()
+	out := make([]string, partmap.Partitions)
+	for pid := range uint32(partmap.Partitions) {
+		out[pid] = mustMaster(t, sim, ns, pid)
+	}
+	return out
 }

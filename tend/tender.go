@@ -1,6 +1,7 @@
 package tend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/shmkit/shmkit/lease"
@@ -16,51 +18,74 @@ import (
 	"github.com/shmkit/shmkit/tend/info"
 )
 
+// errNodesFailed marks a cycle in which some node did not answer; the
+// cycle still completed (see tender.cycle).
+var errNodesFailed = errors.New("tend: nodes failed")
+
 // node is the owner's memory of one server node.
 type node struct {
 	name     string
 	addr     string // host:port used for info requests
 	build    string
-	peersGen int64
-	partGen  int64
+	peersGen int64 // -1: peers list not fetched yet
+	partGen  int64 // -1: replicas not fetched yet
 	fails    int
 	seen     bool // answered this cycle
 	stale    bool // partition-generation changed: fetch replicas
+	down     bool // deactivated after FailLimit failures; still asked
 	peers    []info.Peer
-	gotPeers bool // peers list fetched this cycle
 }
 
-// nsTable is the owner's merged view of one namespace.
-type nsTable struct {
-	ns       partmap.NS
-	replicas int
-	sc       bool
-	owners   [partmap.Partitions][partmap.StoredReplicas]string
-	regime   [partmap.Partitions]uint32
+// answer is the last "replicas" answer of one node.
+type answer struct {
+	nss []info.NamespaceReplicas
+	seq uint64 // arrival order: a later answer wins a tie of regimes
 }
 
 // tender is the owner's state while it holds the lease. A new owner starts
 // with a fresh one, so its first cycle re-reads everything.
 type tender struct {
-	c     *Cluster
-	w     *partmap.Writer
-	log   *slog.Logger
+	c   *Cluster
+	w   *partmap.Writer
+	log *slog.Logger
+
 	nodes map[string]*node
-	nss   map[string]*nsTable
-	gone  map[string]bool // deactivated nodes to remove once unreferenced
-	lost  bool
-	sent  uint64
+	// answers holds the last replicas answer of every node in nodes, down
+	// ones included.
+	answers map[string]answer
+	seq     uint64
+	dirty   bool // answers changed since the tables were last written
+	handles map[string]partmap.NS
+	gone    map[string]bool // deactivated nodes: slot removed once unreferenced
+	// refusedNodes and refusedNS are the nodes and namespaces the segment
+	// had no room for (logged once each).
+	refusedNodes, refusedNS map[string]bool
+	retry                   bool // a node slot was freed: offer it to refused peers
+
+	beat   time.Time // when the heartbeat was last written
+	lost   bool
+	reason string // why the tender stopped (StepDown reason)
+	sent   uint64
+	quiet  bool // seeds unreachable already reported
 }
 
-func newTender(c *Cluster, w *partmap.Writer) *tender {
-	t := &tender{c: c, w: w, log: c.log, nodes: map[string]*node{}, nss: map[string]*nsTable{}, gone: map[string]bool{}}
+func newTender(c *Cluster, w *partmap.Writer, beat time.Time) *tender {
+	t := &tender{c: c, w: w, log: c.log, beat: beat,
+		nodes: map[string]*node{}, answers: map[string]answer{}, handles: map[string]partmap.NS{},
+		gone: map[string]bool{}, refusedNodes: map[string]bool{}, refusedNS: map[string]bool{}}
 	// Start from the nodes the segment knows (a previous owner's view);
-	// their generations are unknown, so everything is re-read.
+	// their generations are unknown, so everything is re-read. Inactive
+	// ones are down until they answer, and removed if they left.
 	for _, n := range c.m.Nodes() {
-		if !n.Active || len(n.Addresses) == 0 {
+		if len(n.Addresses) == 0 {
+			t.gone[n.Name] = true
 			continue
 		}
-		t.nodes[n.Name] = &node{name: n.Name, addr: n.Addresses[0].String(), build: n.Build, peersGen: -1, partGen: -1}
+		nd := &node{name: n.Name, addr: n.Addresses[0].String(), build: n.Build, peersGen: -1, partGen: -1}
+		if !n.Active {
+			nd.down, nd.fails = true, FailLimit
+		}
+		t.nodes[n.Name] = nd
 	}
 	t.sent = c.pool.RequestsSent()
 	return t
@@ -72,7 +97,7 @@ func fenced(err error) bool {
 		errors.Is(err, lease.ErrNotOwner) || errors.Is(err, partmap.ErrNotStamped)
 }
 
-// loop tends every TendInterval until ctx ends or the lease is lost.
+// loop tends every TendInterval until ctx ends or the tender stops.
 func (t *tender) loop(ctx context.Context) {
 	tick := time.NewTicker(t.c.cfg.TendInterval)
 	defer tick.Stop()
@@ -86,22 +111,46 @@ func (t *tender) loop(ctx context.Context) {
 	}
 }
 
-// cycle runs one tend cycle bounded by the takeover threshold, records it
-// and renews the heartbeat. It sets t.lost when the lease is gone.
+// deadline is when the current cycle must have ended: TendInterval before
+// the heartbeat expires, so that an owner that overruns hands the lease
+// over (Release) rather than letting it expire under a waiting process.
+func (t *tender) deadline() time.Time {
+	cfg := &t.c.cfg
+	return t.beat.Add(cfg.TakeoverThreshold - cfg.TendInterval)
+}
+
+// cycle runs one tend cycle, records it and renews the heartbeat. A cycle
+// that completes renews it whether it succeeded or not, so an unreachable
+// cluster does not make the lease flap. A cycle that did not complete by
+// its deadline (see deadline) makes the owner of a shared view step down:
+// it releases the lease so that another process takes over.
 func (t *tender) cycle(ctx context.Context) {
 	start := time.Now()
-	cctx, cancel := context.WithTimeout(ctx, t.c.cfg.TakeoverThreshold)
+	deadline := t.deadline()
+	cctx, cancel := context.WithDeadline(ctx, deadline)
 	err := t.tend(cctx)
 	cancel()
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || t.lost {
 		return
+	}
+	if now := time.Now(); !now.Before(deadline) {
+		if t.c.cfg.UseShm {
+			t.overran(now.Sub(start), err)
+			return
+		}
+		// A private view has no one to hand over to: tend on.
+		t.log.Warn("tend: cycle overran the takeover threshold", "took", now.Sub(start).Round(time.Millisecond).String())
 	}
 	if err != nil {
 		if fenced(err) {
 			t.drop(err)
 			return
 		}
-		t.log.Warn("tend: cycle failed", "err", err)
+		if errors.Is(err, errNodesFailed) {
+			t.log.Debug("tend: cycle failed", "err", err)
+		} else {
+			t.log.Warn("tend: cycle failed", "err", err)
+		}
 	}
 	sent := t.c.pool.RequestsSent()
 	rerr := t.w.RecordTend(partmap.TendReport{InfoRequests: int(sent - t.sent), Failed: err != nil, Duration: time.Since(start)})
@@ -112,74 +161,182 @@ func (t *tender) cycle(ctx context.Context) {
 	}
 	if rerr := t.c.l.Renew(); rerr != nil {
 		t.drop(rerr)
+		return
 	}
+	t.beat = time.Now()
 }
 
+// overran steps down after a cycle that missed its deadline: whatever the
+// cycle wrote is published (each entry is right on its own, and an open
+// batch would stall snapshots until the next owner publishes) and the
+// lease is released, waking the waiting processes at once.
+func (t *tender) overran(took time.Duration, err error) {
+	detail := fmt.Sprintf("cycle took %v, deadline was %v after the last heartbeat (threshold %v)",
+		took.Round(time.Millisecond), t.c.cfg.TakeoverThreshold-t.c.cfg.TendInterval, t.c.cfg.TakeoverThreshold)
+	if err != nil {
+		detail += ": " + err.Error()
+	}
+	t.log.Warn("tend: cycle overran, stepping down", "epoch", t.w.Epoch(), "detail", detail)
+	if perr := t.w.Publish(); perr != nil && !fenced(perr) {
+		t.log.Warn("tend: publish before stepping down", "err", perr)
+	}
+	if rerr := t.c.l.Release(); rerr != nil {
+		t.log.Info("tend: lease already taken over", "err", rerr)
+	}
+	t.stop(StepDownOverrun, detail)
+}
+
+// drop stops tending because another process holds the lease.
 func (t *tender) drop(err error) {
 	if !t.lost {
 		t.log.Warn("tend: lost the lease", "epoch", t.w.Epoch(), "err", err)
+		t.stop(StepDownLost, err.Error())
 	}
-	t.lost = true
 }
 
-// tend is one cycle: refresh nodes, peers and partition maps, publish.
-func (t *tender) tend(ctx context.Context) error {
-	if len(t.nodes) == 0 {
-		t.seed(ctx)
+func (t *tender) stop(reason, detail string) {
+	t.lost, t.reason = true, reason
+	t.c.steppedDown(StepDown{Epoch: t.w.Epoch(), Reason: reason, Detail: detail, At: time.Now()})
+}
+
+// parallel runs f(i) for i in [0, n) concurrently and waits for all.
+func parallel(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { f(i) })
 	}
-	peersChanged := false
-	for _, n := range t.sortedNodes() {
-		n.seen, n.gotPeers = false, false
-		names := []string{info.CmdNode, info.CmdPeersGeneration, info.CmdPartitionGeneration}
-		if n.build == "" {
-			names = append(names, info.CmdBuild)
-		}
-		r, err := t.c.pool.Request(ctx, n.addr, names...)
+	wg.Wait()
+}
+
+// poll is one node's answers in the first phase of a cycle.
+type poll struct {
+	err      error
+	build    string
+	partGen  int64
+	partErr  error
+	peers    *info.Peers // fetched because the peers generation changed
+	peersErr error
+}
+
+// poll asks a node for its name and generations in one message and, if
+// its peers generation changed, for its peers. It only reads n.
+func (t *tender) poll(ctx context.Context, n *node) (p poll) {
+	names := []string{info.CmdNode, info.CmdPeersGeneration, info.CmdPartitionGeneration}
+	if n.build == "" {
+		names = append(names, info.CmdBuild)
+	}
+	r, err := t.c.pool.Request(ctx, n.addr, names...)
+	if err != nil {
+		p.err = err
+		return p
+	}
+	name, err := info.ParseNode(r[info.CmdNode])
+	if err == nil && name != n.name {
+		err = fmt.Errorf("tend: %s answers as node %s, expected %s", n.addr, name, n.name)
+	}
+	if err != nil {
+		p.err = err
+		return p
+	}
+	p.build = r[info.CmdBuild]
+	p.partGen, p.partErr = info.ParseGeneration(info.CmdPartitionGeneration, r[info.CmdPartitionGeneration])
+	pg, err := info.ParseGeneration(info.CmdPeersGeneration, r[info.CmdPeersGeneration])
+	switch {
+	case err != nil:
+		p.peersErr = err
+	case pg != n.peersGen:
+		pr, err := t.c.pool.Request(ctx, n.addr, info.CmdPeersClearStd)
+		var peers info.Peers
 		if err == nil {
-			err = t.checkNode(n, r)
+			peers, err = info.ParsePeers(info.CmdPeersClearStd, pr[info.CmdPeersClearStd])
 		}
 		if err != nil {
-			t.fail(n, err)
-			continue
-		}
-		n.fails, n.seen = 0, true
-		if g, err := info.ParseGeneration(info.CmdPartitionGeneration, r[info.CmdPartitionGeneration]); err != nil {
-			t.log.Warn("tend: bad partition-generation", "node", n.name, "err", err)
+			p.peersErr = err
 		} else {
-			n.stale = g != n.partGen
+			peers.Generation = pg
+			p.peers = &peers
 		}
-		pg, err := info.ParseGeneration(info.CmdPeersGeneration, r[info.CmdPeersGeneration])
-		if err != nil {
-			t.log.Warn("tend: bad peers-generation", "node", n.name, "err", err)
-			continue
-		}
-		if pg != n.peersGen {
-			pr, err := t.c.pool.Request(ctx, n.addr, info.CmdPeersClearStd)
-			var p info.Peers
-			if err == nil {
-				p, err = info.ParsePeers(info.CmdPeersClearStd, pr[info.CmdPeersClearStd])
+	}
+	return p
+}
+
+// tend is one cycle: refresh nodes, peers and partition maps, publish. It
+// returns an error wrapping errNodesFailed when it completed but some node
+// failed.
+func (t *tender) tend(ctx context.Context) error {
+	// Poll every known node; nodes that the peers lists (or the seeds) add
+	// are polled in a further round of the same cycle, so a joining
+	// node's replicas are read in the cycle that finds it. The seeds are
+	// asked when no node is known, or when none of the known ones answers.
+	polled := map[string]bool{}
+	failed, answered := 0, 0
+	seeded := false
+	addRefused := t.retry
+	t.retry = false
+	for {
+		if !seeded && answered == 0 && (len(t.nodes) == 0 || len(polled) > 0) {
+			seeded = true
+			t.seed(ctx)
+			if t.lost {
+				return nil
 			}
-			if err != nil {
-				t.log.Warn("tend: peers", "node", n.name, "err", err)
+		}
+		var nodes []*node
+		for _, n := range t.sortedNodes() {
+			if !polled[n.name] {
+				nodes = append(nodes, n)
+				polled[n.name] = true
+			}
+		}
+		if len(nodes) == 0 {
+			break
+		}
+		polls := make([]poll, len(nodes))
+		parallel(len(nodes), func(i int) { polls[i] = t.poll(ctx, nodes[i]) })
+		if err := ctx.Err(); err != nil {
+			// Cut off: nothing is concluded from this round of answers.
+			return fmt.Errorf("tend: cycle: %w", err)
+		}
+		for i, n := range nodes {
+			if t.applyPoll(n, &polls[i]) {
+				addRefused = true
+			}
+			if n.seen {
+				answered++
 			} else {
-				n.peers, n.gotPeers, n.peersGen, peersChanged = p.Peers, true, pg, true
+				failed++
 			}
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("tend: cycle: %w", ctx.Err())
+		if t.lost {
+			return nil
+		}
+		t.updatePeers(addRefused)
+		addRefused = false
+		if t.lost {
+			return nil
 		}
 	}
-	if peersChanged {
-		if err := t.updatePeers(); err != nil {
-			return err
+	if len(t.nodes) == 0 {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("tend: cycle: %w", err)
 		}
+		return fmt.Errorf("%w: no node known and no seed answers", errNodesFailed)
 	}
-	if err := t.refreshReplicas(ctx); err != nil {
+	f, err := t.refreshReplicas(ctx)
+	if err != nil {
 		return err
 	}
-	for name := range t.gone {
+	failed += f
+	if err := t.writeTables(); err != nil {
+		return err
+	}
+	for _, name := range sortedKeys(t.gone) {
 		switch err := t.w.RemoveNode(name); {
-		case err == nil || errors.Is(err, partmap.ErrNotFound):
+		case err == nil:
+			delete(t.gone, name)
+			t.retry = t.retry || len(t.refusedNodes) > 0
+			t.log.Info("tend: node slot freed", "node", name)
+		case errors.Is(err, partmap.ErrNotFound):
 			delete(t.gone, name)
 		case fenced(err):
 			return err
@@ -188,55 +345,93 @@ func (t *tender) tend(ctx context.Context) error {
 	if err := t.w.Publish(); err != nil {
 		return fmt.Errorf("tend: publish: %w", err)
 	}
+	if failed > 0 {
+		return fmt.Errorf("%w: %d failures among %d nodes", errNodesFailed, failed, len(polled))
+	}
 	return ctx.Err()
+}
+
+// applyPoll records one node's poll and reports whether its peers list
+// changed.
+func (t *tender) applyPoll(n *node, p *poll) (peersChanged bool) {
+	n.seen = false
+	if p.err != nil {
+		t.fail(n, p.err)
+		return false
+	}
+	n.fails, n.seen = 0, true
+	if p.build != "" && n.build == "" {
+		n.build = p.build
+		t.publishNode(n)
+	} else if n.down && t.publishNode(n) {
+		t.log.Info("tend: node reactivated", "node", n.name, "addr", n.addr)
+	}
+	if !t.lost {
+		n.down = false
+	}
+	if p.partErr != nil {
+		t.log.Warn("tend: bad partition-generation", "node", n.name, "err", p.partErr)
+	} else if p.partGen != n.partGen {
+		n.stale = true
+	}
+	switch {
+	case p.peersErr != nil:
+		t.log.Warn("tend: peers", "node", n.name, "err", p.peersErr)
+	case p.peers != nil:
+		n.peers, n.peersGen = p.peers.Peers, p.peers.Generation
+		return true
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func (t *tender) sortedNodes() []*node {
 	ns := make([]*node, 0, len(t.nodes))
-	for _, n := range t.nodes {
-		ns = append(ns, n)
+	for _, name := range sortedKeys(t.nodes) {
+		ns = append(ns, t.nodes[name])
 	}
-	slices.SortFunc(ns, func(a, b *node) int {
-		if a.name < b.name {
-			return -1
-		}
-		if a.name > b.name {
-			return 1
-		}
-		return 0
-	})
 	return ns
 }
 
-// checkNode verifies the node's name and notes its build.
-func (t *tender) checkNode(n *node, r map[string]string) error {
-	name, err := info.ParseNode(r[info.CmdNode])
-	if err != nil {
-		return err
-	}
-	if name != n.name {
-		return fmt.Errorf("tend: %s answers as node %s, expected %s", n.addr, name, n.name)
-	}
-	if b, ok := r[info.CmdBuild]; ok && n.build == "" {
-		n.build = b
-		if err := t.publishNode(n, true); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
+// fail counts a failed tend of n. After FailLimit failures in a row the
+// node is marked inactive in the shared table and its slot is kept: its
+// partitions keep pointing at it (as the official clients keep routing to
+// a node until the cluster reassigns its partitions), it is still asked
+// every cycle and reactivated when it answers, and it is removed once it
+// leaves the cluster (updatePeers).
 func (t *tender) fail(n *node, err error) {
 	n.fails++
 	t.log.Debug("tend: node failed", "node", n.name, "fails", n.fails, "err", err)
-	if n.fails >= FailLimit {
-		t.removeNode(n, fmt.Sprintf("failed %d tends in a row: %v", n.fails, err))
+	if n.fails != FailLimit {
+		return
+	}
+	n.down = true
+	t.c.pool.CloseAddr(n.addr)
+	t.log.Info("tend: node deactivated", "node", n.name, "addr", n.addr, "reason", fmt.Sprintf("failed %d tends in a row: %v", n.fails, err))
+	if err := t.w.DeactivateNode(n.name); err != nil && !errors.Is(err, partmap.ErrNotFound) {
+		t.log.Warn("tend: deactivate node", "node", n.name, "err", err)
+		if fenced(err) {
+			t.drop(err)
+		}
 	}
 }
 
+// removeNode forgets n, which left the cluster: its claims are dropped and
+// it is marked inactive in the shared table; its slot is freed once no
+// partition refers to it.
 func (t *tender) removeNode(n *node, why string) {
 	delete(t.nodes, n.name)
 	t.c.pool.CloseAddr(n.addr)
+	delete(t.answers, n.name)
+	t.dirty = true // its claims go, and it no longer holds entries in place
 	t.log.Info("tend: node removed", "node", n.name, "addr", n.addr, "reason", why)
 	if err := t.w.DeactivateNode(n.name); err != nil && !errors.Is(err, partmap.ErrNotFound) {
 		t.log.Warn("tend: deactivate node", "node", n.name, "err", err)
@@ -248,46 +443,76 @@ func (t *tender) removeNode(n *node, why string) {
 	t.gone[n.name] = true
 }
 
-// seed learns the nodes behind the configured seeds.
+// seed learns the nodes behind the configured seeds, asked in parallel.
 func (t *tender) seed(ctx context.Context) {
-	for _, s := range t.c.cfg.Seeds {
-		r, err := t.c.pool.Request(ctx, s, info.CmdNode, info.CmdBuild)
-		if err != nil {
-			t.log.Warn("tend: seed unreachable", "seed", s, "err", err)
+	seeds := t.c.cfg.Seeds
+	type reply struct {
+		name, build string
+		err         error
+	}
+	replies := make([]reply, len(seeds))
+	parallel(len(seeds), func(i int) {
+		r, err := t.c.pool.Request(ctx, seeds[i], info.CmdNode, info.CmdBuild)
+		if err == nil {
+			replies[i].name, err = info.ParseNode(r[info.CmdNode])
+			replies[i].build = r[info.CmdBuild]
+		}
+		replies[i].err = err
+	})
+	found := false
+	for i, s := range seeds {
+		rp := replies[i]
+		if rp.err != nil {
+			level := slog.LevelWarn
+			if t.quiet {
+				level = slog.LevelDebug
+			}
+			t.log.Log(ctx, level, "tend: seed unreachable", "seed", s, "err", rp.err)
 			continue
 		}
-		name, err := info.ParseNode(r[info.CmdNode])
-		if err != nil {
-			t.log.Warn("tend: seed", "seed", s, "err", err)
+		found = true
+		if _, ok := t.nodes[rp.name]; ok {
 			continue
 		}
-		if _, ok := t.nodes[name]; ok {
-			continue
+		n := &node{name: rp.name, addr: s, build: rp.build, peersGen: -1, partGen: -1}
+		if t.publishNode(n) {
+			t.nodes[n.name] = n
+			delete(t.gone, n.name)
+			t.log.Info("tend: node added", "node", n.name, "addr", s, "from", "seed")
 		}
-		n := &node{name: name, addr: s, build: r[info.CmdBuild], peersGen: -1, partGen: -1}
-		if err := t.publishNode(n, true); err == nil {
-			t.nodes[name] = n
-			t.log.Info("tend: node added", "node", name, "addr", s, "from", "seed")
+		if t.lost {
+			return
 		}
 	}
+	t.quiet = !found
 }
 
-// publishNode writes a node into the shared node table.
-func (t *tender) publishNode(n *node, active bool) error {
+// publishNode writes a node into the shared node table, active. A node the
+// table has no room for is logged (once) and counted by partmap.
+func (t *tender) publishNode(n *node) bool {
 	ap, err := resolve(n.addr)
 	if err != nil {
 		t.log.Warn("tend: node address", "node", n.name, "addr", n.addr, "err", err)
-		return err
+		return false
 	}
-	if _, err := t.w.AddOrUpdateNode(partmap.NodeInfo{Name: n.name, Addresses: []netip.AddrPort{ap}, Build: n.build, Active: active}); err != nil {
-		// ErrNoRoom is counted by partmap; the node is left out.
-		t.log.Error("tend: node not stored", "node", n.name, "err", err)
-		if fenced(err) {
-			t.drop(err)
+	_, err = t.w.AddOrUpdateNode(partmap.NodeInfo{Name: n.name, Addresses: []netip.AddrPort{ap}, Build: n.build, Active: true})
+	switch {
+	case err == nil:
+		delete(t.refusedNodes, n.name)
+		return true
+	case fenced(err):
+		t.drop(err)
+	case errors.Is(err, partmap.ErrNoRoom):
+		if t.refusedNodes[n.name] {
+			t.log.Debug("tend: node not stored", "node", n.name, "err", err)
+		} else {
+			t.refusedNodes[n.name] = true
+			t.log.Error("tend: node not stored: no room in the segment; its partitions are left without a node", "node", n.name, "err", err)
 		}
-		return err
+	default:
+		t.log.Error("tend: node not stored", "node", n.name, "err", err)
 	}
-	return nil
+	return false
 }
 
 func resolve(hostport string) (netip.AddrPort, error) {
@@ -310,24 +535,28 @@ func resolve(hostport string) (netip.AddrPort, error) {
 }
 
 // updatePeers adds the peers new to the owner and removes the nodes that
-// vanished from every peers list.
-func (t *tender) updatePeers() error {
+// left the cluster: those that no answering node lists as a peer. A node
+// that answers itself is removed only if another node answered too (a
+// lone node lists no peers); one that does not answer is removed at once.
+// Peers the segment had no room for are offered a slot again only when
+// addRefused (a peers list changed, or a slot was freed).
+func (t *tender) updatePeers(addRefused bool) {
 	listed := map[string]bool{}
 	answered := 0
 	for _, n := range t.sortedNodes() {
-		if !n.seen {
+		if !n.seen || n.peersGen < 0 {
 			continue
 		}
 		answered++
 		for _, p := range n.peers {
 			listed[p.Name] = true
-			if _, ok := t.nodes[p.Name]; ok || len(p.Hosts) == 0 {
+			if _, ok := t.nodes[p.Name]; ok || len(p.Hosts) == 0 || (t.refusedNodes[p.Name] && !addRefused) {
 				continue
 			}
 			nn := &node{name: p.Name, addr: p.Hosts[0].String(), peersGen: -1, partGen: -1}
-			if err := t.publishNode(nn, true); err != nil {
-				if fenced(err) {
-					return err
+			if !t.publishNode(nn) {
+				if t.lost {
+					return
 				}
 				continue
 			}
@@ -336,123 +565,177 @@ func (t *tender) updatePeers() error {
 			t.log.Info("tend: node added", "node", nn.name, "addr", nn.addr, "from", n.name)
 		}
 	}
-	if answered < 2 {
-		return nil // a lone node lists no peers: nothing vanished
+	if answered == 0 {
+		return
 	}
 	for _, n := range t.sortedNodes() {
-		if !listed[n.name] && n.seen {
-			t.removeNode(n, "left the cluster (in no peers list)")
+		switch {
+		case listed[n.name]:
+		case !n.seen:
+			t.removeNode(n, "left the cluster: in no peers list, not answering")
+		case answered >= 2:
+			t.removeNode(n, "left the cluster: in no peers list")
+		}
+		if t.lost {
+			return
 		}
 	}
-	return nil
 }
 
-type answer struct {
-	node   string
-	nss    []info.NamespaceReplicas
-	gen    int64
-	target *node
-}
-
-// refreshReplicas fetches the replicas of the nodes whose partition
-// generation changed, merges them by the regime rule and writes the
-// changed entries.
-func (t *tender) refreshReplicas(ctx context.Context) error {
-	var answers []answer
+// refreshReplicas fetches, in parallel, the replicas of the nodes whose
+// partition generation changed and keeps the answers for writeTables. It
+// returns how many nodes failed.
+func (t *tender) refreshReplicas(ctx context.Context) (int, error) {
+	var stale []*node
 	for _, n := range t.sortedNodes() {
-		if !n.seen || !n.stale {
-			continue
+		if n.seen && n.stale {
+			stale = append(stale, n)
 		}
-		r, err := t.c.pool.Request(ctx, n.addr, info.CmdPartitionGeneration, info.CmdReplicas)
+	}
+	type reply struct {
+		gen int64
+		nss []info.NamespaceReplicas
+		err error // request failed
+		bad error // answer did not parse
+	}
+	replies := make([]reply, len(stale))
+	parallel(len(stale), func(i int) {
+		r, err := t.c.pool.Request(ctx, stale[i].addr, info.CmdPartitionGeneration, info.CmdReplicas)
 		if err != nil {
-			t.fail(n, err)
-			continue
+			replies[i].err = err
+			return
 		}
-		gen, err := info.ParseGeneration(info.CmdPartitionGeneration, r[info.CmdPartitionGeneration])
-		if err != nil {
-			t.log.Warn("tend: bad partition-generation", "node", n.name, "err", err)
-			continue
+		replies[i].gen, replies[i].bad = info.ParseGeneration(info.CmdPartitionGeneration, r[info.CmdPartitionGeneration])
+		if replies[i].bad == nil {
+			replies[i].nss, replies[i].bad = info.ParseReplicas(r[info.CmdReplicas])
 		}
-		nss, err := info.ParseReplicas(r[info.CmdReplicas])
-		if err != nil {
+	})
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("tend: cycle: %w", err)
+	}
+	failed := 0
+	for i, n := range stale {
+		rp := replies[i]
+		switch {
+		case rp.err != nil:
+			failed++
+			t.fail(n, rp.err)
+		case rp.bad != nil:
 			// Keep the published map; retry next cycle.
-			t.log.Warn("tend: bad replicas answer, map kept", "node", n.name, "err", err)
-			continue
+			t.log.Warn("tend: bad replicas answer, map kept", "node", n.name, "err", rp.bad)
+		default:
+			t.seq++
+			t.answers[n.name] = answer{nss: rp.nss, seq: t.seq}
+			n.partGen, n.stale, t.dirty = rp.gen, false, true
 		}
-		answers = append(answers, answer{node: n.name, nss: nss, gen: gen, target: n})
+		if t.lost {
+			return failed, nil
+		}
 	}
-	if len(answers) == 0 {
+	return failed, nil
+}
+
+// writeTables recomputes every namespace's table from the kept answers,
+// if they changed, and writes the entries that differ. Claims are applied
+// in ascending regime order, later answers last among equal regimes, with
+// the rule of the official clients: a claim replaces the stored owner of
+// a partition replica if its regime is 0 or at least the partition's
+// stored regime (tendtest.MergeReplicas documents the same rule). Nodes
+// the segment had no room for send no answers, so their partitions have
+// no node rather than a wrong one.
+func (t *tender) writeTables() error {
+	if !t.dirty {
 		return nil
 	}
-	touched := map[string]*nsTable{}
-	// Apply in ascending regime order per namespace (stable: node order
-	// among equals), as tendtest.MergeReplicas does.
 	type claim struct {
 		node string
+		seq  uint64
 		nr   *info.NamespaceReplicas
 	}
 	byNS := map[string][]claim{}
-	var nsNames []string
-	for i := range answers {
-		for j := range answers[i].nss {
-			nr := &answers[i].nss[j]
+	var order []string
+	for _, name := range sortedKeys(t.answers) {
+		a := t.answers[name]
+		for j := range a.nss {
+			nr := &a.nss[j]
 			if _, ok := byNS[nr.Namespace]; !ok {
-				nsNames = append(nsNames, nr.Namespace)
+				order = append(order, nr.Namespace)
 			}
-			byNS[nr.Namespace] = append(byNS[nr.Namespace], claim{answers[i].node, nr})
+			byNS[nr.Namespace] = append(byNS[nr.Namespace], claim{name, a.seq, nr})
 		}
 	}
-	for _, name := range nsNames {
+	// Namespaces no answer mentions any more have no owners.
+	for _, name := range sortedKeys(t.handles) {
+		if _, ok := byNS[name]; !ok {
+			order = append(order, name)
+		}
+	}
+	// While some node's replicas are out of date (a new owner's first
+	// cycle, a failed request, a malformed answer), entries are replaced
+	// but never emptied: an unclaimed replica keeps its published node,
+	// as the official clients keep theirs.
+	uncertain := false
+	for name, n := range t.nodes {
+		if _, ok := t.answers[name]; !ok || n.stale {
+			uncertain = true
+		}
+	}
+	for _, name := range order {
 		claims := byNS[name]
 		slices.SortStableFunc(claims, func(a, b claim) int {
-			switch {
-			case a.nr.Regime < b.nr.Regime:
-				return -1
-			case a.nr.Regime > b.nr.Regime:
-				return 1
+			if c := cmp.Compare(a.nr.Regime, b.nr.Regime); c != 0 {
+				return c
 			}
-			return 0
+			return cmp.Compare(a.seq, b.seq)
 		})
-		tab, err := t.table(name, claims[0].nr)
-		if err != nil {
-			if fenced(err) {
-				return err
+		replicas, sc := 1, false
+		for _, cl := range claims {
+			replicas = max(replicas, min(cl.nr.ReplicaCount, 255))
+			sc = sc || cl.nr.Regime > 0
+		}
+		h, ok := t.handles[name]
+		if len(claims) > 0 {
+			// Registers the namespace, or updates its replica count and mode.
+			var err error
+			if h, err = t.w.EnsureNamespace(name, replicas, sc); err != nil {
+				if fenced(err) {
+					return err
+				}
+				t.refuseNamespace(name, err)
+				continue
 			}
+			t.handles[name] = h
+		} else if !ok {
 			continue
 		}
-		touched[name] = tab
+		var owners [partmap.Partitions][partmap.StoredReplicas]string
+		var regimes [partmap.Partitions]uint32
 		for _, cl := range claims {
-			if cl.nr.Regime > 0 {
-				tab.sc = true
-			}
-			if cl.nr.ReplicaCount > tab.replicas {
-				tab.replicas = cl.nr.ReplicaCount
-			}
-			for r := 0; r < min(len(cl.nr.Bitmaps), partmap.StoredReplicas); r++ {
+			for r := range min(len(cl.nr.Bitmaps), partmap.StoredReplicas) {
 				bm := &cl.nr.Bitmaps[r]
 				for pid := range uint32(partmap.Partitions) {
-					if !bm.Has(pid) {
-						continue
-					}
-					if cl.nr.Regime >= tab.regime[pid] {
-						tab.owners[pid][r] = cl.node
-						tab.regime[pid] = cl.nr.Regime
+					if bm.Has(pid) && (cl.nr.Regime == 0 || cl.nr.Regime >= regimes[pid]) {
+						owners[pid][r] = cl.node
+						regimes[pid] = max(regimes[pid], cl.nr.Regime)
 					}
 				}
 			}
 		}
-	}
-	for _, name := range nsNames {
-		tab, ok := touched[name]
-		if !ok {
-			continue
-		}
-		if _, err := t.w.EnsureNamespace(name, tab.replicas, tab.sc); err != nil && fenced(err) {
-			return err
+		if uncertain {
+			for pid := range uint32(partmap.Partitions) {
+				for r := range partmap.StoredReplicas {
+					if owners[pid][r] != "" {
+						continue
+					}
+					if cur, ok := t.c.m.Replica(h, pid, r); ok {
+						owners[pid][r] = cur.Name
+					}
+				}
+			}
 		}
 		var rows [partmap.Partitions]partmap.Replicas
 		for pid := range rows {
-			for r, owner := range tab.owners[pid] {
+			for r, owner := range owners[pid] {
 				if owner == "" {
 					continue
 				}
@@ -461,28 +744,21 @@ func (t *tender) refreshReplicas(ctx context.Context) error {
 				}
 			}
 		}
-		if _, err := t.w.SetPartitions(tab.ns, &rows); err != nil {
+		if _, err := t.w.SetPartitions(h, &rows); err != nil {
 			return fmt.Errorf("tend: write %s: %w", name, err)
 		}
 	}
-	for _, a := range answers {
-		a.target.partGen, a.target.stale = a.gen, false
-	}
+	t.dirty = false
 	return nil
 }
 
-// table returns the owner's table of namespace name, registering it.
-func (t *tender) table(name string, nr *info.NamespaceReplicas) (*nsTable, error) {
-	if tab, ok := t.nss[name]; ok {
-		return tab, nil
+// refuseNamespace logs (once per name) a namespace that could not be
+// registered; partmap counts ErrNoRoom refusals in the segment.
+func (t *tender) refuseNamespace(name string, err error) {
+	if t.refusedNS[name] {
+		t.log.Debug("tend: namespace not stored", "namespace", name, "err", err)
+		return
 	}
-	ns, err := t.w.EnsureNamespace(name, max(nr.ReplicaCount, 1), nr.Regime > 0)
-	if err != nil {
-		// ErrNoRoom is counted by partmap; the namespace is left out.
-		t.log.Error("tend: namespace not stored", "namespace", name, "err", err)
-		return nil, err
-	}
-	tab := &nsTable{ns: ns, replicas: max(nr.ReplicaCount, 1), sc: nr.Regime > 0}
-	t.nss[name] = tab
-	return tab, nil
+	t.refusedNS[name] = true
+	t.log.Error("tend: namespace not stored; lookups in it fail with ErrNamespace", "namespace", name, "err", err)
 }

@@ -11,10 +11,22 @@
 //	GET /route/{ns}/{set}/{key}   where a record lives (digest, partition, master, replicas)
 //	GET /stats                    this worker's tend statistics
 //
+// GET /stats also reports the worker's Pid and Worker id; its Role and
+// OwnerPID tell which worker tends.
+//
 // SIGINT (or SIGTERM) to the master is forwarded to the workers, which
 // close their cluster view (releasing the tend lease) and exit; the master
-// then removes the segment. Killing the tending worker makes another worker
-// take over.
+// then removes the segment.
+//
+// Killing the tending worker makes another worker take over at once (its
+// /stats then shows role owner, a new epoch and a takeover with reason
+// "owner dead"); readers keep answering from the shared map meanwhile. The
+// master notices the death (log "worker died") and restarts the worker
+// under the same id, where it joins as a follower: at once, or a second
+// later if it died within a second of its start (so that a worker crashing
+// at start is restarted once a second, not in a busy loop). It restarts
+// nothing while shutting down, nor a worker that exits with status 0 on
+// its own.
 //
 //	prefork -sim 3 -workers 4 -addr :8000
 //	curl localhost:8000/route/test/demo/myTestKey
@@ -32,6 +44,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -109,7 +122,7 @@ func master(o options, log *slog.Logger) error {
 		return err
 	}
 	f, err := ln.(*net.TCPListener).File()
-	ln.Close() // the workers own the socket through f
+	ln.Close() // from here on the socket lives in f, which workers inherit
 	if err != nil {
 		return err
 	}
@@ -118,35 +131,32 @@ func master(o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var cmds []*exec.Cmd
-	exited := make(chan int, o.workers)
+	defer f.Close() // kept open to restart workers
+	s := &supervisor{exe: exe, seeds: seeds, listener: f, log: log,
+		running: map[int]*exec.Cmd{}, exited: make(chan workerExit, o.workers), restart: make(chan int, o.workers)}
 	for i := range o.workers {
-		cmd := exec.Command(exe, os.Args[1:]...)
-		cmd.Env = append(os.Environ(), envWorker+"=1", envSeeds+"="+seeds, fmt.Sprintf("%s=%d", envID, i+1))
-		cmd.ExtraFiles = []*os.File{f}
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-		if err := cmd.Start(); err != nil {
+		if err := s.start(i + 1); err != nil {
+			s.signal(syscall.SIGTERM)
+			s.wait()
 			return err
 		}
-		cmds = append(cmds, cmd)
-		go func() {
-			err := cmd.Wait()
-			log.Info("worker exited", "worker", i+1, "pid", cmd.Process.Pid, "status", fmt.Sprint(err))
-			exited <- i
-		}()
 	}
-	f.Close()
-	left := o.workers
-	for left > 0 {
+	for len(s.running) > 0 || (s.pending > 0 && !s.stopping) {
 		select {
 		case sig := <-sigs:
 			log.Info("forwarding signal to workers", "signal", sig.String())
-			for _, c := range cmds {
-				c.Process.Signal(sig)
+			s.stopping = true
+			s.signal(sig)
+		case e := <-s.exited:
+			s.reap(e)
+		case id := <-s.restart:
+			s.pending--
+			if s.stopping {
+				continue
 			}
-		case <-exited:
-			left--
+			if err := s.start(id); err != nil {
+				log.Error("restart failed", "worker", id, "err", err)
+			}
 		}
 	}
 	// Every worker has detached: remove the segment (a segment still in
@@ -157,6 +167,90 @@ func master(o options, log *slog.Logger) error {
 	}
 	log.Info("all workers exited")
 	return nil
+}
+
+// minUptime is how long a worker must have run for the master to restart
+// it at once after an abnormal exit; one that died sooner is restarted
+// minUptime later, so that a worker crashing at start costs one restart a
+// second, not a busy loop.
+const minUptime = time.Second
+
+// supervisor is the master's view of its workers. Only the master's main
+// goroutine uses it, except that each worker's Wait reports on exited.
+type supervisor struct {
+	exe, seeds string
+	listener   *os.File
+	log        *slog.Logger
+	running    map[int]*exec.Cmd // by worker id
+	exited     chan workerExit
+	restart    chan int // ids whose delayed restart is due
+	pending    int      // delayed restarts not yet due
+	stopping   bool
+}
+
+type workerExit struct {
+	id, pid int
+	err     error
+	ran     time.Duration
+}
+
+// start starts worker id, which inherits the listener as fd 3.
+func (s *supervisor) start(id int) error {
+	cmd := exec.Command(s.exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), envWorker+"=1", envSeeds+"="+s.seeds, fmt.Sprintf("%s=%d", envID, id))
+	cmd.ExtraFiles = []*os.File{s.listener}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start worker %d: %w", id, err)
+	}
+	s.running[id] = cmd
+	s.log.Info("worker started", "worker", id, "worker_pid", cmd.Process.Pid)
+	started := time.Now()
+	go func() {
+		err := cmd.Wait()
+		s.exited <- workerExit{id: id, pid: cmd.Process.Pid, err: err, ran: time.Since(started)}
+	}()
+	return nil
+}
+
+// reap handles a worker's exit. A worker that died (killed, crashed) while
+// the master is not stopping is restarted under the same id: at once, or
+// minUptime later if it died within minUptime of its start. The cluster
+// view needs no help: if the dead worker was the tend owner, another
+// worker has already taken over (lease reason "owner dead"); the new
+// worker joins as a follower.
+func (s *supervisor) reap(e workerExit) {
+	delete(s.running, e.id)
+	if e.err == nil || s.stopping {
+		s.log.Info("worker exited", "worker", e.id, "worker_pid", e.pid, "status", fmt.Sprint(e.err))
+		return
+	}
+	s.log.Warn("worker died", "worker", e.id, "worker_pid", e.pid, "status", e.err.Error(), "ran", e.ran.Round(time.Millisecond).String())
+	if e.ran >= minUptime {
+		s.log.Info("restarting worker", "worker", e.id)
+		if err := s.start(e.id); err != nil {
+			s.log.Error("restart failed", "worker", e.id, "err", err)
+		}
+		return
+	}
+	s.log.Info("restarting worker", "worker", e.id, "after", minUptime.String())
+	s.pending++
+	time.AfterFunc(minUptime, func() { s.restart <- e.id })
+}
+
+func (s *supervisor) signal(sig os.Signal) {
+	for _, c := range s.running {
+		c.Process.Signal(sig)
+	}
+}
+
+// wait reaps every running worker (after a failed start).
+func (s *supervisor) wait() {
+	for len(s.running) > 0 {
+		e := <-s.exited
+		delete(s.running, e.id)
+	}
 }
 
 // nodeJSON is a node in a /route answer.
@@ -174,6 +268,14 @@ type routeJSON struct {
 	PartitionID uint32     `json:"partition_id"`
 	Master      *nodeJSON  `json:"master"`
 	Replicas    []nodeJSON `json:"replicas"`
+}
+
+// statsJSON is a /stats answer: the worker's pid and id, and its
+// tend.Stats fields (Role, OwnerPID, Epoch, Takeovers, ...).
+type statsJSON struct {
+	Pid    int
+	Worker int
+	tend.Stats
 }
 
 func toJSON(n *partmap.Node) nodeJSON {
@@ -225,8 +327,9 @@ func worker(o options, log *slog.Logger) error {
 		}
 		writeJSON(w, out)
 	})
+	id, _ := strconv.Atoi(os.Getenv(envID))
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, c.Stats())
+		writeJSON(w, statsJSON{Pid: os.Getpid(), Worker: id, Stats: c.Stats()})
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func TestPrefork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -57,6 +58,8 @@ func TestPrefork(t *testing.T) {
 	}
 	addr := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
 	base := "http://" + addr
+	// A new connection per request, so that requests reach every worker.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 
 	var route struct {
 		NS, Set, Key string
@@ -70,7 +73,7 @@ func TestPrefork(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(base + "/route/test/demo/myTestKey")
+		resp, err := client.Get(base + "/route/test/demo/myTestKey")
 		if err == nil {
 			ok := resp.StatusCode == http.StatusOK
 			if ok {
@@ -96,23 +99,15 @@ func TestPrefork(t *testing.T) {
 
 	roles := map[string]bool{}
 	for range 20 {
-		resp, err := http.Get(base + "/stats")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st struct {
-			Role     string
-			OwnerPID int
-			Tends    uint64
-		}
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
+		st, err := getStats(client, base)
 		if err != nil || st.OwnerPID == 0 || st.Tends == 0 {
 			t.Fatalf("stats: %+v %v", st, err)
 		}
 		roles[st.Role] = true
 	}
 	t.Logf("roles seen: %v", roles)
+
+	killOwner(t, client, base, route.Master.Name, &stderr)
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -128,6 +123,7 @@ func TestPrefork(t *testing.T) {
 		t.Fatalf("no exit after SIGINT\n%s", stderr.String())
 	}
 	out := stderr.String()
+	// The new owner and the restarted worker; the killed one never got to.
 	if n := strings.Count(out, "worker exiting"); n != 2 {
 		t.Errorf("%d workers exited cleanly, want 2\n%s", n, out)
 	}
@@ -137,4 +133,212 @@ func TestPrefork(t *testing.T) {
 	if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
 		t.Errorf("segment left behind: %v", err)
 	}
+}
+
+// lockedBuffer is an io.Writer safe for a writer and a reader at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// stats is the part of a /stats answer the test reads.
+type stats struct {
+	Pid, Worker int
+	Role        string
+	OwnerPID    int
+	Epoch       uint64
+	Tends       uint64
+	Takeovers   []struct {
+		Epoch  uint64
+		Reason string
+	}
+}
+
+func getStats(client *http.Client, base string) (stats, error) {
+	var st stats
+	resp, err := client.Get(base + "/stats")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("stats: %s", resp.Status)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st, err
+}
+
+// getMaster returns the master /route names for myTestKey.
+func getMaster(client *http.Client, base string) (string, error) {
+	resp, err := client.Get(base + "/route/test/demo/myTestKey")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("route: %s", resp.Status)
+	}
+	var r struct{ Master *struct{ Name string } }
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return "", err
+	}
+	if r.Master == nil {
+		return "", errors.New("route: no master")
+	}
+	return r.Master.Name, nil
+}
+
+// logLine returns the index of the first line of out that contains every
+// part, or -1.
+func logLine(out string, parts ...string) int {
+next:
+	for i, line := range strings.Split(out, "\n") {
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				continue next
+			}
+		}
+		return i
+	}
+	return -1
+}
+
+// waitFor polls cond until it holds or 20 s pass.
+func waitFor(t *testing.T, what string, stderr *lockedBuffer, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s\n%s", what, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// killOwner finds the tending worker through /stats, SIGKILLs it, and
+// checks that another worker takes over (role owner, a newer epoch, reason
+// "owner dead") while /route keeps answering with the same master, and
+// that the master logs the death and restarts the worker.
+func killOwner(t *testing.T, client *http.Client, base, master string, stderr *lockedBuffer) {
+	t.Helper()
+	var owner stats
+	waitFor(t, "a /stats answer from the tending worker", stderr, func() bool {
+		st, err := getStats(client, base)
+		if err == nil && st.Role == "owner" {
+			owner = st
+			return true
+		}
+		return false
+	})
+	if owner.OwnerPID != owner.Pid || owner.Epoch == 0 {
+		t.Fatalf("owner's stats: %+v", owner)
+	}
+
+	// Readers: /route, over new connections, throughout.
+	type result struct {
+		at  time.Time
+		err error
+	}
+	var (
+		mu      sync.Mutex
+		results []result
+	)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			name, err := getMaster(client, base)
+			if err == nil && name != master {
+				err = fmt.Errorf("master %s, want %s", name, master)
+			}
+			mu.Lock()
+			results = append(results, result{time.Now(), err})
+			mu.Unlock()
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	})
+
+	if err := syscall.Kill(owner.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Gone (reaped by the master): from here on every request must be
+	// answered by a live worker.
+	waitFor(t, "the killed worker to be reaped", stderr, func() bool {
+		return errors.Is(syscall.Kill(owner.Pid, 0), syscall.ESRCH)
+	})
+	gone := time.Now()
+
+	var next stats
+	waitFor(t, "another worker to take over", stderr, func() bool {
+		st, err := getStats(client, base)
+		if err == nil && st.Role == "owner" && st.Pid != owner.Pid && st.Epoch > owner.Epoch &&
+			len(st.Takeovers) > 0 && st.Takeovers[len(st.Takeovers)-1].Reason == "owner dead" {
+			next = st
+			return true
+		}
+		return false
+	})
+	t.Logf("worker %d (pid %d, epoch %d) killed; worker %d (pid %d) took over at epoch %d, reason owner dead",
+		owner.Worker, owner.Pid, owner.Epoch, next.Worker, next.Pid, next.Epoch)
+	// The master restarts the dead worker under its id; the new process
+	// answers as a follower.
+	waitFor(t, "the restarted worker to answer", stderr, func() bool {
+		st, err := getStats(client, base)
+		return err == nil && st.Worker == owner.Worker && st.Pid != owner.Pid && st.Role == "follower" && st.OwnerPID == next.Pid
+	})
+	out := stderr.String()
+	died := logLine(out, `msg="worker died"`, fmt.Sprintf("worker=%d worker_pid=%d", owner.Worker, owner.Pid), `status="signal: killed"`)
+	restart := logLine(out, `msg="restarting worker"`, fmt.Sprintf("worker=%d", owner.Worker))
+	if died < 0 || restart < died {
+		t.Errorf("master log: death at %d, restart at %d; want both, in that order\n%s", died, restart, out)
+	}
+
+	// A little more traffic after the takeover, then stop the readers.
+	mu.Lock()
+	n0 := len(results)
+	mu.Unlock()
+	waitFor(t, "more /route answers", stderr, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(results) >= n0+10
+	})
+	close(done)
+	wg.Wait()
+	before, after := 0, 0
+	for _, r := range results {
+		switch {
+		case r.at.Before(gone):
+			// A request the dying worker had accepted may be reset.
+			if r.err != nil {
+				t.Logf("during the kill: %v", r.err)
+			}
+		case r.err != nil:
+			t.Errorf("/route after the kill: %v", r.err)
+		default:
+			after++
+		}
+		if r.at.Before(gone) {
+			before++
+		}
+	}
+	if after < 10 {
+		t.Errorf("%d /route answers after the kill, want at least 10", after)
+	}
+	t.Logf("/route: %d requests while the worker died, %d answered after", before, after)
 }
