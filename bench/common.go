@@ -73,3 +73,88 @@ func waitUntil(ctx context.Context, what string, cond func() bool) error {
 	}
 	return nil
 }
+
+// freeTestKey returns a SysV key of the test class with no segment, for a
+// benchmark whose segment is created by another package (partmap, tend).
+// The caller removes the segment when done.
+func freeTestKey(name string) (arena.Key, error) {
+	for attempt := range uint16(64) {
+		key := benchKey(name, attempt)
+		if _, err := arena.StatOf(arena.SysV(key)); errors.Is(err, arena.ErrNotFound) {
+			return key, nil
+		}
+	}
+	return 0, fmt.Errorf("bench: no free SysV test key for %s: %w", name, arena.ErrExists)
+}
+
+// removeSegment removes the SysV segment at key, if any (cleanup of a
+// benchmark; a segment that is already gone is fine).
+func removeSegment(key arena.Key) error {
+	err := arena.Remove(arena.SysV(key), arena.RemoveOptions{Force: true})
+	if err != nil && !errors.Is(err, arena.ErrNotFound) {
+		return fmt.Errorf("bench: remove segment %s: %w", arena.SysV(key), err)
+	}
+	return nil
+}
+
+// ctlSpec is the layout of a benchmark's control segment: one section
+// "ctl" of the given number of 64-bit words, shared by the parent and its
+// worker processes.
+func ctlSpec(words int) layout.Spec {
+	return layout.Spec{Kind: layout.KindTest,
+		Fields:   []layout.Field{{Name: "bench.ctl.words", Value: uint64(words)}},
+		Sections: []layout.SectionSpec{{Name: "ctl", Size: uint64(8 * words)}}}
+}
+
+// ctlWords is a view of a control segment's words.
+type ctlWords struct {
+	seg  *arena.Segment
+	base arena.Offset
+}
+
+// openCtl attaches the control segment of words words at key (in a
+// worker process).
+func openCtl(ctx context.Context, key arena.Key, words int) (ctlWords, error) {
+	seg, err := arena.Open(ctx, arena.SysV(key), arena.Options{Spec: ctlSpec(words)})
+	if err != nil {
+		return ctlWords{}, err
+	}
+	return ctlOf(seg)
+}
+
+// ctlOf returns the control words of seg, a segment made with ctlSpec.
+func ctlOf(seg *arena.Segment) (ctlWords, error) {
+	off, _, err := seg.Section("ctl")
+	if err != nil {
+		return ctlWords{}, err
+	}
+	return ctlWords{seg: seg, base: off}, nil
+}
+
+func (c ctlWords) off(i int) arena.Offset { return c.base + arena.Offset(8*i) }
+func (c ctlWords) load(i int) uint64      { return c.seg.Load64(c.off(i)) }
+func (c ctlWords) store(i int, v uint64)  { c.seg.Store64(c.off(i), v) }
+
+// pollUntil checks cond every period until it holds or ctx ends (for
+// waits whose end is timestamped elsewhere, so the polling period does
+// not count).
+func pollUntil(ctx context.Context, what string, period time.Duration, cond func() bool) error {
+	for !cond() {
+		if err := sleepCtx(ctx, period); err != nil {
+			return fmt.Errorf("bench: waiting for %s: %w", what, err)
+		}
+	}
+	return nil
+}
+
+// sleepCtx sleeps for d or until ctx ends, and returns ctx's error then.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("bench: sleep: %w", ctx.Err())
+	case <-t.C:
+		return nil
+	}
+}

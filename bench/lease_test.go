@@ -15,6 +15,8 @@ func TestMain(m *testing.M) {
 	maps.Copy(reg, SeqlockWorkloads())
 	maps.Copy(reg, PoolWorkloads())
 	maps.Copy(reg, LeaseWorkloads())
+	maps.Copy(reg, LookupWorkloads())
+	maps.Copy(reg, TendWorkloads())
 	harness.Dispatch(reg)
 	os.Exit(m.Run())
 }

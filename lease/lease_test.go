@@ -208,3 +208,42 @@ func TestCounterRace(t *testing.T) {
 		t.Fatalf("want takeovers by both release and expiry, got %v", reasons)
 	}
 }
+
+// TestCloseRightAfterCanceledAcquire: Acquire's helper goroutines touch the
+// segment, so a caller that detaches it as soon as Acquire returns must not
+// fault (the segment is a real SysV mapping here, unmapped by Close).
+func TestCloseRightAfterCanceledAcquire(t *testing.T) {
+	for i := range 100 {
+		key := uniqueKey(t)
+		loc := arena.SysV(key)
+		seg, err := arena.Create(context.Background(), loc, arena.Options{Spec: testSpec()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo, _, _ := seg.Section("lease")
+		holder := newLease(t, seg, lo, time.Hour)
+		if _, err := holder.TryAcquire(); err != nil {
+			t.Fatal(err)
+		}
+		other, err := arena.Open(context.Background(), loc, arena.Options{Spec: testSpec()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waiter := newLease(t, other, lo, time.Hour)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { _, err := waiter.Acquire(ctx); errc <- err }()
+		if i%2 == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		other.Close() // unmaps: a late wake-up from Acquire would fault here
+		seg.Close()
+		if err := arena.Remove(loc, arena.RemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

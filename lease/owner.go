@@ -296,7 +296,11 @@ func (l *Lease) Acquire(ctx context.Context) (Acquired, error) {
 // wait blocks on the futex until a wake, the verdict's wait, the owner's
 // death or ctx's end.
 func (l *Lease) wait(ctx context.Context, wake uint32, v verdict) {
+	// The helper goroutines touch the segment: wait for them before
+	// returning, since the caller may Close (unmap) it right after.
 	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer close(done)
 	wakeSelf := func() {
 		// Bump the word so a waiter that is not yet in FUTEX_WAIT does not
@@ -307,7 +311,9 @@ func (l *Lease) wait(ctx context.Context, wake uint32, v verdict) {
 	if !v.watch.IsZero() {
 		if w, err := procid.WatchWith(v.watch, l.cfg.WatchOptions); err == nil {
 			defer w.Close()
+			wg.Add(1)
 			go func() {
+				defer wg.Done()
 				select {
 				case <-w.Done():
 					wakeSelf()
@@ -316,7 +322,9 @@ func (l *Lease) wait(ctx context.Context, wake uint32, v verdict) {
 			}()
 		}
 	}
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		select {
 		case <-ctx.Done():
 			wakeSelf()

@@ -516,11 +516,19 @@ func (m *Map) WaitChange(ctx context.Context, since uint64) (uint64, error) {
 	// On cancellation, bump the wake word and wake every waiter: ours
 	// returns, others re-check and sleep again. Bumping (not only waking)
 	// covers a cancellation between our check of ctx and FUTEX_WAIT.
+	// The callback touches the segment, so WaitChange does not return
+	// while it runs: the caller may Close (unmap) right after.
+	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
 		m.seg.Add32(m.futex, 1)
 		m.seg.FutexWake(m.futex, math.MaxInt32)
 	})
-	defer stop()
+	defer func() {
+		if !stop() {
+			<-fired
+		}
+	}()
 	for {
 		f := m.seg.Load32(m.futex) // before the generation: a publish in between changes it
 		if g := m.Generation(); g != since {

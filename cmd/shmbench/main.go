@@ -1,14 +1,21 @@
 // Command shmbench runs shmkit's benchmarks across real processes and
 // prints each figure beside its baseline, measured in the same run.
 //
-//	shmbench [flags] [seqlock|pool|lease ...]
+//	shmbench [flags] [seqlock|pool|lease|lookup|tend|takeover ...]
 //
 // With no subcommand it runs every benchmark in quick mode (under two
 // minutes in all). Flags:
 //
-//	-procs N        processes for the multi-process phases (default 2)
-//	-duration D     length of each timed multi-process phase
-//	-trials N       trials per lease takeover path (default 50)
+//	-procs N        processes for the seqlock and pool multi-process phases
+//	                (default 2; lookup and tend sweep 1, 2, 4, 8(, 16))
+//	-duration D     length of each timed multi-process phase (lookup: per
+//	                process count; tend: the request-counting window)
+//	-trials N       trials per lease takeover path and tend takeover
+//	                (default 50; quick mode: 8 tend takeovers)
+//	-interval D     tend interval of the tend and takeover benchmarks
+//	                (default 100ms)
+//	-plot DIR       write requests-per-second.svg and lookup-cost.svg
+//	                into DIR (from the tend and lookup benchmarks)
 //	-json           one JSON object per line: bench, metric, value, unit,
 //	                baseline_name, baseline, ratio
 //	-cpuprofile DIR write cpu.pprof into DIR (also -memprofile, -trace)
@@ -35,11 +42,13 @@ import (
 )
 
 type options struct {
-	procs    int
-	duration time.Duration
-	trials   int
-	quick    bool
-	stderr   io.Writer
+	procs     int
+	duration  time.Duration
+	trials    int
+	trialsSet bool // -trials given
+	interval  time.Duration
+	quick     bool
+	stderr    io.Writer
 }
 
 type benchmark struct {
@@ -73,6 +82,33 @@ func benchmarks() []benchmark {
 		{"lease", "lease takeover latency after Release, SIGKILL and heartbeat expiry", func(ctx context.Context, o options) ([]bench.Result, error) {
 			return bench.LeaseTakeover(ctx, bench.LeaseConfig{Trials: o.trials, Stderr: o.stderr})
 		}},
+		{"lookup", "master lookup from shared memory vs an in-process atomic-pointer map, and per process with 1-8 readers", func(ctx context.Context, o options) ([]bench.Result, error) {
+			cfg := bench.LookupConfig{Duration: o.duration, Stderr: o.stderr}
+			if o.quick {
+				cfg.Iterations, cfg.Rounds = 2_000_000, 3
+				if cfg.Duration == 0 {
+					cfg.Duration = 300 * time.Millisecond
+				}
+			}
+			return bench.LookupBench(ctx, cfg)
+		}},
+		{"tend", "info requests/s and partition-move propagation with 1-16 processes, with and without shared memory", func(ctx context.Context, o options) ([]bench.Result, error) {
+			cfg := bench.TendConfig{TendInterval: o.interval, Window: o.duration, Stderr: o.stderr}
+			if o.quick {
+				cfg.Moves = 8
+				if cfg.Window == 0 {
+					cfg.Window = 2 * time.Second
+				}
+			}
+			return bench.TendBench(ctx, cfg)
+		}},
+		{"takeover", "time from SIGKILL of the tend owner until a new owner has tended", func(ctx context.Context, o options) ([]bench.Result, error) {
+			cfg := bench.TakeoverConfig{Trials: o.trials, TendInterval: o.interval, Stderr: o.stderr}
+			if o.quick && !o.trialsSet {
+				cfg.Trials = 8
+			}
+			return bench.TakeoverBench(ctx, cfg)
+		}},
 	}
 }
 
@@ -81,6 +117,8 @@ func main() {
 	maps.Copy(reg, bench.SeqlockWorkloads())
 	maps.Copy(reg, bench.PoolWorkloads())
 	maps.Copy(reg, bench.LeaseWorkloads())
+	maps.Copy(reg, bench.LookupWorkloads())
+	maps.Copy(reg, bench.TendWorkloads())
 	harness.Dispatch(reg)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -90,10 +128,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var o options
 	var jsonOut, verbose bool
-	var cpu, mem, trace string
-	fs.IntVar(&o.procs, "procs", 2, "processes for the multi-process phases")
+	var cpu, mem, trace, plotDir string
+	fs.IntVar(&o.procs, "procs", 2, "processes for the seqlock and pool multi-process phases")
 	fs.DurationVar(&o.duration, "duration", 0, "length of each timed multi-process phase (default: per benchmark)")
-	fs.IntVar(&o.trials, "trials", 50, "trials per lease takeover path")
+	fs.IntVar(&o.trials, "trials", 50, "trials per lease takeover path, and tend takeovers (quick mode: 8)")
+	fs.DurationVar(&o.interval, "interval", 0, "tend interval of the tend and takeover benchmarks (default 100ms)")
+	fs.StringVar(&plotDir, "plot", "", "write the plots (SVG) into this directory")
 	fs.BoolVar(&o.quick, "quick", false, "quick mode")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per line")
 	fs.BoolVar(&verbose, "v", false, "show worker processes' stderr")
@@ -115,6 +155,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if verbose {
 		o.stderr = stderr
 	}
+	fs.Visit(func(f *flag.Flag) { o.trialsSet = o.trialsSet || f.Name == "trials" })
 	var selected []benchmark
 	if fs.NArg() == 0 {
 		selected, o.quick = all, true
@@ -172,6 +213,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if !jsonOut {
 		printTable(stdout, results)
+	}
+	if plotDir != "" {
+		paths, err := bench.WritePlots(plotDir, results)
+		if err != nil {
+			failed = true
+			fmt.Fprintf(stderr, "shmbench: plots: %v\n", err)
+		}
+		for _, p := range paths {
+			fmt.Fprintf(stderr, "shmbench: wrote %s\n", p)
+		}
+		if err == nil && len(paths) == 0 {
+			fmt.Fprintln(stderr, "shmbench: -plot: no plotted figures (run lookup or tend)")
+		}
 	}
 	if failed {
 		return 1
