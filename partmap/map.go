@@ -75,6 +75,9 @@ type Map struct {
 	nsCtl    arena.Offset
 	statsCtl arena.Offset
 	parts    arena.Offset
+	// partsW and ctlW view the partition entries and the node control
+	// words for the lookup hot path (one bounds compare per load).
+	partsW, ctlW arena.Words
 
 	nodeT, nsT, statsT *seqlock.Table
 
@@ -82,7 +85,7 @@ type Map struct {
 	// maxNodes stay nil), the last record this process verified, with the
 	// control word it was verified under. 256 entries, so that an 8-bit
 	// slot indexes it without a bounds check.
-	cache *[256]atomic.Pointer[cachedNode]
+	cache [256]atomic.Pointer[cachedNode]
 	// fills counts completed verifications; each cache entry carries the
 	// count its verification produced, so that a lookup can tell entries
 	// verified before it began from those verified since.
@@ -197,6 +200,13 @@ func newMap(seg *arena.Segment, cfg Config) (*Map, error) {
 	m.nsCtl = m.nodeCtl + arena.Offset(8*m.maxNodes)
 	m.statsCtl = m.nsCtl + arena.Offset(8*m.maxNS)
 	m.parts = offs[secParts]
+	var werr error
+	if m.partsW, werr = seg.Words(m.parts, uint64(m.maxNS)*Partitions); werr != nil {
+		return nil, corrupt("section", -1, werr, "%s is smaller than %d namespace tables", secParts, m.maxNS)
+	}
+	if m.ctlW, werr = seg.Words(m.nodeCtl, uint64(m.maxNodes)); werr != nil {
+		return nil, corrupt("section", -1, werr, "%s has no room for %d node control words", secMeta, m.maxNodes)
+	}
 	opts := seqlock.Options{StallTimeout: cfg.StallTimeout, Failpoints: cfg.Failpoints}
 	table := func(name string, records, words int) (*seqlock.Table, error) {
 		t, err := seqlock.New(seg, offs[name], records, words, opts)
@@ -215,7 +225,6 @@ func newMap(seg *arena.Segment, cfg Config) (*Map, error) {
 	if m.statsT, err = table(secStats, 2, statsWords); err != nil {
 		return nil, err
 	}
-	m.cache = new([256]atomic.Pointer[cachedNode])
 	m.badRetry = 10 * cfg.StallTimeout
 	if cfg.StallTimeout <= 0 {
 		m.badRetry = 10 * seqlock.DefaultStallTimeout
@@ -253,11 +262,12 @@ func (m *Map) Master(ns NS, pid uint32) (*Node, bool) {
 		return nil, false
 	}
 	f := m.fills.Load()
-	s := uint8(m.seg.Load64(m.parts + arena.Offset(i<<partShift|uint(pid)<<3)))
+	s := uint8(m.partsW.Load(uint64(i)*Partitions + uint64(pid)))
 	if s == 0 {
 		return nil, false
 	}
-	if c := m.cache[s].Load(); c != nil && c.seq <= f && c.ctl == m.seg.Load64(m.nodeCtl+arena.Offset(s)<<3-8) {
+	// A cache entry exists only for slots 1..MaxNodes.
+	if c := m.cache[s].Load(); c != nil && c.seq <= f && c.ctl == m.ctlW.Load(uint64(s)-1) {
 		return c.node, c.node != nil
 	}
 	n, err := m.lookupSlow(int(i), pid, 0, nil)
@@ -278,12 +288,12 @@ func (m *Map) Replica(ns NS, pid uint32, r int) (*Node, bool) {
 		return nil, false
 	}
 	f := m.fills.Load()
-	s := uint8(m.seg.Load64(m.parts+arena.Offset(i<<partShift|uint(pid)<<3)) >> (8 * uint(r)))
+	s := uint8(m.partsW.Load(uint64(i)*Partitions+uint64(pid)) >> (8 * uint(r)))
 	if s == 0 {
 		return nil, false
 	}
 	// Slots above MaxNodes have no cache entry: the slow path reports them.
-	if c := m.cache[s].Load(); c != nil && c.seq <= f && c.ctl == m.seg.Load64(m.nodeCtl+arena.Offset(s)<<3-8) {
+	if c := m.cache[s].Load(); c != nil && c.seq <= f && c.ctl == m.ctlW.Load(uint64(s)-1) {
 		return c.node, c.node != nil
 	}
 	n, err := m.lookupSlow(int(i), pid, r, nil)

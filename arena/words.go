@@ -1,0 +1,54 @@
+package arena
+
+import (
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Words is a bounds-checked view of a run of 8-byte words in a segment,
+// indexed by word number. It exists for hot paths: a load through a view
+// checks one index against the view's length, where a Segment accessor
+// checks alignment and the segment bounds. Take a view once (Segment.Words
+// validates it), keep it as long as the segment stays attached, and index
+// it with values that are bounded by the caller's own checks.
+type Words struct {
+	base unsafe.Pointer
+	n    uint64
+	seg  *Segment
+}
+
+// Words returns a view of n words starting at off (8-byte aligned).
+func (s *Segment) Words(off Offset, n uint64) (Words, error) {
+	if off&7 != 0 {
+		return Words{}, fmt.Errorf("arena: %s: word view at %d not 8-byte aligned: %w", s.loc, off, ErrRange)
+	}
+	if n > uint64(len(s.data))/8 {
+		return Words{}, fmt.Errorf("arena: %s: word view of %d words larger than the segment: %w", s.loc, n, ErrRange)
+	}
+	if err := s.CheckRange(off, 8*n); err != nil {
+		return Words{}, err
+	}
+	return Words{base: unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off), n: n, seg: s}, nil
+}
+
+// Len returns the number of words in the view.
+func (w Words) Len() uint64 { return w.n }
+
+func (w Words) at(i uint64) *uint64 {
+	if i >= w.n {
+		panic(wordPanic{loc: w.seg.loc, off: Offset(i * 8), size: int(w.n * 8)})
+	}
+	return (*uint64)(unsafe.Add(w.base, i<<3))
+}
+
+// Load atomically loads word i.
+func (w Words) Load(i uint64) uint64 { return atomic.LoadUint64(w.at(i)) }
+
+// Store atomically stores v in word i.
+func (w Words) Store(i uint64, v uint64) { atomic.StoreUint64(w.at(i), v) }
+
+// CAS atomically replaces old with new in word i and reports whether it did.
+func (w Words) CAS(i uint64, old, new uint64) bool {
+	return atomic.CompareAndSwapUint64(w.at(i), old, new)
+}
