@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
@@ -167,6 +169,11 @@ type Cluster struct {
 	done  chan struct{}
 	close sync.Once
 
+	// nsCache maps namespace names to handles already resolved; a
+	// namespace slot is never given to another name for the life of the
+	// segment, so an entry never goes stale. Copy on write.
+	nsCache atomic.Pointer[map[string]partmap.NS]
+
 	mu        sync.Mutex
 	owner     bool
 	takeovers []Takeover
@@ -295,9 +302,10 @@ func (c *Cluster) setOwner(v bool) {
 // takes the lease back after that pause.
 func (c *Cluster) run(ctx context.Context, t *tender) {
 	defer close(c.done)
+	fresh := false // a tender handed in by Open has already tended once
 	for {
 		if t != nil {
-			t.loop(ctx)
+			t.loop(ctx, fresh)
 			c.setOwner(false)
 			if ctx.Err() != nil {
 				return
@@ -317,7 +325,7 @@ func (c *Cluster) run(ctx context.Context, t *tender) {
 		if err != nil {
 			return
 		}
-		t = c.becomeOwner(a)
+		t, fresh = c.becomeOwner(a), true
 	}
 }
 
@@ -347,12 +355,29 @@ func (c *Cluster) Close() error {
 }
 
 func (c *Cluster) ns(name string) (partmap.NS, error) {
+	cache := c.nsCache.Load()
+	if cache != nil {
+		if ns, ok := (*cache)[name]; ok {
+			return ns, nil
+		}
+	}
 	ns, ok := c.m.Namespace(name)
 	if !ok {
 		return partmap.NS{}, fmt.Errorf("%w %q", ErrNamespace, name)
 	}
+	next := map[string]partmap.NS{name: ns}
+	if cache != nil {
+		maps.Copy(next, *cache)
+	}
+	c.nsCache.CompareAndSwap(cache, &next) // a lost race only costs a later miss
 	return ns, nil
 }
+
+// Map returns the shared view itself, for the lock-free hot path: resolve a
+// namespace once with Map().Namespace and look partitions up by handle
+// (Map().Master(ns, d.PartitionID())), which skips the name lookup Master
+// does on every call. Do not use it after Close.
+func (c *Cluster) Map() *partmap.Map { return c.m }
 
 // Nodes returns the nodes of the cluster view, active or not, in slot order.
 func (c *Cluster) Nodes() []*partmap.Node { return c.m.Nodes() }
@@ -371,7 +396,11 @@ func (c *Cluster) Replica(ns string, d partmap.Digest, i int) (*partmap.Node, er
 	if err != nil {
 		return nil, err
 	}
-	n, err := c.m.Lookup(h, d.PartitionID(), i)
+	pid := d.PartitionID()
+	if n, ok := c.m.Replica(h, pid, i); ok { // the lock-free fast path
+		return n, nil
+	}
+	n, err := c.m.Lookup(h, pid, i) // says why not
 	if err != nil {
 		return nil, fmt.Errorf("tend: %s partition %d replica %d: %w", ns, d.PartitionID(), i, err)
 	}

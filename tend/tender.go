@@ -97,8 +97,13 @@ func fenced(err error) bool {
 		errors.Is(err, lease.ErrNotOwner) || errors.Is(err, partmap.ErrNotStamped)
 }
 
-// loop tends every TendInterval until ctx ends or the tender stops.
-func (t *tender) loop(ctx context.Context) {
+// loop tends every TendInterval until ctx ends or the tender stops; with
+// now set, the first cycle runs at once (a new owner re-reads everything
+// without waiting an interval).
+func (t *tender) loop(ctx context.Context, now bool) {
+	if now && ctx.Err() == nil {
+		t.cycle(ctx)
+	}
 	tick := time.NewTicker(t.c.cfg.TendInterval)
 	defer tick.Stop()
 	for !t.lost {
