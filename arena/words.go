@@ -52,3 +52,15 @@ func (w Words) Store(i uint64, v uint64) { atomic.StoreUint64(w.at(i), v) }
 func (w Words) CAS(i uint64, old, new uint64) bool {
 	return atomic.CompareAndSwapUint64(w.at(i), old, new)
 }
+
+// LoadN copies len(dst) words starting at word i, one atomic load each,
+// with one bounds check for the whole run.
+func (w Words) LoadN(i uint64, dst []uint64) {
+	if i > w.n || uint64(len(dst)) > w.n-i {
+		panic(wordPanic{loc: w.seg.loc, off: Offset(i * 8), size: int(w.n * 8)})
+	}
+	p := unsafe.Add(w.base, i<<3)
+	for k := range dst {
+		dst[k] = atomic.LoadUint64((*uint64)(unsafe.Add(p, k<<3)))
+	}
+}

@@ -123,6 +123,8 @@ type Table struct {
 	hdr      arena.Offset // table header
 	base     arena.Offset // record 0
 	stride   arena.Offset // bytes per record
+	recs     arena.Words  // every record, for the read fast path
+	strideW  uint64       // words per record
 	claimOff arena.Offset // claim word, relative to a record
 	records  int
 	words    int
@@ -174,6 +176,10 @@ func New(seg *arena.Segment, off arena.Offset, records, words int, opts Options)
 		self:     self,
 		me:       claimWord(self),
 		fp:       opts.Failpoints,
+	}
+	t.strideW = uint64(t.stride) / 8
+	if t.recs, err = seg.Words(t.base, uint64(records)*t.strideW); err != nil {
+		return nil, fmt.Errorf("seqlock: records at %d: %w: %w", t.base, ErrRegion, err)
 	}
 	want := geomWord(records, words)
 	g := seg.Load64(off + offGeom)
@@ -229,16 +235,15 @@ func (t *Table) Read(i int, dst []uint64) error {
 	if uint(i) >= uint(t.records) || len(dst) != t.words {
 		return t.readArgErr(i, dst)
 	}
-	seg := t.seg
-	rec := t.record(i)
-	s := seg.Load64(rec)
+	r := uint64(i) * t.strideW
+	s := t.recs.Load(r + offSeq/8)
 	if s&(seqBusy|seqTorn) == 0 {
-		seg.LoadWords(rec+offPayload, dst)
-		if seg.Load64(rec) == s {
+		t.recs.LoadN(r+offPayload/8, dst)
+		if t.recs.Load(r+offSeq/8) == s {
 			return nil
 		}
 	}
-	return t.readSlow(i, rec, dst, s)
+	return t.readSlow(i, t.record(i), dst, s)
 }
 
 // readArgErr describes Read's bad argument (kept out of Read's fast path).
