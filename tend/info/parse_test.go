@@ -338,3 +338,13 @@ func TestPartitionsMatchesPartmap(t *testing.T) {
 		t.Fatalf("info.Partitions = %d, partmap.Partitions = %d", Partitions, partmap.Partitions)
 	}
 }
+
+// TestReplicasUnpaddedBitmap: 684 base64 characters without padding decode
+// to 513 bytes; the parser must say so instead of letting base64 write past
+// a 512-byte bitmap (found by FuzzParseReplicas).
+func TestReplicasUnpaddedBitmap(t *testing.T) {
+	v := "test:0,1," + strings.Repeat("0", 684)
+	if _, err := ParseReplicas(v); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("want ErrMalformed, got %v", err)
+	}
+}

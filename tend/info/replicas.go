@@ -181,13 +181,18 @@ func decodeBitmap(cmd, field string, off int, tok string, dst *Bitmap) error {
 	if len(tok) != encodedBitmapLen {
 		return parseErr(ErrMalformed, cmd, field, off, "bitmap is %d base64 characters, want %d (%d bytes)", len(tok), encodedBitmapLen, BitmapSize)
 	}
-	n, err := base64.StdEncoding.Decode(dst[:], []byte(tok))
+	// 684 characters without padding decode to 513 bytes, and Decode
+	// writes past a destination that is too small: decode into room for
+	// DecodedLen, then check the size.
+	var buf [(encodedBitmapLen / 4) * 3]byte
+	n, err := base64.StdEncoding.Decode(buf[:], []byte(tok))
 	if err != nil {
 		return parseErr(ErrMalformed, cmd, field, off, "bad base64: %v", err)
 	}
 	if n != BitmapSize {
 		return parseErr(ErrMalformed, cmd, field, off, "bitmap decodes to %d bytes, want %d", n, BitmapSize)
 	}
+	copy(dst[:], buf[:n])
 	return nil
 }
 
