@@ -13,9 +13,7 @@ import (
 // validates it), keep it as long as the segment stays attached, and index
 // it with values that are bounded by the caller's own checks.
 type Words struct {
-	base unsafe.Pointer
-	n    uint64
-	seg  *Segment
+	w []uint64 // the words, in shared memory: indexing is bounds-checked
 }
 
 // Words returns a view of n words starting at off (8-byte aligned).
@@ -29,18 +27,18 @@ func (s *Segment) Words(off Offset, n uint64) (Words, error) {
 	if err := s.CheckRange(off, 8*n); err != nil {
 		return Words{}, err
 	}
-	return Words{base: unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off), n: n, seg: s}, nil
+	if n == 0 {
+		return Words{}, nil
+	}
+	return Words{w: unsafe.Slice((*uint64)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off)), n)}, nil
 }
 
 // Len returns the number of words in the view.
-func (w Words) Len() uint64 { return w.n }
+func (w Words) Len() uint64 { return uint64(len(w.w)) }
 
-func (w Words) at(i uint64) *uint64 {
-	if i >= w.n {
-		panic(wordPanic{loc: w.seg.loc, off: Offset(i * 8), size: int(w.n * 8)})
-	}
-	return (*uint64)(unsafe.Add(w.base, i<<3))
-}
+// at panics with Go's index-out-of-range error for i ≥ Len: a programming
+// error, as for the Segment accessors.
+func (w Words) at(i uint64) *uint64 { return &w.w[i] }
 
 // Load atomically loads word i.
 func (w Words) Load(i uint64) uint64 { return atomic.LoadUint64(w.at(i)) }
@@ -56,11 +54,8 @@ func (w Words) CAS(i uint64, old, new uint64) bool {
 // LoadN copies len(dst) words starting at word i, one atomic load each,
 // with one bounds check for the whole run.
 func (w Words) LoadN(i uint64, dst []uint64) {
-	if i > w.n || uint64(len(dst)) > w.n-i {
-		panic(wordPanic{loc: w.seg.loc, off: Offset(i * 8), size: int(w.n * 8)})
-	}
-	p := unsafe.Add(w.base, i<<3)
+	src := w.w[i : i+uint64(len(dst))]
 	for k := range dst {
-		dst[k] = atomic.LoadUint64((*uint64)(unsafe.Add(p, k<<3)))
+		dst[k] = atomic.LoadUint64(&src[k])
 	}
 }
