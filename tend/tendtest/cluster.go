@@ -737,34 +737,30 @@ func (c *Cluster) Requests(i int) map[string]uint64 {
 // Messages returns how many info messages node i received (one message may
 // carry several commands).
 func (c *Cluster) Messages(i int) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if i < 0 || i >= len(c.nodes) {
-		return 0
-	}
-	return c.nodes[i].messages
+	return c.nodeCounter(i, func(n *node) uint64 { return n.messages })
 }
 
 // NonInfoMessages returns how many non-info messages (login, data) node i
 // received; the simulator closes the connection on each.
 func (c *Cluster) NonInfoMessages(i int) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if i < 0 || i >= len(c.nodes) {
-		return 0
-	}
-	return c.nodes[i].nonInfo
+	return c.nodeCounter(i, func(n *node) uint64 { return n.nonInfo })
 }
 
 // Connections returns how many connections node i accepted (dropped ones
 // included).
 func (c *Cluster) Connections(i int) uint64 {
+	return c.nodeCounter(i, func(n *node) uint64 { return n.accepted })
+}
+
+// nodeCounter reads one of node i's counters under the lock (0 for an
+// index out of range).
+func (c *Cluster) nodeCounter(i int, get func(*node) uint64) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if i < 0 || i >= len(c.nodes) {
 		return 0
 	}
-	return c.nodes[i].accepted
+	return get(c.nodes[i])
 }
 
 // InfoRequests returns the total number of info messages all nodes
