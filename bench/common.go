@@ -108,8 +108,8 @@ func ctlSpec(words int) layout.Spec {
 
 // ctlWords is a view of a control segment's words.
 type ctlWords struct {
-	seg  *arena.Segment
-	base arena.Offset
+	seg *arena.Segment
+	w   arena.Words
 }
 
 // openCtl attaches the control segment of words words at key (in a
@@ -122,18 +122,38 @@ func openCtl(ctx context.Context, key arena.Key, words int) (ctlWords, error) {
 	return ctlOf(seg)
 }
 
+// createCtl creates a fresh control segment of words words for the
+// benchmark called name (in the parent); remove detaches and removes it.
+func createCtl(ctx context.Context, name string, words int) (c ctlWords, key arena.Key, remove func() error, err error) {
+	seg, key, err := createBenchSegment(ctx, name, ctlSpec(words))
+	if err != nil {
+		return ctlWords{}, 0, nil, err
+	}
+	remove = func() error {
+		seg.Close()
+		return removeSegment(key)
+	}
+	if c, err = ctlOf(seg); err != nil {
+		return ctlWords{}, 0, nil, errors.Join(err, remove())
+	}
+	return c, key, remove, nil
+}
+
 // ctlOf returns the control words of seg, a segment made with ctlSpec.
 func ctlOf(seg *arena.Segment) (ctlWords, error) {
-	off, _, err := seg.Section("ctl")
+	off, size, err := seg.Section("ctl")
 	if err != nil {
 		return ctlWords{}, err
 	}
-	return ctlWords{seg: seg, base: off}, nil
+	w, err := seg.Words(off, size/8)
+	if err != nil {
+		return ctlWords{}, err
+	}
+	return ctlWords{seg: seg, w: w}, nil
 }
 
-func (c ctlWords) off(i int) arena.Offset { return c.base + arena.Offset(8*i) }
-func (c ctlWords) load(i int) uint64      { return c.seg.Load64(c.off(i)) }
-func (c ctlWords) store(i int, v uint64)  { c.seg.Store64(c.off(i), v) }
+func (c ctlWords) load(i int) uint64     { return c.w.Load(uint64(i)) }
+func (c ctlWords) store(i int, v uint64) { c.w.Store(uint64(i), v) }
 
 // pollUntil checks cond every period until it holds or ctx ends (for
 // waits whose end is timestamped elsewhere, so the polling period does

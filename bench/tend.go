@@ -281,18 +281,11 @@ func tendRun(ctx context.Context, sim *tendtest.Cluster, cfg TendConfig, p int, 
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	words := tcSeen + 2*p
-	seg, ctlKey, err := createBenchSegment(ctx, "tend.ctl", ctlSpec(words))
+	ctl, ctlKey, removeCtl, err := createCtl(ctx, "tend.ctl", words)
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		seg.Close()
-		err = errors.Join(err, removeSegment(ctlKey))
-	}()
-	ctl, err := ctlOf(seg)
-	if err != nil {
-		return res, err
-	}
+	defer func() { err = errors.Join(err, removeCtl()) }()
 	a := tendArgs{UseShm: useShm, Ctl: uint32(ctlKey), CtlWords: words, Seeds: sim.Seeds(),
 		Interval: cfg.TendInterval, Threshold: tend.DefaultTakeoverThreshold}
 	for _, n := range sim.Nodes() {
@@ -541,18 +534,11 @@ func TakeoverBench(ctx context.Context, cfg TakeoverConfig) (_ []Result, err err
 	defer sim.Close()
 	slots := cfg.Procs + cfg.Trials
 	words := koBase + koWords*slots
-	seg, ctlKey, err := createBenchSegment(ctx, "takeover.ctl", ctlSpec(words))
+	ctl, ctlKey, removeCtl, err := createCtl(ctx, "takeover.ctl", words)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		seg.Close()
-		err = errors.Join(err, removeSegment(ctlKey))
-	}()
-	ctl, err := ctlOf(seg)
-	if err != nil {
-		return nil, err
-	}
+	defer func() { err = errors.Join(err, removeCtl()) }()
 	key, err := freeTestKey("takeover")
 	if err != nil {
 		return nil, err
