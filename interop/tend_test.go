@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 	"github.com/shmkit/shmkit/bench/harness"
 	"github.com/shmkit/shmkit/partmap"
 	"github.com/shmkit/shmkit/tend"
@@ -37,29 +37,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // testKey returns an unused SysV test key; the segment is removed (and
 // checked gone) at cleanup.
-func testKey(t testing.TB) arena.Key {
-	t.Helper()
-	h := fnv.New32a()
-	for i := range 1000 {
-		fmt.Fprintf(h, "%s/%d/%d/%d", t.Name(), os.Getpid(), time.Now().UnixNano(), i)
-		key := arena.MakeKey(arena.ClassTest, uint16(h.Sum32()&0xfff))
-		loc := arena.SysV(key)
-		if _, err := arena.StatOf(loc); errors.Is(err, arena.ErrNotFound) {
-			t.Cleanup(func() {
-				err := arena.Remove(loc, arena.RemoveOptions{Force: true})
-				if err != nil && !errors.Is(err, arena.ErrNotFound) {
-					t.Errorf("remove %s: %v", loc, err)
-				}
-				if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
-					t.Errorf("segment %s left behind: %v", loc, err)
-				}
-			})
-			return key
-		}
-	}
-	t.Fatal("no free SysV test key")
-	return 0
-}
+func testKey(t testing.TB) arena.Key { return arenatest.SysVKey(t) }
 
 func tendConfig(key arena.Key, seeds []string, log *slog.Logger) tend.Config {
 	return tend.Config{Seeds: seeds, UseShm: true, ShmKey: key,

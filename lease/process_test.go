@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math/rand"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 	"github.com/shmkit/shmkit/bench/harness"
 	"github.com/shmkit/shmkit/failpoint"
 	"github.com/shmkit/shmkit/layout"
@@ -63,11 +63,7 @@ func testSpec() layout.Spec {
 	}}
 }
 
-func uniqueKey(t *testing.T) arena.Key {
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%s/%d/%d", t.Name(), os.Getpid(), time.Now().UnixNano())
-	return arena.MakeKey(arena.ClassTest, uint16(h.Sum32()))
-}
+func uniqueKey(t *testing.T) arena.Key { return arenatest.SysVKey(t) }
 
 func openShared(t *testing.T, key arena.Key) (*arena.Segment, arena.Offset, arena.Offset) {
 	t.Helper()

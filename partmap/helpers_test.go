@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 	"github.com/shmkit/shmkit/bench/harness"
 	"github.com/shmkit/shmkit/lease"
 	"github.com/shmkit/shmkit/partmap"
@@ -70,22 +70,8 @@ func openMore(t testing.TB, loc arena.Location, cfg partmap.Config) *partmap.Map
 
 // sysvLoc returns an unused SysV test key, removed at cleanup.
 func sysvLoc(t testing.TB) (arena.Key, arena.Location) {
-	t.Helper()
-	for range 1000 {
-		key := arena.MakeKey(arena.ClassTest, uint16(rand.IntN(0x1000)))
-		loc := arena.SysV(key)
-		if _, err := arena.StatOf(loc); errors.Is(err, arena.ErrNotFound) {
-			t.Cleanup(func() {
-				err := arena.Remove(loc, arena.RemoveOptions{Force: true})
-				if err != nil && !errors.Is(err, arena.ErrNotFound) {
-					t.Errorf("remove %s: %v", loc, err)
-				}
-			})
-			return key, loc
-		}
-	}
-	t.Fatal("no free SysV test key")
-	return 0, nil
+	key := arenatest.SysVKey(t)
+	return key, arena.SysV(key)
 }
 
 // owner acquires the map's lease (waiting for expiry of a stale owner with

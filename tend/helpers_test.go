@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 	"github.com/shmkit/shmkit/bench/harness"
 	"github.com/shmkit/shmkit/partmap"
 	"github.com/shmkit/shmkit/procid"
@@ -172,29 +171,7 @@ func readStatus(dir, tag string, i int) (status, bool) {
 }
 
 // testKey returns an unused SysV test key; the segment is removed at cleanup.
-func testKey(t testing.TB) arena.Key {
-	t.Helper()
-	h := fnv.New32a()
-	for i := range 1000 {
-		fmt.Fprintf(h, "%s/%d/%d/%d", t.Name(), os.Getpid(), time.Now().UnixNano(), i)
-		key := arena.MakeKey(arena.ClassTest, uint16(h.Sum32()&0xfff))
-		loc := arena.SysV(key)
-		if _, err := arena.StatOf(loc); errors.Is(err, arena.ErrNotFound) {
-			t.Cleanup(func() {
-				err := arena.Remove(loc, arena.RemoveOptions{Force: true})
-				if err != nil && !errors.Is(err, arena.ErrNotFound) {
-					t.Errorf("remove %s: %v", loc, err)
-				}
-				if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
-					t.Errorf("segment %s left behind: %v", loc, err)
-				}
-			})
-			return key
-		}
-	}
-	t.Fatal("no free SysV test key")
-	return 0
-}
+func testKey(t testing.TB) arena.Key { return arenatest.SysVKey(t) }
 
 func newSim(t testing.TB, opts tendtest.Options) *tendtest.Cluster {
 	t.Helper()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 )
 
 // TestPrefork builds the example, runs it with a simulated cluster and two
@@ -30,15 +30,8 @@ func TestPrefork(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	var key arena.Key
-	for {
-		key = arena.MakeKey(arena.ClassTest, uint16(rand.IntN(0x1000)))
-		if _, err := arena.StatOf(arena.SysV(key)); errors.Is(err, arena.ErrNotFound) {
-			break
-		}
-	}
+	key := arenatest.SysVKey(t)
 	loc := arena.SysV(key)
-	t.Cleanup(func() { arena.Remove(loc, arena.RemoveOptions{Force: true}) })
 
 	cmd := exec.Command(bin, "-sim", "3", "-workers", "2", "-addr", "127.0.0.1:0",
 		"-shm-key", fmt.Sprintf("%#x", uint32(key)), "-tend-interval", "100ms", "-takeover-threshold", "1s")
