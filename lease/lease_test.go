@@ -181,6 +181,7 @@ func TestCounterRace(t *testing.T) {
 				mu.Lock()
 				acked += n
 				roundsLeft--
+				round := roundsLeft
 				last := roundsLeft <= 0
 				mu.Unlock()
 				if last {
@@ -190,7 +191,10 @@ func TestCounterRace(t *testing.T) {
 						close(done)
 					}
 				}
-				if w%2 == 0 {
+				// Alternate by round, not by worker: whichever worker owns
+				// it, every other owner releases and the rest "die", so
+				// both takeover paths occur in every run.
+				if round%2 == 0 {
 					l.Release()
 				} else {
 					l.Forget() // "dies": the next owner takes over by expiry
