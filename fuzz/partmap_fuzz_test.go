@@ -21,8 +21,9 @@ var partmapSections = [...]string{"meta", "node_recs", "ns_recs", "stats_recs", 
 
 // FuzzPartmapHostileSegment publishes a valid map on a heap segment, writes
 // fuzzed bytes at a fuzzed place of one of its sections, and then calls every
-// reader: nothing may panic or hang, errors must be typed, and a node a
-// lookup returns must be one of the nodes the owner published.
+// reader (the lookups' fast and entry paths, and Prepare): nothing may
+// panic or hang, errors must be typed, and a node a lookup returns must be
+// one of the nodes the owner published.
 func FuzzPartmapHostileSegment(f *testing.F) {
 	f.Add(uint8(0), uint32(0), []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	f.Add(uint8(1), uint32(8), []byte("\x03\x00\x00\x00\x00\x00\x00\x00garbage!"))
@@ -79,6 +80,11 @@ func FuzzPartmapHostileSegment(f *testing.F) {
 			t.Fatal(err)
 		}
 
+		// The old handle holds a resolved table of the undamaged map.
+		if _, ok := m.Master(ns, 0); !ok {
+			t.Fatal("no master before the damage")
+		}
+
 		// The damage.
 		seg := m.Segment()
 		off, size, err := seg.Section(partmapSections[int(which)%len(partmapSections)])
@@ -110,8 +116,12 @@ func FuzzPartmapHostileSegment(f *testing.F) {
 			if !ok {
 				continue
 			}
+			r.Prepare(h)
 			for _, pid := range []uint32{0, 1, 2709, 4095} {
 				for rep := range 3 {
+					if n, ok := r.Replica(h, pid, rep); ok && (n == nil || !names[n.Name]) {
+						t.Fatalf("Replica returned a node the owner never published: %+v", n)
+					}
 					n, err := r.Lookup(h, pid, rep)
 					if err != nil {
 						if !errors.Is(err, partmap.ErrNotFound) && !errors.Is(err, partmap.ErrCorrupt) &&

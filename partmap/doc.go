@@ -11,14 +11,26 @@
 // # Reading
 //
 // A reader resolves a namespace name once (Map.Namespace, cached) and then
-// looks partitions up with Map.Master or Map.Replica. A lookup loads two
-// shared words — the partition's entry and the node slot's control word —
-// and, in its own process, a counter of verified cache fills and the cache,
-// which holds per slot the last node record this process verified. If the
-// cached record was verified before the lookup began and under the control
-// word the slot still has, the cached *Node is returned. Otherwise the
-// record is read (through package seqlock), verified, cached, and the
-// lookup is retried.
+// looks partitions up with Map.Master or Map.Replica. There are two paths.
+//
+// The fast path: the process keeps, per namespace, the partition map
+// resolved to *Node values as of one value of the publish word (a resolved
+// table, built once per publish by the first lookup that needs it, or by
+// Map.Prepare). A lookup loads the publish word; if it still holds the
+// table's value, the table answers. That is one load of shared memory and
+// two of the process's own. Why it is right is in resolved.go: the owner
+// changes nothing a lookup reads without first moving the publish word,
+// and the word never takes a value twice.
+//
+// The entry path, when the table cannot answer (the first lookup after a
+// publish, a batch in progress, a record that cannot be verified): the
+// lookup loads two shared words — the partition's entry and the node
+// slot's control word — and, in its own process, a counter of verified
+// cache fills and the cache, which holds per slot the last node record
+// this process verified. If the cached record was verified before the
+// lookup began and under the control word the slot still has, the cached
+// *Node is returned. Otherwise the record is read (through package
+// seqlock), verified, cached, and the lookup is retried.
 //
 // # Fencing: what a stale owner can and cannot do
 //
@@ -89,6 +101,13 @@
 // The negative control in the tests — a lookup without condition (2) —
 // does return nodes a partition was never assigned when another goroutine
 // refreshes the cache while it is between its two loads.
+//
+// A resolved table is built by the same steps for every partition at
+// once — the entries first, then the slots' records — between two loads of
+// the publish word, and kept only if both loads agree; its lookups are
+// valid only while the word still agrees. The tests' negative controls
+// keep tables that a publish tore (they misroute) and answer from a table
+// without checking the word (they return the old master after a move).
 //
 // # Guarantees, in short
 //

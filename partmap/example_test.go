@@ -65,6 +65,8 @@ func Example() {
 		fmt.Println("no namespace test")
 		return
 	}
+	// Optional: resolve the table now rather than on the first lookup.
+	m.Prepare(test)
 	pid := partmap.StringKeyDigest("users", "alice").PartitionID()
 	master, _ := m.Master(test, pid)
 	prole, _ := m.Replica(test, pid, 1)

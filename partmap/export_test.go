@@ -31,3 +31,42 @@ func (m *Map) NaiveMaster(ns NS, pid uint32, pause func()) (*Node, bool) {
 	}
 	return c.node, c.node != nil
 }
+
+// BuildTable builds namespace ns's resolved table, with pause called
+// between the entries' load and the resolution of their slots, and returns
+// a lookup into it. It reports whether the publish word was unchanged
+// across the build; with keepTorn false a table it was not is refused
+// (nil), as the real path does. keepTorn true is the negative control: it
+// keeps tables a publish tore.
+func (m *Map) BuildTable(ns NS, pause func(), keepTorn bool) (func(pid uint32, r int) *Node, bool) {
+	p := m.pubW.Load(0)
+	if p&1 != 0 && !keepTorn {
+		return nil, false
+	}
+	r, ok := m.resolve(ns.Index(), p, pause)
+	if !ok && !keepTorn {
+		return nil, false
+	}
+	return func(pid uint32, k int) *Node { return r.nodes[k][pid] }, ok
+}
+
+// TablePub returns the publish word value namespace ns's resolved table
+// was built under, or false if this process has none.
+func (m *Map) TablePub(ns NS) (uint64, bool) {
+	if r := m.tables[ns.i].cur.Load(); r != nil {
+		return r.pub, true
+	}
+	return 0, false
+}
+
+// PubWord returns the publish word.
+func (m *Map) PubWord() uint64 { return m.pubW.Load(0) }
+
+// StaleMaster is the negative control of the resolved table's check: it
+// answers from the table without checking the publish word.
+func (m *Map) StaleMaster(ns NS, pid uint32) (*Node, bool) {
+	if r := m.tables[ns.i].cur.Load(); r != nil && r.nodes[0][pid] != nil {
+		return r.nodes[0][pid], true
+	}
+	return nil, false
+}

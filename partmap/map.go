@@ -75,9 +75,13 @@ type Map struct {
 	nsCtl    arena.Offset
 	statsCtl arena.Offset
 	parts    arena.Offset
-	// partsW and ctlW view the partition entries and the node control
-	// words for the lookup hot path (one bounds compare per load).
-	partsW, ctlW arena.Words
+	// partsW, ctlW and pubW view the partition entries, the node control
+	// words and the publish word for the lookup hot paths (one bounds
+	// compare per load).
+	partsW, ctlW, pubW arena.Words
+
+	// tables holds the resolved tables (resolved.go), at index NS.i.
+	tables [nsTablesLen]nsTable
 
 	nodeT, nsT, statsT *seqlock.Table
 
@@ -207,6 +211,9 @@ func newMap(seg *arena.Segment, cfg Config) (*Map, error) {
 	if m.ctlW, werr = seg.Words(m.nodeCtl, uint64(m.maxNodes)); werr != nil {
 		return nil, corrupt("section", -1, werr, "%s has no room for %d node control words", secMeta, m.maxNodes)
 	}
+	if m.pubW, werr = seg.Words(m.pub, 1); werr != nil {
+		return nil, corrupt("section", -1, werr, "%s has no room for the publish word", secMeta)
+	}
 	opts := seqlock.Options{StallTimeout: cfg.StallTimeout, Failpoints: cfg.Failpoints}
 	table := func(name string, records, words int) (*seqlock.Table, error) {
 		t, err := seqlock.New(seg, offs[name], records, words, opts)
@@ -257,36 +264,43 @@ func (m *Map) entryOff(ns int, pid uint32) arena.Offset {
 //
 // It is Replica(ns, pid, 0), written out for the hot path.
 func (m *Map) Master(ns NS, pid uint32) (*Node, bool) {
-	i := uint(ns.i) - 1
-	if i >= uint(m.maxNS) || pid >= Partitions {
-		return nil, false
+	if t := m.tables[ns.i&(nsTablesLen-1)].cur.Load(); t != nil && pid < Partitions && t.pub == m.pubW.Load(0) {
+		if n := t.nodes[0][pid]; n != nil {
+			return n, true
+		}
 	}
-	f := m.fills.Load()
-	s := uint8(m.partsW.Load(uint64(i)*Partitions + uint64(pid)))
-	if s == 0 {
-		return nil, false
-	}
-	// A cache entry exists only for slots 1..MaxNodes.
-	if c := m.cache[s].Load(); c != nil && c.seq <= f && c.ctl == m.ctlW.Load(uint64(s)-1) {
-		return c.node, c.node != nil
-	}
-	n, err := m.lookupSlow(int(i), pid, 0, nil)
-	return n, err == nil
+	return m.entryLookup(ns, pid, 0)
 }
 
 // Replica returns replica r (0 master, 1 and 2 the proles) of partition
 // pid of namespace ns, or false if there is none (or it cannot be read:
 // use Lookup for the reason).
 //
-// The hot path is two atomic loads of shared memory (the partition entry,
-// the node's control word) and two of this process's memory (a counter
-// and the cache); see the package documentation for why that never
-// returns a node the partition was not assigned to.
+// The hot path loads one shared word, the publish word, and finds the node
+// in this process's resolved table of the namespace, valid while that word
+// is unchanged (see resolved.go). Otherwise (the first lookup after a
+// publish, or while one is in progress) it loads the partition's entry and
+// the node's control word, and finds the node in this process's cache of
+// verified node records; see the package documentation for why neither
+// path ever returns a node the partition was not assigned to.
 func (m *Map) Replica(ns NS, pid uint32, r int) (*Node, bool) {
+	if t := m.tables[ns.i&(nsTablesLen-1)].cur.Load(); t != nil && pid < Partitions && uint(r) < StoredReplicas && t.pub == m.pubW.Load(0) {
+		if n := t.nodes[r][pid]; n != nil {
+			return n, true
+		}
+	}
+	return m.entryLookup(ns, pid, r)
+}
+
+// entryLookup is the lookup path through the partition entry and the node
+// cache, taken when the resolved table cannot answer; it asks for the
+// table to be rebuilt first.
+func (m *Map) entryLookup(ns NS, pid uint32, r int) (*Node, bool) {
 	i := uint(ns.i) - 1
 	if i >= uint(m.maxNS) || pid >= Partitions || uint(r) >= StoredReplicas {
 		return nil, false
 	}
+	m.refresh(int(i))
 	f := m.fills.Load()
 	s := uint8(m.partsW.Load(uint64(i)*Partitions+uint64(pid)) >> (8 * uint(r)))
 	if s == 0 {

@@ -391,6 +391,16 @@ func TestSlotReuseHeap(t *testing.T) {
 			return h2.NaiveMaster(ns, pid, pause)
 		}, false)
 	})
+	// Resolved tables built with a pause between the entries' load and the
+	// slots' resolution: the real build (tables torn by a publish refused)
+	// and, as the negative control, one that keeps torn tables.
+	var tables, torn churnStats
+	run(h1, &tables, func() churnStats {
+		return readChurn(h1, until, 5, partmap.StoredReplicas, tableLookup(h1, sleeper(5, 2, 10*time.Millisecond), false), false)
+	})
+	run(h2, &torn, func() churnStats {
+		return readChurn(h2, until, 6, partmap.StoredReplicas, tableLookup(h2, sleeper(6, 2, 10*time.Millisecond), true), false)
+	})
 	stop := make(chan struct{})
 	go func() { wg.Wait(); close(stop) }()
 	rounds, reused, err := churn(w, nss, stop, 200*time.Microsecond)
@@ -405,7 +415,15 @@ func TestSlotReuseHeap(t *testing.T) {
 		paused.Lookups, paused.Found, paused.Missing, paused.Misroutes)
 	t.Logf("naive paused reader (negative control: accepts records verified after its entry load): %d lookups, %d found, %d misroutes, e.g. %v",
 		naive.Lookups, naive.Found, naive.Misroutes, naive.Examples)
+	t.Logf("paused table builds: %d lookups, %d found, %d misroutes; negative control keeping torn tables: %d lookups, %d found, %d misroutes, e.g. %v",
+		tables.Lookups, tables.Found, tables.Misroutes, torn.Lookups, torn.Found, torn.Misroutes, torn.Examples)
 	checkChurn(t, real, rounds, reused)
+	if tables.Misroutes != 0 || tables.Found == 0 {
+		t.Errorf("paused table builds: %d misroutes, %d found, e.g. %v", tables.Misroutes, tables.Found, tables.Examples)
+	}
+	if torn.Misroutes == 0 && torn.Found >= 1000 && rounds >= 300 {
+		t.Errorf("the torn-table control made no misroute in %d lookups over %d rounds: the test has lost its power", torn.Found, rounds)
+	}
 	if paused.Misroutes != 0 || paused.Found == 0 {
 		t.Errorf("paused readers: %d misroutes, %d found, e.g. %v", paused.Misroutes, paused.Found, paused.Examples)
 	}
@@ -414,6 +432,30 @@ func TestSlotReuseHeap(t *testing.T) {
 	// than it pauses).
 	if naive.Misroutes == 0 && naive.Found >= 100 && rounds >= 300 {
 		t.Errorf("the negative control made no misroute in %d lookups over %d rounds: the test has lost its power", naive.Found, rounds)
+	}
+}
+
+// tableLookup returns a lookup that answers from a resolved table it
+// builds (BuildTable, with pause) for each namespace every 64 lookups; a
+// build refused as torn answers nothing until the next. keepTorn is the
+// negative control.
+func tableLookup(m *partmap.Map, pause func(), keepTorn bool) lookupFunc {
+	tabs := map[partmap.NS]func(uint32, int) *partmap.Node{}
+	n := 0
+	return func(ns partmap.NS, pid uint32, r int) (*partmap.Node, bool) {
+		if n++; n%64 == 1 {
+			clear(tabs)
+		}
+		tab, ok := tabs[ns]
+		if !ok {
+			tab, _ = m.BuildTable(ns, pause, keepTorn)
+			tabs[ns] = tab
+		}
+		if tab == nil {
+			return nil, false
+		}
+		node := tab(pid, r)
+		return node, node != nil
 	}
 }
 

@@ -386,7 +386,14 @@ func (c *Cluster) Nodes() []*partmap.Node { return c.m.Nodes() }
 // namespace ns. Errors wrap ErrNamespace or partmap's errors (ErrNotFound
 // for a partition without master).
 func (c *Cluster) Master(ns string, d partmap.Digest) (*partmap.Node, error) {
-	return c.Replica(ns, d, 0)
+	h, err := c.ns(ns)
+	if err != nil {
+		return nil, err
+	}
+	if n, ok := c.m.Master(h, d.PartitionID()); ok { // the lock-free fast path
+		return n, nil
+	}
+	return c.lookupErr(ns, h, d.PartitionID(), 0)
 }
 
 // Replica returns replica i (0 master, 1 and 2 proles) of the partition
@@ -400,9 +407,15 @@ func (c *Cluster) Replica(ns string, d partmap.Digest, i int) (*partmap.Node, er
 	if n, ok := c.m.Replica(h, pid, i); ok { // the lock-free fast path
 		return n, nil
 	}
-	n, err := c.m.Lookup(h, pid, i) // says why not
+	return c.lookupErr(ns, h, pid, i)
+}
+
+// lookupErr is the lookup of Master and Replica when the fast path found
+// nothing: Lookup says why (or finds the node, if the map changed since).
+func (c *Cluster) lookupErr(ns string, h partmap.NS, pid uint32, i int) (*partmap.Node, error) {
+	n, err := c.m.Lookup(h, pid, i)
 	if err != nil {
-		return nil, fmt.Errorf("tend: %s partition %d replica %d: %w", ns, d.PartitionID(), i, err)
+		return nil, fmt.Errorf("tend: %s partition %d replica %d: %w", ns, pid, i, err)
 	}
 	return n, nil
 }
