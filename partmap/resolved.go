@@ -25,8 +25,8 @@ import "sync/atomic"
 // record copies do not touch the *Node values the table holds.
 //
 // A table is built by the first lookup that finds the publish word
-// changed (one build per publish per namespace per process, a few
-// microseconds; Map.Prepare builds eagerly). While a batch is open, or
+// changed (one build per publish per namespace per process, about 60 µs
+// for 4096 partitions; Map.Prepare builds eagerly). While a batch is open, or
 // when a build fails (a record cannot be verified, or the owner published
 // during the build), lookups take the per-entry path below, which is
 // correct on its own; a failed build is not retried under the same
@@ -99,8 +99,9 @@ func (m *Map) resolve(ns int, p uint64, pause func()) (r *resolved, ok bool) {
 	return r, m.pubW.Load(0) == p
 }
 
-// Prepare builds the resolved table of namespace ns now, so that the next
-// lookups take the fast path at once instead of the first one building it.
+// Prepare builds the resolved table of namespace ns now, so that no lookup
+// pays for the build (about 60 µs) after a publish: call it, for example,
+// when Map.WaitChange returns.
 // It is optional: lookups build tables as they need them. It returns false
 // if no table could be built (a publish is in progress, a record cannot be
 // verified, or ns is not a valid handle).
