@@ -361,14 +361,11 @@ func (sc *scanner) host(defaultPort int, stops string) (HostPort, error) {
 		if err := sc.validHostName(host, start); err != nil {
 			return HostPort{}, err
 		}
-		p, err := parseUint(sc.cmd, "port", start+i+1, tok[i+1:], 65535)
+		p, err := parsePort(sc.cmd, "port", start+i+1, tok[i+1:])
 		if err != nil {
 			return HostPort{}, err
 		}
-		if p == 0 {
-			return HostPort{}, parseErr(ErrOutOfRange, sc.cmd, "port", start+i+1, "port 0")
-		}
-		return HostPort{Host: host, Port: int(p)}, nil
+		return HostPort{Host: host, Port: p}, nil
 	default:
 		return HostPort{}, parseErr(ErrMalformed, sc.cmd, "host", start, "%q: IPv6 addresses must be in brackets", truncate(tok, 60))
 	}
@@ -376,14 +373,23 @@ func (sc *scanner) host(defaultPort int, stops string) (HostPort, error) {
 
 func (sc *scanner) port(host string, stops string) (HostPort, error) {
 	start := sc.pos
-	p, err := parseUint(sc.cmd, "port", start, sc.until(stops), 65535)
+	p, err := parsePort(sc.cmd, "port", start, sc.until(stops))
 	if err != nil {
 		return HostPort{}, err
 	}
-	if p == 0 {
-		return HostPort{}, parseErr(ErrOutOfRange, sc.cmd, "port", start, "port 0")
+	return HostPort{Host: host, Port: p}, nil
+}
+
+// parsePort parses a TCP port, 1..65535, found at offset off of the value.
+func parsePort(command, field string, off int, v string) (int, error) {
+	p, err := parseUint(command, field, off, v, 65535)
+	if err != nil {
+		return 0, err
 	}
-	return HostPort{Host: host, Port: int(p)}, nil
+	if p == 0 {
+		return 0, parseErr(ErrOutOfRange, command, field, off, "port 0")
+	}
+	return int(p), nil
 }
 
 func (sc *scanner) withDefaultPort(host string, defaultPort, off int) (HostPort, error) {

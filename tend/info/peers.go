@@ -58,14 +58,11 @@ func ParsePeers(command, v string) (Peers, error) {
 	out := Peers{Generation: gen}
 	portStart := sc.pos
 	if tok := sc.until(","); tok != "" {
-		p, err := parseUint(command, "default port", portStart, tok, 65535)
+		p, err := parsePort(command, "default port", portStart, tok)
 		if err != nil {
 			return Peers{}, err
 		}
-		if p == 0 {
-			return Peers{}, parseErr(ErrOutOfRange, command, "default port", portStart, "port 0")
-		}
-		out.DefaultPort = int(p)
+		out.DefaultPort = p
 	}
 	if err := sc.expect(',', "default port"); err != nil {
 		return Peers{}, err

@@ -9,7 +9,7 @@ import (
 )
 
 // Partitions is the number of partitions of every namespace. It equals
-// Partitions; it is repeated here so that the protocol layer does
+// partmap.Partitions; it is repeated here so that the protocol layer does
 // not depend on the shared-memory packages partmap builds on.
 const Partitions = 4096
 

@@ -67,18 +67,21 @@ func (h Header) Validate(maxBody int) error {
 		maxBody = DefaultMaxReplySize
 	}
 	if h.Version != ProtoVersion {
-		return &FrameError{Version: h.Version, Type: h.Type, Length: h.Length,
-			Reason: fmt.Sprintf("protocol version %d, want %d", h.Version, ProtoVersion), Err: ErrBadHeader}
+		return h.frameErr(ErrBadHeader, "protocol version %d, want %d", h.Version, ProtoVersion)
 	}
 	if h.Type != TypeInfo {
-		return &FrameError{Version: h.Version, Type: h.Type, Length: h.Length,
-			Reason: fmt.Sprintf("message type %d, want %d (info)", h.Type, TypeInfo), Err: ErrBadHeader}
+		return h.frameErr(ErrBadHeader, "message type %d, want %d (info)", h.Type, TypeInfo)
 	}
 	if h.Length > uint64(maxBody) {
-		return &FrameError{Version: h.Version, Type: h.Type, Length: h.Length,
-			Reason: fmt.Sprintf("body of %d bytes exceeds the limit of %d", h.Length, maxBody), Err: ErrTooLarge}
+		return h.frameErr(ErrTooLarge, "body of %d bytes exceeds the limit of %d", h.Length, maxBody)
 	}
 	return nil
+}
+
+// frameErr builds a *FrameError of the given kind about the message with
+// header h.
+func (h Header) frameErr(kind error, format string, args ...any) *FrameError {
+	return &FrameError{Version: h.Version, Type: h.Type, Length: h.Length, Reason: fmt.Sprintf(format, args...), Err: kind}
 }
 
 // AppendMessage appends an info message (header and body) to dst.
@@ -166,8 +169,7 @@ func ReadBody(r io.Reader, h Header, buf []byte) ([]byte, error) {
 	n, err := io.ReadFull(r, body)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, &FrameError{Version: h.Version, Type: h.Type, Length: h.Length,
-				Reason: fmt.Sprintf("stream ended after %d of %d body bytes", n, h.Length), Err: ErrTruncated}
+			return nil, h.frameErr(ErrTruncated, "stream ended after %d of %d body bytes", n, h.Length)
 		}
 		return nil, err
 	}
@@ -203,18 +205,9 @@ func AppendReplyLine(dst []byte, name, value string) []byte {
 // name is an error (ErrMalformed).
 func ParseReply(body []byte) (map[string]string, error) {
 	out := make(map[string]string)
-	off := 0
 	s := string(body)
-	for off < len(s) {
-		end := strings.IndexByte(s[off:], '\n')
-		var line string
-		if end < 0 {
-			line = s[off:]
-			end = len(s)
-		} else {
-			line = s[off : off+end]
-			end += off
-		}
+	for off := 0; off < len(s); {
+		line, _, _ := strings.Cut(s[off:], "\n")
 		if line != "" {
 			name, value, _ := strings.Cut(line, "\t")
 			if name == "" {
@@ -222,7 +215,7 @@ func ParseReply(body []byte) (map[string]string, error) {
 			}
 			out[name] = value
 		}
-		off = end + 1
+		off += len(line) + 1
 	}
 	return out, nil
 }

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -288,7 +289,7 @@ func (c *Cluster) closeLocked() {
 	}
 }
 
-// node returns node i for a control method; c.mu must be held.
+// nodeLocked returns node i for a control method; c.mu must be held.
 func (c *Cluster) nodeLocked(i int) (*node, error) {
 	if c.closed {
 		return nil, ErrClosed
@@ -727,11 +728,7 @@ func (c *Cluster) Requests(i int) map[string]uint64 {
 	if i < 0 || i >= len(c.nodes) {
 		return map[string]uint64{}
 	}
-	out := make(map[string]uint64, len(c.nodes[i].requests))
-	for k, v := range c.nodes[i].requests {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.nodes[i].requests)
 }
 
 // Messages returns how many info messages node i received (one message may
