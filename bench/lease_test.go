@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"maps"
 	"os"
 	"testing"
 	"time"
@@ -11,13 +10,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	reg := harness.Registry{}
-	maps.Copy(reg, SeqlockWorkloads())
-	maps.Copy(reg, PoolWorkloads())
-	maps.Copy(reg, LeaseWorkloads())
-	maps.Copy(reg, LookupWorkloads())
-	maps.Copy(reg, TendWorkloads())
-	harness.Dispatch(reg)
+	harness.Dispatch(Workloads())
 	os.Exit(m.Run())
 }
 

@@ -97,15 +97,9 @@ func RequestsPlot(rs []Result) (Plot, bool) {
 		YLabel: "info requests / s",
 		LogX:   true,
 	}
-	for _, s := range []Series{
+	return withSeries(p,
 		seriesOf(rs, BenchTendRequests, KindShm, "shared memory (one tender)"),
-		seriesOf(rs, BenchTendRequests, KindPerProcess, "per-process tending (UseShm=false)"),
-	} {
-		if len(s.X) > 0 {
-			p.Series = append(p.Series, s)
-		}
-	}
-	return p, len(p.Series) > 0
+		seriesOf(rs, BenchTendRequests, KindPerProcess, "per-process tending (UseShm=false)"))
 }
 
 // LookupCostPlot builds the chart of LookupBench's per-process lookup
@@ -118,10 +112,15 @@ func LookupCostPlot(rs []Result) (Plot, bool) {
 		YLabel: "ns per lookup (thread CPU time)",
 		LogX:   true,
 	}
-	for _, s := range []Series{
+	return withSeries(p,
 		seriesOf(rs, BenchLookupProcs, KindShm, "shared memory: partmap.Map.Master, namespace handle"),
-		seriesOf(rs, BenchLookupProcs, KindAtomicMap, "atomic-pointer map by namespace name (official Go client's shape)"),
-	} {
+		seriesOf(rs, BenchLookupProcs, KindAtomicMap, "atomic-pointer map by namespace name (official Go client's shape)"))
+}
+
+// withSeries returns p with the non-empty ones of ss added, and false if
+// there are none.
+func withSeries(p Plot, ss ...Series) (Plot, bool) {
+	for _, s := range ss {
 		if len(s.X) > 0 {
 			p.Series = append(p.Series, s)
 		}

@@ -141,7 +141,7 @@ func PoolBench(ctx context.Context, cfg PoolConfig) ([]Result, error) {
 	if cfg.Duration <= 0 {
 		cfg.Duration = 2 * time.Second
 	}
-	key, err := freePoolKey()
+	key, err := freeTestKey("pool")
 	if err != nil {
 		return nil, err
 	}
@@ -212,16 +212,6 @@ func PoolBench(ctx context.Context, cfg PoolConfig) ([]Result, error) {
 		return out, fmt.Errorf("%w: %d twice, %d lost", ErrPoolDuplicate, twice, lost)
 	}
 	return out, nil
-}
-
-func freePoolKey() (arena.Key, error) {
-	for attempt := range uint16(64) {
-		key := benchKey("pool", attempt)
-		if _, err := arena.StatOf(arena.SysV(key)); errors.Is(err, arena.ErrNotFound) {
-			return key, nil
-		}
-	}
-	return 0, errors.New("bench: no free SysV test key for the pool")
 }
 
 // mutexFreeList is the baseline: a free list of indexes in a slice under a

@@ -2,11 +2,26 @@
 // that the shmbench command and the packages' own tests run the same
 // measurements. Each function returns a list of Results; multi-process
 // workloads run their workers through package bench/harness, so a program
-// calling them must pass their workloads (e.g. SeqlockWorkloads) to
-// harness.Dispatch first thing in main.
+// calling them must pass their workloads (e.g. SeqlockWorkloads, or all of
+// them: Workloads) to harness.Dispatch first thing in main.
 package bench
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+
+	"github.com/shmkit/shmkit/bench/harness"
+)
+
+// Workloads returns the worker workloads of every benchmark of the
+// package; pass them to harness.Dispatch first thing in main.
+func Workloads() harness.Registry {
+	reg := harness.Registry{}
+	for _, r := range []harness.Registry{SeqlockWorkloads(), PoolWorkloads(), LeaseWorkloads(), LookupWorkloads(), TendWorkloads()} {
+		maps.Copy(reg, r)
+	}
+	return reg
+}
 
 // Result is one measured figure, optionally compared with a baseline
 // measured in the same run.

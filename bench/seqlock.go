@@ -268,9 +268,9 @@ func SeqlockRead(ctx context.Context, cfg SeqlockConfig) ([]Result, error) {
 	a.Key = uint32(key)
 	defer func() {
 		seg.Close()
-		_ = arena.Remove(arena.SysV(key), arena.RemoveOptions{Force: true})
+		_ = removeSegment(key)
 	}()
-	tab, _, err := a.table(seg)
+	tab, ctl, err := a.table(seg)
 	if err != nil {
 		return nil, err
 	}
@@ -316,15 +316,13 @@ func SeqlockRead(ctx context.Context, cfg SeqlockConfig) ([]Result, error) {
 	}
 
 	// Contended: a writer process and reader processes.
-	contended, err := seqlockContended(ctx, seg, a, cfg)
+	contended, err := seqlockContended(ctx, seg, ctl, a, cfg)
 	return append(out, contended...), err
 }
 
-func seqlockContended(ctx context.Context, seg *arena.Segment, a seqlockArgs, cfg SeqlockConfig) ([]Result, error) {
-	_, ctl, err := a.table(seg)
-	if err != nil {
-		return nil, err
-	}
+// seqlockContended runs the contended phase on seg, whose ctl section is
+// at ctl.
+func seqlockContended(ctx context.Context, seg *arena.Segment, ctl arena.Offset, a seqlockArgs, cfg SeqlockConfig) ([]Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+2*time.Minute)
 	defer cancel()
 	wg, err := harness.Start(ctx, harness.Spec{Workload: SeqlockWriterWorkload, N: 1, Args: a, Stderr: cfg.Stderr})

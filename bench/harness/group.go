@@ -118,7 +118,7 @@ type worker struct {
 
 	ready    chan struct{} // closed on "ready" or when the result pipe ends
 	readOnce sync.Once
-	resDone  chan struct{} // result reader finished; msg/gotResult valid
+	resDone  chan struct{} // result reader finished; msg/got valid
 	msg      message
 	got      bool
 	exited   chan struct{} // reaped; cmd.ProcessState valid

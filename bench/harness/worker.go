@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -96,11 +97,7 @@ func runChild(reg Registry, raw string) int {
 	w.Log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("worker", cfg.Index)
 	fn := reg[cfg.Workload]
 	if fn == nil {
-		names := make([]string, 0, len(reg))
-		for name := range reg {
-			names = append(names, name)
-		}
-		slices.Sort(names)
+		names := slices.Sorted(maps.Keys(reg))
 		return w.report(nil, fmt.Errorf("harness: unknown workload %q (registered: %s)", cfg.Workload, strings.Join(names, ", ")))
 	}
 	fp, err := failpoint.FromEnv()

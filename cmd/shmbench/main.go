@@ -29,7 +29,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"slices"
 	"text/tabwriter"
@@ -113,13 +112,7 @@ func benchmarks() []benchmark {
 }
 
 func main() {
-	reg := harness.Registry{}
-	maps.Copy(reg, bench.SeqlockWorkloads())
-	maps.Copy(reg, bench.PoolWorkloads())
-	maps.Copy(reg, bench.LeaseWorkloads())
-	maps.Copy(reg, bench.LookupWorkloads())
-	maps.Copy(reg, bench.TendWorkloads())
-	harness.Dispatch(reg)
+	harness.Dispatch(bench.Workloads())
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
