@@ -302,35 +302,24 @@ func (l *Lease) wait(ctx context.Context, wake uint32, v verdict) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer close(done)
-	wakeSelf := func() {
-		// Bump the word so a waiter that is not yet in FUTEX_WAIT does not
-		// sleep; other processes' waiters just re-judge.
-		l.seg.Add32(l.base+offWake, 1)
-		l.seg.FutexWake(l.base+offWake, math.MaxInt32)
+	// wakeOn ends the wait when c is closed. The wake also rouses the
+	// other processes' waiters, which just re-judge.
+	wakeOn := func(c <-chan struct{}) {
+		wg.Go(func() {
+			select {
+			case <-c:
+				l.wakeWaiters()
+			case <-done:
+			}
+		})
 	}
 	if !v.watch.IsZero() {
 		if w, err := procid.WatchWith(v.watch, l.cfg.WatchOptions); err == nil {
 			defer w.Close()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				select {
-				case <-w.Done():
-					wakeSelf()
-				case <-done:
-				}
-			}()
+			wakeOn(w.Done())
 		}
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-ctx.Done():
-			wakeSelf()
-		case <-done:
-		}
-	}()
+	wakeOn(ctx.Done())
 	d := v.wait
 	if d <= 0 || d > time.Minute {
 		d = time.Minute
@@ -392,10 +381,17 @@ func (l *Lease) Release() error {
 	if !l.seg.CAS64(l.base+offCtl, ctlWord(e, stateHeld), ctlWord(e, stateFree)) {
 		return fmt.Errorf("lease: release epoch %d: %w", e, ErrLost)
 	}
-	l.seg.Add32(l.base+offWake, 1)
-	l.seg.FutexWake(l.base+offWake, math.MaxInt32)
+	l.wakeWaiters()
 	l.cfg.Logger.Info("lease: released", "epoch", e)
 	return nil
+}
+
+// wakeWaiters wakes every waiter in Acquire, in every process. It bumps
+// the wake word first, so that a waiter not yet in FUTEX_WAIT does not
+// sleep.
+func (l *Lease) wakeWaiters() {
+	l.seg.Add32(l.base+offWake, 1)
+	l.seg.FutexWake(l.base+offWake, math.MaxInt32)
 }
 
 // Forget drops this process's claim without touching shared memory, as if

@@ -104,13 +104,22 @@ func (id Identity) CheckFrom(self Identity) (Liveness, Reason) {
 	default:
 		defer unix.Close(pidfd)
 	}
+	// exited reports whether the pidfd, if there is one, shows that the
+	// process has exited.
+	exited := func() bool {
+		if pidfd < 0 {
+			return false
+		}
+		e, _ := pidfdExited(pidfd)
+		return e
+	}
 	st, err := readStat(strconv.Itoa(pid))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if pidfd < 0 {
 			return Dead, ReasonGone
 		}
-		if exited, _ := pidfdExited(pidfd); exited {
+		if exited() {
 			return Dead, ReasonExited
 		}
 		// The pid exists (we hold a pidfd to a live process) but /proc
@@ -118,10 +127,8 @@ func (id Identity) CheckFrom(self Identity) (Liveness, Reason) {
 		return Unknown, ReasonHidden
 	case err != nil:
 		// A process reaped while we read its stat gives ESRCH on the read.
-		if pidfd >= 0 {
-			if exited, _ := pidfdExited(pidfd); exited {
-				return Dead, ReasonExited
-			}
+		if exited() {
+			return Dead, ReasonExited
 		}
 		if errors.Is(err, unix.ESRCH) {
 			return Dead, ReasonGone
@@ -137,10 +144,8 @@ func (id Identity) CheckFrom(self Identity) (Liveness, Reason) {
 	case 'X':
 		return Dead, ReasonDeadState
 	}
-	if pidfd >= 0 {
-		if exited, _ := pidfdExited(pidfd); exited {
-			return Dead, ReasonExited
-		}
+	if exited() {
+		return Dead, ReasonExited
 	}
 	return Alive, ReasonAlive
 }

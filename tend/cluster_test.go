@@ -3,10 +3,10 @@ package tend_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 
-	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/partmap"
 	"github.com/shmkit/shmkit/tend"
@@ -79,7 +79,7 @@ func TestMalformedReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := sim.MovePartition("test", 2709, 0, (slices3(sim, "test", 2709)+1)%3); err != nil {
+	if err := sim.MovePartition("test", 2709, 0, (masterIndex(t, sim, "test", 2709)+1)%3); err != nil {
 		t.Fatal(err)
 	}
 	t0 := c.Stats().Tends
@@ -100,14 +100,11 @@ func TestMalformedReplicas(t *testing.T) {
 	eventually(t, "map catches up after the faults clear", func() bool { return viewHash(c, "test") == simHash(t, sim, "test") })
 }
 
-func slices3(sim *tendtest.Cluster, ns string, pid uint32) int {
-	m, _ := sim.Master(ns, pid)
-	for i, n := range sim.Nodes() {
-		if n.Name == m {
-			return i
-		}
-	}
-	return 0
+// masterIndex returns the index of the sim node that masters partition
+// pid of ns.
+func masterIndex(t testing.TB, sim *tendtest.Cluster, ns string, pid uint32) int {
+	t.Helper()
+	return slices.Index(nodeNames(sim), mustMaster(t, sim, ns, pid))
 }
 
 // TestPrivate: UseShm false tends for itself (every instance is an owner).
@@ -130,14 +127,7 @@ func TestPrivate(t *testing.T) {
 // agreement, a move, and a takeover on Close with reason released.
 func TestHeapGoroutines(t *testing.T) {
 	sim := newSim(t, tendtest.Options{Nodes: 3, Namespaces: testNamespaces})
-	store := arena.NewHeapStore()
-	loc := store.At("cluster")
-	t.Cleanup(func() {
-		arena.Remove(loc, arena.RemoveOptions{Force: true})
-		if store.Len() != 0 {
-			t.Errorf("%d heap segments left", store.Len())
-		}
-	})
+	loc := heapLocation(t)
 	const n = 4
 	cs := make([]*tend.Cluster, n)
 	var wg sync.WaitGroup
@@ -201,7 +191,7 @@ func TestHeapGoroutines(t *testing.T) {
 		}
 		return false
 	})
-	if err := sim.MovePartition("test", 5, 0, (slices3(sim, "test", 5)+1)%3); err != nil {
+	if err := sim.MovePartition("test", 5, 0, (masterIndex(t, sim, "test", 5)+1)%3); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "agreement after the move", agree)

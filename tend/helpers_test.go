@@ -82,13 +82,7 @@ func viewHash(c *tend.Cluster, ns string) string {
 
 func simHash(t testing.TB, sim *tendtest.Cluster, ns string) string {
 	t.Helper()
-	return masterHash(func(pid uint32) string {
-		m, err := sim.Master(ns, pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	})
+	return masterHash(func(pid uint32) string { return mustMaster(t, sim, ns, pid) })
 }
 
 func member(ctx context.Context, w *harness.Worker) (any, error) {
@@ -221,6 +215,20 @@ type record struct {
 	Attrs map[string]string
 }
 
+// matches reports whether rec has message msg and every key=value of match
+// among its attributes.
+func (rec record) matches(msg string, match map[string]string) bool {
+	if rec.Msg != msg {
+		return false
+	}
+	for k, v := range match {
+		if rec.Attrs[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
 // recorder is a slog.Handler that keeps every record, for tests that
 // assert what was logged and in which order.
 type recorder struct {
@@ -285,17 +293,10 @@ func (r *recorder) find(msg string, match map[string]string) []record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []record
-next:
 	for _, rec := range (*r.recs)[*r.from:] {
-		if rec.Msg != msg {
-			continue
+		if rec.matches(msg, match) {
+			out = append(out, rec)
 		}
-		for k, v := range match {
-			if rec.Attrs[k] != v {
-				continue next
-			}
-		}
-		out = append(out, rec)
 	}
 	return out
 }
@@ -312,17 +313,10 @@ func (r *recorder) reset() {
 func (r *recorder) index(msg string, match map[string]string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-next:
 	for i, rec := range (*r.recs)[*r.from:] {
-		if rec.Msg != msg {
-			continue
+		if rec.matches(msg, match) {
+			return *r.from + i
 		}
-		for k, v := range match {
-			if rec.Attrs[k] != v {
-				continue next
-			}
-		}
-		return *r.from + i
 	}
 	return -1
 }

@@ -2,7 +2,6 @@ package tend_test
 
 import (
 	"context"
-	"slices"
 	"syscall"
 	"testing"
 
@@ -202,7 +201,7 @@ func TestTakeoverReasons(t *testing.T) {
 	eventually(t, "takeover after owner death", func() bool { return reasonIn("owner dead", next) == last })
 
 	// The survivor still tends: a moved partition reaches it.
-	if err := sim.MovePartition("test", 100, 0, (slices.Index(nodeNames(sim), mustMaster(t, sim, "test", 100))+1)%3); err != nil {
+	if err := sim.MovePartition("test", 100, 0, (masterIndex(t, sim, "test", 100)+1)%3); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "survivor sees the move", func() bool { return allAgree(t, sim, dir, "b", []int{last}) })

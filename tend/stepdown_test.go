@@ -227,7 +227,7 @@ func TestPrivateOverrunTendsOn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := sim.MovePartition("test", 9, 0, (slices3(sim, "test", 9)+1)%3); err != nil {
+	if err := sim.MovePartition("test", 9, 0, (masterIndex(t, sim, "test", 9)+1)%3); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "agreement after the delays", agreeAll(t, sim, c))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -335,7 +336,7 @@ func (t *tender) tend(ctx context.Context) error {
 	if err := t.writeTables(); err != nil {
 		return err
 	}
-	for _, name := range sortedKeys(t.gone) {
+	for _, name := range slices.Sorted(maps.Keys(t.gone)) {
 		switch err := t.w.RemoveNode(name); {
 		case err == nil:
 			delete(t.gone, name)
@@ -389,18 +390,9 @@ func (t *tender) applyPoll(n *node, p *poll) (peersChanged bool) {
 	return false
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 func (t *tender) sortedNodes() []*node {
 	ns := make([]*node, 0, len(t.nodes))
-	for _, name := range sortedKeys(t.nodes) {
+	for _, name := range slices.Sorted(maps.Keys(t.nodes)) {
 		ns = append(ns, t.nodes[name])
 	}
 	return ns
@@ -421,12 +413,7 @@ func (t *tender) fail(n *node, err error) {
 	n.down = true
 	t.c.pool.CloseAddr(n.addr)
 	t.log.Info("tend: node deactivated", "node", n.name, "addr", n.addr, "reason", fmt.Sprintf("failed %d tends in a row: %v", n.fails, err))
-	if err := t.w.DeactivateNode(n.name); err != nil && !errors.Is(err, partmap.ErrNotFound) {
-		t.log.Warn("tend: deactivate node", "node", n.name, "err", err)
-		if fenced(err) {
-			t.drop(err)
-		}
-	}
+	t.deactivate(n.name)
 }
 
 // removeNode forgets n, which left the cluster: its claims are dropped and
@@ -438,14 +425,24 @@ func (t *tender) removeNode(n *node, why string) {
 	delete(t.answers, n.name)
 	t.dirty = true // its claims go, and it no longer holds entries in place
 	t.log.Info("tend: node removed", "node", n.name, "addr", n.addr, "reason", why)
-	if err := t.w.DeactivateNode(n.name); err != nil && !errors.Is(err, partmap.ErrNotFound) {
-		t.log.Warn("tend: deactivate node", "node", n.name, "err", err)
-		if fenced(err) {
-			t.drop(err)
-		}
-		return
+	if t.deactivate(n.name) {
+		t.gone[n.name] = true
 	}
-	t.gone[n.name] = true
+}
+
+// deactivate marks node name inactive in the shared table (a node the
+// table does not hold counts as done) and reports whether it did; a failed
+// write is logged, and drops the lease if another process holds it.
+func (t *tender) deactivate(name string) bool {
+	err := t.w.DeactivateNode(name)
+	if err == nil || errors.Is(err, partmap.ErrNotFound) {
+		return true
+	}
+	t.log.Warn("tend: deactivate node", "node", name, "err", err)
+	if fenced(err) {
+		t.drop(err)
+	}
+	return false
 }
 
 // seed learns the nodes behind the configured seeds, asked in parallel.
@@ -533,8 +530,11 @@ func resolve(hostport string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, err
 	}
 	ips, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
-	if err != nil || len(ips) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("resolve %s: %v", host, err)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	if len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolve %s: no address", host)
 	}
 	return netip.AddrPortFrom(ips[0].Unmap(), uint16(p)), nil
 }
@@ -659,7 +659,7 @@ func (t *tender) writeTables() error {
 	}
 	byNS := map[string][]claim{}
 	var order []string
-	for _, name := range sortedKeys(t.answers) {
+	for _, name := range slices.Sorted(maps.Keys(t.answers)) {
 		a := t.answers[name]
 		for j := range a.nss {
 			nr := &a.nss[j]
@@ -670,7 +670,7 @@ func (t *tender) writeTables() error {
 		}
 	}
 	// Namespaces no answer mentions any more have no owners.
-	for _, name := range sortedKeys(t.handles) {
+	for _, name := range slices.Sorted(maps.Keys(t.handles)) {
 		if _, ok := byNS[name]; !ok {
 			order = append(order, name)
 		}
