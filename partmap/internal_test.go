@@ -2,6 +2,7 @@ package partmap
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -269,9 +270,7 @@ func TestDecodeRecordsHostile(t *testing.T) {
 	encodeNode(rec, 1, &in, true)
 	b := make([]byte, 8*nodeWords)
 	for i, w := range rec {
-		for j := range 8 {
-			b[8*i+j] = byte(w >> (8 * j))
-		}
+		binary.LittleEndian.PutUint64(b[8*i:], w)
 	}
 	inputs := [][]byte{b, make([]byte, 8*nodeWords), []byte("000000000000000000000000\x03 0 \x00\x00\x00\x00")}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -285,7 +284,7 @@ func TestDecodeRecordsHostile(t *testing.T) {
 	for _, data := range inputs {
 		words := make([]uint64, nodeWords)
 		for i := range min(len(data)/8, nodeWords) {
-			words[i] = le64(data[8*i:])
+			words[i] = binary.LittleEndian.Uint64(data[8*i:])
 		}
 		if n, err := decodeNode(1, words); err != nil {
 			if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrInvalid) {

@@ -612,16 +612,11 @@ func (m *Map) Snapshot(ns NS) (*Snapshot, error) {
 	deadline := time.Now().Add(m.cfg.Timeout)
 	words := make([]uint64, Partitions)
 	snap := &Snapshot{NS: ns}
-	var nsRec [nsWords]uint64
-	var lastErr error
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if !time.Now().Before(deadline) {
-				if lastErr == nil {
-					lastErr = fmt.Errorf("partmap: snapshot of namespace %d: the map changed, or a publish stayed open, for %v: %w",
-						i, m.cfg.Timeout, ErrUnstable)
-				}
-				return nil, lastErr
+				return nil, fmt.Errorf("partmap: snapshot of namespace %d: the map changed, or a publish stayed open, for %v: %w",
+					i, m.cfg.Timeout, ErrUnstable)
 			}
 			m.pauseForPublish(deadline)
 		}
@@ -629,19 +624,12 @@ func (m *Map) Snapshot(ns NS) (*Snapshot, error) {
 		if p1&1 != 0 {
 			continue // a batch is open
 		}
-		_, present, err := m.readRecord(m.nsT, m.nsCtlOff(i), i, nsRec[:], "namespace slot", i)
-		if err == nil && !present {
-			err = fmt.Errorf("partmap: namespace slot %d is not registered: %w", i, ErrNotFound)
-		}
-		if err == nil {
-			snap.Namespace, err = decodeNamespace(i, nsRec[:])
-		}
-		if err == nil {
+		var err error
+		if snap.Namespace, err = m.NamespaceInfo(ns); err == nil {
 			m.seg.LoadWords(m.entryOff(i, 0), words)
 			snap.Nodes, err = m.snapNodes(words, snap)
 		}
 		if m.seg.Load64(m.pub) != p1 {
-			lastErr = nil
 			continue
 		}
 		if err != nil {

@@ -1,6 +1,7 @@
 package partmap
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -134,18 +135,10 @@ func encodeNode(rec []uint64, gen uint64, info *NodeInfo, used bool) {
 		}
 		b := ip.As16()
 		w := rec[nodeAddrs+i*nodeAddrSize:]
-		w[0], w[1], w[2] = le64(b[:8]), le64(b[8:]), uint64(a.Port())|fam<<16
+		w[0], w[1], w[2] = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:]), uint64(a.Port())|fam<<16
 	}
 	putString(rec[nodeTLS:nodeBuild], info.TLSName)
 	putString(rec[nodeBuild:nodeWords], info.Build)
-}
-
-func le64(b []byte) uint64 {
-	var w uint64
-	for i := range 8 {
-		w |= uint64(b[i]) << (8 * i)
-	}
-	return w
 }
 
 // decodeNode decodes a verified node record of slot (1-based). It returns
@@ -177,9 +170,8 @@ func decodeNode(slot int, rec []uint64) (*Node, error) {
 	for i := range naddr {
 		w := rec[nodeAddrs+i*nodeAddrSize:]
 		var b [16]byte
-		for j := range 8 {
-			b[j], b[8+j] = byte(w[0]>>(8*j)), byte(w[1]>>(8*j))
-		}
+		binary.LittleEndian.PutUint64(b[:8], w[0])
+		binary.LittleEndian.PutUint64(b[8:], w[1])
 		ip := netip.AddrFrom16(b)
 		switch w[2] >> 16 {
 		case 4:

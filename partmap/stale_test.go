@@ -326,7 +326,7 @@ func TestStaleOwnerStepwise(t *testing.T) {
 		}
 	}
 	// A is "stopped" here, its batch open.
-	lB, wB := owner(t, mB, 20*time.Millisecond)
+	_, wB := owner(t, mB, 20*time.Millisecond)
 	if _, err := publishZ(wB); err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,6 @@ func TestStaleOwnerStepwise(t *testing.T) {
 	if err := wA.StampAll(); !errors.Is(err, lease.ErrFenced) {
 		t.Errorf("stale StampAll: %v", err)
 	}
-	_ = lB
 }
 
 // TestTakeoverRace has A write continuously while B takes over; once B

@@ -158,8 +158,21 @@ func (w *Writer) StampAll() error {
 	if e == 0 {
 		return fmt.Errorf("partmap: StampAll: %w", lease.ErrNotOwner)
 	}
+	if err := w.stamp(e); err != nil {
+		w.epoch = 0
+		return err
+	}
+	w.owner.PID = os.Getpid()
+	w.m.cfg.Logger.Info("partmap: stamped the tables", "epoch", e, "nodes", len(w.byName), "namespaces", len(w.nsByName))
+	return w.publishLocked()
+}
+
+// stamp does StampAll's steps 1 to 3 under epoch e and rebuilds the
+// reference counts; StampAll publishes. On error StampAll clears w.epoch,
+// leaving the writer unusable (ErrNotStamped).
+func (w *Writer) stamp(e uint64) error {
 	m := w.m
-	w.epoch, w.open, w.entries = 0, false, 0
+	w.epoch, w.open, w.entries = e, false, 0
 	w.nodes = make([]wnode, m.maxNodes)
 	w.byName = map[string]int{}
 	w.refs = make([]int, m.maxNodes)
@@ -168,9 +181,7 @@ func (w *Writer) StampAll() error {
 	w.mirror = make([][Partitions]uint32, m.maxNS)
 
 	// 1. Seize the publish word.
-	w.epoch = e
 	if err := w.seize(); err != nil {
-		w.epoch = 0
 		return err
 	}
 
@@ -181,7 +192,6 @@ func (w *Writer) StampAll() error {
 			return err
 		})
 		if err != nil {
-			w.epoch = 0
 			return err
 		}
 		ns := &w.nss[i]
@@ -206,7 +216,6 @@ func (w *Writer) StampAll() error {
 			return err
 		})
 		if err != nil {
-			w.epoch = 0
 			return err
 		}
 		n := &w.nodes[i]
@@ -230,7 +239,6 @@ func (w *Writer) StampAll() error {
 	}
 	valid, ctl, err := w.adopt(m.statsT, m.statsCtl, 0, w.buf[:statsWords], "stats", 0, nil)
 	if err != nil {
-		w.epoch = 0
 		return err
 	}
 	w.stats = wrec{state: valid, ctl: ctl}
@@ -243,7 +251,6 @@ func (w *Writer) StampAll() error {
 		for pid := range uint32(Partitions) {
 			off := m.entryOff(i, pid)
 			if err := w.l.Stamp(m.seg, off); err != nil {
-				w.epoch = 0
 				return fenced(err, "stamp namespace %d partition %d", i, pid)
 			}
 			_, p := lease.SplitFenced(m.seg.Load64(off))
@@ -258,7 +265,6 @@ func (w *Writer) StampAll() error {
 			}
 			if clean != p {
 				if _, err := w.l.FencedCAS(m.seg, off, p, clean); err != nil {
-					w.epoch = 0
 					return fenced(err, "clear namespace %d partition %d", i, pid)
 				}
 				_, clean = lease.SplitFenced(m.seg.Load64(off))
@@ -267,9 +273,7 @@ func (w *Writer) StampAll() error {
 			w.addRefs(uint32(clean), 1)
 		}
 	}
-	w.owner.PID = os.Getpid()
-	m.cfg.Logger.Info("partmap: stamped the tables", "epoch", e, "nodes", len(w.byName), "namespaces", len(w.nsByName))
-	return w.publishLocked()
+	return nil
 }
 
 // adopt takes over record slot idx of t for this writer's epoch. A record

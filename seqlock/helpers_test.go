@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 	"github.com/shmkit/shmkit/bench"
 	"github.com/shmkit/shmkit/bench/harness"
 	"github.com/shmkit/shmkit/layout"
@@ -93,32 +93,24 @@ func (a segArgs) table(seg *arena.Segment, opts seqlock.Options) (*seqlock.Table
 	return tab, ctl, err
 }
 
-// newSysV creates a SysV test segment with a key unique to this test and
-// process, and removes it when the test ends.
+// newSysV creates a SysV test segment at an unused test key and removes
+// it when the test ends (failing the test if a process still has it
+// attached).
 func newSysV(t testing.TB, records, words int) (segArgs, *arena.Segment) {
 	t.Helper()
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%s/%d", t.Name(), os.Getpid())
-	a := segArgs{Records: records, Words: words}
-	for attempt := uint32(0); ; attempt++ {
-		key := arena.MakeKey(arena.ClassTest, uint16((h.Sum32()+attempt*7919)&0xfff))
-		a.Key = uint32(key)
-		seg, err := arena.Create(context.Background(), arena.SysV(key), arena.Options{Spec: a.spec()})
-		if errors.Is(err, arena.ErrExists) && attempt < 64 {
-			continue // another test (or package) has this key
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			seg.Close()
-			if err := arena.Remove(arena.SysV(key), arena.RemoveOptions{}); err != nil {
-				t.Errorf("remove test segment: %v", err)
-				_ = arena.Remove(arena.SysV(key), arena.RemoveOptions{Force: true})
-			}
-		})
-		return a, seg
+	key := arenatest.SysVKey(t) // its cleanup force-removes what ours leaves
+	a := segArgs{Key: uint32(key), Records: records, Words: words}
+	seg, err := arena.Create(context.Background(), arena.SysV(key), arena.Options{Spec: a.spec()})
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		seg.Close()
+		if err := arena.Remove(arena.SysV(key), arena.RemoveOptions{}); err != nil {
+			t.Errorf("remove test segment: %v", err)
+		}
+	})
+	return a, seg
 }
 
 // Payloads: word k of the value written with counter c is c XOR a

@@ -24,56 +24,48 @@ func (t *Table) Snapshot(dst [][]uint64) error {
 	}
 	seqs := make([]uint64, t.records)
 	w := waiter{t: t, op: "snapshot", rec: -1}
+	var err error
 	for {
-		if t.snapshotOnce(&w, dst, seqs) {
-			if w.retries > 0 {
-				t.st.overlappedSnapshots.Add(1)
-				t.st.snapshotRetries.Add(w.retries)
-			}
-			return nil
-		}
-		if w.err != nil {
-			if w.retries > 0 {
-				t.st.overlappedSnapshots.Add(1)
-				t.st.snapshotRetries.Add(w.retries)
-			}
-			return t.countErr(w.err)
+		var done bool
+		if done, err = t.snapshotOnce(&w, dst, seqs); done || err != nil {
+			break
 		}
 		w.retries++
-		if err := w.backoff(); err != nil {
-			t.st.overlappedSnapshots.Add(1)
-			t.st.snapshotRetries.Add(w.retries)
-			return t.countErr(err)
+		if err = w.backoff(); err != nil {
+			break
 		}
 	}
+	if w.retries > 0 {
+		t.st.overlappedSnapshots.Add(1)
+		t.st.snapshotRetries.Add(w.retries)
+	}
+	return t.countErr(err)
 }
 
 // snapshotOnce makes one attempt: a first pass that loads each record's
 // sequence word and copies its payload, and a second pass that checks
-// that no sequence word changed. It reports success; on a failure that
-// must not be retried it sets w.err.
-func (t *Table) snapshotOnce(w *waiter, dst [][]uint64, seqs []uint64) bool {
+// that no sequence word changed. It reports success, or returns the
+// failure that must not be retried.
+func (t *Table) snapshotOnce(w *waiter, dst [][]uint64, seqs []uint64) (bool, error) {
 	seg := t.seg
 	for i := range t.records {
 		rec := t.record(i)
 		s := seg.Load64(rec)
 		if s&seqBusy != 0 {
 			w.rec = i
-			w.err = w.awaitRead(rec, s)
-			return false
+			return false, w.awaitRead(rec, s)
 		}
 		if s&seqTorn != 0 {
 			t.st.torn.Add(1)
-			w.err = tornErr("snapshot", i)
-			return false
+			return false, tornErr("snapshot", i)
 		}
 		seqs[i] = s
 		seg.LoadWords(rec+offPayload, dst[i])
 	}
 	for i := range t.records {
 		if seg.Load64(t.record(i)) != seqs[i] {
-			return false
+			return false, nil
 		}
 	}
-	return true
+	return true, nil
 }

@@ -130,8 +130,7 @@ type Table struct {
 	words    int
 	opts     Options
 	self     procid.Identity
-	me       uint64 // this process's claim word
-	fp       *failpoint.Set
+	me       uint64   // this process's claim word
 	_        [64]byte // keep the counters off the read-mostly fields' cache line
 	st       counters
 }
@@ -175,7 +174,6 @@ func New(seg *arena.Segment, off arena.Offset, records, words int, opts Options)
 		opts:     opts,
 		self:     self,
 		me:       claimWord(self),
-		fp:       opts.Failpoints,
 	}
 	t.strideW = uint64(t.stride) / 8
 	if t.recs, err = seg.Words(t.base, uint64(records)*t.strideW); err != nil {
@@ -258,6 +256,18 @@ func (t *Table) readArgErr(i int, dst []uint64) error {
 // failed: the record was busy or torn, or changed during the copy.
 func (t *Table) readSlow(i int, rec arena.Offset, dst []uint64, s uint64) error {
 	w := waiter{t: t, op: "read", rec: i}
+	err := t.readRetry(&w, rec, dst, s)
+	if w.retries > 0 {
+		t.st.overlappedReads.Add(1)
+		t.st.readRetries.Add(w.retries)
+	}
+	return t.countErr(err)
+}
+
+// readRetry is readSlow's loop: it waits out busy states and retries the
+// copy until one is consistent, counting the discarded attempts in
+// w.retries.
+func (t *Table) readRetry(w *waiter, rec arena.Offset, dst []uint64, s uint64) error {
 	if s&(seqBusy|seqTorn) == 0 { // the first copy overlapped a write
 		w.retries++
 		s = t.seg.Load64(rec)
@@ -267,40 +277,26 @@ func (t *Table) readSlow(i int, rec arena.Offset, dst []uint64, s uint64) error 
 		case s&seqBusy != 0:
 			w.retries++
 			if err := w.awaitRead(rec, s); err != nil {
-				return t.fail(err, w.retries)
+				return err
 			}
 			if err := w.backoff(); err != nil {
-				return t.fail(err, w.retries)
+				return err
 			}
 		case s&seqTorn != 0:
 			t.st.torn.Add(1)
-			if w.retries > 0 {
-				t.st.overlappedReads.Add(1)
-				t.st.readRetries.Add(w.retries)
-			}
-			return tornErr("read", i)
+			return tornErr("read", w.rec)
 		default:
 			t.seg.LoadWords(rec+offPayload, dst)
-			s2 := t.seg.Load64(rec)
-			if s2 == s {
-				t.st.overlappedReads.Add(1)
-				t.st.readRetries.Add(w.retries)
+			if t.seg.Load64(rec) == s {
 				return nil
 			}
 			w.retries++
 			if err := w.backoff(); err != nil {
-				return t.fail(err, w.retries)
+				return err
 			}
 		}
 		s = t.seg.Load64(rec)
 	}
-}
-
-// fail counts a failed operation's statistics and returns err.
-func (t *Table) fail(err error, retries uint64) error {
-	t.st.overlappedReads.Add(1)
-	t.st.readRetries.Add(retries)
-	return t.countErr(err)
 }
 
 // Write stores src (len(src) == Words()) as the payload of record i,
@@ -344,7 +340,7 @@ func (t *Table) Write(i int, src []uint64) error {
 	}
 	half := t.words / 2
 	t.seg.StoreWords(rec+offPayload, src[:half])
-	t.fp.Hit(FailWriteMid)
+	t.opts.Failpoints.Hit(FailWriteMid)
 	t.seg.StoreWords(rec+offPayload+arena.Offset(8*half), src[half:])
 	if !t.seg.CAS64(rec, held, nextVersion(held)) {
 		return t.preempted("write", i, claim)

@@ -43,7 +43,6 @@ type waiter struct {
 	reason     string // last liveness verdict's reason
 
 	retrySleep time.Duration
-	err        error // Snapshot: a failure not to retry
 }
 
 // await waits while record rec's sequence and claim words still read s and
