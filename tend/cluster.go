@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
@@ -168,11 +166,6 @@ type Cluster struct {
 	stop  context.CancelFunc
 	done  chan struct{}
 	close sync.Once
-
-	// nsCache maps namespace names to handles already resolved; a
-	// namespace slot is never given to another name for the life of the
-	// segment, so an entry never goes stale. Copy on write.
-	nsCache atomic.Pointer[map[string]partmap.NS]
 
 	mu        sync.Mutex
 	owner     bool
@@ -354,22 +347,15 @@ func (c *Cluster) Close() error {
 	return err
 }
 
+// ns resolves a namespace name through partmap's cache, which checks the
+// slot's control word on every call: a handle follows the namespace when a
+// new owner re-registers it in another slot (after finding its record
+// damaged).
 func (c *Cluster) ns(name string) (partmap.NS, error) {
-	cache := c.nsCache.Load()
-	if cache != nil {
-		if ns, ok := (*cache)[name]; ok {
-			return ns, nil
-		}
-	}
 	ns, ok := c.m.Namespace(name)
 	if !ok {
 		return partmap.NS{}, fmt.Errorf("%w %q", ErrNamespace, name)
 	}
-	next := map[string]partmap.NS{name: ns}
-	if cache != nil {
-		maps.Copy(next, *cache)
-	}
-	c.nsCache.CompareAndSwap(cache, &next) // a lost race only costs a later miss
 	return ns, nil
 }
 
