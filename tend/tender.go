@@ -304,7 +304,7 @@ func (t *tender) tend(ctx context.Context) error {
 			return fmt.Errorf("tend: cycle: %w", err)
 		}
 		for i, n := range nodes {
-			if t.applyPoll(n, &polls[i]) {
+			if t.applyPoll(ctx, n, &polls[i]) {
 				addRefused = true
 			}
 			if n.seen {
@@ -316,7 +316,7 @@ func (t *tender) tend(ctx context.Context) error {
 		if t.lost {
 			return nil
 		}
-		t.updatePeers(addRefused)
+		t.updatePeers(ctx, addRefused)
 		addRefused = false
 		if t.lost {
 			return nil
@@ -359,7 +359,7 @@ func (t *tender) tend(ctx context.Context) error {
 
 // applyPoll records one node's poll and reports whether its peers list
 // changed.
-func (t *tender) applyPoll(n *node, p *poll) (peersChanged bool) {
+func (t *tender) applyPoll(ctx context.Context, n *node, p *poll) (peersChanged bool) {
 	n.seen = false
 	if p.err != nil {
 		t.fail(n, p.err)
@@ -368,8 +368,8 @@ func (t *tender) applyPoll(n *node, p *poll) (peersChanged bool) {
 	n.fails, n.seen = 0, true
 	if p.build != "" && n.build == "" {
 		n.build = p.build
-		t.publishNode(n)
-	} else if n.down && t.publishNode(n) {
+		t.publishNode(ctx, n)
+	} else if n.down && t.publishNode(ctx, n) {
 		t.log.Info("tend: node reactivated", "node", n.name, "addr", n.addr)
 	}
 	if !t.lost {
@@ -477,7 +477,7 @@ func (t *tender) seed(ctx context.Context) {
 			continue
 		}
 		n := &node{name: rp.name, addr: s, build: rp.build, peersGen: -1, partGen: -1}
-		if t.publishNode(n) {
+		if t.publishNode(ctx, n) {
 			t.nodes[n.name] = n
 			delete(t.gone, n.name)
 			t.log.Info("tend: node added", "node", n.name, "addr", s, "from", "seed")
@@ -491,8 +491,8 @@ func (t *tender) seed(ctx context.Context) {
 
 // publishNode writes a node into the shared node table, active. A node the
 // table has no room for is logged (once) and counted by partmap.
-func (t *tender) publishNode(n *node) bool {
-	ap, err := resolve(n.addr)
+func (t *tender) publishNode(ctx context.Context, n *node) bool {
+	ap, err := resolve(ctx, n.addr)
 	if err != nil {
 		t.log.Warn("tend: node address", "node", n.name, "addr", n.addr, "err", err)
 		return false
@@ -517,7 +517,9 @@ func (t *tender) publishNode(n *node) bool {
 	return false
 }
 
-func resolve(hostport string) (netip.AddrPort, error) {
+// resolve turns a node address into an IP address and port, asking DNS
+// (within ctx, the tend cycle) for a host name.
+func resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(hostport); err == nil {
 		return ap, nil
 	}
@@ -529,7 +531,7 @@ func resolve(hostport string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", host, err)
 	}
@@ -545,7 +547,7 @@ func resolve(hostport string) (netip.AddrPort, error) {
 // lone node lists no peers); one that does not answer is removed at once.
 // Peers the segment had no room for are offered a slot again only when
 // addRefused (a peers list changed, or a slot was freed).
-func (t *tender) updatePeers(addRefused bool) {
+func (t *tender) updatePeers(ctx context.Context, addRefused bool) {
 	listed := map[string]bool{}
 	answered := 0
 	for _, n := range t.sortedNodes() {
@@ -559,7 +561,7 @@ func (t *tender) updatePeers(addRefused bool) {
 				continue
 			}
 			nn := &node{name: p.Name, addr: p.Hosts[0].String(), peersGen: -1, partGen: -1}
-			if !t.publishNode(nn) {
+			if !t.publishNode(ctx, nn) {
 				if t.lost {
 					return
 				}
