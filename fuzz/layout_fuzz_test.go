@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"os"
 	"testing"
 	"time"
 	"unsafe"
@@ -101,12 +102,22 @@ func FuzzLayoutCheckEdits(f *testing.F) {
 	specs := layoutSeedSpecs()
 	edit := func(off int, v byte) []byte { return []byte{byte(off), byte(off >> 8), v} }
 	f.Add(uint8(0), []byte{}, int64(0))
-	f.Add(uint8(1), edit(layout.OffFields+layout.FieldSize+1, 'a'), int64(0))                // duplicate-ish field name
-	f.Add(uint8(4), edit(layout.OffSections+layout.SectionSize+4, 'A'), int64(0))            // duplicate section name
-	f.Add(uint8(2), edit(layout.OffSections+layout.NameLen, 0x41), int64(-1))                // misaligned section
-	f.Add(uint8(3), edit(layout.OffNumSections, 17), int64(4096))                            // too many sections
-	f.Add(uint8(4), edit(layout.OffTotalSize+1, 0xff), int64(1<<20))                         // total size
-	f.Add(uint8(1), append(edit(layout.OffMinor, 9), edit(layout.OffState, 7)...), int64(0)) // newer minor
+	f.Add(uint8(1), edit(layout.OffFields+layout.FieldSize+1, 'a'), int64(0))                          // duplicate-ish field name
+	f.Add(uint8(4), edit(layout.OffSections+layout.SectionSize+4, 'A'), int64(0))                      // duplicate section name
+	f.Add(uint8(2), edit(layout.OffSections+layout.NameLen, 0x41), int64(-1))                          // misaligned section
+	f.Add(uint8(3), edit(layout.OffNumSections, 17), int64(4096))                                      // too many sections
+	f.Add(uint8(4), edit(layout.OffTotalSize+1, 0xff), int64(1<<20))                                   // total size
+	f.Add(uint8(1), append(edit(layout.OffMinor, 9), edit(layout.OffState, 7)...), int64(0))           // newer minor
+	f.Add(uint8(1), edit(layout.OffReservedMutable+5, 1), int64(0))                                    // reserved mutable word
+	f.Add(uint8(1), edit(layout.OffPadWordSize, 1), int64(0))                                          // pad after the word size
+	f.Add(uint8(2), edit(layout.OffPadCounts+7, 0x80), int64(0))                                       // pad after the counts
+	f.Add(uint8(1), edit(layout.OffFields+2*layout.FieldSize+3, 'x'), int64(0))                        // unused field slot
+	f.Add(uint8(0), edit(layout.OffSections+layout.SectionSize-1, 1), int64(0))                        // unused section slot
+	f.Add(uint8(4), edit(layout.OffReservedTail+7, 0xff), int64(0))                                    // reserved tail (all slots used)
+	f.Add(uint8(1), append(edit(layout.OffMinor, 3), edit(layout.OffReservedTail, 1)...), int64(0))    // newer minor's reserved byte
+	f.Add(uint8(3), edit(layout.OffPageSize+1, 0x01), int64(0))                                        // page size 256 (little endian): too small
+	f.Add(uint8(3), edit(layout.OffPageSize+2, 0x01), int64(0))                                        // 69632: not a power of two
+	f.Add(uint8(3), append(edit(layout.OffPageSize+1, 0), edit(layout.OffPageSize+2, 1)...), int64(0)) // 64 KiB: another machine's
 	f.Fuzz(func(t *testing.T, seed uint8, edits []byte, segLenDelta int64) {
 		spec := specs[int(seed)%len(specs)]
 		st := layout.State(seed / uint8(len(specs)) % 6)
@@ -161,6 +172,12 @@ func checkHeader(t *testing.T, b []byte, segLen uint64) {
 	if h.Major != layout.Major || h.WordSize != uint8(unsafe.Sizeof(uintptr(0))) {
 		t.Fatalf("accepted version %d.%d, word size %d", h.Major, h.Minor, h.WordSize)
 	}
+	if h.PageSize != uint32(os.Getpagesize()) {
+		t.Fatalf("accepted page size %d, this machine has %d", h.PageSize, os.Getpagesize())
+	}
+	if h.Minor <= layout.Minor {
+		checkReservedZero(t, b, len(h.Fields), len(h.Sections))
+	}
 	if h.Checksum != layout.Checksum(b) {
 		t.Fatalf("accepted checksum %#x, computed %#x", h.Checksum, layout.Checksum(b))
 	}
@@ -209,6 +226,24 @@ func checkHeader(t *testing.T, b []byte, segLen uint64) {
 	h2, err := layout.Check(b, segLen)
 	if err != nil || h2.Checksum != h.Checksum || len(h2.Sections) != len(h.Sections) || h2.TotalSize != h.TotalSize {
 		t.Fatalf("second Check differs: %+v, %v", h2, err)
+	}
+}
+
+// checkReservedZero asserts that the reserved bytes of an accepted header
+// of this minor are zero.
+func checkReservedZero(t *testing.T, b []byte, nf, ns int) {
+	for _, r := range [][2]int{
+		{layout.OffReservedMutable, layout.MutableEnd},
+		{layout.OffPadWordSize, layout.OffPageSize},
+		{layout.OffPadCounts, layout.OffTotalSize},
+		{layout.OffFields + nf*layout.FieldSize, layout.OffSections},
+		{layout.OffSections + ns*layout.SectionSize, layout.HeaderSize},
+	} {
+		for i := r[0]; i < r[1]; i++ {
+			if b[i] != 0 {
+				t.Fatalf("accepted reserved byte %d = %#x", i, b[i])
+			}
+		}
 	}
 }
 

@@ -22,6 +22,20 @@
 //	504 sections: 16 x { name [16]byte, offset u64, size u64 }  = 512 bytes -> 1016
 //	1016 reserved (8 bytes, zero)                                          -> 1024
 //
+// Reserved bytes (72–128 in the mutable part; the pads 137–140 and 152–160,
+// the field and section slots past the counts, and 1016–1024 in the
+// immutable part) are zero. Check refuses a header of this format minor or
+// an older one whose reserved bytes are not zero (ErrCorrupt): nothing of
+// this minor writes them, so a non-zero byte is damage or a forgery. A
+// newer minor may give them a meaning, so their content is ignored there.
+//
+// The page size is the writer's os.Getpagesize(). Check accepts only this
+// machine's page size: a valid page size (a power of two from 4 KiB to
+// 1 MiB) that differs says the segment was written on another machine and
+// is ErrPlatform, like a different word size; any other value is
+// ErrCorrupt. Segments are machine-local (SysV keys, /dev/shm), so a
+// mismatch is a copied file, and its layout may assume the writer's pages.
+//
 // The state word packs the state in its low 8 bits and, while initializing,
 // the pid of the initializing process in its high 32 bits. The checksum
 // (metro hash over bytes [128, 1024)) is stored with an atomic store after the
@@ -86,6 +100,17 @@ const (
 	OffFields      = 216
 	OffSections    = 504
 
+	// Reserved byte ranges, zero in a header of this minor.
+	OffReservedMutable = 72   // to MutableEnd: mutable words no minor has used yet
+	OffPadWordSize     = 137  // 3 bytes after the word size
+	OffPadCounts       = 152  // 8 bytes after the section count
+	OffReservedTail    = 1016 // 8 bytes to HeaderSize
+
+	// MinPageSize and MaxPageSize bound the page sizes Check accepts as
+	// valid (each a power of two); only this machine's is accepted.
+	MinPageSize = 4 << 10
+	MaxPageSize = 1 << 20
+
 	NameLen     = 16 // field and section names, NUL padded
 	FieldSize   = NameLen + 8
 	SectionSize = NameLen + 16
@@ -105,6 +130,20 @@ var (
 	_ [OffCreator + IdentityWords*8 - OffFields]struct{}
 	_ [IdentityWords - procid.Words]struct{}
 	_ [MutableEnd - OffInitializer - IdentityWords*8]struct{}
+	_ [OffReservedMutable - OffInitializer - IdentityWords*8]struct{}
+	_ [OffInitializer + IdentityWords*8 - OffReservedMutable]struct{}
+	_ [OffPadWordSize - OffWordSize - 1]struct{}
+	_ [OffWordSize + 1 - OffPadWordSize]struct{}
+	_ [OffPageSize - OffPadWordSize - 3]struct{}
+	_ [OffPadWordSize + 3 - OffPageSize]struct{}
+	_ [OffPadCounts - OffNumSections - 2]struct{}
+	_ [OffNumSections + 2 - OffPadCounts]struct{}
+	_ [OffTotalSize - OffPadCounts - 8]struct{}
+	_ [OffPadCounts + 8 - OffTotalSize]struct{}
+	_ [OffReservedTail - OffSections - MaxSections*SectionSize]struct{}
+	_ [OffSections + MaxSections*SectionSize - OffReservedTail]struct{}
+	_ [HeaderSize - OffReservedTail - 8]struct{}
+	_ [OffReservedTail + 8 - HeaderSize]struct{}
 )
 
 // Kind says what a segment holds.
@@ -351,7 +390,9 @@ func Checksum(hdr []byte) uint64 {
 // its immutable part is not trusted. A state byte this code does not know
 // is corrupt, unless the header's minor is newer than Minor (a newer minor
 // may add states that older code ignores). Duplicate field or section names
-// are corrupt, as Spec.Plan never produces them.
+// are corrupt, as Spec.Plan never produces them. Reserved bytes must be
+// zero (unless the header's minor is newer) and the page size must be this
+// machine's; see the package comment.
 func Check(b []byte, segLen uint64) (*Header, error) {
 	if len(b) < 16 || segLen < 16 {
 		return nil, cerr(ErrTruncated, "have %d bytes, a header needs %d", min(uint64(len(b)), segLen), HeaderSize)
@@ -403,6 +444,12 @@ func Check(b []byte, segLen uint64) (*Header, error) {
 		return nil, cerr(ErrPlatform, "word size %d, this process has %d", h.WordSize, unsafe.Sizeof(uintptr(0)))
 	}
 	h.PageSize = native.Uint32(b[OffPageSize:])
+	if mine := os.Getpagesize(); uint64(h.PageSize) != uint64(mine) {
+		if !validPageSize(h.PageSize) {
+			return nil, cerr(ErrCorrupt, "page size %d is not a power of two from %d to %d", h.PageSize, MinPageSize, MaxPageSize)
+		}
+		return nil, cerr(ErrPlatform, "page size %d, this machine has %d: the segment was written on another machine", h.PageSize, mine)
+	}
 	h.Kind = Kind(native.Uint32(b[OffKind:]))
 	nf := int(native.Uint16(b[OffNumFields:]))
 	ns := int(native.Uint16(b[OffNumSections:]))
@@ -411,6 +458,11 @@ func Check(b []byte, segLen uint64) (*Header, error) {
 	}
 	if ns > MaxSections {
 		return nil, cerr(ErrCorrupt, "%d sections, at most %d", ns, MaxSections)
+	}
+	if h.Minor <= Minor {
+		if err := checkReserved(b, nf, ns); err != nil {
+			return nil, err
+		}
 	}
 	h.TotalSize = native.Uint64(b[OffTotalSize:])
 	if h.TotalSize < HeaderSize {
@@ -459,6 +511,35 @@ func Check(b []byte, segLen uint64) (*Header, error) {
 		h.Sections = append(h.Sections, s)
 	}
 	return h, nil
+}
+
+// validPageSize reports whether p is a page size some machine may have.
+func validPageSize(p uint32) bool {
+	return p >= MinPageSize && p <= MaxPageSize && p&(p-1) == 0
+}
+
+// checkReserved reports the first non-zero reserved byte of a header with
+// nf fields and ns sections (both within their maximum).
+func checkReserved(b []byte, nf, ns int) error {
+	ranges := [...]struct {
+		from, to int
+		what     string
+	}{
+		{OffReservedMutable, MutableEnd, "reserved mutable word"},
+		{OffPadWordSize, OffPadWordSize + 3, "pad after the word size"},
+		{OffPadCounts, OffPadCounts + 8, "pad after the section count"},
+		{OffFields + nf*FieldSize, OffSections, "unused config field slot"},
+		{OffSections + ns*SectionSize, OffReservedTail, "unused section slot"},
+		{OffReservedTail, HeaderSize, "reserved tail"},
+	}
+	for _, r := range ranges {
+		for i := r.from; i < r.to; i++ {
+			if b[i] != 0 {
+				return cerr(ErrCorrupt, "reserved byte %d (%s) is %#02x, want 0", i, r.what, b[i])
+			}
+		}
+	}
+	return nil
 }
 
 // knownState reports whether st is one of the states of this format minor.

@@ -3,6 +3,8 @@ package layout_test
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -302,7 +304,7 @@ func TestCheckChecksum(t *testing.T) {
 	b = image(t, fullSpec(), layout.StateReady)
 	ne.PutUint64(b[layout.OffInitGen:], 42)
 	b[layout.OffInitializer+3] = 9
-	b[layout.MutableEnd-1] = 1
+	b[layout.OffReservedMutable-1] = 1 // the initializer's last byte
 	if _, err := layout.Check(b, uint64(len(b))); err != nil {
 		t.Errorf("edit of the mutable part: %v", err)
 	}
@@ -397,6 +399,110 @@ func TestCheckPlatform(t *testing.T) {
 		ce := checkErr(t, err, layout.ErrPlatform)
 		if !strings.Contains(ce.Detail, "word size") {
 			t.Errorf("detail %q", ce.Detail)
+		}
+	}
+}
+
+// TestCheckReserved: a non-zero byte at either end of each reserved range
+// is corrupt in a header of this minor and ignored in a newer minor's; the
+// bytes next to each range are not reserved (a control: the check names
+// the ranges, not the whole header).
+func TestCheckReserved(t *testing.T) {
+	spec := fullSpec() // 2 fields, 4 sections: slots 2..11 and 4..15 unused
+	ranges := []struct {
+		name     string
+		from, to int
+		what     string
+	}{
+		{"mutable", layout.OffReservedMutable, layout.MutableEnd, "reserved mutable word"},
+		{"pad after word size", layout.OffPadWordSize, layout.OffPadWordSize + 3, "pad after the word size"},
+		{"pad after counts", layout.OffPadCounts, layout.OffPadCounts + 8, "pad after the section count"},
+		{"field slots", fieldOff(len(spec.Fields)), layout.OffSections, "unused config field slot"},
+		{"section slots", sectionOff(len(spec.Sections)), layout.OffReservedTail, "unused section slot"},
+		{"tail", layout.OffReservedTail, layout.HeaderSize, "reserved tail"},
+	}
+	for _, r := range ranges {
+		for _, off := range []int{r.from, r.to - 1} {
+			t.Run(fmt.Sprintf("%s/%d", r.name, off), func(t *testing.T) {
+				b := image(t, spec, layout.StateReady)
+				b[off] = 0x5a
+				reseal(b)
+				h, err := layout.Check(b, uint64(len(b)))
+				ce := checkErr(t, err, layout.ErrCorrupt)
+				if h != nil {
+					t.Errorf("header returned: %+v", h)
+				}
+				if want := fmt.Sprintf("reserved byte %d (%s) is 0x5a", off, r.what); !strings.Contains(ce.Detail, want) {
+					t.Errorf("detail %q, want it to contain %q", ce.Detail, want)
+				}
+				// A newer minor may use the byte.
+				ne.PutUint16(b[layout.OffMinor:], layout.Minor+1)
+				reseal(b)
+				if _, err := layout.Check(b, uint64(len(b))); err != nil {
+					t.Errorf("newer minor with byte %d set: %v", off, err)
+				}
+			})
+		}
+	}
+	// Control: the bytes just outside the ranges belong to fields, and a
+	// change there is not reported as a reserved byte.
+	for _, off := range []int{layout.OffReservedMutable - 1, layout.OffWordSize, layout.OffPageSize, layout.OffPadCounts - 1,
+		layout.OffTotalSize, fieldOff(len(spec.Fields)) - 1, sectionOff(len(spec.Sections)) - 1} {
+		b := image(t, spec, layout.StateReady)
+		b[off] ^= 0x01
+		reseal(b)
+		if _, err := layout.Check(b, uint64(len(b))); err != nil && strings.Contains(err.Error(), "reserved") {
+			t.Errorf("byte %d next to a reserved range reported as reserved: %v", off, err)
+		}
+	}
+	// With every slot in use there are no slot bytes left to check.
+	full := layout.Spec{Kind: layout.KindLease}
+	for i := range layout.MaxFields {
+		full.Fields = append(full.Fields, layout.Field{Name: fmt.Sprintf("f%d", i), Value: ^uint64(0)})
+	}
+	for i := range layout.MaxSections {
+		full.Sections = append(full.Sections, layout.SectionSpec{Name: fmt.Sprintf("s%d", i), Size: 1})
+	}
+	b := image(t, full, layout.StateReady)
+	if _, err := layout.Check(b, uint64(len(b))); err != nil {
+		t.Errorf("header with every slot used: %v", err)
+	}
+}
+
+// TestCheckPageSize: the page size must be this machine's; another valid
+// page size is a platform difference, anything else corruption.
+func TestCheckPageSize(t *testing.T) {
+	mine := uint32(os.Getpagesize())
+	b := image(t, fullSpec(), layout.StateReady)
+	h, err := layout.Check(b, uint64(len(b)))
+	if err != nil || h.PageSize != mine {
+		t.Fatalf("own page size: %+v, %v", h, err)
+	}
+	other := uint32(64 << 10)
+	if mine == other {
+		other = 4 << 10
+	}
+	for _, ps := range []uint32{other, layout.MinPageSize, layout.MaxPageSize} {
+		if ps == mine {
+			continue
+		}
+		b := image(t, fullSpec(), layout.StateReady)
+		ne.PutUint32(b[layout.OffPageSize:], ps)
+		reseal(b)
+		_, err := layout.Check(b, uint64(len(b)))
+		ce := checkErr(t, err, layout.ErrPlatform)
+		if want := fmt.Sprintf("page size %d, this machine has %d", ps, mine); !strings.Contains(ce.Detail, want) {
+			t.Errorf("detail %q, want %q", ce.Detail, want)
+		}
+	}
+	for _, ps := range []uint32{0, 1, 512, layout.MinPageSize / 2, layout.MinPageSize + 1, 3 * 4096, layout.MaxPageSize * 2, 1 << 31, ^uint32(0)} {
+		b := image(t, fullSpec(), layout.StateReady)
+		ne.PutUint32(b[layout.OffPageSize:], ps)
+		reseal(b)
+		_, err := layout.Check(b, uint64(len(b)))
+		ce := checkErr(t, err, layout.ErrCorrupt)
+		if !strings.Contains(ce.Detail, fmt.Sprintf("page size %d is not a power of two", ps)) {
+			t.Errorf("page size %d: detail %q", ps, ce.Detail)
 		}
 	}
 }
