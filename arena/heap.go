@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // HeapStore holds heap-backed segments by name for one process. The race
@@ -25,6 +27,7 @@ type heapSeg struct {
 	removed bool
 	mode    os.FileMode
 	created time.Time
+	lock    *os.File // memfd: the liveness lock file of this segment
 }
 
 // NewHeapStore returns an empty store.
@@ -66,7 +69,12 @@ func (l heapLoc) create(size uint64, mode os.FileMode) (mapping, error) {
 	if size > 0 {
 		data = unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), size)
 	}
-	s := &heapSeg{words: words, data: data, attach: 1, mode: defaultMode(mode), created: time.Now()}
+	fd, err := unix.MemfdCreate("shmkit-heap-lock", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, &Error{Op: "create", Seg: l.String(), Err: fmt.Errorf("memfd for liveness locks: %w", err)}
+	}
+	s := &heapSeg{words: words, data: data, attach: 1, mode: defaultMode(mode), created: time.Now(),
+		lock: os.NewFile(uintptr(fd), "shmkit-heap-lock")}
 	l.h.segs[l.name] = s
 	return &heapMap{loc: l, s: s}, nil
 }
@@ -100,6 +108,8 @@ func (l heapLoc) remove(force bool) error {
 	defer l.h.mu.Unlock()
 	s.removed = true
 	delete(l.h.segs, l.name)
+	// Handles still attached keep their own descriptors of the memfd.
+	_ = s.lock.Close()
 	return nil
 }
 

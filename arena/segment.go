@@ -32,6 +32,7 @@ type Segment struct {
 	data   []byte
 	hdr    *layout.Header
 	closed atomic.Bool
+	live   liveState // this handle's liveness slot (liveness.go)
 }
 
 // Location returns where the segment lives.
@@ -156,6 +157,7 @@ func (s *Segment) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	s.closeLiveness()
 	return s.m.close()
 }
 

@@ -68,6 +68,9 @@ func (l sysvLoc) create(size uint64, mode os.FileMode) (mapping, error) {
 	if err != nil {
 		return nil, sysErr("create", l, err)
 	}
+	// Not fatal: without its lock file the segment's claims are judged by
+	// pid and heartbeat alone (Segment.Liveness reports why).
+	_ = createSysVLock(l.key, id, mode)
 	return l.attach(id)
 }
 
@@ -111,6 +114,7 @@ func (l sysvLoc) remove(force bool) error {
 	if _, err := unix.SysvShmCtl(id, unix.IPC_RMID, nil); err != nil {
 		return sysErr("remove", l, err)
 	}
+	removeSysVLock(l.key, id)
 	return nil
 }
 

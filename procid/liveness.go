@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -44,17 +45,27 @@ type Reason string
 
 // Fixed reasons returned by [Identity.Check] and [Watcher.Reason].
 const (
-	ReasonAlive      Reason = "alive"
-	ReasonZero       Reason = "zero identity"
-	ReasonExited     Reason = "exited (pidfd readable)"
-	ReasonZombie     Reason = "zombie (state Z)"
-	ReasonDeadState  Reason = "dead (state X)"
-	ReasonGone       Reason = "pid gone"
-	ReasonPIDReused  Reason = "start time differs: pid reused"
-	ReasonOtherBoot  Reason = "other boot"
-	ReasonOtherPIDNS Reason = "other PID namespace: liveness unknowable"
-	ReasonHidden     Reason = "pid exists but /proc entry hidden (hidepid?)"
+	ReasonAlive       Reason = "alive"
+	ReasonZero        Reason = "zero identity"
+	ReasonExited      Reason = "exited (pidfd readable)"
+	ReasonZombie      Reason = "zombie (state Z)"
+	ReasonDeadState   Reason = "dead (state X)"
+	ReasonGone        Reason = "pid gone"
+	ReasonPIDReused   Reason = "start time differs: pid reused"
+	ReasonOtherBoot   Reason = "other boot"
+	ReasonOtherPIDNS  Reason = "other PID namespace: liveness unknowable"
+	ReasonHidden      Reason = "pid exists but /proc entry hidden (hidepid?)"
+	ReasonForeignProc Reason = "/proc belongs to another PID namespace: liveness unknowable"
 )
+
+// procIsOurs reports whether the mounted /proc shows the caller's own PID
+// namespace: /proc/self then names the pid that getpid returns. In a PID
+// namespace made without a /proc of its own (unshare -p without
+// --mount-proc), /proc/self names the host's pid instead.
+func procIsOurs() bool {
+	s, err := os.Readlink("/proc/self")
+	return err == nil && s == strconv.Itoa(os.Getpid())
+}
 
 // Check reports whether the process named by id is alive. It is
 // [Identity.CheckFrom] with the caller's own identity.
@@ -73,7 +84,10 @@ func (id Identity) Check() (Liveness, Reason) {
 // Rules, in order:
 //   - a different boot id: Dead (the process cannot exist in this boot);
 //   - a different PID namespace (both non-zero): Unknown;
-//   - pid gone (pidfd_open ESRCH, no /proc entry): Dead;
+//   - pid gone (pidfd_open ESRCH; without pidfd, kill ESRCH): Dead;
+//   - /proc of another PID namespace (its /proc/self is not getpid()):
+//     Unknown, since /proc/<pid> names some other process there;
+//   - pid present but hidden from /proc (hidepid): Unknown;
 //   - a different start time: Dead (the pid was reused);
 //   - /proc state Z or X: Dead (exited, not yet reaped);
 //   - its pidfd is readable: Dead (it has exited; a pidfd becomes readable
@@ -104,6 +118,12 @@ func (id Identity) CheckFrom(self Identity) (Liveness, Reason) {
 	default:
 		defer unix.Close(pidfd)
 	}
+	if !procIsOurs() {
+		// /proc belongs to another PID namespace (unshare -p without a
+		// /proc of its own): /proc/<pid> names some other process, so
+		// nothing read there says anything about pid.
+		return Unknown, ReasonForeignProc
+	}
 	// exited reports whether the pidfd, if there is one, shows that the
 	// process has exited.
 	exited := func() bool {
@@ -117,7 +137,12 @@ func (id Identity) CheckFrom(self Identity) (Liveness, Reason) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if pidfd < 0 {
-			return Dead, ReasonGone
+			// hidepid hides other users' entries: only kill's ESRCH is
+			// proof that the pid is gone.
+			if errors.Is(unix.Kill(pid, 0), unix.ESRCH) {
+				return Dead, ReasonGone
+			}
+			return Unknown, ReasonHidden
 		}
 		if exited() {
 			return Dead, ReasonExited
