@@ -34,7 +34,11 @@ import (
 //	+--------+--------+--------+------+--------+-----------------------+
 //	72 takeovers u64 | 80 last reason u64 | 88..128 reserved
 //
-//	ctl:  epoch (high 48 bits) | reserved (8) | state (low 8): 0 free, 1 held
+//	ctl:  epoch (high 40 bits) | owner's liveness slot (16) | state (low 8): 0 free, 1 held
+//	      The slot (procid.Slot in the segment's liveness registry) is
+//	      locked by the owner before its CAS and named by the CAS itself,
+//	      so an owner that dies before writing its identity is provably
+//	      dead at once; 0 means the owner had no slot.
 //	beat: epoch tag (high 16 bits: epoch mod 2^16) | CLOCK_MONOTONIC µs (low 48 bits, ~8.9 years)
 //	wake: futex word, incremented by Release (and by a waiter that sees the owner die)
 //	id epoch: the epoch whose owner wrote the identity words (differs from
@@ -60,9 +64,14 @@ const (
 	stateHeld = 1
 )
 
-func ctlWord(epoch uint64, state uint8) uint64 { return epoch<<16 | uint64(state) }
-func splitCtl(w uint64) (epoch uint64, state uint8) {
-	return w >> 16, uint8(w)
+// ctlEpochMask bounds the epoch to the 40 bits a fenced word carries.
+const ctlEpochMask = 1<<EpochBits - 1
+
+func ctlWord(epoch uint64, slot procid.Slot, state uint8) uint64 {
+	return (epoch&ctlEpochMask)<<24 | uint64(slot)<<8 | uint64(state)
+}
+func splitCtl(w uint64) (epoch uint64, slot procid.Slot, state uint8) {
+	return w >> 24, procid.Slot(w >> 8), uint8(w)
 }
 
 const beatMask = 1<<48 - 1

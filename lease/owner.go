@@ -60,6 +60,8 @@ type Lease struct {
 	base arena.Offset
 	cfg  Config
 	self procid.Identity
+	reg  *procid.Registry // the segment's liveness registry; nil: none
+	slot procid.Slot      // this handle's slot in reg (0: none)
 
 	mu    sync.Mutex
 	epoch uint64 // ours while held, 0 otherwise
@@ -87,8 +89,26 @@ func New(seg *arena.Segment, base arena.Offset, cfg Config) (*Lease, error) {
 			return nil, fmt.Errorf("lease: %w", err)
 		}
 	}
-	return &Lease{seg: seg, base: base, cfg: cfg, self: self}, nil
+	l := &Lease{seg: seg, base: base, cfg: cfg, self: self}
+	// The slot is locked before any CAS that names it, for the life of the
+	// segment handle. Without one the lease still works, on pid evidence
+	// and heartbeats alone.
+	reg, err := seg.Liveness()
+	if err == nil {
+		l.slot, err = reg.Register()
+	}
+	if err != nil {
+		cfg.Logger.Warn("lease: no liveness slot: a dead owner is recognised by pid or heartbeat only", "err", err)
+	} else {
+		l.reg = reg
+	}
+	return l, nil
 }
+
+// slotPoll is how often a waiter tests the owner's liveness lock when it
+// cannot watch the owner's pidfd (owner in another PID namespace, /proc
+// hidden or foreign). One F_OFD_GETLK costs about a microsecond.
+const slotPoll = 500 * time.Microsecond
 
 // Acquired describes a successful acquisition.
 type Acquired struct {
@@ -102,6 +122,7 @@ type Owner struct {
 	Held      bool
 	Epoch     uint64
 	Identity  procid.Identity // zero while a new owner is still writing it
+	Slot      procid.Slot     // the owner's liveness slot (0: none)
 	BeatAge   time.Duration   // age of the last heartbeat of this epoch (-1: none yet)
 	Takeovers uint64          // changes of owner so far
 	Last      Reason          // why the current epoch began
@@ -110,6 +131,7 @@ type Owner struct {
 type snapshot struct {
 	ctl     uint64
 	epoch   uint64
+	slot    procid.Slot
 	state   uint8
 	beatTag uint64
 	beatUS  uint64
@@ -120,7 +142,7 @@ type snapshot struct {
 func (l *Lease) snap() snapshot {
 	var s snapshot
 	s.ctl = l.seg.Load64(l.base + offCtl)
-	s.epoch, s.state = splitCtl(s.ctl)
+	s.epoch, s.slot, s.state = splitCtl(s.ctl)
 	s.beatTag, s.beatUS = splitBeat(l.seg.Load64(l.base + offBeat))
 	s.idEpoch = l.seg.Load64(l.base + offIDEpoch)
 	var w [procid.Words]uint64
@@ -132,7 +154,7 @@ func (l *Lease) snap() snapshot {
 // Owner returns a snapshot of the lease record.
 func (l *Lease) Owner() Owner {
 	s := l.snap()
-	o := Owner{Held: s.state == stateHeld, Epoch: s.epoch, BeatAge: -1,
+	o := Owner{Held: s.state == stateHeld, Epoch: s.epoch, Slot: s.slot, BeatAge: -1,
 		Takeovers: l.seg.Load64(l.base + offTakeovers)}
 	if s.idEpoch == s.epoch {
 		o.Identity = s.id
@@ -152,12 +174,17 @@ type verdict struct {
 	take   Reason        // non-zero: take over now
 	wait   time.Duration // otherwise: longest sensible wait before re-judging
 	watch  procid.Identity
+	poll   bool // the owner's liveness lock can be tested: re-judge every slotPoll
 	reason string
 }
 
 // judge decides whether the lease can be taken from the snapshot. firstSeen
 // is when this process first saw the current ctl word, used when the owner
 // has not written its heartbeat yet (it may have died right after its CAS).
+//
+// The owner is judged by procid's one judgement: its liveness slot (named
+// by the ctl word from the CAS on), then its identity once written. Only
+// Dead hands the lease over before the heartbeat threshold.
 func (l *Lease) judge(s snapshot, firstSeen time.Time) verdict {
 	if s.state == stateFree {
 		if s.epoch == 0 {
@@ -173,34 +200,38 @@ func (l *Lease) judge(s snapshot, firstSeen time.Time) verdict {
 	} else {
 		age = time.Since(firstSeen) // heartbeat not written yet by this epoch's owner
 	}
-	if s.idEpoch == s.epoch && !s.id.IsZero() {
-		// Our own identity with an epoch this handle does not hold belongs
-		// to another handle in this process (tests run several in one
-		// process): alive, so only Release or expiry hand it over.
-		lv, why := procid.Alive, procid.Reason("")
-		if s.id != l.self {
-			lv, why = s.id.CheckFrom(l.self)
-		}
-		if lv != procid.Alive {
-			l.cfg.Logger.Debug("lease: owner liveness", "owner", s.id.String(), "liveness", lv.String(), "reason", string(why))
-		}
-		if lv == procid.Dead {
-			return verdict{take: ReasonOwnerDead, reason: string(why)}
-		} else if age < th {
-			v := verdict{wait: th - age}
-			if lv == procid.Alive && s.id != l.self {
-				v.watch = s.id
-			}
-			return v
-		}
-	} else if age < th {
-		// A new owner is writing its identity: look again shortly.
-		return verdict{wait: min(th-age, time.Millisecond)}
+	c := procid.Claimant{Slot: s.slot}
+	if s.idEpoch == s.epoch {
+		c.ID = s.id
 	}
-	if age >= th {
-		return verdict{take: ReasonHeartbeatExpired, reason: fmt.Sprintf("heartbeat %v old, threshold %v", age.Round(time.Millisecond), th)}
+	var lv procid.Liveness
+	var why procid.Reason
+	if (c.Slot != 0 && c.Slot == l.slot) || (c.Slot == 0 && !c.ID.IsZero() && c.ID == l.self) {
+		// Another Lease handle on this segment handle, in this process
+		// (tests run several): alive, so only Release or expiry hand it over.
+		lv, why = procid.Alive, "this process"
+	} else {
+		lv, why = l.reg.Judge(c, l.self)
 	}
-	return verdict{wait: th - age}
+	if lv != procid.Alive {
+		l.cfg.Logger.Debug("lease: owner liveness", "owner", c.ID.String(), "slot", c.Slot, "liveness", lv.String(), "reason", string(why))
+	}
+	switch {
+	case lv == procid.Dead:
+		return verdict{take: ReasonOwnerDead, reason: string(why)}
+	case age >= th:
+		return verdict{take: ReasonHeartbeatExpired, reason: fmt.Sprintf("heartbeat %v old, threshold %v (owner liveness: %s)", age.Round(time.Millisecond), th, why)}
+	}
+	v := verdict{wait: th - age}
+	switch {
+	case why == procid.ReasonAlive && c.ID != l.self:
+		v.watch = c.ID // verified through /proc: its pidfd reports the exit
+	case c.Slot != 0 && l.reg != nil && why != "this process":
+		v.poll = true
+	case c.ID.IsZero():
+		v.wait = min(v.wait, time.Millisecond) // a slotless owner still writing its identity
+	}
+	return v
 }
 
 // TryAcquire takes the lease if it is free, released, or its owner is dead
@@ -227,7 +258,10 @@ func (l *Lease) try(firstSeen time.Time) (Acquired, error) {
 
 func (l *Lease) takeLocked(s snapshot, v verdict) (Acquired, error) {
 	ne := s.epoch + 1
-	if !l.seg.CAS64(l.base+offCtl, s.ctl, ctlWord(ne, stateHeld)) {
+	if ne > ctlEpochMask {
+		return Acquired{}, fmt.Errorf("lease: epoch %d exhausts the %d-bit epoch space: re-create the segment: %w", s.epoch, EpochBits, ErrHeld)
+	}
+	if !l.seg.CAS64(l.base+offCtl, s.ctl, ctlWord(ne, l.slot, stateHeld)) {
 		return Acquired{}, fmt.Errorf("lease: another process took epoch %d first: %w", ne, ErrHeld)
 	}
 	l.cfg.Failpoints.Hit(FailAcquired)
@@ -247,8 +281,8 @@ func (l *Lease) takeLocked(s snapshot, v verdict) (Acquired, error) {
 }
 
 func (l *Lease) stillOursLocked() bool {
-	e, st := splitCtl(l.seg.Load64(l.base + offCtl))
-	if e == l.epoch && st == stateHeld {
+	e, slot, st := splitCtl(l.seg.Load64(l.base + offCtl))
+	if e == l.epoch && slot == l.slot && st == stateHeld {
 		return true
 	}
 	l.cfg.Logger.Warn("lease: lost", "epoch", l.epoch, "now", e)
@@ -313,14 +347,19 @@ func (l *Lease) wait(ctx context.Context, wake uint32, v verdict) {
 			}
 		})
 	}
+	d := v.wait
 	if !v.watch.IsZero() {
 		if w, err := procid.WatchWith(v.watch, l.cfg.WatchOptions); err == nil {
 			defer w.Close()
 			wakeOn(w.Done())
+		} else if l.reg != nil {
+			d = min(d, slotPoll) // cannot watch: test the owner's lock instead
 		}
 	}
+	if v.poll {
+		d = min(d, slotPoll)
+	}
 	wakeOn(ctx.Done())
-	d := v.wait
 	if d <= 0 || d > time.Minute {
 		d = time.Minute
 	}
@@ -378,7 +417,7 @@ func (l *Lease) Release() error {
 	}
 	e := l.epoch
 	l.epoch = 0
-	if !l.seg.CAS64(l.base+offCtl, ctlWord(e, stateHeld), ctlWord(e, stateFree)) {
+	if !l.seg.CAS64(l.base+offCtl, ctlWord(e, l.slot, stateHeld), ctlWord(e, 0, stateFree)) {
 		return fmt.Errorf("lease: release epoch %d: %w", e, ErrLost)
 	}
 	l.wakeWaiters()

@@ -46,4 +46,4 @@ func (t *Table) StorePayload(i int, src []uint64) {
 }
 
 // ClaimWord is claimWord.
-func ClaimWord(id procid.Identity) uint64 { return claimWord(id) }
+func ClaimWord(slot procid.Slot, pid uint32) uint64 { return claimWord(slot, pid) }

@@ -38,14 +38,17 @@ import (
 //	geom   63..48 tag 0x5351 ("SQ") | 47..40 format | 39..16 records | 15..0 payload words
 //	pidns  PID namespace inode of the first process that attached the table
 //	mixed  1 once a process of another PID namespace attached it: pids in
-//	       claim words are then not comparable and writers are never
-//	       judged dead (only "not progressing")
+//	       claim words are then not comparable, and only a writer's
+//	       liveness slot can prove it dead
 //	seq    63..2 version | 1 torn | 0 busy ("odd" = a write is in progress)
-//	claim  0 = free; else 63..32 tag | 31..0 pid of the writer holding the
-//	       record. tag = low 32 bits of the writer's start time (clock
-//	       ticks since boot) XOR the boot id folded to 32 bits, so a pid
-//	       reused by another process, or a claim left from another boot,
-//	       does not match the live process that now has the pid.
+//	claim  0 = free; else 63..48 liveness slot | 47..32 zero | 31..0 pid
+//	       of the writer holding the record. The slot (procid.Slot in the
+//	       segment's liveness registry, 0: none) is locked by the writer
+//	       for as long as it is attached, so a claim whose slot lock is
+//	       free was left by a process that is gone, whatever its uid, PID
+//	       namespace or /proc visibility. The pid is evidence only within
+//	       one PID namespace (pidfd_open ESRCH) and names the writer in
+//	       errors.
 const (
 	offGeom  = 0
 	offPIDNS = 8
@@ -63,7 +66,7 @@ const (
 	recordOverhead = 2 // words: seq and claim
 
 	geomTag    = 0x5351
-	geomFormat = 1
+	geomFormat = 2 // 2: claim words name a liveness slot
 )
 
 // Bits of the sequence word.

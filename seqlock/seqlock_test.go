@@ -298,7 +298,7 @@ func TestDeadWriterRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := deadIdentity(t)
-	halfWrite(t, tab, 0, seqlock.ClaimWord(dead), 2)
+	halfWrite(t, tab, 0, seqlock.ClaimWord(0, dead.PID), 2)
 
 	start := time.Now()
 	st := asStalled(t, tab.Read(0, dst))
@@ -358,7 +358,7 @@ func TestDeadWriterTakenOverByWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := deadIdentity(t)
-	halfWrite(t, tab, 0, seqlock.ClaimWord(dead), 2)
+	halfWrite(t, tab, 0, seqlock.ClaimWord(0, dead.PID), 2)
 	encode(src, 7)
 	if err := tab.Write(0, src); err != nil {
 		t.Fatal(err)
@@ -376,14 +376,14 @@ func TestDeadWriterTakenOverByWrite(t *testing.T) {
 	// A writer that died after publishing, before releasing its claim:
 	// the payload is intact; the claim is taken over, nothing is torn.
 	seq, _ := tab.RawState(0)
-	tab.SetRawState(0, seq, seqlock.ClaimWord(dead))
+	tab.SetRawState(0, seq, seqlock.ClaimWord(0, dead.PID))
 	if ok, err := tab.Recover(0); ok || err != nil {
 		t.Errorf("Recover of an intact record = %v, %v; want false, nil", ok, err)
 	}
 	if _, claim := tab.RawState(0); claim != 0 {
 		t.Errorf("Recover left claim %#x", claim)
 	}
-	tab.SetRawState(0, seq, seqlock.ClaimWord(dead))
+	tab.SetRawState(0, seq, seqlock.ClaimWord(0, dead.PID))
 	if err := tab.Read(0, dst); err != nil {
 		t.Errorf("a stable record with a stale claim must read: %v", err)
 	}
@@ -396,27 +396,57 @@ func TestDeadWriterTakenOverByWrite(t *testing.T) {
 	}
 }
 
+// otherSlot attaches seg again, as another process would, and returns
+// that handle's liveness slot; close releases it, as the process's exit
+// would.
+func otherSlot(t *testing.T, seg *arena.Segment) (slot procid.Slot, close func()) {
+	t.Helper()
+	_, size, err := seg.Section("table")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := layout.Spec{Kind: layout.KindTest, Sections: []layout.SectionSpec{{Name: "table", Size: size}}}
+	other, err := arena.Open(context.Background(), seg.Location(), arena.Options{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	reg, err := other.Liveness()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slot, err = reg.Register(); err != nil {
+		t.Fatal(err)
+	}
+	return slot, func() { other.Close() }
+}
+
+// A claim whose liveness slot is free is dead even though its pid names a
+// live process (the pid was reused): the slot, not the pid, is the proof.
 func TestReusedPIDIsDead(t *testing.T) {
-	tab, _, _ := newHeapTable(t, 1, 2, seqlock.Options{StallTimeout: 5 * time.Second})
+	tab, seg, _ := newHeapTable(t, 1, 2, seqlock.Options{StallTimeout: 5 * time.Second})
 	live := liveIdentity(t)
-	live.StartTime++ // same pid, another process
-	halfWrite(t, tab, 0, seqlock.ClaimWord(live), 1)
+	slot, release := otherSlot(t, seg)
+	halfWrite(t, tab, 0, seqlock.ClaimWord(slot, live.PID), 1)
+	release()
 	st := asStalled(t, tab.Read(0, make([]uint64, 2)))
-	if !st.Dead || !strings.Contains(st.Reason, "reused") {
-		t.Errorf("stall %+v, want dead: pid reused", st)
+	if !st.Dead || !strings.Contains(st.Reason, string(procid.ReasonSlotFree)) {
+		t.Errorf("stall %+v, want dead: %s", st, procid.ReasonSlotFree)
 	}
 }
 
 func TestLiveWriterNotProgressing(t *testing.T) {
 	const stall = 150 * time.Millisecond
-	tab, _, _ := newHeapTable(t, 1, 4, seqlock.Options{StallTimeout: stall})
+	tab, seg, _ := newHeapTable(t, 1, 4, seqlock.Options{StallTimeout: stall})
 	live := liveIdentity(t)
+	heldSlot, _ := otherSlot(t, seg)
 	for _, tc := range []struct {
 		name  string
 		claim uint64
 		pid   uint32
 	}{
-		{"other process", seqlock.ClaimWord(live), live.PID},
+		{"other process", seqlock.ClaimWord(0, live.PID), live.PID},
+		{"other process holding its slot", seqlock.ClaimWord(heldSlot, 0), 0},
 		{"no claim recorded", 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -471,7 +501,7 @@ func TestStarved(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { // busy all the time, but always progressing
 		for v := uint64(4); !stop.Load(); v += 4 {
-			tab.SetRawState(0, v|seqlock.SeqBusy, seqlock.ClaimWord(self))
+			tab.SetRawState(0, v|seqlock.SeqBusy, seqlock.ClaimWord(0, self.PID))
 		}
 	})
 	for seq, _ := tab.RawState(0); seq&seqlock.SeqBusy == 0; seq, _ = tab.RawState(0) {

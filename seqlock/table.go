@@ -8,8 +8,8 @@
 // Each record has a sequence word, its payload words and a claim word (the
 // layout is drawn in layout.go). A writer
 //
-//  1. claims the record: CAS claim 0 → its identity (pid and start-time
-//     tag), which makes writers of one record exclusive and names the
+//  1. claims the record: CAS claim 0 → its identity (liveness slot and
+//     pid), which makes writers of one record exclusive and names the
 //     writer atomically with the claim;
 //  2. CAS seq s → s|busy ("odd");
 //  3. stores the payload, word by word, with atomic stores;
@@ -28,8 +28,9 @@
 // pauses. They never give up after a count of attempts: on a small machine
 // a live writer is routinely descheduled for tens of milliseconds in the
 // middle of a write. They give up with a *StalledError only when the
-// claiming process is dead (checked through /proc and a pidfd, first after
-// a millisecond of waiting and then every 20 ms), or when the record has
+// claiming process is dead (by procid's one judgement: its liveness slot's
+// lock is free, or its pid is gone from our PID namespace; checked first
+// after a millisecond of waiting and then every 20 ms), or when the record has
 // not changed for Options.StallTimeout (default 1 s). Each operation is
 // also bounded by Options.MaxWait (default 10 s) even while writers make
 // progress, failing with ErrStarved.
@@ -50,9 +51,10 @@
 //     the next Write. Recover reports whether it found such a record.
 //
 // A live writer is never taken over, however long it stalls: it could
-// resume and store into a record someone else is writing. Liveness of a
-// writer in another PID namespace is unknowable; a table attached from
-// more than one namespace only reports such writers as not progressing.
+// resume and store into a record someone else is writing. A writer whose
+// death cannot be proven (no liveness slot, and a pid of another PID
+// namespace or hidden by hidepid) is never taken over either: it is only
+// reported as not progressing.
 //
 // # Snapshots
 //
@@ -130,7 +132,8 @@ type Table struct {
 	words    int
 	opts     Options
 	self     procid.Identity
-	me       uint64   // this process's claim word
+	reg      *procid.Registry // the segment's liveness registry; nil: none
+	me       uint64           // this process's claim word
 	_        [64]byte // keep the counters off the read-mostly fields' cache line
 	st       counters
 }
@@ -173,8 +176,16 @@ func New(seg *arena.Segment, off arena.Offset, records, words int, opts Options)
 		words:    words,
 		opts:     opts,
 		self:     self,
-		me:       claimWord(self),
 	}
+	// The writer's slot is locked before any claim names it. Without a
+	// registry, writers are judged by pid evidence alone.
+	var slot procid.Slot
+	if reg, err := seg.Liveness(); err == nil {
+		if slot, err = reg.Register(); err == nil {
+			t.reg = reg
+		}
+	}
+	t.me = claimWord(slot, self.PID)
 	t.strideW = uint64(t.stride) / 8
 	if t.recs, err = seg.Words(t.base, uint64(records)*t.strideW); err != nil {
 		return nil, fmt.Errorf("seqlock: records at %d: %w: %w", t.base, ErrRegion, err)
@@ -203,17 +214,11 @@ func New(seg *arena.Segment, off arena.Offset, records, words int, opts Options)
 	return t, nil
 }
 
-// claimWord returns the claim word naming process id.
-func claimWord(id procid.Identity) uint64 { return uint64(claimTag(id))<<32 | uint64(id.PID) }
+// claimWord returns the claim word naming a writer by liveness slot and pid.
+func claimWord(slot procid.Slot, pid uint32) uint64 { return uint64(slot)<<48 | uint64(pid) }
 
-// claimTag folds the start time and the boot id of a process.
-func claimTag(id procid.Identity) uint32 {
-	t := uint32(id.StartTime)
-	for i := 0; i < len(id.BootID); i += 4 {
-		t ^= uint32(id.BootID[i])<<24 | uint32(id.BootID[i+1])<<16 | uint32(id.BootID[i+2])<<8 | uint32(id.BootID[i+3])
-	}
-	return t
-}
+// splitClaim splits a claim word.
+func splitClaim(c uint64) (procid.Slot, uint32) { return procid.Slot(c >> 48), uint32(c) }
 
 // Records returns the number of records.
 func (t *Table) Records() int { return t.records }

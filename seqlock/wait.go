@@ -180,19 +180,15 @@ func (t *Table) judge(c uint64) (procid.Liveness, string) {
 		return procid.Unknown, "no writer recorded"
 	case c == t.me:
 		return procid.Alive, "this process"
-	case t.seg.Load64(t.hdr+offMixed) != 0:
-		return procid.Unknown, "table attached from several PID namespaces: liveness unknowable"
 	}
-	id, err := procid.Of(int(uint32(c)))
-	switch {
-	case errors.Is(err, procid.ErrNoProcess), errors.Is(err, procid.ErrInvalid):
-		return procid.Dead, string(procid.ReasonGone)
-	case err != nil:
-		return procid.Unknown, err.Error()
-	case claimTag(id) != uint32(c>>32):
-		return procid.Dead, string(procid.ReasonPIDReused)
+	slot, pid := splitClaim(c)
+	cl := procid.Claimant{Slot: slot, ID: procid.Identity{PID: pid}}
+	// A bare pid is evidence only if every attacher shares our PID
+	// namespace; otherwise only the slot can prove death.
+	if t.seg.Load64(t.hdr+offMixed) == 0 && t.seg.Load64(t.hdr+offPIDNS) == t.self.PIDNS {
+		cl.ID.PIDNS = t.self.PIDNS
 	}
-	lv, why := id.CheckFrom(t.self)
+	lv, why := t.reg.Judge(cl, t.self)
 	return lv, string(why)
 }
 
