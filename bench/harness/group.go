@@ -65,6 +65,17 @@ type Spec struct {
 	// discards it. The last 8 KiB of each child's stderr is also kept in
 	// Result.Stderr.
 	Stdout, Stderr io.Writer
+	// Wrap, when not empty, is a command that runs each worker: the
+	// worker's own command line is appended to it, and the wrapper must
+	// exec it in the same process (so that signals and the pid still
+	// reach the worker), e.g. a shell that mounts a private /proc first:
+	// {"sh", "-c", "mount -t proc -o hidepid=2 proc /proc && exec \"$0\" \"$@\""}.
+	Wrap []string
+	// Cloneflags and Unshareflags are set on each worker's
+	// syscall.SysProcAttr: CLONE_NEWPID runs it as pid 1 of a new PID
+	// namespace, CLONE_NEWNS (in Unshareflags) gives it a private mount
+	// namespace. Group.Pid is the worker's pid in ours either way.
+	Cloneflags, Unshareflags uintptr
 }
 
 func (s *Spec) validate() error {
@@ -236,6 +247,9 @@ func startWorker(i int, exe string, argv, env []string, spec Spec) (w *worker, e
 	childEnds = append(childEnds, noteW)
 
 	cmd := exec.Command(exe, argv...)
+	if len(spec.Wrap) > 0 {
+		cmd = exec.Command(spec.Wrap[0], append(append(spec.Wrap[1:len(spec.Wrap):len(spec.Wrap)], exe), argv...)...)
+	}
 	cmd.Env = env
 	cmd.ExtraFiles = []*os.File{resW, startR, noteW} // fds 3, 4, 5
 	cmd.Stdout = spec.Stdout
@@ -243,7 +257,8 @@ func startWorker(i int, exe string, argv, env []string, spec Spec) (w *worker, e
 	if spec.Stderr != nil {
 		cmd.Stderr = io.MultiWriter(&w.tail, spec.Stderr)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL,
+		Cloneflags: spec.Cloneflags, Unshareflags: spec.Unshareflags}
 	cmd.WaitDelay = ioGrace
 	if err = cmd.Start(); err != nil {
 		return nil, err
