@@ -56,13 +56,20 @@ const (
 	// BenchLookup is the Bench of the single-process lookup figures.
 	BenchLookup = "lookup"
 	// BenchLookupProcs is the Bench of the per-process lookup cost with P
-	// reader processes; its Metric is ProcsMetric(P, KindShm) or
-	// ProcsMetric(P, KindAtomicMap).
+	// reader processes; its Metric is ProcsMetric(P, KindShm),
+	// ProcsMetric(P, KindAtomicMapResolved) or ProcsMetric(P,
+	// KindAtomicMap).
 	BenchLookupProcs = "lookup.procs"
-	// KindShm marks a figure of the shared-memory tables.
+	// KindShm marks a figure of the shared-memory tables (in lookup.procs:
+	// by namespace handle, partmap.Map.Master).
 	KindShm = "shared memory"
-	// KindAtomicMap marks a figure of the in-process atomic-pointer map.
-	KindAtomicMap = "atomic-pointer map"
+	// KindAtomicMap marks a figure of the in-process atomic-pointer map,
+	// namespace by name (the official Go client's shape).
+	KindAtomicMap = "atomic-pointer map by name"
+	// KindAtomicMapResolved marks a figure of the in-process
+	// atomic-pointer map with the namespace resolved to an index
+	// beforehand: the like-for-like baseline of a lookup by handle.
+	KindAtomicMapResolved = "atomic-pointer map, ns resolved"
 )
 
 // The namespace looked up, and a second one so that the baseline's map by
@@ -349,36 +356,51 @@ func timeClientByIndex(p *atomic.Pointer[clientMap], ds *[lookupDigests]partmap.
 }
 
 // Names of LookupBench's variants, as they appear in Metric and
-// BaselineName.
+// BaselineName, and what each does (Detail, BaselineDetail).
 const (
-	lookupShmHandle   = "master by digest, namespace handle (partmap.Map.Master, SysV)"
-	lookupShmName     = "master by digest, namespace by name (Map.Namespace + Map.Master, SysV)"
-	lookupTendCluster = "master by digest, namespace by name (tend.Cluster.Master, SysV)"
-	lookupClientName  = "atomic-pointer map, namespace by name (official Go client's shape)"
-	lookupClientIndex = "atomic-pointer map, namespace index resolved beforehand"
+	lookupShmHandle   = "by handle: partmap.Map.Master"
+	lookupShmName     = "by name: Map.Namespace + Map.Master"
+	lookupTendCluster = "by name: tend.Cluster.Master"
+	lookupClientName  = KindAtomicMap
+	lookupClientIndex = KindAtomicMapResolved
+
+	lookupShmHandleDetail   = "master by digest from the shared tables (SysV), namespace handle resolved beforehand: one load of the publish word, then this process's resolved table"
+	lookupShmNameDetail     = "master by digest from the shared tables (SysV), namespace looked up by name on every call (Map.Namespace, then Map.Master)"
+	lookupTendClusterDetail = "master by digest through the public API, namespace by name on every call (tend.Cluster.Master, a follower of the SysV segment)"
+	lookupClientNameDetail  = "in-process map in the official Go client's shape: atomic pointer load, namespace name looked up in a Go map, partition index, active check"
+	lookupClientIndexDetail = "the same in-process map with the namespace resolved to an index beforehand: atomic pointer load, slice index, partition index, active check"
+	lookupCrossLevelDetail  = "not like for like: the lookup resolved its namespace beforehand, the baseline looks it up by name (as the official client's API does on every call)"
 )
 
 // LookupBench measures the master lookup of a record's digest:
 //
 //   - in this process, timed in thread CPU time (best of cfg.Rounds rounds
 //     of cfg.Iterations lookups, the variants interleaved round by round,
-//     cycling over 1024 digests of string keys), from the shared tables on a SysV segment (8 nodes, 2
-//     namespaces, every partition assigned): with a namespace handle
-//     (partmap.Map.Master), with the namespace by name (Map.Namespace +
-//     Map.Master), and through tend.Cluster.Master (a follower on the same
-//     segment); against an in-process atomic-pointer map of the same
-//     tables holding the same *partmap.Node values, by namespace name (the
-//     official Go client's shape: atomic load, map lookup, array index,
-//     active check) and by namespace index. Every variant is checked to
+//     cycling over 1024 digests of string keys), from the shared tables on
+//     a SysV segment (8 nodes, 2 namespaces, every partition assigned):
+//     with a namespace handle (partmap.Map.Master), with the namespace by
+//     name (Map.Namespace + Map.Master), and through tend.Cluster.Master
+//     (a follower on the same segment); against an in-process
+//     atomic-pointer map of the same tables holding the same
+//     *partmap.Node values, by namespace name (the official Go client's
+//     shape: atomic load, map lookup, array index, active check) and with
+//     the namespace resolved to an index beforehand. Each lookup is
+//     compared like for like (by handle against the map with the
+//     namespace resolved, by name against the map by name); one more
+//     result compares the lookup by handle with the map by name, the
+//     saving of an application that resolves its namespace once over the
+//     official client's per-call lookup. Every variant is checked to
 //     return the same node for every digest.
 //   - per process, with P reader processes (cfg.Procs) looking up at
 //     once for cfg.Duration, in each process's thread CPU time (so that
 //     time-sharing of more processes than cores does not count): each
 //     process alternates chunks of 65536 lookups from the shared tables
 //     (Map.Master with a handle) and from a private atomic-pointer map
-//     (by name), and reports the median ns per lookup of each; the
-//     figure is the mean over the processes. Results have Bench
-//     BenchLookupProcs and Metric ProcsMetric(P, KindShm or KindAtomicMap).
+//     (namespace resolved, then by name), and reports the median ns per
+//     lookup of each; the figure is the mean over the processes. Results
+//     have Bench BenchLookupProcs and Metric ProcsMetric(P, KindShm,
+//     KindAtomicMapResolved or KindAtomicMap); the shared-memory figure
+//     comes twice, against each map.
 //
 // The caller's binary must dispatch LookupWorkloads.
 func LookupBench(ctx context.Context, cfg LookupConfig) ([]Result, error) {
@@ -442,11 +464,16 @@ func lookupSingle(ctx context.Context, f *lookupFixture, cfg LookupConfig) ([]Re
 	per := func(i int) float64 { return float64(best[i].Nanoseconds()) / float64(n) }
 	handle, byName, cluster, clientName, clientIndex := per(0), per(1), per(2), per(3), per(4)
 	runtime.KeepAlive(s.n)
+	r := func(metric, detail string, v float64) Result {
+		return Result{Bench: BenchLookup, Metric: metric, Detail: detail, Value: v, Unit: "ns/op"}
+	}
+	// Like for like first: by handle against the map with the namespace
+	// resolved, by name against the map by name.
 	return []Result{
-		Result{Bench: BenchLookup, Metric: lookupShmHandle, Value: handle, Unit: "ns/op"}.WithBaseline(lookupClientName, clientName),
-		Result{Bench: BenchLookup, Metric: lookupShmHandle, Value: handle, Unit: "ns/op"}.WithBaseline(lookupClientIndex, clientIndex),
-		Result{Bench: BenchLookup, Metric: lookupShmName, Value: byName, Unit: "ns/op"}.WithBaseline(lookupClientName, clientName),
-		Result{Bench: BenchLookup, Metric: lookupTendCluster, Value: cluster, Unit: "ns/op"}.WithBaseline(lookupClientName, clientName),
+		r(lookupShmHandle, lookupShmHandleDetail, handle).WithBaseline(lookupClientIndex, clientIndex).WithBaselineDetail(lookupClientIndexDetail),
+		r(lookupShmName, lookupShmNameDetail, byName).WithBaseline(lookupClientName, clientName).WithBaselineDetail(lookupClientNameDetail),
+		r(lookupTendCluster, lookupTendClusterDetail, cluster).WithBaseline(lookupClientName, clientName).WithBaselineDetail(lookupClientNameDetail),
+		r(lookupShmHandle, lookupShmHandleDetail, handle).WithBaseline(lookupClientName, clientName).WithBaselineDetail(lookupCrossLevelDetail),
 	}, nil
 }
 
@@ -456,11 +483,12 @@ type lookupArgs struct {
 	Duration time.Duration
 }
 
-// lookupReaderResult is what a reader process reports: per table, the
+// lookupReaderResult is what a reader process reports: per variant, the
 // median over chunks of lookupChunk lookups of the thread CPU time per
-// lookup.
+// lookup (shared tables by handle, the map with the namespace resolved,
+// the map by name).
 type lookupReaderResult struct {
-	ShmNs, MapNs float64
+	ShmNs, MapIndexNs, MapNs float64
 }
 
 // lookupChunk is the number of lookups timed together by a reader process.
@@ -468,9 +496,10 @@ const lookupChunk = 1 << 16
 
 // lookupReader looks up masters for a.Duration, alternating chunks of
 // lookupChunk lookups from the shared tables (Map.Master, namespace
-// handle) and from a private atomic-pointer map copied from them (by
-// namespace name), so that both see the same conditions, and reports the
-// median thread CPU time per lookup of each.
+// handle) and from a private atomic-pointer map copied from them (with
+// the namespace resolved beforehand, and by namespace name), so that all
+// three see the same conditions, and reports the median thread CPU time
+// per lookup of each.
 func lookupReader(ctx context.Context, w *harness.Worker) (any, error) {
 	var a lookupArgs
 	if err := w.DecodeArgs(&a); err != nil {
@@ -496,7 +525,7 @@ func lookupReader(ctx context.Context, w *harness.Worker) (any, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var s lookupSink
-	var shm, base []float64
+	var shm, byIndex, byName []float64
 	end := time.Now().Add(a.Duration)
 	for len(shm) == 0 || time.Now().Before(end) {
 		d, err := timeShmHandle(m, ns, ds, lookupChunk, &s)
@@ -504,13 +533,17 @@ func lookupReader(ctx context.Context, w *harness.Worker) (any, error) {
 			return nil, err
 		}
 		shm = append(shm, float64(d.Nanoseconds())/lookupChunk)
+		if d, err = timeClientByIndex(p, ds, lookupChunk, &s); err != nil {
+			return nil, err
+		}
+		byIndex = append(byIndex, float64(d.Nanoseconds())/lookupChunk)
 		if d, err = timeClientByName(p, ds, lookupChunk, &s); err != nil {
 			return nil, err
 		}
-		base = append(base, float64(d.Nanoseconds())/lookupChunk)
+		byName = append(byName, float64(d.Nanoseconds())/lookupChunk)
 	}
 	runtime.KeepAlive(s.n)
-	return lookupReaderResult{ShmNs: quantile(shm, 0.5), MapNs: quantile(base, 0.5)}, nil
+	return lookupReaderResult{ShmNs: quantile(shm, 0.5), MapIndexNs: quantile(byIndex, 0.5), MapNs: quantile(byName, 0.5)}, nil
 }
 
 func lookupProcs(ctx context.Context, f *lookupFixture, cfg LookupConfig) ([]Result, error) {
@@ -520,40 +553,50 @@ func lookupProcs(ctx context.Context, f *lookupFixture, cfg LookupConfig) ([]Res
 	procs := slices.Clone(cfg.Procs)
 	slices.Sort(procs)
 	for _, n := range procs {
-		s, b, err := lookupProcsRun(ctx, f, cfg, n)
+		rr, err := lookupProcsRun(ctx, f, cfg, n)
 		if err != nil {
 			return append(shm, base...), err
 		}
-		bm := ProcsMetric(n, KindAtomicMap)
-		shm = append(shm, Result{Bench: BenchLookupProcs, Metric: ProcsMetric(n, KindShm), Value: s, Unit: "ns/op"}.WithBaseline(bm, b))
-		base = append(base, Result{Bench: BenchLookupProcs, Metric: bm, Value: b, Unit: "ns/op"})
+		r := func(kind, detail string, v float64) Result {
+			return Result{Bench: BenchLookupProcs, Metric: ProcsMetric(n, kind), Detail: detail, Value: v, Unit: "ns/op"}
+		}
+		idx, name := r(KindAtomicMapResolved, lookupClientIndexDetail, rr.MapIndexNs), r(KindAtomicMap, lookupClientNameDetail, rr.MapNs)
+		sh := r(KindShm, lookupShmHandleDetail, rr.ShmNs)
+		shm = append(shm,
+			sh.WithBaseline(idx.Metric, idx.Value).WithBaselineDetail(lookupClientIndexDetail),
+			sh.WithBaseline(name.Metric, name.Value).WithBaselineDetail(lookupCrossLevelDetail))
+		base = append(base, idx, name)
 	}
 	return append(shm, base...), nil
 }
 
 // lookupProcsRun runs n reader processes at once and returns their mean
-// ns per lookup from the shared tables and from their private maps.
-func lookupProcsRun(ctx context.Context, f *lookupFixture, cfg LookupConfig, n int) (shm, base float64, err error) {
+// ns per lookup of each variant.
+func lookupProcsRun(ctx context.Context, f *lookupFixture, cfg LookupConfig, n int) (lookupReaderResult, error) {
+	var mean lookupReaderResult
 	g, err := harness.Start(ctx, harness.Spec{Workload: wlLookupReader, N: n, Stderr: cfg.Stderr,
 		Args: lookupArgs{Key: uint32(f.key), Duration: cfg.Duration}})
 	if err != nil {
-		return 0, 0, err
+		return mean, err
 	}
 	defer g.Close()
 	if err := g.Release(ctx); err != nil {
-		return 0, 0, err
+		return mean, err
 	}
 	res, err := g.Wait()
 	if err != nil {
-		return 0, 0, err
+		return mean, err
 	}
 	for _, r := range res {
 		var rr lookupReaderResult
 		if err := r.Decode(&rr); err != nil {
-			return 0, 0, err
+			return mean, err
 		}
-		shm += rr.ShmNs
-		base += rr.MapNs
+		mean.ShmNs += rr.ShmNs
+		mean.MapIndexNs += rr.MapIndexNs
+		mean.MapNs += rr.MapNs
 	}
-	return shm / float64(len(res)), base / float64(len(res)), nil
+	k := float64(len(res))
+	mean.ShmNs, mean.MapIndexNs, mean.MapNs = mean.ShmNs/k, mean.MapIndexNs/k, mean.MapNs/k
+	return mean, nil
 }

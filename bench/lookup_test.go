@@ -83,17 +83,29 @@ func TestLookupBenchTiny(t *testing.T) {
 			t.Errorf("bad single-process result %v", r)
 		}
 	}
-	if got := find(rs, BenchLookup, lookupShmHandle); len(got) != 2 || got[0].BaselineName != lookupClientName || got[1].BaselineName != lookupClientIndex {
+	// Like for like: by handle against the map with the namespace
+	// resolved, by name against the map by name; the cross-level
+	// comparison comes last.
+	if got := find(rs, BenchLookup, lookupShmHandle); len(got) != 2 || got[0].BaselineName != lookupClientIndex || got[1].BaselineName != lookupClientName ||
+		got[0].BaselineDetail != lookupClientIndexDetail || got[1].BaselineDetail != lookupCrossLevelDetail {
 		t.Errorf("handle lookup results: %v", got)
+	}
+	for _, m := range []string{lookupShmName, lookupTendCluster} {
+		if got := find(rs, BenchLookup, m); len(got) != 1 || got[0].BaselineName != lookupClientName || got[0].Detail == "" {
+			t.Errorf("%s: %v", m, got)
+		}
 	}
 	for _, p := range []int{1, 2} {
 		shm := find(rs, BenchLookupProcs, ProcsMetric(p, KindShm))
+		ami := find(rs, BenchLookupProcs, ProcsMetric(p, KindAtomicMapResolved))
 		am := find(rs, BenchLookupProcs, ProcsMetric(p, KindAtomicMap))
-		if len(shm) != 1 || len(am) != 1 {
-			t.Fatalf("P=%d: %d shared-memory and %d atomic-map results, want 1 and 1", p, len(shm), len(am))
+		if len(shm) != 2 || len(ami) != 1 || len(am) != 1 {
+			t.Fatalf("P=%d: %d shared-memory, %d resolved-map and %d by-name-map results, want 2, 1 and 1", p, len(shm), len(ami), len(am))
 		}
-		if shm[0].BaselineName != am[0].Metric || shm[0].BaselineValue != am[0].Value || shm[0].Value <= 0 {
-			t.Errorf("P=%d: %v against %v", p, shm[0], am[0])
+		for i, base := range []Result{ami[0], am[0]} {
+			if shm[i].BaselineName != base.Metric || shm[i].BaselineValue != base.Value || shm[i].Value <= 0 || base.Value <= 0 {
+				t.Errorf("P=%d: %v against %v", p, shm[i], base)
+			}
 		}
 	}
 	if _, ok := LookupCostPlot(rs); !ok {

@@ -104,7 +104,8 @@ func RequestsPlot(rs []Result) (Plot, bool) {
 
 // LookupCostPlot builds the chart of LookupBench's per-process lookup
 // cost against the number of reader processes, shared memory and the
-// atomic-pointer map; false if rs holds no such figures.
+// atomic-pointer map (namespace resolved, and by name); false if rs holds
+// no such figures.
 func LookupCostPlot(rs []Result) (Plot, bool) {
 	p := Plot{
 		Title:  "Master lookup cost per process, P processes looking up at once",
@@ -114,6 +115,7 @@ func LookupCostPlot(rs []Result) (Plot, bool) {
 	}
 	return withSeries(p,
 		seriesOf(rs, BenchLookupProcs, KindShm, "shared memory: partmap.Map.Master, namespace handle"),
+		seriesOf(rs, BenchLookupProcs, KindAtomicMapResolved, "atomic-pointer map, namespace resolved beforehand"),
 		seriesOf(rs, BenchLookupProcs, KindAtomicMap, "atomic-pointer map by namespace name (official Go client's shape)"))
 }
 

@@ -50,12 +50,13 @@ func sampleResults() []Result {
 		if p <= 8 {
 			rs = append(rs,
 				Result{Bench: BenchLookupProcs, Metric: ProcsMetric(p, KindAtomicMap), Value: 7.1, Unit: "ns/op"},
+				Result{Bench: BenchLookupProcs, Metric: ProcsMetric(p, KindAtomicMapResolved), Value: 1.6, Unit: "ns/op"},
 				Result{Bench: BenchLookupProcs, Metric: ProcsMetric(p, KindShm), Value: 3.4, Unit: "ns/op"},
 			)
 		}
 	}
 	// Not plotted.
-	return append(rs, Result{Bench: BenchTendPropagation, Metric: ProcsMetric(2, KindShm) + ", 5 moves, p50", Value: 60, Unit: "ms"})
+	return append(rs, Result{Bench: BenchTendPropagation, Metric: ProcsMetric(2, KindShm) + ", p50", Value: 60, Unit: "ms"})
 }
 
 func TestPlotsWellFormed(t *testing.T) {
@@ -73,13 +74,18 @@ func TestPlotsWellFormed(t *testing.T) {
 			t.Fatal(err)
 		}
 		root, count := decodeSVG(t, doc)
-		if root != "svg" || count["polyline"] != 2 || count["text"] < 10 {
-			t.Errorf("%s: root %q, elements %v", path, root, count)
+		want := map[string]int{PlotRequests: 2, PlotLookupCost: 3}[filepath.Base(path)]
+		if root != "svg" || count["polyline"] != want || count["text"] < 10 {
+			t.Errorf("%s: root %q, elements %v, want %d lines", path, root, count, want)
 		}
 	}
 	rp, _ := RequestsPlot(sampleResults())
 	if len(rp.Series) != 2 || len(rp.Series[1].X) != 5 || rp.Series[1].Y[4] != 640 || rp.Series[0].X[2] != 4 {
 		t.Errorf("requests plot: %+v", rp.Series)
+	}
+	lp, _ := LookupCostPlot(sampleResults())
+	if len(lp.Series) != 3 || len(lp.Series[1].X) != 4 || lp.Series[1].Y[0] != 1.6 || lp.Series[2].Y[3] != 7.1 {
+		t.Errorf("lookup-cost plot: %+v", lp.Series)
 	}
 }
 

@@ -28,8 +28,13 @@ func Workloads() harness.Registry {
 type Result struct {
 	// Bench names the benchmark, e.g. "seqlock.read".
 	Bench string `json:"bench"`
-	// Metric names what was measured, e.g. "uncontended".
+	// Metric names what was measured, briefly, e.g. "uncontended read of
+	// 64 bytes"; with Bench it identifies the figure.
 	Metric string `json:"metric"`
+	// Detail says more about what was measured (empty: nothing to add),
+	// e.g. the API called or the process counts. shmbench shows it with
+	// -wide and -json.
+	Detail string `json:"detail,omitempty"`
 	// Value is the measurement, in Unit.
 	Value float64 `json:"value"`
 	// Unit is e.g. "ns/op", "ops/s", "count", "%".
@@ -37,6 +42,8 @@ type Result struct {
 	// BaselineName describes the baseline (empty: none), e.g. "plain
 	// 64-byte copy".
 	BaselineName string `json:"baseline_name,omitempty"`
+	// BaselineDetail says more about the baseline, like Detail.
+	BaselineDetail string `json:"baseline_detail,omitempty"`
 	// BaselineValue is the baseline's measurement, in Unit.
 	BaselineValue float64 `json:"baseline,omitempty"`
 	// Ratio is Value / BaselineValue (0 without a baseline).
@@ -44,12 +51,24 @@ type Result struct {
 }
 
 // WithBaseline returns r compared with a baseline: name, value and the
-// ratio r.Value / value (0 if value is 0).
+// ratio r.Value / value (0 if value is 0); BaselineDetail is cleared.
 func (r Result) WithBaseline(name string, value float64) Result {
-	r.BaselineName, r.BaselineValue, r.Ratio = name, value, 0
+	r.BaselineName, r.BaselineDetail, r.BaselineValue, r.Ratio = name, "", value, 0
 	if value != 0 {
 		r.Ratio = r.Value / value
 	}
+	return r
+}
+
+// WithDetail returns r with Detail set to detail.
+func (r Result) WithDetail(detail string) Result {
+	r.Detail = detail
+	return r
+}
+
+// WithBaselineDetail returns r with BaselineDetail set to detail.
+func (r Result) WithBaselineDetail(detail string) Result {
+	r.BaselineDetail = detail
 	return r
 }
 

@@ -368,17 +368,21 @@ func seqlockContended(ctx context.Context, seg *arena.Segment, ctl arena.Offset,
 		}
 	}
 	n := float64(len(rres))
-	metric := fmt.Sprintf("%d reader process(es), writer process writing continuously", len(rres))
+	detail := fmt.Sprintf("%d reader process(es), a writer process writing continuously", len(rres))
 	out := []Result{
-		{Bench: "seqlock.read.contended", Metric: metric + ": read latency", Value: nsSum / n, Unit: "ns/op"},
-		{Bench: "seqlock.read.contended", Metric: metric + ": reads per reader", Value: rateSum / n, Unit: "ops/s"},
-		{Bench: "seqlock.read.contended", Metric: metric + ": reads", Value: float64(reads), Unit: "count"},
-		{Bench: "seqlock.read.contended", Metric: metric + ": reads that overlapped a write", Value: float64(overlapped), Unit: "count"},
-		{Bench: "seqlock.read.contended", Metric: metric + ": overlapped share", Value: 100 * float64(overlapped) / max(float64(reads), 1), Unit: "%"},
-		{Bench: "seqlock.read.contended", Metric: metric + ": discarded attempts", Value: float64(retries), Unit: "count"},
-		{Bench: "seqlock.read.contended", Metric: metric + ": torn records", Value: float64(torn), Unit: "count"},
-		{Bench: "seqlock.write.contended", Metric: "writer process under readers: writes", Value: float64(wr.Writes) / max(wr.Elapsed.Seconds(), 1e-9), Unit: "ops/s"},
+		{Bench: "seqlock.read.contended", Metric: "read latency", Value: nsSum / n, Unit: "ns/op"},
+		{Bench: "seqlock.read.contended", Metric: "reads per reader", Value: rateSum / n, Unit: "ops/s"},
+		{Bench: "seqlock.read.contended", Metric: "reads", Value: float64(reads), Unit: "count"},
+		{Bench: "seqlock.read.contended", Metric: "reads that overlapped a write", Value: float64(overlapped), Unit: "count"},
+		{Bench: "seqlock.read.contended", Metric: "overlapped share", Value: 100 * float64(overlapped) / max(float64(reads), 1), Unit: "%"},
+		{Bench: "seqlock.read.contended", Metric: "discarded attempts", Value: float64(retries), Unit: "count"},
+		{Bench: "seqlock.read.contended", Metric: "torn records", Value: float64(torn), Unit: "count"},
 	}
+	for i := range out {
+		out[i].Detail = detail
+	}
+	out = append(out, Result{Bench: "seqlock.write.contended", Metric: "writes", Detail: "the writer process, under the readers",
+		Value: float64(wr.Writes) / max(wr.Elapsed.Seconds(), 1e-9), Unit: "ops/s"})
 	if torn > 0 {
 		return out, fmt.Errorf("%w: %d of %d reads", ErrSeqlockTorn, torn, reads)
 	}

@@ -228,8 +228,9 @@ type tendRunResult struct {
 //     from just before the move (CLOCK_MONOTONIC in this process) until
 //     the last of the P processes saw the new master (CLOCK_MONOTONIC in
 //     that process, which sleeps in WaitChange and checks the partition
-//     after each change), p50 and p99 (Bench BenchTendPropagation, with
-//     baseline the target: tend interval + 5 ms).
+//     after each change), p50 and p99 (Bench BenchTendPropagation, Detail
+//     the number of moves, with baseline the target: tend interval + 5
+//     ms).
 //
 // The caller's binary must dispatch TendWorkloads.
 func TendBench(ctx context.Context, cfg TendConfig) ([]Result, error) {
@@ -260,8 +261,8 @@ func TendBench(ctx context.Context, cfg TendConfig) ([]Result, error) {
 		for i, m := range []string{shm, per} {
 			ms := runs[i].allSeeMs
 			props = append(props,
-				Result{Bench: BenchTendPropagation, Metric: fmt.Sprintf("%s, %d moves, p50", m, len(ms)), Value: quantile(ms, 0.5), Unit: "ms"}.WithBaseline(targetName, target),
-				Result{Bench: BenchTendPropagation, Metric: fmt.Sprintf("%s, %d moves, p99", m, len(ms)), Value: quantile(ms, 0.99), Unit: "ms"}.WithBaseline(targetName, target))
+				Result{Bench: BenchTendPropagation, Metric: m + ", p50", Detail: fmt.Sprintf("%d moves", len(ms)), Value: quantile(ms, 0.5), Unit: "ms"}.WithBaseline(targetName, target),
+				Result{Bench: BenchTendPropagation, Metric: m + ", p99", Detail: fmt.Sprintf("%d moves", len(ms)), Value: quantile(ms, 0.99), Unit: "ms"}.WithBaseline(targetName, target))
 		}
 	}
 	return append(reqs, props...), nil
@@ -515,8 +516,9 @@ func takeoverMember(ctx context.Context, w *harness.Worker) (any, error) {
 //     LastTend). tend's owner loop starts its first cycle one
 //     TendInterval after the takeover, so this is about the interval.
 //
-// The baseline is the 30 s the Aerospike C client waits before a takeover
-// (shm_takeover_threshold_sec, its documented default), not measured.
+// Both are death paths: the baseline is the 30 s the Aerospike C client
+// waits before replacing a tender that stopped (shm_takeover_threshold_sec,
+// its documented default), not measured.
 // The caller's binary must dispatch TendWorkloads.
 func TakeoverBench(ctx context.Context, cfg TakeoverConfig) (_ []Result, err error) {
 	cfg.defaults()
@@ -617,7 +619,9 @@ func TakeoverBench(ctx context.Context, cfg TakeoverConfig) (_ []Result, err err
 		}
 	}
 	var out []Result
-	out = append(out, latencyResults(BenchTakeover, fmt.Sprintf("sigkill → lease taken over (%d procs, %d trials)", cfg.Procs, len(acq)), acq, aerospikeThresholdName, aerospikeThresholdMs)...)
-	out = append(out, latencyResults(BenchTakeover, fmt.Sprintf("sigkill → new owner's first tend done (interval %v)", cfg.TendInterval), first, aerospikeThresholdName, aerospikeThresholdMs)...)
+	out = append(out, latencyResults(BenchTakeover, "sigkill → lease taken",
+		fmt.Sprintf("SIGKILL of the tend owner → a survivor acquired the lease, %d procs, %d trials", cfg.Procs, len(acq)), acq, deathBaseline())...)
+	out = append(out, latencyResults(BenchTakeover, "sigkill → first tend done",
+		fmt.Sprintf("SIGKILL of the tend owner → the new owner's first tend finished, tend interval %v, %d trials", cfg.TendInterval, len(first)), first, deathBaseline())...)
 	return out, nil
 }

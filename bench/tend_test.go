@@ -27,9 +27,9 @@ func TestTendBenchTiny(t *testing.T) {
 		}
 		for _, kind := range []string{KindShm, KindPerProcess} {
 			for _, q := range []string{"p50", "p99"} {
-				m := fmt.Sprintf("%s, 2 moves, %s", ProcsMetric(p, kind), q)
+				m := fmt.Sprintf("%s, %s", ProcsMetric(p, kind), q)
 				got := find(rs, BenchTendPropagation, m)
-				if len(got) != 1 || got[0].Unit != "ms" || got[0].Value <= 0 || got[0].BaselineValue != 55 {
+				if len(got) != 1 || got[0].Unit != "ms" || got[0].Value <= 0 || got[0].BaselineValue != 55 || got[0].Detail != "2 moves" {
 					t.Errorf("%s: %v", m, got)
 				}
 			}
