@@ -1,10 +1,11 @@
 // Command shmbench runs shmkit's benchmarks across real processes and
 // prints each figure beside its baseline, measured in the same run.
 //
-//	shmbench [flags] [seqlock|pool|lease|lookup|tend|takeover ...]
+//	shmbench [flags] [seqlock|pool|lease|lookup|tend|takeover ...] [flags]
 //
-// With no subcommand it runs every benchmark in quick mode (under two
-// minutes in all). Flags:
+// With no benchmark named it runs every benchmark in quick mode (under two
+// minutes in all). Flags may come before, between or after the names
+// ("--" ends them). Flags:
 //
 //	-procs N        processes for the seqlock and pool multi-process phases
 //	                (default 2; lookup and tend sweep 1, 2, 4, 8(, 16))
@@ -16,10 +17,12 @@
 //	                (default 100ms)
 //	-plot DIR       write requests-per-second.svg and lookup-cost.svg
 //	                into DIR (from the tend and lookup benchmarks)
-//	-json           one JSON object per line: bench, metric, value, unit,
-//	                baseline_name, baseline, ratio
+//	-json           one JSON object per line: bench, metric, detail, value,
+//	                unit, baseline_name, baseline_detail, baseline, ratio
+//	-wide           the table with every name in full and its detail (the
+//	                default table fits 120 columns)
 //	-cpuprofile DIR write cpu.pprof into DIR (also -memprofile, -trace)
-//	-quick          quick mode even with subcommands
+//	-quick          quick mode even with benchmarks named
 package main
 
 import (
@@ -31,7 +34,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"text/tabwriter"
 	"time"
 
 	"github.com/pkg/profile"
@@ -116,64 +118,130 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// config is a parsed command line.
+type config struct {
+	o                     options
+	selected              []benchmark
+	jsonOut, wide         bool
+	cpu, mem, trace, plot string
+}
+
+// errUsage means the command line was refused; the reason and the usage
+// have been printed.
+var errUsage = errors.New("shmbench: invalid command line")
+
+// parseArgs parses the command line, flags before, between or after the
+// benchmark names. It returns flag.ErrHelp for -h, after printing the
+// usage, and errUsage for an invalid command line.
+func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("shmbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o options
-	var jsonOut, verbose bool
-	var cpu, mem, trace, plotDir string
-	fs.IntVar(&o.procs, "procs", 2, "processes for the seqlock and pool multi-process phases")
-	fs.DurationVar(&o.duration, "duration", 0, "length of each timed multi-process phase (default: per benchmark)")
-	fs.IntVar(&o.trials, "trials", 50, "trials per lease takeover path, and tend takeovers (quick mode: 8)")
-	fs.DurationVar(&o.interval, "interval", 0, "tend interval of the tend and takeover benchmarks (default 100ms)")
-	fs.StringVar(&plotDir, "plot", "", "write the plots (SVG) into this directory")
-	fs.BoolVar(&o.quick, "quick", false, "quick mode")
-	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per line")
+	var c config
+	var verbose bool
+	fs.IntVar(&c.o.procs, "procs", 2, "processes for the seqlock and pool multi-process phases")
+	fs.DurationVar(&c.o.duration, "duration", 0, "length of each timed multi-process phase (default: per benchmark)")
+	fs.IntVar(&c.o.trials, "trials", 50, "trials per lease takeover path, and tend takeovers (quick mode: 8)")
+	fs.DurationVar(&c.o.interval, "interval", 0, "tend interval of the tend and takeover benchmarks (default 100ms)")
+	fs.StringVar(&c.plot, "plot", "", "write the plots (SVG) into this directory")
+	fs.BoolVar(&c.o.quick, "quick", false, "quick mode")
+	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object per line")
+	fs.BoolVar(&c.wide, "wide", false, "print the table with every name in full and its detail")
 	fs.BoolVar(&verbose, "v", false, "show worker processes' stderr")
-	fs.StringVar(&cpu, "cpuprofile", "", "write a CPU profile (cpu.pprof) into this directory")
-	fs.StringVar(&mem, "memprofile", "", "write a heap profile (mem.pprof) into this directory")
-	fs.StringVar(&trace, "trace", "", "write an execution trace (trace.out) into this directory")
+	fs.StringVar(&c.cpu, "cpuprofile", "", "write a CPU profile (cpu.pprof) into this directory")
+	fs.StringVar(&c.mem, "memprofile", "", "write a heap profile (mem.pprof) into this directory")
+	fs.StringVar(&c.trace, "trace", "", "write an execution trace (trace.out) into this directory")
 	all := benchmarks()
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: shmbench [flags] [benchmark ...]\n\nbenchmarks (none: all, quick mode):\n")
+		fmt.Fprintf(stderr, "usage: shmbench [flags] [benchmark ...] [flags]\n\nbenchmarks (none: all, quick mode):\n")
 		for _, b := range all {
 			fmt.Fprintf(stderr, "  %-8s %s\n", b.name, b.doc)
 		}
-		fmt.Fprintf(stderr, "\nflags:\n")
+		fmt.Fprintf(stderr, "\nflags (before or after the benchmarks):\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	names, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return c, err
+	}
+	if err != nil {
+		return c, errUsage // the flag package printed why, and the usage
 	}
 	if verbose {
-		o.stderr = stderr
+		c.o.stderr = stderr
 	}
-	fs.Visit(func(f *flag.Flag) { o.trialsSet = o.trialsSet || f.Name == "trials" })
-	var selected []benchmark
-	if fs.NArg() == 0 {
-		selected, o.quick = all, true
+	fs.Visit(func(f *flag.Flag) { c.o.trialsSet = c.o.trialsSet || f.Name == "trials" })
+	if len(names) == 0 {
+		c.selected, c.o.quick = all, true
 	}
-	for _, name := range fs.Args() {
+	for _, name := range names {
 		i := slices.IndexFunc(all, func(b benchmark) bool { return b.name == name })
 		if i < 0 {
 			fmt.Fprintf(stderr, "shmbench: unknown benchmark %q\n", name)
 			fs.Usage()
-			return 2
+			return c, errUsage
 		}
-		selected = append(selected, all[i])
+		c.selected = append(c.selected, all[i])
+	}
+	if c.jsonOut && c.wide {
+		fmt.Fprintln(stderr, "shmbench: give -json or -wide, not both")
+		return c, errUsage
+	}
+	if n := countNonEmpty(c.cpu, c.mem, c.trace); n > 1 {
+		fmt.Fprintln(stderr, "shmbench: give at most one of -cpuprofile, -memprofile, -trace")
+		return c, errUsage
+	}
+	return c, nil
+}
+
+// parseInterleaved parses args with fs, allowing flags before, between
+// and after the positional arguments, which it returns in order. "--"
+// ends the flags: everything after it is positional.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		// Parse stops at the first positional argument, or just after a
+		// "--", which it consumes.
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func countNonEmpty(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	c, err := parseArgs(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
 	}
 	var modes []func(*profile.Profile)
 	for _, p := range []struct {
 		dir  string
 		mode func(*profile.Profile)
-	}{{cpu, profile.CPUProfile}, {mem, profile.MemProfile}, {trace, profile.TraceProfile}} {
+	}{{c.cpu, profile.CPUProfile}, {c.mem, profile.MemProfile}, {c.trace, profile.TraceProfile}} {
 		if p.dir != "" {
 			modes = append(modes, p.mode, profile.ProfilePath(p.dir))
 		}
-	}
-	if len(modes) > 2 {
-		fmt.Fprintln(stderr, "shmbench: give at most one of -cpuprofile, -memprofile, -trace")
-		return 2
 	}
 	if len(modes) > 0 {
 		defer profile.Start(append(modes, profile.Quiet)...).Stop()
@@ -183,11 +251,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	var results []bench.Result
 	failed := false
-	for _, b := range selected {
+	for _, b := range c.selected {
 		start := time.Now()
-		rs, err := b.run(ctx, o)
+		rs, err := b.run(ctx, c.o)
 		results = append(results, rs...)
-		if jsonOut {
+		if c.jsonOut {
 			enc := json.NewEncoder(stdout)
 			for _, r := range rs {
 				enc.Encode(r)
@@ -200,15 +268,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 				break
 			}
 		}
-		if !jsonOut {
+		if !c.jsonOut {
 			fmt.Fprintf(stderr, "shmbench: %s done in %v\n", b.name, time.Since(start).Round(time.Millisecond))
 		}
 	}
-	if !jsonOut {
-		printTable(stdout, results)
+	switch {
+	case c.wide:
+		printWide(stdout, results)
+	case !c.jsonOut:
+		printTable(stdout, results, tableWidth)
 	}
-	if plotDir != "" {
-		paths, err := bench.WritePlots(plotDir, results)
+	if c.plot != "" {
+		paths, err := bench.WritePlots(c.plot, results)
 		if err != nil {
 			failed = true
 			fmt.Fprintf(stderr, "shmbench: plots: %v\n", err)
@@ -224,20 +295,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func printTable(w io.Writer, rs []bench.Result) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BENCH\tMETRIC\tVALUE\tUNIT\tBASELINE\tBASELINE VALUE\tRATIO")
-	for _, r := range rs {
-		base, bv, ratio := "-", "-", "-"
-		if r.BaselineName != "" {
-			base, bv = r.BaselineName, fmt.Sprintf("%.4g", r.BaselineValue)
-			if r.Ratio != 0 {
-				ratio = fmt.Sprintf("%.3g", r.Ratio)
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%.4g\t%s\t%s\t%s\t%s\n", r.Bench, r.Metric, r.Value, r.Unit, base, bv, ratio)
-	}
-	tw.Flush()
 }
