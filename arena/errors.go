@@ -19,6 +19,21 @@ var (
 	ErrClosed      = errors.New("segment is closed")
 	ErrRange       = errors.New("offset out of range")
 	ErrInitFailed  = errors.New("segment initialization failed")
+	// ErrForeignOwner: the segment (its owner, or for SysV its creator) is
+	// another user's than this process's and Options.AllowUIDs'. Another
+	// user could have planted it to feed this process forged contents.
+	ErrForeignOwner = errors.New("segment belongs to a user this process does not accept")
+	// ErrModeTooWide: the segment's permission bits allow more than
+	// Options.Mode, so users this process does not trust could change it.
+	ErrModeTooWide = errors.New("segment permissions are wider than configured")
+	// ErrSymlink: the final component of a file segment's path is a
+	// symbolic link. shmkit never follows one: a link planted by another
+	// user would make this process create, grow or write the file it names.
+	ErrSymlink = errors.New("segment path is a symbolic link")
+	// ErrNotRegular: a file segment's path names something other than a
+	// regular file with exactly one link (a directory, FIFO, device,
+	// socket, or a hard link to a file that also lives elsewhere).
+	ErrNotRegular = errors.New("segment path is not a regular file with a single link")
 )
 
 // Error is an arena failure: what was attempted, on which segment, the

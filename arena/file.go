@@ -30,6 +30,13 @@ type fileLoc struct{ path string }
 // into a fatal fault: shmkit cannot guard against that, so never truncate
 // a segment file; remove it with Remove (or rm, which leaves attached
 // processes working on the unlinked file until they detach).
+//
+// The final component of path is never followed if it is a symbolic link
+// (ErrSymlink), and must be a regular file with one link (ErrNotRegular):
+// in a shared directory such as /dev/shm another user could otherwise
+// plant a link that makes this process create, grow or write a file it
+// names. An existing file's owner and mode are checked before it is
+// mapped (see Options.AllowUIDs and Options.Mode).
 func File(path string) Location { return fileLoc{path: path} }
 
 func (l fileLoc) String() string     { return "file " + l.path }
@@ -47,6 +54,13 @@ func fileErr(op string, l Location, err error) error {
 		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrExists, err)}
 	case errors.Is(err, os.ErrNotExist):
 		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrNotFound, err)}
+	case errors.Is(err, unix.EISDIR):
+		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: it is a directory: %w", ErrNotRegular, err),
+			Hint: "shmkit segments are regular files with one link; use another path"}
+	case errors.Is(err, unix.ELOOP):
+		// O_NOFOLLOW met a symlink as the final component (or the
+		// directories loop).
+		return symlinkErr(op, l.(fileLoc), err)
 	case errors.Is(err, os.ErrPermission):
 		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrPermission, err),
 			Hint: "run as the file's owner, or have it created with a group mode such as 0660 for a shared group"}
@@ -56,10 +70,93 @@ func fileErr(op string, l Location, err error) error {
 	return &Error{Op: op, Seg: l.String(), Err: err}
 }
 
+// symlinkErr is the error for a path whose final component is a symlink.
+func symlinkErr(op string, l fileLoc, cause error) error {
+	detail := "final component"
+	if fi, err := os.Lstat(l.path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			detail = fmt.Sprintf("link owned by uid %d", sys.Uid)
+		}
+		if target, err := os.Readlink(l.path); err == nil {
+			detail += fmt.Sprintf(", pointing to %q", target)
+		}
+	}
+	return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w (%s): %w", ErrSymlink, detail, cause),
+		Hint: "shmkit never follows one: another user may have planted it to make this process write where it points; " +
+			"check who created it, remove the link (" + l.RemoveHint() + ") or use another path"}
+}
+
+// openNoFollow opens the segment file with flag, refusing a symlink as the
+// final component, and checks before returning it that it is a regular
+// file with one link whose owner and mode a accepts. O_NONBLOCK keeps an
+// open of a FIFO planted at the path from blocking.
+func (l fileLoc) openNoFollow(op string, flag int, a access) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(l.path, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fileErr(op, l, err)
+	}
+	fi, err := l.checkFile(op, f, a)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
+// checkFile checks an opened segment file with fstat.
+func (l fileLoc) checkFile(op string, f *os.File, a access) (os.FileInfo, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fileErr(op, l, err)
+	}
+	hint := "shmkit segments are regular files with one link; check who created it, remove it (" + l.RemoveHint() + ") or use another path"
+	if !fi.Mode().IsRegular() {
+		return nil, &Error{Op: op, Seg: l.String(), Hint: hint,
+			Err: fmt.Errorf("%w: it is a %s (mode %v)", ErrNotRegular, fileType(fi.Mode()), fi.Mode())}
+	}
+	sys, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: no owner information (%T)", ErrNotRegular, fi.Sys())}
+	}
+	switch {
+	case sys.Nlink == 0:
+		// Removed between our open and fstat.
+		return nil, &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: removed while opening", ErrNotFound)}
+	case sys.Nlink > 1:
+		return nil, &Error{Op: op, Seg: l.String(), Hint: hint,
+			Err: fmt.Errorf("%w: it has %d hard links (owner uid %d): its contents also live under another name", ErrNotRegular, sys.Nlink, sys.Uid)}
+	}
+	if err := a.check(op, l, owner{uid: sys.Uid, creator: sys.Uid, mode: fi.Mode().Perm()}); err != nil {
+		return nil, err
+	}
+	return fi, nil
+}
+
+func fileType(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "non-regular file"
+}
+
 func (l fileLoc) create(size uint64, mode os.FileMode) (mapping, error) {
 	mode = defaultMode(mode)
-	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, mode)
+	// O_EXCL never follows a symlink (it fails with EEXIST); O_NOFOLLOW
+	// says so again.
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, mode)
 	if err != nil {
+		if fi, lerr := os.Lstat(l.path); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return nil, symlinkErr("create", l, err)
+		}
 		return nil, fileErr("create", l, err)
 	}
 	fail := func(err error) (mapping, error) {
@@ -76,20 +173,21 @@ func (l fileLoc) create(size uint64, mode os.FileMode) (mapping, error) {
 	return l.mapFile(f, "create")
 }
 
-func (l fileLoc) open() (mapping, error) {
-	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
+func (l fileLoc) open(a access) (mapping, error) {
+	f, _, err := l.openNoFollow("open", os.O_RDWR, a)
 	if err != nil {
-		return nil, fileErr("open", l, err)
+		return nil, err
 	}
 	return l.mapFile(f, "open")
 }
 
 // growTo fallocates an existing file that a creator left short (it died
-// between creating and reserving it). fallocate is idempotent.
-func (l fileLoc) growTo(size uint64) error {
-	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
+// between creating and reserving it), after the same checks as open.
+// fallocate is idempotent.
+func (l fileLoc) growTo(size uint64, a access) error {
+	f, _, err := l.openNoFollow("grow", os.O_RDWR, a)
 	if err != nil {
-		return fileErr("open", l, err)
+		return err
 	}
 	defer f.Close()
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
@@ -124,13 +222,15 @@ func (l fileLoc) mapFile(f *os.File, op string) (mapping, error) {
 var errShort = errors.New("file has size 0: its creator has not reserved it yet")
 
 func (l fileLoc) remove(force bool) error {
-	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
+	// Any owner (removing is an administrator's decision), but never
+	// through a symlink or into a file that also lives elsewhere.
+	f, _, err := l.openNoFollow("remove", os.O_RDWR, access{any: true})
 	if err != nil {
-		return fileErr("remove", l, err)
+		return err
 	}
 	defer f.Close()
 	inUse := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
-	fi, err := f.Stat()
+	fi, err := f.Stat() // after the lock: a creator may have reserved it meanwhile
 	if err != nil {
 		return fileErr("remove", l, err)
 	}
@@ -165,9 +265,15 @@ func (l fileLoc) remove(force bool) error {
 }
 
 func (l fileLoc) statNoAttach() (Stat, error) {
-	fi, err := os.Stat(l.path)
+	fi, err := os.Lstat(l.path)
 	if err != nil {
 		return Stat{}, fileErr("stat", l, err)
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return Stat{}, symlinkErr("stat", l, unix.ELOOP)
+	}
+	if !fi.Mode().IsRegular() {
+		return Stat{}, &Error{Op: "stat", Seg: l.String(), Err: fmt.Errorf("%w: it is a %s", ErrNotRegular, fileType(fi.Mode()))}
 	}
 	return fileStat(l, fi, nil), nil
 }
@@ -193,13 +299,13 @@ func fileStat(l fileLoc, fi os.FileInfo, f *os.File) Stat {
 func readFileHeader(l fileLoc, f *os.File) *layout.Header {
 	if f == nil {
 		var err error
-		if f, err = os.Open(l.path); err != nil {
+		if f, err = os.OpenFile(l.path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0); err != nil {
 			return nil
 		}
 		defer f.Close()
 	}
 	fi, err := f.Stat()
-	if err != nil {
+	if err != nil || !fi.Mode().IsRegular() {
 		return nil
 	}
 	b := make([]byte, layout.HeaderSize)
@@ -262,7 +368,7 @@ func (m *fileMap) removed() (bool, error) {
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
 		return true, nil
 	}
-	cur, err := os.Stat(m.loc.path)
+	cur, err := os.Lstat(m.loc.path) // a symlink put in its place is another file
 	if errors.Is(err, os.ErrNotExist) {
 		return true, nil
 	}

@@ -79,12 +79,18 @@ func (l heapLoc) create(size uint64, mode os.FileMode) (mapping, error) {
 	return &heapMap{loc: l, s: s}, nil
 }
 
-func (l heapLoc) open() (mapping, error) {
+func (l heapLoc) open(a access) (mapping, error) {
 	l.h.mu.Lock()
 	defer l.h.mu.Unlock()
 	s, ok := l.h.segs[l.name]
 	if !ok {
 		return nil, &Error{Op: "open", Seg: l.String(), Err: ErrNotFound}
+	}
+	// The owner is this process; the mode is checked as for the other
+	// backends, so that a set-up tested on the heap behaves the same.
+	euid := uint32(os.Geteuid())
+	if err := a.check("open", l, owner{uid: euid, creator: euid, mode: s.mode}); err != nil {
+		return nil, err
 	}
 	s.attach++
 	return &heapMap{loc: l, s: s}, nil

@@ -74,9 +74,10 @@ func List(dir string) ([]Stat, error) {
 
 // Inspect attaches the segment at loc without a spec, validates its header
 // and returns it with the segment (for tools: shmctl inspect, backup). The
-// caller must Close the segment.
+// caller must Close the segment. Inspect reads only, so it accepts a
+// segment of any owner and mode (it still never follows a symlink).
 func Inspect(loc Location) (*Segment, error) {
-	m, err := loc.open()
+	m, err := loc.open(access{any: true})
 	if err != nil {
 		return nil, err
 	}

@@ -324,7 +324,9 @@ func TestFutexAcrossProcesses(t *testing.T) {
 
 // TestPermissionDenied: a process running as nobody cannot attach a
 // segment of mode 0600 owned by root (ErrPermission, naming the segment,
-// with a hint), but can attach one of mode 0666.
+// with a hint), but can attach one of mode 0666 when it accepts root's
+// segments and that mode (AllowUIDs, Mode; TestForeignOwner checks that it
+// is refused otherwise).
 func TestPermissionDenied(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to create segments nobody cannot open")
@@ -343,7 +345,7 @@ func TestPermissionDenied(t *testing.T) {
 		}
 		mustClose(t, s)
 	}
-	g := startGroup(t, harness.Spec{Workload: "nobody", N: 1, Args: nobodyArgs{Locs: locs}})
+	g := startGroup(t, harness.Spec{Workload: "nobody", N: 1, Args: nobodyArgs{Locs: locs, AllowUIDs: []uint32{0}, Mode: 0o666}})
 	var r nobodyResult
 	if err := waitResults(t, g)[0].Decode(&r); err != nil {
 		t.Fatal(err)

@@ -31,8 +31,18 @@ type Options struct {
 	Spec layout.Spec
 	// Mode is the permission of a created segment; default 0600. Use 0660
 	// for a group of worker processes running under different users of one
-	// group.
+	// group. It is also the widest permission accepted of an existing
+	// segment: one that allows more (0666 when Mode is 0600) is refused
+	// with ErrModeTooWide, since users outside the set-up could change it.
 	Mode os.FileMode
+	// AllowUIDs are the users, besides this process's effective uid, whose
+	// segments it attaches. An existing segment owned by anyone else (for
+	// SysV, also one created by anyone else: the creator keeps the owner's
+	// rights) is refused with ErrForeignOwner before it is mapped: another
+	// user could have planted it at the key or path. A group of workers
+	// under several users lists the uid of the process that creates the
+	// segment (with Mode 0660).
+	AllowUIDs []uint32
 	// Init fills in the sections of a new segment. It runs in exactly one
 	// process, before any other process may use the segment; if it fails
 	// the segment is left for another process to initialize.
@@ -108,12 +118,12 @@ func attach(ctx context.Context, loc Location, opts Options, mode openMode) (*Se
 			m, err = loc.create(plan.TotalSize, opts.Mode)
 			created = err == nil
 		case modeOpen:
-			m, err = loc.open()
+			m, err = loc.open(opts.access())
 		case modeOpenOrCreate:
 			m, err = loc.create(plan.TotalSize, opts.Mode)
 			created = err == nil
 			if errors.Is(err, ErrExists) {
-				m, err = loc.open()
+				m, err = loc.open(opts.access())
 				if errors.Is(err, ErrNotFound) {
 					// Removed between our create and open: create again.
 					if werr := sleepCtx(ctx, time.Millisecond); werr != nil {
@@ -127,7 +137,7 @@ func attach(ctx context.Context, loc Location, opts Options, mode openMode) (*Se
 			// A file whose creator has not reserved it yet (or died first).
 			if mode == modeOpenOrCreate {
 				if fl, ok := loc.(fileLoc); ok {
-					if gerr := fl.growTo(plan.TotalSize); gerr != nil {
+					if gerr := fl.growTo(plan.TotalSize, opts.access()); gerr != nil {
 						return nil, gerr
 					}
 				}

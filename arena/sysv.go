@@ -74,13 +74,26 @@ func (l sysvLoc) create(size uint64, mode os.FileMode) (mapping, error) {
 	return l.attach(id)
 }
 
-func (l sysvLoc) open() (mapping, error) {
+func (l sysvLoc) open(a access) (mapping, error) {
 	if err := l.checkKey(); err != nil {
 		return nil, err
 	}
 	id, err := unix.SysvShmGet(int(l.key), 0, 0)
 	if err != nil {
 		return nil, sysErr("open", l, err)
+	}
+	// Check owner, creator and mode before attaching: anyone may create a
+	// segment at any key, and its creator keeps the owner's rights even
+	// after handing the ownership to someone else (IPC_SET).
+	var d unix.SysvShmDesc
+	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &d); err != nil {
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EIDRM) {
+			return nil, &Error{Op: "open", Seg: l.String(), Err: fmt.Errorf("%w: removed while opening: %w", ErrNotFound, err)}
+		}
+		return nil, sysErr("open", l, err)
+	}
+	if err := a.check("open", l, owner{uid: d.Perm.Uid, creator: d.Perm.Cuid, mode: os.FileMode(d.Perm.Mode & 0o777)}); err != nil {
+		return nil, err
 	}
 	return l.attach(id)
 }

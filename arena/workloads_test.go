@@ -24,6 +24,7 @@ func workloads() harness.Registry {
 		"hold":       wHold,
 		"futex":      wFutex,
 		"nobody":     wNobody,
+		"plant":      wPlant,
 		"umask":      wUmask,
 		"poolhammer": wPoolHammer,
 		"pooldie":    wPoolDie,
@@ -163,7 +164,16 @@ func wFutex(ctx context.Context, w *harness.Worker) (any, error) {
 	return res, nil
 }
 
-type nobodyArgs struct{ Locs []locArg }
+type nobodyArgs struct {
+	Locs []locArg
+	// Groups are the supplementary groups the worker keeps (none when
+	// empty); AllowUIDs and Mode go into its Options.
+	Groups    []int
+	AllowUIDs []uint32
+	Mode      os.FileMode
+	// Mark, when not 0, is stored in data word 2 of each opened segment.
+	Mark uint64
+}
 
 type nobodyResult struct {
 	UID     int
@@ -171,10 +181,26 @@ type nobodyResult struct {
 }
 
 type nobodyOutcome struct {
-	Loc        string
-	OK         bool
-	Permission bool
-	Err, Hint  string
+	Loc          string
+	OK           bool
+	Permission   bool
+	ForeignOwner bool
+	Err, Hint    string
+}
+
+// becomeNobody drops this worker process to uid and gid 65534, keeping the
+// supplementary groups given.
+func becomeNobody(groups []int) error {
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(65534); err != nil {
+		return fmt.Errorf("setgid: %w", err)
+	}
+	if err := syscall.Setuid(65534); err != nil {
+		return fmt.Errorf("setuid: %w", err)
+	}
+	return nil
 }
 
 // wNobody drops to uid/gid 65534 and opens each location.
@@ -183,27 +209,31 @@ func wNobody(ctx context.Context, w *harness.Worker) (any, error) {
 	if err := w.DecodeArgs(&a); err != nil {
 		return nil, err
 	}
-	if err := syscall.Setgroups(nil); err != nil {
-		return nil, fmt.Errorf("setgroups: %w", err)
-	}
-	if err := syscall.Setgid(65534); err != nil {
-		return nil, fmt.Errorf("setgid: %w", err)
-	}
-	if err := syscall.Setuid(65534); err != nil {
-		return nil, fmt.Errorf("setuid: %w", err)
+	if err := becomeNobody(a.Groups); err != nil {
+		return nil, err
 	}
 	res := nobodyResult{UID: os.Getuid()}
 	for _, l := range a.Locs {
-		seg, err := arena.Open(ctx, l.loc(), arena.Options{Spec: testSpec(16), Timeout: 5 * time.Second, Logger: w.Log})
+		seg, err := arena.Open(ctx, l.loc(), arena.Options{Spec: testSpec(16), Timeout: 5 * time.Second, Logger: w.Log,
+			AllowUIDs: a.AllowUIDs, Mode: a.Mode})
 		o := nobodyOutcome{Loc: l.loc().String(), OK: err == nil}
 		if err != nil {
 			o.Err = err.Error()
 			o.Permission = errors.Is(err, arena.ErrPermission)
+			o.ForeignOwner = errors.Is(err, arena.ErrForeignOwner)
 			var ae *arena.Error
 			if errors.As(err, &ae) {
 				o.Hint = ae.Hint
 			}
 		} else {
+			if a.Mark != 0 {
+				off, _, serr := seg.Section("data")
+				if serr != nil {
+					seg.Close()
+					return nil, serr
+				}
+				seg.Store64(off+16, a.Mark)
+			}
 			seg.Close()
 		}
 		res.Outcome = append(res.Outcome, o)
