@@ -151,7 +151,17 @@
 // return nothing, or a *CorruptError (ErrCorrupt) or ErrUnstable; it never
 // panics or hangs.
 //
+// The owner repairs what it wrote: every Publish re-verifies its records
+// and compares every partition entry with its in-memory mirror, and
+// rewrites what differs, so damaged content misroutes until the owner's
+// next publish at most. A fenced word damaged to an epoch above the
+// owner's (which would otherwise look like a newer owner's and fence the
+// owner out for good) is reclaimed while the lease record still names the
+// owner, and a damaged publish counter is moved past the damage. Repairs
+// are counted (Stats.Repairs) and logged as one summary record per
+// publish. See Writer.
+//
 // Overflow — more nodes or namespaces than the segment holds — is an
-// ErrNoRoom error, counted in the segment (Stats); what fits stays
-// correct.
+// ErrNoRoom error; the segment counts the names left out, each once
+// however often it is retried (Stats); what fits stays correct.
 package partmap

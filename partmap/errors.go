@@ -36,6 +36,12 @@ var (
 	// ErrNotStamped means a Writer was used before StampAll, or after its
 	// lease changed epoch: call StampAll after each acquisition.
 	ErrNotStamped = errors.New("partmap: writer has not stamped the tables with its lease epoch")
+	// ErrExhausted means the owner's lease epoch has no publication
+	// numbers left (about 8 million publishes of the map or of one record,
+	// or fewer if damage pushed the publish counter near its end). Release
+	// the lease and acquire it again: a new epoch starts every counter
+	// afresh.
+	ErrExhausted = errors.New("partmap: publication numbers of this epoch exhausted")
 	// ErrClosed means the Map was closed.
 	ErrClosed = errors.New("partmap: map is closed")
 )

@@ -126,7 +126,7 @@ func checkNode(n *partmap.Node) error {
 // isTyped reports whether err is one of the errors partmap documents.
 func isTyped(err error) bool {
 	for _, e := range []error{partmap.ErrCorrupt, partmap.ErrNotFound, partmap.ErrUnstable, partmap.ErrInvalid,
-		partmap.ErrNoRoom, partmap.ErrInUse, partmap.ErrNotStamped, partmap.ErrPartitionOutOfRange,
+		partmap.ErrNoRoom, partmap.ErrInUse, partmap.ErrNotStamped, partmap.ErrExhausted, partmap.ErrPartitionOutOfRange,
 		lease.ErrFenced, lease.ErrNotOwner, lease.ErrLost, context.DeadlineExceeded, context.Canceled} {
 		if errors.Is(err, e) {
 			return true

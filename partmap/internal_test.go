@@ -245,7 +245,7 @@ func TestPublishCounterAndSeqWrap(t *testing.T) {
 	m, _ := testMap(t, Config{})
 	_, w := testOwner(t, m)
 	rec := make([]uint64, nodeWords)
-	if _, err := w.writeCopy(m.nodeT, 0, 1<<ctlCopyShift|ctlSeqMask, rec, "node slot", 1); !errors.Is(err, ErrNotStamped) {
+	if _, err := w.writeCopy(m.nodeT, 0, 1<<ctlCopyShift|ctlSeqMask, rec, "node slot", 1); !errors.Is(err, ErrExhausted) {
 		t.Errorf("node slot publication number past the largest: %v", err)
 	}
 	srec := make([]uint64, statsWords)
@@ -254,7 +254,7 @@ func TestPublishCounterAndSeqWrap(t *testing.T) {
 		t.Errorf("stats after the largest seq: payload %#x %v, want copy 0 seq 1", np, err)
 	}
 	w.pub = lease.PayloadMask - 1
-	if err := w.begin(); !errors.Is(err, ErrNotStamped) {
+	if err := w.begin(); !errors.Is(err, ErrExhausted) {
 		t.Errorf("exhausted publish counter: %v", err)
 	}
 }

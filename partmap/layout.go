@@ -39,11 +39,11 @@ import (
 //
 // # Meta section
 //
-//	 0        8        12       16           24           32                64
-//	+--------+--------+--------+------------+------------+-----------------+
-//	| pub    | futex  | pad    | node       | namespace  | reserved        |
-//	|        | u32    | u32    | overflow   | overflow   |                 |
-//	+--------+--------+--------+------------+------------+-----------------+
+//	 0        8        12       16         24         32         40         48        64
+//	+--------+--------+--------+----------+----------+----------+----------+---------+
+//	| pub    | futex  | pad    | node     | namespace| conflicts| repairs  | reserved|
+//	|        | u32    | u32    | overflow | overflow |          |          |         |
+//	+--------+--------+--------+----------+----------+----------+----------+---------+
 //	64                                                                     128
 //	+----------------------------------------------------------------------+
 //	| reserved (zero)                                                      |
@@ -60,8 +60,14 @@ import (
 //	          owner (StampAll stamps the word to (epoch, 1)).
 //	futex     wake word: incremented, then FUTEX_WAKE, after every publish.
 //	          Anyone may increment it to wake waiters; it carries no data.
-//	overflow  counts of AddOrUpdateNode and EnsureNamespace calls refused
-//	          for lack of a slot (ErrNoRoom). Plain counters.
+//	overflow  how many nodes and namespaces the owner has refused for lack
+//	          of a slot (ErrNoRoom) and not stored since: distinct names,
+//	          not attempts. Plain words, set by the owner.
+//	conflicts partition rows in which the tender found one node at two
+//	          replica ranks and dropped the older claim (TendReport.Conflicts).
+//	          A plain counter, over all owners.
+//	repairs   shared words the owner found damaged (an epoch or payload it
+//	          did not write) and rewrote. A plain counter, over all owners.
 //	ctl       fenced control words (package lease): see "Records" below.
 //
 // # Records
@@ -124,6 +130,8 @@ const (
 	offFutex        = 8
 	offNodeOverflow = 16
 	offNSOverflow   = 24
+	offConflicts    = 32
+	offRepairs      = 40
 	offNodeCtl      = 128 // then namespace ctl, then stats ctl
 
 	// Control word payload.

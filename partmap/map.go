@@ -52,6 +52,11 @@ type Config struct {
 	Failpoints *failpoint.Set
 	// Logger receives operational messages; default slog.Default().
 	Logger *slog.Logger
+	// NoScrub turns off the owner's comparison of the partition entries
+	// with its mirror at every Publish (Writer), so that a damaged entry
+	// stays wrong until the partition changes. It exists for tests (the
+	// negative control of the repair); never set it otherwise.
+	NoScrub bool
 }
 
 // Map is one process's handle on a cluster segment: the node table, the
@@ -71,10 +76,13 @@ type Map struct {
 	futex    arena.Offset
 	nodeOvf  arena.Offset
 	nsOvf    arena.Offset
-	nodeCtl  arena.Offset // + 8*i for node slot i (0-based)
-	nsCtl    arena.Offset
-	statsCtl arena.Offset
-	parts    arena.Offset
+	// conflicts and repairs are plain counters (layout.go).
+	conflicts arena.Offset
+	repairs   arena.Offset
+	nodeCtl   arena.Offset // + 8*i for node slot i (0-based)
+	nsCtl     arena.Offset
+	statsCtl  arena.Offset
+	parts     arena.Offset
 	// partsW, ctlW and pubW view the partition entries, the node control
 	// words and the publish word for the lookup hot paths (one bounds
 	// compare per load).
@@ -200,6 +208,7 @@ func newMap(seg *arena.Segment, cfg Config) (*Map, error) {
 	m.leaseOff = offs[secLease]
 	m.pub, m.futex = meta+offPub, meta+offFutex
 	m.nodeOvf, m.nsOvf = meta+offNodeOverflow, meta+offNSOverflow
+	m.conflicts, m.repairs = meta+offConflicts, meta+offRepairs
 	m.nodeCtl = meta + offNodeCtl
 	m.nsCtl = m.nodeCtl + arena.Offset(8*m.maxNodes)
 	m.statsCtl = m.nsCtl + arena.Offset(8*m.maxNS)
@@ -688,9 +697,18 @@ type Stats struct {
 	Nodes, ActiveNodes, Namespaces int
 	// Unreadable counts records that failed validation.
 	Unreadable int
-	// NodeOverflow and NamespaceOverflow count nodes and namespaces that
-	// were refused for lack of a slot (ErrNoRoom).
+	// NodeOverflow and NamespaceOverflow count the nodes and namespaces
+	// the owner refused for lack of a slot (ErrNoRoom) and has not stored
+	// since: distinct names, not attempts. A new owner counts afresh.
 	NodeOverflow, NamespaceOverflow uint64
+	// Conflicts counts the partition rows in which the tender found one
+	// node at two replica ranks and dropped the older claim
+	// (TendReport.Conflicts), over all owners.
+	Conflicts uint64
+	// Repairs counts the shared words (partition entries, the publish
+	// word, control words, records) the owner found damaged and rewrote,
+	// over all owners.
+	Repairs uint64
 	// Owner are the owner's tend statistics (zero until it published
 	// some).
 	Owner OwnerStats
@@ -700,7 +718,8 @@ type Stats struct {
 func (m *Map) Stats() Stats {
 	pub := m.seg.Load64(m.pub)
 	st := Stats{Generation: pub >> 1, Publishing: pub&1 != 0,
-		NodeOverflow: m.seg.Load64(m.nodeOvf), NamespaceOverflow: m.seg.Load64(m.nsOvf)}
+		NodeOverflow: m.seg.Load64(m.nodeOvf), NamespaceOverflow: m.seg.Load64(m.nsOvf),
+		Conflicts: m.seg.Load64(m.conflicts), Repairs: m.seg.Load64(m.repairs)}
 	for i := range m.maxNodes {
 		n, err := m.node(i)
 		switch {

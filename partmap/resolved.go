@@ -16,21 +16,30 @@ import "sync/atomic"
 // owner changes an entry or a node's control word only inside a batch,
 // which it opens by moving the publish word from even to odd (Writer.begin;
 // a new owner's StampAll seizes the word before it stamps anything), and
-// a publish word value is never written twice (its counter does not wrap
-// within an epoch, and each new owner has a larger epoch). So if the word
-// holds P at the lookup's load, no entry or control word changed between
-// the build and that load, and every record the build verified under its
-// control word is still the published one. A stale owner cannot open a
-// batch (its CAS of the publish word is fenced), and its plain stores into
-// record copies do not touch the *Node values the table holds.
+// the owner never writes a publish word value twice: its counter does not
+// wrap within an epoch (ErrExhausted ends the epoch first), each new owner
+// has a larger epoch, and an owner that finds the word damaged moves the
+// counter past the damaged value (Writer.fixPub). So if the word holds P
+// at the lookup's load, the owner changed no entry or control word
+// between the build and that load, and every record the build verified
+// under its control word is still the published one. A stale owner cannot
+// open a batch (its CAS of the publish word is fenced), and its plain
+// stores into record copies do not touch the *Node values the table holds.
+//
+// Damage is outside that argument: a bit flip changes an entry without a
+// batch (tables built before it keep the owner's answer; the per-entry
+// path sees the damage), or sets the publish word back to a value it once
+// held (tables built under that value answer from then). The owner's next
+// Publish rewrites both (Writer: the scrub), so such wrong answers last
+// until then at most.
 //
 // A table is built by the first lookup that finds the publish word
-// changed (one build per publish per namespace per process, about 60 µs
-// for 4096 partitions; Map.Prepare builds eagerly). While a batch is open, or
-// when a build fails (a record cannot be verified, or the owner published
-// during the build), lookups take the per-entry path below, which is
-// correct on its own; a failed build is not retried under the same
-// publish word value.
+// changed (one build per publish per namespace per process, 52 to 68 µs
+// for 4096 partitions, BENCHMARKS.md; Map.Prepare builds eagerly). While a
+// batch is open, or when a build fails (a record cannot be verified, or
+// the owner published during the build), lookups take the per-entry path
+// (Map.entryLookup in map.go), which is correct on its own; a failed build
+// is not retried under the same publish word value.
 
 // nsTablesLen sizes Map.tables: index NS.i (0 is the zero NS, never
 // built), a power of two above MaxNamespacesLimit, so that the hot path

@@ -67,6 +67,22 @@ type wns struct {
 // reference counts (how many partition entries name each node slot), the
 // node and namespace registrations, and a mirror of every partition
 // entry. StampAll rebuilds all of it from the segment.
+//
+// # Damage
+//
+// The owner treats its memory as the truth and shared memory as a copy
+// that anything may damage (a bit flip, a stray write). Every Publish
+// re-verifies the records it published and compares every partition
+// entry with the mirror (the scrub: 4096 loads per namespace slot), and
+// rewrites what differs inside the batch, so a damaged entry serves wrong
+// answers until the owner's next Publish at most. A fenced word found
+// with an epoch other than the writer's while the lease record still
+// names this owner (Lease.Owner) was damaged, not written by a newer
+// owner, who takes the lease before it writes anything: the writer
+// reclaims it (one CAS from the damaged value) instead of failing with
+// ErrFenced forever. Repairs are counted in the segment (Stats.Repairs)
+// and logged as one summary record per Publish or StampAll, however many
+// words were hit.
 type Writer struct {
 	m *Map
 	l *lease.Lease
@@ -87,6 +103,90 @@ type Writer struct {
 	stats    wrec
 	owner    OwnerStats
 	buf      [nodeWords]uint64
+	scrubBuf [Partitions]uint64
+
+	// refusedNodes and refusedNS are the names refused for lack of room
+	// and not stored since (at most maxRefused each); their sizes are
+	// the segment's overflow words.
+	refusedNodes, refusedNS map[string]bool
+	dmg                     damage
+}
+
+// maxRefused bounds the names a Writer remembers as refused for lack of
+// room; the overflow words saturate there.
+const maxRefused = 1024
+
+// damageKind says which kind of shared word a repair rewrote.
+type damageKind uint8
+
+const (
+	dmgEntry  damageKind = iota // a partition entry
+	dmgPub                      // the publish word
+	dmgCtl                      // a record's control word
+	dmgRecord                   // a record copy that no longer verified
+	dmgKinds
+)
+
+// damage accumulates the repairs made since the last summary (logged at
+// every Publish and StampAll): one log record per publish, however many
+// words were hit.
+type damage struct {
+	n     [dmgKinds]int
+	first string // what the first repair found
+}
+
+// repaired counts one repair of kind k, described by format and args.
+func (w *Writer) repaired(k damageKind, format string, args ...any) {
+	if w.dmg.first == "" {
+		w.dmg.first = fmt.Sprintf(format, args...)
+	}
+	w.dmg.n[k]++
+}
+
+// flushDamage adds the repairs made since the last flush to the segment's
+// repairs counter and logs them as one record.
+func (w *Writer) flushDamage() {
+	d := &w.dmg
+	total := d.n[dmgEntry] + d.n[dmgPub] + d.n[dmgCtl] + d.n[dmgRecord]
+	if total == 0 {
+		return
+	}
+	w.m.seg.Add64(w.m.repairs, uint64(total))
+	w.m.cfg.Logger.Warn("partmap: repaired damaged shared memory (the owner's copy is the truth)",
+		"epoch", w.epoch, "entries", d.n[dmgEntry], "publish_word", d.n[dmgPub], "control_words", d.n[dmgCtl],
+		"records", d.n[dmgRecord], "first", d.first)
+	*d = damage{}
+}
+
+// leaseOurs reports whether the lease record still names this writer's
+// lease as the holder, without the side effects of Lease.Holds (which
+// forgets a lost lease, turning later ErrFenced errors into ErrNotOwner).
+func (w *Writer) leaseOurs() bool {
+	e := w.l.Epoch()
+	if e == 0 {
+		return false
+	}
+	o := w.l.Owner()
+	return o.Held && o.Epoch == e
+}
+
+// reclaim replaces the fenced word at off, found holding cur, with want,
+// a word of this writer's epoch, and counts it as a repair of kind k. A
+// word of another epoch is reclaimed only while the lease record still
+// names this owner: then it was damaged, since a newer owner takes the
+// lease before it writes anything (and its epoch only grows); otherwise
+// reclaim fails with an error wrapping lease.ErrFenced. done is false if
+// the word changed under the CAS (the caller looks again).
+func (w *Writer) reclaim(off arena.Offset, cur, want uint64, k damageKind, format string, args ...any) (done bool, err error) {
+	if ce, _ := lease.SplitFenced(cur); ce != w.epoch && !w.leaseOurs() {
+		return false, fenced(lease.ErrFenced, "%s: the word has epoch %d, ours is %d, and the lease is no longer ours",
+			fmt.Sprintf(format, args...), ce, w.epoch)
+	}
+	if !w.m.seg.CAS64(off, cur, want) {
+		return false, nil
+	}
+	w.repaired(k, format, args...)
+	return true, nil
 }
 
 // Writer returns the owner's writer for this map, fenced by l, a lease on
@@ -114,12 +214,16 @@ func (w *Writer) check() error {
 
 const epochMask = 1<<lease.EpochBits - 1
 
-// stillOurs checks that the publish word carries this writer's epoch, so
-// that calls that change nothing still tell a stale owner it is fenced
-// (one atomic load; the writes themselves are fenced by their CAS).
+// pubWord is the publish word as this writer last wrote it.
+func (w *Writer) pubWord() uint64 { return lease.PackFenced(w.epoch, w.pub) }
+
+// stillOurs checks that the publish word is the one this writer wrote
+// last, so that calls that change nothing still tell a stale owner it is
+// fenced (one atomic load; the writes themselves are fenced by their
+// CAS). A publish word damaged while the lease is ours is repaired.
 func (w *Writer) stillOurs() error {
-	if e, _ := lease.SplitFenced(w.m.seg.Load64(w.m.pub)); e != w.epoch {
-		return fenced(lease.ErrFenced, "the publish word has epoch %d, ours is %d", e, w.epoch)
+	if v := w.m.seg.Load64(w.m.pub); v != w.pubWord() {
+		return w.fixPub(v)
 	}
 	return nil
 }
@@ -151,6 +255,13 @@ func fenced(err error, format string, args ...any) error {
 // single-word changes either landed before the stamp (and is part of
 // what StampAll adopts) or not at all. StampAll fails with an error
 // wrapping lease.ErrFenced if a newer owner has stamped words already.
+// A word that carries a later epoch while the lease record still names
+// this owner was damaged: it is reclaimed (see Writer), and a control
+// word so damaged keeps its record out of use unless the record verifies
+// under the tag it was written with.
+//
+// The overflow words restart from zero: the new owner counts what it
+// refuses.
 func (w *Writer) StampAll() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -158,21 +269,32 @@ func (w *Writer) StampAll() error {
 	if e == 0 {
 		return fmt.Errorf("partmap: StampAll: %w", lease.ErrNotOwner)
 	}
-	if err := w.stamp(e); err != nil {
+	base := uint64(0)
+	if w.epoch == e {
+		base = w.pub // stamped again in the same epoch: never reuse a publish word value
+	}
+	if err := w.stamp(e, base); err != nil {
 		w.epoch = 0
+		w.dmg = damage{}
 		return err
 	}
 	w.owner.PID = os.Getpid()
 	w.m.cfg.Logger.Info("partmap: stamped the tables", "epoch", e, "nodes", len(w.byName), "namespaces", len(w.nsByName))
-	return w.publishLocked()
+	err := w.publishLocked()
+	w.flushDamage()
+	return err
 }
 
 // stamp does StampAll's steps 1 to 3 under epoch e and rebuilds the
-// reference counts; StampAll publishes. On error StampAll clears w.epoch,
-// leaving the writer unusable (ErrNotStamped).
-func (w *Writer) stamp(e uint64) error {
+// reference counts; StampAll publishes. base is the publish counter this
+// writer wrote last in epoch e (0 if none). On error StampAll clears
+// w.epoch, leaving the writer unusable (ErrNotStamped).
+func (w *Writer) stamp(e, base uint64) error {
 	m := w.m
 	w.epoch, w.open, w.entries = e, false, 0
+	w.refusedNodes, w.refusedNS = map[string]bool{}, map[string]bool{}
+	m.seg.Store64(m.nodeOvf, 0)
+	m.seg.Store64(m.nsOvf, 0)
 	w.nodes = make([]wnode, m.maxNodes)
 	w.byName = map[string]int{}
 	w.refs = make([]int, m.maxNodes)
@@ -181,7 +303,7 @@ func (w *Writer) stamp(e uint64) error {
 	w.mirror = make([][Partitions]uint32, m.maxNS)
 
 	// 1. Seize the publish word.
-	if err := w.seize(); err != nil {
+	if err := w.seize(base); err != nil {
 		return err
 	}
 
@@ -250,8 +372,8 @@ func (w *Writer) stamp(e uint64) error {
 	for i := range m.maxNS {
 		for pid := range uint32(Partitions) {
 			off := m.entryOff(i, pid)
-			if err := w.l.Stamp(m.seg, off); err != nil {
-				return fenced(err, "stamp namespace %d partition %d", i, pid)
+			if err := w.stampEntry(off, i, pid); err != nil {
+				return err
 			}
 			_, p := lease.SplitFenced(m.seg.Load64(off))
 			clean := p
@@ -276,19 +398,52 @@ func (w *Writer) stamp(e uint64) error {
 	return nil
 }
 
+// stampEntry stamps partition entry off (namespace slot i, partition
+// pid) with this writer's epoch, reclaiming an entry damaged to a later
+// epoch while the lease is ours.
+func (w *Writer) stampEntry(off arena.Offset, i int, pid uint32) error {
+	for range readAttempts {
+		err := w.l.Stamp(w.m.seg, off)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, lease.ErrFenced) {
+			return fenced(err, "stamp namespace %d partition %d", i, pid)
+		}
+		v := w.m.seg.Load64(off)
+		_, p := lease.SplitFenced(v)
+		done, err := w.reclaim(off, v, lease.PackFenced(w.epoch, p), dmgEntry,
+			"namespace %d partition %d entry %#x carries a later epoch", i, pid, v)
+		if err != nil || done {
+			return err
+		}
+	}
+	return corrupt("partition", int(pid), nil, "namespace %d entry kept changing while it was stamped", i)
+}
+
 // adopt takes over record slot idx of t for this writer's epoch. A record
 // that verifies is republished unchanged under the epoch and its content
 // left in buf (state recUsed); a slot never published is stamped (recNever);
 // a record that fails validation has its control word stamped as it is,
 // so that no earlier owner can publish it and readers keep rejecting it
-// (recUnknown).
+// (recUnknown). A control word of a later epoch while the lease is ours
+// was damaged: its record is adopted if the copy it names verifies under
+// the tag it was written with (only the control word's epoch was hit),
+// and kept out of use otherwise.
 func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uint64, what string, shown int, decode func([]uint64) error) (recState, uint64, error) {
 	m := w.m
 	for range readAttempts * 4 {
 		c := m.seg.Load64(ctlOff)
 		ce, p := lease.SplitFenced(c)
 		if ce > w.epoch {
-			return 0, 0, fenced(lease.ErrFenced, "adopt %s %d: its control word has epoch %d, ours is %d", what, shown, ce, w.epoch)
+			if !w.leaseOurs() {
+				return 0, 0, fenced(lease.ErrFenced, "adopt %s %d: its control word has epoch %d, ours is %d", what, shown, ce, w.epoch)
+			}
+			state, nc, ok, err := w.adoptDamaged(t, ctlOff, c, idx, buf, what, shown, decode)
+			if err != nil || ok {
+				return state, nc, err
+			}
+			continue
 		}
 		if p == 0 {
 			nc := lease.PackFenced(w.epoch, 0)
@@ -331,6 +486,42 @@ func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uin
 	return 0, 0, fmt.Errorf("partmap: adopt %s %d: its control word kept changing: %w", what, shown, ErrUnstable)
 }
 
+// adoptDamaged adopts slot idx whose control word c carries a later epoch
+// than the writer's while the lease is ours (damage). If the copy c names
+// carries a tag of an earlier epoch with c's payload, and verifies under
+// it, only the control word's epoch was hit: the record is republished
+// under this epoch (recUsed, content in buf). Otherwise the control word
+// is reclaimed as it is and the slot kept out of use (recUnknown), or
+// stamped empty if it names no copy (recNever). ok is false if the word
+// changed meanwhile.
+func (w *Writer) adoptDamaged(t *seqlock.Table, ctlOff arena.Offset, c uint64, idx int, buf []uint64, what string, shown int, decode func([]uint64) error) (state recState, nc uint64, ok bool, err error) {
+	_, p := lease.SplitFenced(c)
+	if p == 0 {
+		nc = lease.PackFenced(w.epoch, 0)
+		done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch", what, shown, c)
+		return recNever, nc, done, err
+	}
+	if rerr := t.Read(2*idx+copyOf(p), buf); rerr == nil {
+		te, tp := lease.SplitFenced(buf[wTag])
+		intact := tp == p && te < w.epoch && buf[wSum] == checksum(buf)
+		if intact && decode != nil {
+			intact = decode(buf) == nil
+		}
+		if intact {
+			np, err := w.writeCopy(t, idx, p, buf, what, shown)
+			if err != nil {
+				return 0, 0, false, err
+			}
+			nc = lease.PackFenced(w.epoch, np)
+			done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch (its record is intact)", what, shown, c)
+			return recUsed, nc, done, err
+		}
+	}
+	nc = lease.PackFenced(w.epoch, p)
+	done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch and its record does not verify; slot kept out of use", what, shown, c)
+	return recUnknown, nc, done, err
+}
+
 // writeCopy writes rec (tag and checksum filled in here) as the next
 // publication after control payload p of slot idx: into the copy that is
 // not published, or, if a stalled writer (a stopped earlier owner) holds
@@ -344,7 +535,7 @@ func (w *Writer) writeCopy(t *seqlock.Table, idx int, p uint64, rec []uint64, wh
 	if seq > ctlSeqMask {
 		if t != w.m.statsT {
 			return 0, fmt.Errorf("partmap: %s %d was published %d times in epoch %d, the most one epoch allows; "+
-				"release and re-acquire the lease (a new epoch): %w", what, shown, ctlSeqMask, w.epoch, ErrNotStamped)
+				"release and re-acquire the lease (a new epoch): %w", what, shown, ctlSeqMask, w.epoch, ErrExhausted)
 		}
 		seq = 1
 	}
@@ -371,12 +562,14 @@ func (w *Writer) writeCopy(t *seqlock.Table, idx int, p uint64, rec []uint64, wh
 
 // publishRecord publishes rec as the next version of slot idx of t: it
 // writes a copy, then moves the control word to it with one fenced CAS.
+// A control word damaged while the lease is ours (another epoch, or a
+// payload this owner did not publish) is reclaimed by that move.
 func (w *Writer) publishRecord(t *seqlock.Table, ctlOff arena.Offset, idx int, r *wrec, rec []uint64, what string, shown int) error {
 	m := w.m
 	// A cheap early check: do not even write a copy if the control word
 	// is no longer ours. (The CAS below is what fences; this only keeps a
 	// stale owner's plain stores out of copies in all but a narrow race.)
-	if ce, _ := lease.SplitFenced(m.seg.Load64(ctlOff)); ce != w.epoch {
+	if ce, _ := lease.SplitFenced(m.seg.Load64(ctlOff)); ce != w.epoch && !w.leaseOurs() {
 		return fenced(lease.ErrFenced, "publish %s %d: control word has epoch %d, ours is %d", what, shown, ce, w.epoch)
 	}
 	_, p := lease.SplitFenced(r.ctl)
@@ -384,44 +577,78 @@ func (w *Writer) publishRecord(t *seqlock.Table, ctlOff arena.Offset, idx int, r
 	if err != nil {
 		return err
 	}
-	ok, err := w.l.FencedCAS(m.seg, ctlOff, p, np)
-	if err != nil {
-		return fenced(err, "publish %s %d", what, shown)
-	}
-	if !ok {
-		cur := m.seg.Load64(ctlOff)
-		if ce, _ := lease.SplitFenced(cur); ce == w.epoch {
-			r.ctl = cur // resynchronize, so the caller's retry can succeed
+	want := lease.PackFenced(w.epoch, np)
+	for range readAttempts {
+		ok, err := w.l.FencedCAS(m.seg, ctlOff, p, np)
+		if err != nil && !errors.Is(err, lease.ErrFenced) {
+			return fenced(err, "publish %s %d", what, shown)
 		}
-		return corrupt(what, shown, nil, "control word %#x is not the one this owner published (%#x): something else writes the segment", cur, r.ctl)
+		if ok {
+			r.ctl = want
+			return nil
+		}
+		cur := m.seg.Load64(ctlOff)
+		done, err := w.reclaim(ctlOff, cur, want, dmgCtl, "%s %d control word %#x, this owner published %#x", what, shown, cur, r.ctl)
+		if err != nil {
+			return err
+		}
+		if done {
+			r.ctl = want
+			return nil
+		}
 	}
-	r.ctl = lease.PackFenced(w.epoch, np)
-	return nil
+	return corrupt(what, shown, nil, "control word keeps changing behind the owner (%#x)", m.seg.Load64(ctlOff))
+}
+
+// nextPub returns the smallest publish counter above base with the parity
+// of w.pub (odd while a batch is open).
+func (w *Writer) nextPub(base uint64) uint64 {
+	n := base + 1
+	if n&1 != w.pub&1 {
+		n++
+	}
+	return n
 }
 
 // seize makes the publish word this writer's: from a word of an older
-// epoch, one CAS to (epoch, 1), a batch open; from a word of this epoch
-// (StampAll again), it opens a batch if none is. A word of a newer epoch
-// means another owner took over.
-func (w *Writer) seize() error {
+// epoch, one CAS to (epoch, counter), a batch open; from a word of this
+// epoch (StampAll again), it opens a batch if none is. base is the
+// counter this writer wrote last in this epoch (0 if none); the counter
+// it seizes with is above it, so the word never takes a value twice. A
+// word of a newer epoch means another owner took over, unless the lease
+// is still ours: then it was damaged, and is reclaimed.
+func (w *Writer) seize(base uint64) error {
 	m := w.m
-	for {
+	w.pub = 1 // the parity nextPub keeps: a batch opens
+	for range readAttempts * 4 {
 		v := m.seg.Load64(m.pub)
 		ve, p := lease.SplitFenced(v)
 		switch {
-		case ve > w.epoch:
-			return fenced(lease.ErrFenced, "seize the publish word: it has epoch %d, ours is %d", ve, w.epoch)
-		case ve == w.epoch && p&1 != 0:
-			w.pub, w.open = p, true // our batch is still open
-			return nil
-		case ve == w.epoch:
-			w.pub, w.open = p, false
+		case ve == w.epoch && p >= base && p != 0:
+			w.pub, w.open = p, p&1 != 0
+			if w.open {
+				return nil // our batch is still open
+			}
 			return w.begin()
-		case m.seg.CAS64(m.pub, v, lease.PackFenced(w.epoch, 1)):
-			w.pub, w.open = 1, true
-			return nil
+		case ve < w.epoch:
+			next := w.nextPub(base)
+			if m.seg.CAS64(m.pub, v, lease.PackFenced(w.epoch, next)) {
+				w.pub, w.open = next, true
+				return nil
+			}
+		default: // a later epoch, or ours with a counter below what we wrote
+			next := w.nextPub(base)
+			done, err := w.reclaim(m.pub, v, lease.PackFenced(w.epoch, next), dmgPub, "seize the publish word: found %#x", v)
+			if err != nil {
+				return err
+			}
+			if done {
+				w.pub, w.open = next, true
+				return nil
+			}
 		}
 	}
+	return corrupt("publish word", -1, nil, "it kept changing while the owner seized it (%#x)", m.seg.Load64(m.pub))
 }
 
 // begin opens a publish batch if none is open: one fenced CAS of the
@@ -430,10 +657,6 @@ func (w *Writer) begin() error {
 	if w.open {
 		return nil
 	}
-	if w.pub+2 > lease.PayloadMask {
-		return fmt.Errorf("partmap: %d publishes in epoch %d exhausted the publish counter; release and re-acquire the lease: %w",
-			w.pub/2, w.epoch, ErrNotStamped)
-	}
 	if err := w.movePub(); err != nil {
 		return err
 	}
@@ -441,37 +664,130 @@ func (w *Writer) begin() error {
 	return nil
 }
 
-// movePub increments the publish word's counter with a fenced CAS.
+// movePub increments the publish word's counter with a fenced CAS. A
+// publish word damaged while the lease is ours is repaired first.
 func (w *Writer) movePub() error {
-	ok, err := w.l.FencedCAS(w.m.seg, w.m.pub, w.pub, w.pub+1)
-	if err != nil {
-		return fenced(err, "move the publish word from %d", w.pub)
+	for range readAttempts {
+		if w.pub&1 == 0 && w.pub+2 > lease.PayloadMask { // no room to open and close a batch
+			return fmt.Errorf("partmap: publish counter at %d in epoch %d, no publishes left; release and re-acquire the lease: %w",
+				w.pub, w.epoch, ErrExhausted)
+		}
+		ok, err := w.l.FencedCAS(w.m.seg, w.m.pub, w.pub, w.pub+1)
+		if err != nil && !errors.Is(err, lease.ErrFenced) {
+			return fenced(err, "move the publish word from %d", w.pub)
+		}
+		if ok {
+			w.pub++
+			return nil
+		}
+		if err := w.fixPub(w.m.seg.Load64(w.m.pub)); err != nil {
+			return err
+		}
 	}
-	if !ok {
-		return corrupt("publish word", -1, nil, "it is %#x, this owner wrote counter %d: something else writes the segment",
-			w.m.seg.Load64(w.m.pub), w.pub)
+	return corrupt("publish word", -1, nil, "it keeps changing behind the owner (%#x)", w.m.seg.Load64(w.m.pub))
+}
+
+// fixPub restores the publish word, found holding v instead of the word
+// this writer wrote last: a word of another epoch while the lease is
+// ours, or of this epoch with another counter, was damaged (a newer
+// owner's word makes reclaim fail with ErrFenced). The counter moves past
+// both what this writer wrote and, in this epoch, the damaged counter,
+// keeping the open/closed parity: the word never takes a value twice,
+// which resolved tables rely on. A counter pushed to the end of its range
+// is an ErrExhausted error: the owner must start a new epoch.
+func (w *Writer) fixPub(v uint64) error {
+	for range readAttempts {
+		if v == w.pubWord() {
+			return nil
+		}
+		base := w.pub
+		if ve, p := lease.SplitFenced(v); ve == w.epoch {
+			base = max(base, p)
+		}
+		next := w.nextPub(base)
+		if next+2 > lease.PayloadMask {
+			return fmt.Errorf("partmap: the publish word reads %#x, past the counters epoch %d has left; "+
+				"release and re-acquire the lease: %w", v, w.epoch, ErrExhausted)
+		}
+		done, err := w.reclaim(w.m.pub, v, lease.PackFenced(w.epoch, next), dmgPub,
+			"publish word %#x, this owner wrote %#x", v, w.pubWord())
+		if err != nil {
+			return err
+		}
+		if done {
+			w.pub = next
+			return nil
+		}
+		v = w.m.seg.Load64(w.m.pub)
 	}
-	w.pub++
-	return nil
+	return corrupt("publish word", -1, nil, "it keeps changing behind the owner (%#x)", v)
 }
 
 // Publish verifies the records this owner published (republishing any
-// that were damaged, e.g. by a stale owner's late plain stores), closes
-// the open batch, which increments the generation, and wakes WaitChange
-// in every process. Without an open batch and damage it does nothing.
+// that were damaged, e.g. by a stale owner's late plain stores), scrubs
+// the partition entries against the owner's mirror (rewriting any that
+// differ; see Writer), closes the open batch, which increments the
+// generation, and wakes WaitChange in every process. Without an open
+// batch and damage it does nothing. Repairs are counted in the segment
+// and logged as one summary record.
 func (w *Writer) Publish() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.check(); err != nil {
 		return err
 	}
+	defer w.flushDamage()
 	if err := w.stillOurs(); err != nil {
 		return err
 	}
 	if err := w.repair(); err != nil {
 		return err
 	}
+	if !w.m.cfg.NoScrub {
+		if err := w.scrub(); err != nil {
+			return err
+		}
+	}
 	return w.publishLocked()
+}
+
+// scrub compares every partition entry with the mirror and rewrites, in
+// the open batch (opened if needed), each one that differs: in payload
+// or in epoch (reclaimed while the lease is ours). It costs 4096 loads
+// per namespace slot.
+func (w *Writer) scrub() error {
+	m := w.m
+	for i := range m.maxNS {
+		m.partsW.LoadN(uint64(i)*Partitions, w.scrubBuf[:])
+		for pid, cur := range w.scrubBuf {
+			want := lease.PackFenced(w.epoch, uint64(w.mirror[i][pid]))
+			if cur == want {
+				continue
+			}
+			if err := w.begin(); err != nil {
+				return err
+			}
+			if err := w.fixEntry(m.entryOff(i, uint32(pid)), i, uint32(pid), cur, want); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fixEntry rewrites entry off (namespace slot i, partition pid), found
+// holding cur, to want, the owner's word for it.
+func (w *Writer) fixEntry(off arena.Offset, i int, pid uint32, cur, want uint64) error {
+	for range readAttempts {
+		done, err := w.reclaim(off, cur, want, dmgEntry, "namespace %d partition %d entry %#x, the owner wrote %#x", i, pid, cur, want)
+		if err != nil || done {
+			return err
+		}
+		if cur = w.m.seg.Load64(off); cur == want {
+			return nil
+		}
+	}
+	return corrupt("partition", int(pid), nil, "namespace %d entry keeps changing behind the owner", i)
 }
 
 func (w *Writer) publishLocked() error {
@@ -501,7 +817,7 @@ func (w *Writer) repair() error {
 		if err == nil && ctl == n.ctl {
 			continue
 		}
-		m.cfg.Logger.Warn("partmap: republishing a damaged node record", "slot", i+1, "error", err)
+		w.repaired(dmgRecord, "node slot %d: %v (control word %#x, the owner published %#x)", i+1, err, ctl, n.ctl)
 		if err := w.putNode(i, n.gen, &n.info, n.state == recUsed); err != nil {
 			return err
 		}
@@ -515,7 +831,7 @@ func (w *Writer) repair() error {
 		if err == nil && ctl == ns.ctl {
 			continue
 		}
-		m.cfg.Logger.Warn("partmap: republishing a damaged namespace record", "slot", i, "error", err)
+		w.repaired(dmgRecord, "namespace slot %d: %v (control word %#x, the owner published %#x)", i, err, ctl, ns.ctl)
 		if err := w.putNamespace(i, &ns.info); err != nil {
 			return err
 		}
@@ -549,8 +865,9 @@ func (w *Writer) putNamespace(i int, info *NamespaceInfo) error {
 // A slot is free when it never held a node or its node was removed
 // (RemoveNode, which requires that no partition refers to it); the least
 // recently freed slot is reused first, and giving it to a new node
-// increments its generation. With no free slot it fails with ErrNoRoom
-// and counts the refusal in the segment.
+// increments its generation. With no free slot it fails with ErrNoRoom;
+// the segment counts the nodes so refused (each name once, however often
+// it is retried) until they are stored or removed (Stats.NodeOverflow).
 func (w *Writer) AddOrUpdateNode(info NodeInfo) (int, error) {
 	if err := info.validate(); err != nil {
 		return 0, err
@@ -574,9 +891,9 @@ func (w *Writer) AddOrUpdateNode(info NodeInfo) (int, error) {
 	}
 	i := w.freeSlot()
 	if i < 0 {
-		total := w.m.seg.Add64(w.m.nodeOvf, 1)
-		return 0, fmt.Errorf("partmap: node %s: all %d node slots hold nodes or are still referenced (%d refusals so far); "+
-			"raise MaxNodes and use a new segment: %w", info.Name, w.m.maxNodes, total, ErrNoRoom)
+		left := w.refuse(w.refusedNodes, info.Name, w.m.nodeOvf)
+		return 0, fmt.Errorf("partmap: node %s: all %d node slots hold nodes or are still referenced (%d nodes left out); "+
+			"raise MaxNodes and use a new segment: %w", info.Name, w.m.maxNodes, left, ErrNoRoom)
 	}
 	n := &w.nodes[i]
 	info = info.clone()
@@ -586,7 +903,28 @@ func (w *Writer) AddOrUpdateNode(info NodeInfo) (int, error) {
 	n.gen++
 	n.state, n.info = recUsed, info
 	w.byName[info.Name] = i
+	w.unrefuse(w.refusedNodes, info.Name, w.m.nodeOvf)
 	return i + 1, nil
+}
+
+// refuse records name as refused for lack of room in set, whose size the
+// overflow word at off shows, and returns that size. A name already
+// refused is not counted again; past maxRefused names the count
+// saturates.
+func (w *Writer) refuse(set map[string]bool, name string, off arena.Offset) int {
+	if !set[name] && len(set) < maxRefused {
+		set[name] = true
+		w.m.seg.Store64(off, uint64(len(set)))
+	}
+	return len(set)
+}
+
+// unrefuse forgets a refusal of name (it was stored, or removed).
+func (w *Writer) unrefuse(set map[string]bool, name string, off arena.Offset) {
+	if set[name] {
+		delete(set, name)
+		w.m.seg.Store64(off, uint64(len(set)))
+	}
 }
 
 // freeSlot returns the free slot to use next (0-based), or -1: never-used
@@ -638,7 +976,9 @@ func (w *Writer) DeactivateNode(name string) error {
 
 // RemoveNode empties the named node's slot, which may then be reused for
 // another node. It fails with ErrInUse while partition entries still
-// refer to the node: move them first (SetPartition).
+// refer to the node: move them first (SetPartition). A node that was
+// refused for lack of room (and so has no slot: ErrNotFound) is no longer
+// counted as left out.
 func (w *Writer) RemoveNode(name string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -647,6 +987,7 @@ func (w *Writer) RemoveNode(name string) error {
 	}
 	i, ok := w.byName[name]
 	if !ok {
+		w.unrefuse(w.refusedNodes, name, w.m.nodeOvf)
 		return fmt.Errorf("partmap: remove node %q: %w", name, ErrNotFound)
 	}
 	if w.refs[i] != 0 {
@@ -675,8 +1016,9 @@ func (w *Writer) NodeSlot(name string) (int, bool) {
 
 // EnsureNamespace registers a namespace (or updates its replica count and
 // SC mode) and returns its handle. Namespace slots are never reused for
-// another name. With no free slot it fails with ErrNoRoom and counts the
-// refusal in the segment.
+// another name. With no free slot it fails with ErrNoRoom; the segment
+// counts the namespaces so refused, each name once
+// (Stats.NamespaceOverflow).
 func (w *Writer) EnsureNamespace(name string, replicaCount int, sc bool) (NS, error) {
 	if err := validNamespace(name, replicaCount); err != nil {
 		return NS{}, err
@@ -706,11 +1048,12 @@ func (w *Writer) EnsureNamespace(name string, replicaCount int, sc bool) (NS, er
 		}
 		w.nss[i].state, w.nss[i].info = recUsed, info
 		w.nsByName[name] = i
+		w.unrefuse(w.refusedNS, name, w.m.nsOvf)
 		return NS{i: uint16(i + 1)}, nil
 	}
-	total := w.m.seg.Add64(w.m.nsOvf, 1)
-	return NS{}, fmt.Errorf("partmap: namespace %s: all %d namespace slots are taken (%d refusals so far); "+
-		"raise MaxNamespaces and use a new segment: %w", name, w.m.maxNS, total, ErrNoRoom)
+	left := w.refuse(w.refusedNS, name, w.m.nsOvf)
+	return NS{}, fmt.Errorf("partmap: namespace %s: all %d namespace slots are taken (%d namespaces left out); "+
+		"raise MaxNamespaces and use a new segment: %w", name, w.m.maxNS, left, ErrNoRoom)
 }
 
 // nsIndex validates a handle against the namespaces this owner holds.
@@ -834,18 +1177,17 @@ func (w *Writer) setEntry(i int, pid uint32, p uint32) error {
 	}
 	off := w.m.entryOff(i, pid)
 	ok, err := w.l.FencedCAS(w.m.seg, off, uint64(old), uint64(p))
-	if err == nil && !ok {
-		// The entry is not what this owner wrote: something else wrote
-		// the segment. Overwrite it; the mirror stays the truth.
-		_, cur := lease.SplitFenced(w.m.seg.Load64(off))
-		w.m.cfg.Logger.Warn("partmap: partition entry changed behind the owner", "namespace", i, "partition", pid, "found", cur, "expected", old)
-		ok, err = w.l.FencedCAS(w.m.seg, off, cur, uint64(p))
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, lease.ErrFenced) {
 		return fenced(err, "namespace %s partition %d", w.nss[i].info.Name, pid)
 	}
 	if !ok {
-		return corrupt("partition", int(pid), nil, "namespace %d entry keeps changing behind the owner", i)
+		// The entry is not what this owner wrote (another payload, or
+		// another epoch while the lease is ours): damage. Overwrite it;
+		// the mirror stays the truth. A newer owner's word fails with
+		// ErrFenced.
+		if err := w.fixEntry(off, i, pid, w.m.seg.Load64(off), lease.PackFenced(w.epoch, uint64(p))); err != nil {
+			return err
+		}
 	}
 	w.entries++
 	w.addRefs(old, -1)
@@ -864,6 +1206,9 @@ type TendReport struct {
 	Duration time.Duration
 	// At is when it finished (default: now).
 	At time.Time
+	// Conflicts is how many partition rows the round found with one node
+	// at two replica ranks (and resolved); added to Stats.Conflicts.
+	Conflicts int
 }
 
 // RecordTend adds a tend round to the owner statistics that followers see
@@ -887,11 +1232,16 @@ func (w *Writer) RecordTend(r TendReport) error {
 	s.LastTend, s.LastTendDuration = r.At, r.Duration
 	rec := w.buf[:statsWords]
 	encodeStats(rec, &s)
-	if err := w.publishRecord(w.m.statsT, w.m.statsCtl, 0, &w.stats, rec, "stats", 0); err != nil {
+	err := w.publishRecord(w.m.statsT, w.m.statsCtl, 0, &w.stats, rec, "stats", 0)
+	w.flushDamage()
+	if err != nil {
 		return err
 	}
 	w.stats.state = recUsed
 	w.owner = s
+	if r.Conflicts > 0 {
+		w.m.seg.Add64(w.m.conflicts, uint64(r.Conflicts))
+	}
 	return nil
 }
 
