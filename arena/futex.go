@@ -3,7 +3,6 @@ package arena
 import (
 	"errors"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,18 +24,15 @@ func (s *Segment) FutexWait(off Offset, val uint32, timeout time.Duration) bool 
 	if timeout <= 0 {
 		return false
 	}
-	p := s.w32(off)
 	ts := unix.NsecToTimespec(int64(timeout))
-	_, _, e := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(p)), futexWait, uintptr(val),
-		uintptr(unsafe.Pointer(&ts)), 0, 0)
+	_, e := futex(s.w32(off), futexWait, uintptr(val), &ts)
 	return !errors.Is(e, unix.ETIMEDOUT)
 }
 
 // FutexWake wakes up to n waiters blocked in FutexWait on the word at off,
 // in any process, and returns how many it woke.
 func (s *Segment) FutexWake(off Offset, n int) int {
-	p := s.w32(off)
-	r, _, e := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(p)), futexWake, uintptr(n), 0, 0, 0)
+	r, e := futex(s.w32(off), futexWake, uintptr(n), nil)
 	if e != 0 {
 		return 0
 	}

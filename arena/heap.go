@@ -5,7 +5,6 @@ import (
 	"os"
 	"sync"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -67,7 +66,7 @@ func (l heapLoc) create(size uint64, mode os.FileMode) (mapping, error) {
 	words := make([]uint64, (size+7)/8)
 	var data []byte
 	if size > 0 {
-		data = unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), size)
+		data = wordBytes(words, size)
 	}
 	fd, err := unix.MemfdCreate("shmkit-heap-lock", unix.MFD_CLOEXEC)
 	if err != nil {

@@ -3,7 +3,6 @@ package arena
 import (
 	"fmt"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/shmkit/shmkit/layout"
 )
@@ -73,28 +72,18 @@ func (s *Segment) CheckWord(off Offset) error {
 	return s.CheckRange(off, 8)
 }
 
-// Bytes returns the bytes [off, off+n) of the segment, bounds-checked. The
-// slice aliases shared memory: use it only for data no other process
-// changes concurrently (or that a protocol such as seqlock validates).
-func (s *Segment) Bytes(off Offset, n uint64) ([]byte, error) {
-	if err := s.CheckRange(off, n); err != nil {
-		return nil, err
-	}
-	return s.data[off : uint64(off)+n : uint64(off)+n], nil
-}
-
 func (s *Segment) w64(off Offset) *uint64 {
 	if off&7 != 0 || len(s.data) < 8 || uint64(off) > uint64(len(s.data))-8 {
 		panic(wordPanic{loc: s.loc, off: off, size: len(s.data)})
 	}
-	return (*uint64)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off))
+	return word64(s.data, off)
 }
 
 func (s *Segment) w32(off Offset) *uint32 {
 	if off&3 != 0 || len(s.data) < 4 || uint64(off) > uint64(len(s.data))-4 {
 		panic(wordPanic{loc: s.loc, off: off, size: len(s.data)})
 	}
-	return (*uint32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off))
+	return word32(s.data, off)
 }
 
 // Load64 atomically loads the 8-byte word at off.
@@ -133,9 +122,12 @@ func (s *Segment) LoadWords(off Offset, dst []uint64) {
 	if uint64(off) > uint64(len(s.data)) || uint64(len(dst)) > (uint64(len(s.data))-uint64(off))/8 || off&7 != 0 {
 		panic(wordPanic{loc: s.loc, off: off, size: len(s.data)})
 	}
-	p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off)
+	if len(dst) == 0 {
+		return
+	}
+	src := wordsAt(s.data, off, uint64(len(dst)))
 	for i := range dst {
-		dst[i] = atomic.LoadUint64((*uint64)(unsafe.Add(p, 8*i)))
+		dst[i] = atomic.LoadUint64(&src[i])
 	}
 }
 
@@ -144,9 +136,12 @@ func (s *Segment) StoreWords(off Offset, src []uint64) {
 	if uint64(off) > uint64(len(s.data)) || uint64(len(src)) > (uint64(len(s.data))-uint64(off))/8 || off&7 != 0 {
 		panic(wordPanic{loc: s.loc, off: off, size: len(s.data)})
 	}
-	p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off)
+	if len(src) == 0 {
+		return
+	}
+	dst := wordsAt(s.data, off, uint64(len(src)))
 	for i, v := range src {
-		atomic.StoreUint64((*uint64)(unsafe.Add(p, 8*i)), v)
+		atomic.StoreUint64(&dst[i], v)
 	}
 }
 

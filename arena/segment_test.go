@@ -89,20 +89,11 @@ func TestWordAccessors(t *testing.T) {
 			if s.Load64(last+8) != 6 {
 				t.Error("StoreWords at the end")
 			}
-			// Bytes aliases the segment.
-			bs, err := s.Bytes(w, 8)
-			if err != nil || len(bs) != 8 || cap(bs) != 8 {
-				t.Fatalf("Bytes = %d/%d, %v", len(bs), cap(bs), err)
-			}
-			bs[0] = 0xab
-			if s.Load64(w)&0xff != 0xab {
-				t.Error("Bytes does not alias the segment")
-			}
 		})
 	}
 }
 
-func TestCheckRangeAndBytes(t *testing.T) {
+func TestCheckRange(t *testing.T) {
 	s := newSeg(t, backends()[3])
 	n := s.Len()
 	for _, c := range []struct {
@@ -121,10 +112,6 @@ func TestCheckRangeAndBytes(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, arena.ErrRange) {
 			t.Errorf("CheckRange error %v is not ErrRange", err)
-		}
-		b, err := s.Bytes(c.off, c.len)
-		if (err == nil) != c.ok || (c.ok && uint64(len(b)) != c.len) {
-			t.Errorf("Bytes(%d, %d) = %d bytes, %v", c.off, c.len, len(b), err)
 		}
 	}
 	for _, c := range []struct {

@@ -3,7 +3,6 @@ package arena
 import (
 	"fmt"
 	"sync/atomic"
-	"unsafe"
 )
 
 // Words is a bounds-checked view of a run of 8-byte words in a segment,
@@ -30,7 +29,7 @@ func (s *Segment) Words(off Offset, n uint64) (Words, error) {
 	if n == 0 {
 		return Words{}, nil
 	}
-	return Words{w: unsafe.Slice((*uint64)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.data)), off)), n)}, nil
+	return Words{w: wordsAt(s.data, off, n)}, nil
 }
 
 // Len returns the number of words in the view.
