@@ -1,5 +1,7 @@
 package partmap
 
+import "github.com/shmkit/shmkit/arena"
+
 // Test-only access for the external test package.
 
 // PausedReplica is Lookup with pause called between the partition entry's
@@ -70,3 +72,7 @@ func (m *Map) StaleMaster(ns NS, pid uint32) (*Node, bool) {
 	}
 	return nil, false
 }
+
+// WakeWord is the offset of the futex word WaitChange sleeps on, so that
+// a test can tell (FutexWake's count) that waiters are blocked.
+func (m *Map) WakeWord() arena.Offset { return m.futex }

@@ -20,9 +20,10 @@ import (
 
 func TestMain(m *testing.M) {
 	harness.Dispatch(harness.Registry{
-		"stale":  staleOwnerWorkload,
-		"reader": churnReaderWorkload,
-		"waiter": waiterWorkload,
+		"stale":        staleOwnerWorkload,
+		"reader":       churnReaderWorkload,
+		"waiter":       waiterWorkload,
+		"stalled-copy": partmap.StalledCopyWorkload,
 	})
 	os.Exit(m.Run())
 }
@@ -52,6 +53,18 @@ func heapMap(t testing.TB, cfg partmap.Config) (*partmap.Map, arena.Location) {
 		}
 	})
 	return m, loc
+}
+
+// waitWaiters waits until n goroutines or processes are blocked in
+// WaitChange on m's segment: until one FutexWake on the wake word wakes n
+// of them at once. The waiters it wakes see no change and wait again.
+func waitWaiters(t testing.TB, m *partmap.Map, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); m.Segment().FutexWake(m.WakeWord(), n) < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters not blocked in WaitChange after 30 s", n)
+		}
+	}
 }
 
 // openMore opens another handle on loc, closed at cleanup.

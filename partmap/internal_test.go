@@ -8,13 +8,15 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"sync"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
-	"github.com/shmkit/shmkit/failpoint"
+	"github.com/shmkit/shmkit/arena/arenatest"
+	"github.com/shmkit/shmkit/bench/harness"
 	"github.com/shmkit/shmkit/lease"
+	"github.com/shmkit/shmkit/seqlock"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -188,44 +190,83 @@ func TestStaleCopyOverwrite(t *testing.T) {
 	}
 }
 
+// stalledCopyArgs are the arguments of StalledCopyWorkload.
+type stalledCopyArgs struct {
+	Key    uint32
+	Record int
+}
+
+// StalledCopyWorkload is the stale writer of TestStalledCopy (registered
+// by TestMain): it opens the map at the SysV key of its arguments with the
+// worker's failpoints and writes zeros into node record copy
+// args.Record, as a stale owner would. Armed with seqlock.write.mid=stop,
+// it stops in the middle of that write, holding the record's claim, until
+// SIGCONT. It reports the write's error, if any.
+func StalledCopyWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
+	var a stalledCopyArgs
+	if err := wk.DecodeArgs(&a); err != nil {
+		return nil, err
+	}
+	m, err := Open(ctx, arena.SysV(arena.Key(a.Key)), Config{Failpoints: wk.Failpoints, Logger: quietLogger()})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	if err := wk.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.nodeT.Write(a.Record, make([]uint64, nodeWords)); err != nil {
+		return err.Error(), nil
+	}
+	return "", nil
+}
+
 // TestStalledCopy: a writer stopped in the middle of writing the
-// unpublished copy (a stale owner) holds its seqlock claim; the owner
+// unpublished copy (a stale owner, here another process stopped at the
+// seqlock.write.mid failpoint) holds its seqlock claim; the owner
 // publishes through the other copy after StallTimeout.
 func TestStalledCopy(t *testing.T) {
-	m, loc := testMap(t, Config{StallTimeout: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := arenatest.SysVKey(t)
+	m, err := Open(ctx, arena.SysV(key), Config{StallTimeout: 50 * time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
 	_, w := testOwner(t, m)
 	a, _ := w.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
 	if err := w.Publish(); err != nil {
 		t.Fatal(err)
 	}
-	fp, err := failpoint.Parse("seqlock.write.mid=sleep(500ms)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	staleMap, err := Open(context.Background(), loc, Config{Failpoints: fp, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer staleMap.Close()
 	_, p := lease.SplitFenced(m.seg.Load64(m.nodeCtlOff(a - 1)))
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		rec := make([]uint64, nodeWords)
-		_ = staleMap.nodeT.Write(2*(a-1)+1-copyOf(p), rec) // stalls mid-write
-	}()
-	time.Sleep(100 * time.Millisecond)
+	g, err := harness.Start(ctx, harness.Spec{Workload: "stalled-copy", N: 1,
+		Args:       stalledCopyArgs{Key: uint32(key), Record: 2*(a-1) + 1 - copyOf(p)},
+		Failpoints: map[int]string{0: seqlock.FailWriteMid + "=stop"},
+		Stderr:     os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	if err := g.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The stale writer is mid-write, and stays so until SIGCONT.
+	if name, err := g.WaitFailpoint(ctx, 0); err != nil || name != seqlock.FailWriteMid {
+		t.Fatalf("failpoint: %q %v", name, err)
+	}
+	if err := g.WaitStopped(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	stalls := m.nodeT.Stats().Stalls
 	start := time.Now()
 	if _, err := w.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "2"}); err != nil {
 		t.Fatal(err)
 	}
-	took := time.Since(start)
-	if took < 40*time.Millisecond {
-		wg.Wait()
-		t.Skipf("the stalled writer was not mid-write yet (publish took %v): machine too loaded", took)
+	t.Logf("published through the other copy after %v", time.Since(start))
+	if n := m.nodeT.Stats().Stalls - stalls; n != 1 {
+		t.Errorf("the owner's write met %d stalled copies, want 1", n)
 	}
-	t.Logf("published through the other copy after %v", took)
 	if err := w.Publish(); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +276,18 @@ func TestStalledCopy(t *testing.T) {
 	if n, err := m.node(a - 1); err != nil || n.Build != "2" {
 		t.Errorf("node after the stalled write: %v %v", n, err)
 	}
-	wg.Wait()
+	if err := g.Cont(0); err != nil {
+		t.Fatal(err)
+	}
+	res, err := g.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var werr string
+	if err := res[0].Decode(&werr); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the stale write, resumed, returned %q", werr)
 	if n, err := m.node(a - 1); err != nil || n.Build != "2" {
 		t.Errorf("node after the stale write finished: %v %v", n, err)
 	}

@@ -368,7 +368,7 @@ func TestWaitChangeAndUnstableSnapshot(t *testing.T) {
 		}
 		got <- g2
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitWaiters(t, reader, 1)
 	if err := w.SetPartition(ns, 7, a, 0, 0); err != nil {
 		t.Fatal(err)
 	}

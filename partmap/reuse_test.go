@@ -506,8 +506,8 @@ func TestWaitChangeAcrossProcesses(t *testing.T) {
 	if err := g.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	const delay = 300 * time.Millisecond
-	time.Sleep(delay)
+	// Both followers are blocked in WaitChange before the publish.
+	waitWaiters(t, m, 2)
 	if _, err := w.AddOrUpdateNode(info("n1", true)); err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +533,7 @@ func TestWaitChangeAcrossProcesses(t *testing.T) {
 			t.Errorf("follower %d returned at %v, before the publish at %v", r.Index, res.Returned, published)
 		}
 		if !res.Started.Before(published) {
-			t.Logf("follower %d started waiting only after the publish (a loaded machine): it did not block", r.Index)
+			t.Errorf("follower %d started waiting at %v, after the publish at %v, though it was seen blocked", r.Index, res.Started, published)
 		}
 	}
 }

@@ -356,6 +356,7 @@ func TestTakeoverRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
+	busy := make(chan struct{}) // closed once A has made 100 writes
 	var wg sync.WaitGroup
 	var aOps, aOK int
 	var late []string
@@ -383,6 +384,9 @@ func TestTakeoverRace(t *testing.T) {
 			if err == nil {
 				aOK++
 			}
+			if aOps == 100 {
+				close(busy)
+			}
 			if finished {
 				// B has published: everything A tries now must be refused.
 				for pid := range uint32(partmap.Partitions) {
@@ -397,7 +401,11 @@ func TestTakeoverRace(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(10 * time.Millisecond)
+	select { // B takes over while A is writing
+	case <-busy:
+	case <-time.After(30 * time.Second):
+		t.Fatal("A made no 100 writes in 30 s")
+	}
 	_, wB := owner(t, mB, 20*time.Millisecond)
 	if _, err := publishZ(wB); err != nil {
 		t.Fatal(err)
