@@ -511,8 +511,9 @@ func TestCloseEndsGoroutines(t *testing.T) {
 		conns = append(conns, conn)
 	}
 	c.SetDelay(0, time.Hour) // a reply stuck in its delay must end too
+	sent := c.Messages(0)
 	go conns[0].Request(context.Background(), "node")
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, func() bool { return c.Messages(0) > sent }) // answered, now in its delay
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
