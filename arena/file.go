@@ -48,7 +48,7 @@ func (l fileLoc) Stage(n int) (Location, error) {
 	return fileLoc{path: fmt.Sprintf("%s.s%d", l.path, n)}, nil
 }
 
-func fileErr(op string, l Location, err error) error {
+func fileErr(op string, l fileLoc, err error) error {
 	switch {
 	case errors.Is(err, os.ErrExist):
 		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrExists, err)}
@@ -60,10 +60,11 @@ func fileErr(op string, l Location, err error) error {
 	case errors.Is(err, unix.ELOOP):
 		// O_NOFOLLOW met a symlink as the final component (or the
 		// directories loop).
-		return symlinkErr(op, l.(fileLoc), err)
+		return symlinkErr(op, l, err)
 	case errors.Is(err, os.ErrPermission):
 		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrPermission, err),
-			Hint: "run as the file's owner, or have it created with a group mode such as 0660 for a shared group"}
+			Hint: "run as the file's owner, or have it created with a group mode such as 0660 for a shared group " +
+				"(whose other members set Options.Mode 0660 and the creator's uid in Options.AllowUIDs)"}
 	case errors.Is(err, unix.ENOSPC):
 		return &Error{Op: op, Seg: l.String(), Err: err, Hint: "the filesystem is full: free space or use a smaller segment"}
 	}

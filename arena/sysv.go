@@ -50,7 +50,8 @@ func sysErr(op string, l Location, err error) error {
 		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrNotFound, err)}
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrPermission, err),
-			Hint: "run as the segment's owner, or have it created with a group mode such as 0660 for a shared group"}
+			Hint: "run as the segment's owner, or have it created with a group mode such as 0660 for a shared group " +
+				"(whose other members set Options.Mode 0660 and the creator's uid in Options.AllowUIDs)"}
 	case errors.Is(err, unix.EINVAL):
 		return &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: %w", ErrSize, err),
 			Hint: "a segment exists at this key with another size, or the size exceeds kernel.shmmax; remove it (" + l.RemoveHint() + ") or use another key"}
