@@ -406,7 +406,8 @@ func tendStop(ctx context.Context, sim *tendtest.Cluster, g *harness.Group, ctl 
 
 // TakeoverConfig configures TakeoverBench. The zero value is the default.
 type TakeoverConfig struct {
-	// Trials is the number of owners killed (default 20).
+	// Trials is the number of owners closed, and of owners killed
+	// (default 20 each).
 	Trials int
 	// Procs is the number of processes sharing the cluster view (default
 	// 3: the owner and two candidates).
@@ -442,8 +443,13 @@ func (c *TakeoverConfig) defaults() {
 	}
 }
 
-// The takeover benchmark's control slots, koWords words each from
-// koBase + koWords·slot:
+// The takeover benchmark's control words: koClose and koClosedAt, then
+// slots of koWords words each from koBase + koWords·slot.
+//
+//	koClose    slot+1 of the worker told to close its view (0: none)
+//	koClosedAt CLOCK_MONOTONIC ns when that worker called Close
+//
+// A slot:
 //
 //	0 pid, once the worker's view is ready
 //	1 the lease epoch of the worker's ownership whose first tend is done
@@ -452,8 +458,10 @@ func (c *TakeoverConfig) defaults() {
 //	3 CLOCK_MONOTONIC ns when its first tend as owner finished
 //	  (tend.Stats.LastTend)
 const (
-	koBase  = 8
-	koWords = 4
+	koClose    = 0
+	koClosedAt = 1
+	koBase     = 8
+	koWords    = 4
 )
 
 // monoOf converts wall-clock time t of this process to CLOCK_MONOTONIC
@@ -467,8 +475,10 @@ func monoOf(t time.Time) uint64 {
 // millisecond; when it is the owner and its first tend as owner has
 // finished (LastTend after the takeover), it publishes the times of both
 // (tend.Stats reports them as wall-clock times, converted here to
-// CLOCK_MONOTONIC, so the polling period does not count). Like
-// tendMember, it does not close its view (the parent kills it).
+// CLOCK_MONOTONIC, so the polling period does not count). Told to close
+// (koClose), it records the time and closes its view, which releases the
+// lease, and returns; otherwise, like tendMember, it does not close its
+// view (the parent kills it).
 func takeoverMember(ctx context.Context, w *harness.Worker) (any, error) {
 	var a tendArgs
 	if err := w.DecodeArgs(&a); err != nil {
@@ -486,6 +496,10 @@ func takeoverMember(ctx context.Context, w *harness.Worker) (any, error) {
 	}
 	var done uint64
 	for ctx.Err() == nil {
+		if ctl.load(koClose) == uint64(a.Slot)+1 {
+			ctl.store(koClosedAt, monoNanos())
+			return nil, c.Close()
+		}
 		st := c.Stats()
 		if st.Role == tend.RoleOwner && len(st.Takeovers) > 0 {
 			to := st.Takeovers[len(st.Takeovers)-1]
@@ -505,31 +519,34 @@ func takeoverMember(ctx context.Context, w *harness.Worker) (any, error) {
 }
 
 // TakeoverBench measures how long the cluster goes untended when the tend
-// owner dies: cfg.Procs processes share a view of a simulated cluster;
-// the owner is SIGKILLed (at a random phase of its tend cycle) and
-// replaced by a fresh process after each of cfg.Trials trials. Reported,
-// p50 and p99 in ms, from just before the kill:
+// owner goes away: cfg.Procs processes share a view of a simulated
+// cluster; in each of cfg.Trials trials per path, at a random phase of
+// its tend cycle, the owner either closes its view (tend.Cluster.Close,
+// which releases the lease) or is SIGKILLed, and is replaced by a fresh
+// process. Reported, p50 and p99 in ms, from just before the Close call or
+// the kill:
 //
 //   - until a surviving process acquired the lease (its tend.Takeover.At,
 //     taken just before it stamps the segment);
 //   - until that new owner's first tend cycle finished (tend.Stats
-//     LastTend). tend's owner loop starts its first cycle one
-//     TendInterval after the takeover, so this is about the interval.
+//     LastTend). A new owner tends at once, so this adds one cycle.
 //
-// Both are death paths: the baseline is the 30 s the Aerospike C client
-// waits before replacing a tender that stopped (shm_takeover_threshold_sec,
-// its documented default), not measured.
+// Baselines, documented and not measured: after a close, the Aerospike C
+// client's hand-over at another process's next tend, within one tend
+// interval (1 s by default); after a kill, the 30 s it waits before
+// replacing a tender that stopped (shm_takeover_threshold_sec, its
+// documented default).
 // The caller's binary must dispatch TendWorkloads.
 func TakeoverBench(ctx context.Context, cfg TakeoverConfig) (_ []Result, err error) {
 	cfg.defaults()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(cfg.Trials)*(5*cfg.TendInterval+10*time.Second))
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(2*cfg.Trials)*(5*cfg.TendInterval+10*time.Second))
 	defer cancel()
 	sim, err := tendtest.New(tendtest.Options{Nodes: cfg.Nodes})
 	if err != nil {
 		return nil, err
 	}
 	defer sim.Close()
-	slots := cfg.Procs + cfg.Trials
+	slots := cfg.Procs + 2*cfg.Trials
 	words := koBase + koWords*slots
 	ctl, ctlKey, removeCtl, err := createCtl(ctx, "takeover.ctl", words)
 	if err != nil {
@@ -579,49 +596,74 @@ func TakeoverBench(ctx context.Context, cfg TakeoverConfig) (_ []Result, err err
 		}
 		return best, be
 	}
-	var acq, first []float64
+	// trial replaces the owner once, by close or kill, and returns the
+	// times from the close or kill until the lease was taken and until
+	// the new owner's first tend, in ms.
 	epoch := uint64(0)
-	for trial := range cfg.Trials {
+	trial := func(byClose bool, n int) (acq, first float64, err error) {
 		var s int
 		if err := pollUntil(ctx, "an owner that has tended", time.Millisecond, func() bool {
 			s, epoch = owner(epoch)
 			return s >= 0
 		}); err != nil {
-			return nil, err
+			return 0, 0, err
 		}
 		if err := sleepCtx(ctx, rand.N(cfg.TendInterval)); err != nil {
-			return nil, err
+			return 0, 0, err
 		}
 		g := groups[s]
-		t0 := monoNanos()
-		if err := g.Kill(0); err != nil {
-			return nil, err
+		var t0 uint64
+		if byClose {
+			ctl.store(koClose, uint64(s)+1)
+		} else {
+			t0 = monoNanos()
+			if err := g.Kill(0); err != nil {
+				return 0, 0, err
+			}
 		}
 		delete(groups, s)
 		var ns int
-		if err := pollUntil(ctx, fmt.Sprintf("takeover %d", trial), time.Millisecond, func() bool {
+		if err := pollUntil(ctx, fmt.Sprintf("takeover %d", n), time.Millisecond, func() bool {
 			ns, _ = owner(epoch)
 			return ns >= 0
 		}); err != nil {
-			return nil, err
+			return 0, 0, err
 		}
-		g.Wait()
+		if _, err := g.Wait(); byClose && err != nil {
+			return 0, 0, fmt.Errorf("bench: the owner closing its view: %w", err)
+		}
 		g.Close()
+		if byClose {
+			t0 = ctl.load(koClosedAt)
+		}
 		nb := koBase + koWords*ns
 		ta, tt := ctl.load(nb+2), ctl.load(nb+3)
-		if ta < t0 || tt < ta {
-			return nil, fmt.Errorf("%w: trial %d: killed at %d, taken over at %d, first tend at %d", ErrTendBench, trial, t0, ta, tt)
+		if t0 == 0 || ta < t0 || tt < ta {
+			return 0, 0, fmt.Errorf("%w: trial %d: owner gone at %d, taken over at %d, first tend at %d", ErrTendBench, n, t0, ta, tt)
 		}
-		acq = append(acq, float64(ta-t0)/1e6)
-		first = append(first, float64(tt-t0)/1e6)
-		if err := spawn(); err != nil {
+		return float64(ta-t0) / 1e6, float64(tt-t0) / 1e6, spawn()
+	}
+	var closeAcq, closeFirst, killAcq, killFirst []float64
+	for n := range 2 * cfg.Trials {
+		byClose := n%2 == 0 // the paths interleaved, so that both see the same conditions
+		a, f, err := trial(byClose, n)
+		if err != nil {
 			return nil, err
+		}
+		if byClose {
+			closeAcq, closeFirst = append(closeAcq, a), append(closeFirst, f)
+		} else {
+			killAcq, killFirst = append(killAcq, a), append(killFirst, f)
 		}
 	}
 	var out []Result
+	out = append(out, latencyResults(BenchTakeover, "close → lease taken",
+		fmt.Sprintf("the tend owner's Close → a survivor acquired the lease, %d procs, %d trials", cfg.Procs, len(closeAcq)), closeAcq, closeBaseline())...)
+	out = append(out, latencyResults(BenchTakeover, "close → first tend done",
+		fmt.Sprintf("the tend owner's Close → the new owner's first tend finished, tend interval %v, %d trials", cfg.TendInterval, len(closeFirst)), closeFirst, closeBaseline())...)
 	out = append(out, latencyResults(BenchTakeover, "sigkill → lease taken",
-		fmt.Sprintf("SIGKILL of the tend owner → a survivor acquired the lease, %d procs, %d trials", cfg.Procs, len(acq)), acq, deathBaseline())...)
+		fmt.Sprintf("SIGKILL of the tend owner → a survivor acquired the lease, %d procs, %d trials", cfg.Procs, len(killAcq)), killAcq, deathBaseline())...)
 	out = append(out, latencyResults(BenchTakeover, "sigkill → first tend done",
-		fmt.Sprintf("SIGKILL of the tend owner → the new owner's first tend finished, tend interval %v, %d trials", cfg.TendInterval, len(first)), first, deathBaseline())...)
+		fmt.Sprintf("SIGKILL of the tend owner → the new owner's first tend finished, tend interval %v, %d trials", cfg.TendInterval, len(killFirst)), killFirst, deathBaseline())...)
 	return out, nil
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,16 +49,25 @@ func TestTakeoverBenchTiny(t *testing.T) {
 	}
 	checkResults(t, rs)
 	checkNoLeak(t, before)
-	if len(rs) != 4 {
-		t.Fatalf("%d results, want 4", len(rs))
+	if len(rs) != 8 {
+		t.Fatalf("%d results, want 8", len(rs))
 	}
-	for _, r := range rs {
-		if r.Bench != BenchTakeover || r.Unit != "ms" || r.BaselineValue != 30e3 {
-			t.Errorf("unexpected result %v", r)
+	// A close is compared with the C client's hand-over at its next tend
+	// (1 s), a kill with its 30 s threshold.
+	for i, r := range rs {
+		want := 1e3
+		if i >= 4 {
+			want = 30e3
+		}
+		if r.Bench != BenchTakeover || r.Unit != "ms" || r.BaselineValue != want || r.Value <= 0 ||
+			strings.HasPrefix(r.Metric, "close") != (i < 4) || r.Detail == "" {
+			t.Errorf("unexpected result %d: %+v", i, r)
 		}
 	}
 	// The first tend of a new owner comes after the lease was taken.
-	if rs[2].Value < rs[0].Value {
-		t.Errorf("first tend p50 %v ms before the takeover p50 %v ms", rs[2].Value, rs[0].Value)
+	for _, i := range []int{0, 4} {
+		if rs[i+2].Value < rs[i].Value {
+			t.Errorf("%s %v ms before %s %v ms", rs[i+2].Metric, rs[i+2].Value, rs[i].Metric, rs[i].Value)
+		}
 	}
 }

@@ -11,8 +11,8 @@
 //	                (default 2; lookup and tend sweep 1, 2, 4, 8(, 16))
 //	-duration D     length of each timed multi-process phase (lookup: per
 //	                process count; tend: the request-counting window)
-//	-trials N       trials per lease takeover path and tend takeover
-//	                (default 50; quick mode: 8 tend takeovers)
+//	-trials N       trials per lease takeover path and tend takeover path
+//	                (default 50; quick mode: 8 per tend takeover path)
 //	-interval D     tend interval of the tend and takeover benchmarks
 //	                (default 100ms)
 //	-plot DIR       write requests-per-second.svg and lookup-cost.svg
@@ -103,7 +103,7 @@ func benchmarks() []benchmark {
 			}
 			return bench.TendBench(ctx, cfg)
 		}},
-		{"takeover", "time from SIGKILL of the tend owner until a new owner has tended", func(ctx context.Context, o options) ([]bench.Result, error) {
+		{"takeover", "time from the tend owner's Close or SIGKILL until a new owner has tended", func(ctx context.Context, o options) ([]bench.Result, error) {
 			cfg := bench.TakeoverConfig{Trials: o.trials, TendInterval: o.interval, Stderr: o.stderr}
 			if o.quick && !o.trialsSet {
 				cfg.Trials = 8
