@@ -123,7 +123,7 @@ type followerArgs struct {
 // few milliseconds.
 type followerStatus struct {
 	Pid      int
-	Role     string
+	Role     tend.Role
 	OwnerPID int
 	Hash     map[string]string
 	Err      string

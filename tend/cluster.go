@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
@@ -35,11 +36,138 @@ const FailLimit = 3
 // (class cluster, instance 0) that the C client's 0xA7000000 can never be.
 func DefaultShmKey() arena.Key { return arena.MakeKey(arena.ClassCluster, 0) }
 
+// Role is a process's part in tending a view.
+type Role uint8
+
 // Roles reported in Stats.Role.
 const (
-	RoleOwner    = "owner"
-	RoleFollower = "follower"
+	// RoleFollower reads the view and waits for the lease.
+	RoleFollower Role = iota
+	// RoleOwner holds the lease and tends.
+	RoleOwner
 )
+
+var roleNames = [...]string{RoleFollower: "follower", RoleOwner: "owner"}
+
+// String returns "follower" or "owner".
+func (r Role) String() string { return enumString(roleNames[:], uint8(r), "role") }
+
+// MarshalText encodes the role as its String (JSON shows "owner").
+func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText decodes a role's String.
+func (r *Role) UnmarshalText(b []byte) error { return enumParse(roleNames[:], b, (*uint8)(r), "role") }
+
+// TakeoverReason says why this process acquired the tend lease.
+type TakeoverReason uint8
+
+// Takeover reasons, from the lease's (lease.Reason).
+const (
+	// TakeoverUnknown is a reason the lease did not state.
+	TakeoverUnknown TakeoverReason = iota
+	// TakeoverFirst: the lease had never been held.
+	TakeoverFirst
+	// TakeoverReleased: the previous owner released it (Close, or a
+	// step-down).
+	TakeoverReleased
+	// TakeoverOwnerDead: the previous owner's process is gone.
+	TakeoverOwnerDead
+	// TakeoverExpired: the previous owner's heartbeat is older than the
+	// threshold (hung, stopped, or its liveness cannot be known).
+	TakeoverExpired
+)
+
+var takeoverNames = [...]string{TakeoverUnknown: "unknown", TakeoverFirst: "first owner", TakeoverReleased: "released",
+	TakeoverOwnerDead: "owner dead", TakeoverExpired: "heartbeat expired"}
+
+// String returns the reason as the lease words it ("released", "owner
+// dead", ...).
+func (r TakeoverReason) String() string {
+	return enumString(takeoverNames[:], uint8(r), "takeover reason")
+}
+
+// MarshalText encodes the reason as its String.
+func (r TakeoverReason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText decodes a reason's String.
+func (r *TakeoverReason) UnmarshalText(b []byte) error {
+	return enumParse(takeoverNames[:], b, (*uint8)(r), "takeover reason")
+}
+
+func takeoverReason(r lease.Reason) TakeoverReason {
+	switch r {
+	case lease.ReasonFirst:
+		return TakeoverFirst
+	case lease.ReasonReleased:
+		return TakeoverReleased
+	case lease.ReasonOwnerDead:
+		return TakeoverOwnerDead
+	case lease.ReasonHeartbeatExpired:
+		return TakeoverExpired
+	}
+	return TakeoverUnknown
+}
+
+// StepDownReason says why this process stopped tending.
+type StepDownReason uint8
+
+// Step-down reasons reported in StepDown.Reason.
+const (
+	// StepDownOverrun: a tend cycle did not complete TendInterval before
+	// the heartbeat it was to renew would expire; the owner released the
+	// lease and sits out one TakeoverThreshold.
+	StepDownOverrun StepDownReason = iota + 1
+	// StepDownLost: a fenced write or the heartbeat renewal found that
+	// another process holds the lease.
+	StepDownLost
+	// StepDownStampFailed: the new owner could not stamp the segment
+	// (partmap.Writer.StampAll failed while the lease was still its own:
+	// the segment is being written by something else); it released the
+	// lease and sits out one TakeoverThreshold.
+	StepDownStampFailed
+	// StepDownExhausted: the owner's epoch ran out of publication numbers
+	// (partmap.ErrExhausted); it released the lease, and the next
+	// acquisition starts a new epoch.
+	StepDownExhausted
+	// StepDownRemoved: the segment was removed (ipcrm, arena.Remove,
+	// unlinked file); the process released the lease and moved to the
+	// segment now at the location.
+	StepDownRemoved
+)
+
+var stepDownNames = [...]string{0: "none", StepDownOverrun: "tend cycle overran the takeover threshold",
+	StepDownLost: "lease lost", StepDownStampFailed: "stamping the segment failed",
+	StepDownExhausted: "publication numbers exhausted", StepDownRemoved: "segment removed"}
+
+// String describes the reason.
+func (r StepDownReason) String() string {
+	return enumString(stepDownNames[:], uint8(r), "step-down reason")
+}
+
+// MarshalText encodes the reason as its String.
+func (r StepDownReason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText decodes a reason's String.
+func (r *StepDownReason) UnmarshalText(b []byte) error {
+	return enumParse(stepDownNames[:], b, (*uint8)(r), "step-down reason")
+}
+
+func enumString(names []string, v uint8, what string) string {
+	if int(v) < len(names) && names[v] != "" {
+		return names[v]
+	}
+	return fmt.Sprintf("%s(%d)", what, v)
+}
+
+func enumParse(names []string, b []byte, v *uint8, what string) error {
+	for i, n := range names {
+		if n != "" && n == string(b) {
+			*v = uint8(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("tend: %s %q: %w", what, b, ErrConfig)
+}
 
 // Errors of this package; returned errors wrap them (errors.Is), or the
 // error of the package underneath (partmap, arena, layout, lease).
@@ -91,26 +219,19 @@ type Config struct {
 	Failpoints *failpoint.Set
 	// Self overrides this process's identity for the lease (tests).
 	Self procid.Identity
+	// NoScrub turns off the owner's repair of damaged partition entries
+	// (partmap.Config.NoScrub): the negative control of the tests. Never
+	// set it otherwise.
+	NoScrub bool
 }
-
-// Step-down reasons reported in StepDown.Reason.
-const (
-	// StepDownOverrun: a tend cycle did not complete TendInterval before
-	// the heartbeat it was to renew would expire; the owner released the
-	// lease.
-	StepDownOverrun = "tend cycle overran the takeover threshold"
-	// StepDownLost: a fenced write or the heartbeat renewal found that
-	// another process holds the lease.
-	StepDownLost = "lease lost"
-)
 
 // StepDown records one loss of the tend lease by this process (Close is
 // not recorded).
 type StepDown struct {
 	// Epoch is the epoch that was given up.
 	Epoch uint64
-	// Reason is StepDownOverrun or StepDownLost.
-	Reason string
+	// Reason says why.
+	Reason StepDownReason
 	// Detail is the error or measurement behind the reason.
 	Detail string
 	// At is when it happened.
@@ -121,17 +242,20 @@ type StepDown struct {
 type Takeover struct {
 	// Epoch is the lease epoch acquired.
 	Epoch uint64
-	// Reason says why: "first owner", "released", "owner dead" or
-	// "heartbeat expired".
-	Reason string
+	// Reason says why.
+	Reason TakeoverReason
 	// At is when it happened.
 	At time.Time
 }
 
+// MaxEvents is how many takeovers and step-downs Stats lists (the most
+// recent); Stats.TakeoverCount and Stats.StepDownCount count them all.
+const MaxEvents = 32
+
 // Stats describes this process's role and the tend owner's work.
 type Stats struct {
 	// Role is RoleOwner or RoleFollower.
-	Role string
+	Role Role
 	// OwnerPID is the tend owner's pid (0 if none) and Epoch its epoch.
 	OwnerPID int
 	Epoch    uint64
@@ -139,14 +263,27 @@ type Stats struct {
 	// sent, TendErrors the cycles that failed (a node failed or the
 	// cluster was unreachable), over all owners of the segment.
 	Tends, InfoRequests, TendErrors uint64
-	// Takeovers lists this process's acquisitions of the lease, StepDowns
-	// its losses of it, oldest first.
-	Takeovers []Takeover
-	StepDowns []StepDown
+	// Takeovers lists this process's last MaxEvents acquisitions of the
+	// lease, StepDowns its last MaxEvents losses of it, oldest first;
+	// TakeoverCount and StepDownCount count all of them.
+	Takeovers                    []Takeover
+	StepDowns                    []StepDown
+	TakeoverCount, StepDownCount uint64
 	// NodeOverflow and NamespaceOverflow count the nodes and namespaces
-	// the segment had no room for (MaxNodes, MaxNamespaces), over all
-	// owners; such nodes and namespaces are left out of the view.
+	// the owner found no room for in the segment (MaxNodes,
+	// MaxNamespaces) and left out of the view: each once, however often
+	// it was retried.
 	NodeOverflow, NamespaceOverflow uint64
+	// Conflicts counts the partitions in which the owner found one node
+	// at two replica ranks and dropped the older claim (MergeClaims),
+	// over all owners.
+	Conflicts uint64
+	// Repairs counts the shared words the owner found damaged and
+	// rewrote (partmap.Stats.Repairs), over all owners.
+	Repairs uint64
+	// Moves counts the times this process found its segment removed and
+	// moved to the segment at the location.
+	Moves uint64
 	// LastTend is when the last tend cycle finished.
 	LastTend time.Time
 	// MapGeneration is the partition map generation.
@@ -159,8 +296,7 @@ type Cluster struct {
 	cfg   Config
 	log   *slog.Logger
 	loc   arena.Location
-	m     *partmap.Map
-	l     *lease.Lease
+	v     atomic.Pointer[view]
 	pool  *info.Pool
 	heap  *arena.HeapStore
 	stop  context.CancelFunc
@@ -171,6 +307,18 @@ type Cluster struct {
 	owner     bool
 	takeovers []Takeover
 	stepDowns []StepDown
+	nTakeover uint64
+	nStepDown uint64
+	// retired are the views of removed segments this process moved away
+	// from: kept attached until Close, since a *partmap.Map handed out by
+	// Map may still be in use.
+	retired []*view
+}
+
+// view is one attached segment: its map and the lease in it.
+type view struct {
+	m *partmap.Map
+	l *lease.Lease
 }
 
 func (c *Config) defaults() error {
@@ -225,61 +373,85 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 	default:
 		c.loc = arena.SysV(cfg.ShmKey)
 	}
+	v, err := c.attach(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.v.Store(v)
+	c.pool = info.NewPool(info.PoolOptions{Options: info.Options{ConnectTimeout: cfg.InfoTimeout, ReadTimeout: cfg.InfoTimeout}})
+	runCtx, stop := context.WithCancel(context.Background())
+	c.stop, c.done = stop, make(chan struct{})
+	var first *tender
+	var firstErr error
+	var epoch uint64
+	if a, err := v.l.TryAcquire(); err == nil {
+		epoch = a.Epoch
+		if first, firstErr = c.becomeOwner(v, a); first != nil {
+			// Open's ctx ending cuts this cycle short; run tends on.
+			if err := first.cycle(ctx); isStop(err) {
+				firstErr = err
+			}
+		}
+	} else {
+		c.log.Info("tend: follower", "owner", v.l.Owner().Identity.String())
+	}
+	go c.run(runCtx, first, firstErr, epoch)
+	return c, nil
+}
+
+// attach opens (creating if needed) the segment at c.loc and the lease in
+// it.
+func (c *Cluster) attach(ctx context.Context) (*view, error) {
+	cfg := &c.cfg
 	m, err := partmap.Open(ctx, c.loc, partmap.Config{
 		MaxNodes: cfg.MaxNodes, MaxNamespaces: cfg.MaxNamespaces, Mode: cfg.Mode,
-		Failpoints: cfg.Failpoints, Logger: cfg.Logger,
+		Failpoints: cfg.Failpoints, Logger: cfg.Logger, NoScrub: cfg.NoScrub,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tend: open cluster view at %s: %w", c.loc, err)
 	}
-	c.m = m
-	c.l, err = lease.New(m.Segment(), m.LeaseOffset(), lease.Config{
+	l, err := lease.New(m.Segment(), m.LeaseOffset(), lease.Config{
 		Threshold: cfg.TakeoverThreshold, Self: cfg.Self, Failpoints: cfg.Failpoints, Logger: cfg.Logger,
 	})
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("tend: lease: %w", err)
 	}
-	c.pool = info.NewPool(info.PoolOptions{Options: info.Options{ConnectTimeout: cfg.InfoTimeout, ReadTimeout: cfg.InfoTimeout}})
-	runCtx, stop := context.WithCancel(context.Background())
-	c.stop, c.done = stop, make(chan struct{})
-	var first *tender
-	if a, err := c.l.TryAcquire(); err == nil {
-		first = c.becomeOwner(a)
-		if first != nil {
-			first.cycle(ctx)
-		}
-	} else {
-		c.log.Info("tend: follower", "owner", c.l.Owner().Identity.String())
-	}
-	go c.run(runCtx, first)
-	return c, nil
+	return &view{m: m, l: l}, nil
 }
 
-// becomeOwner records an acquisition and stamps the segment; nil means the
-// stamp failed and this process is a follower again.
-func (c *Cluster) becomeOwner(a lease.Acquired) *tender {
+// becomeOwner records an acquisition and stamps the segment. A stamp that
+// fails leaves this process a follower: the error is a *stopError
+// (StepDownLost if another process holds the lease, StepDownStampFailed
+// otherwise).
+func (c *Cluster) becomeOwner(v *view, a lease.Acquired) (*tender, error) {
 	at := time.Now() // about when the lease wrote our first heartbeat
+	reason := takeoverReason(a.Reason)
 	c.mu.Lock()
-	c.takeovers = append(c.takeovers, Takeover{Epoch: a.Epoch, Reason: a.Reason.String(), At: at})
+	c.takeovers = appendCapped(c.takeovers, Takeover{Epoch: a.Epoch, Reason: reason, At: at})
+	c.nTakeover++
 	c.mu.Unlock()
-	c.log.Info("tend: became owner", "epoch", a.Epoch, "reason", a.Reason.String(), "previous", a.Previous.String())
-	w := c.m.Writer(c.l)
+	c.log.Info("tend: became owner", "epoch", a.Epoch, "reason", reason, "previous", a.Previous.String())
+	w := v.m.Writer(v.l)
 	if err := w.StampAll(); err != nil {
-		c.log.Warn("tend: stamp failed, back to follower", "err", err)
-		return nil
+		if fenced(err) {
+			return nil, &stopError{reason: StepDownLost, err: err}
+		}
+		if errors.Is(err, partmap.ErrExhausted) {
+			return nil, &stopError{reason: StepDownExhausted, err: err}
+		}
+		return nil, &stopError{reason: StepDownStampFailed, err: err}
 	}
 	c.setOwner(true)
-	return newTender(c, w, at)
+	return newTender(c, v, w, at), nil
 }
 
-// steppedDown records a loss of the lease and makes this process a
-// follower.
-func (c *Cluster) steppedDown(sd StepDown) {
-	c.mu.Lock()
-	c.owner = false
-	c.stepDowns = append(c.stepDowns, sd)
-	c.mu.Unlock()
+// appendCapped appends e to s, keeping the last MaxEvents elements.
+func appendCapped[E any](s []E, e E) []E {
+	if len(s) >= MaxEvents {
+		s = append(s[:0], s[len(s)-MaxEvents+1:]...)
+	}
+	return append(s, e)
 }
 
 func (c *Cluster) setOwner(v bool) {
@@ -289,56 +461,194 @@ func (c *Cluster) setOwner(v bool) {
 }
 
 // run is the process's one tend goroutine: wait for the lease, tend while
-// holding it, repeat. After stepping down because its cycle overran, the
-// process sits out one TakeoverThreshold before it competes for the lease
-// again, so that a process that can tend in time takes over; alone, it
-// takes the lease back after that pause.
-func (c *Cluster) run(ctx context.Context, t *tender) {
+// holding it, repeat. t is a tender Open started (it has tended once), or
+// nil; err is why Open's attempt to tend stopped, if it did, and epoch
+// the lease epoch Open acquired.
+//
+// After any step-down the process gives the lease up if it still holds
+// it: a lease nobody tends must not stay held. After stepping down
+// because its cycle overran or the stamp failed, it sits out one
+// TakeoverThreshold before it competes for the lease again, so that a
+// process that can tend takes over; alone, it takes the lease back after
+// that pause. Nothing here loops without waiting.
+func (c *Cluster) run(ctx context.Context, t *tender, err error, epoch uint64) {
 	defer close(c.done)
 	fresh := false // a tender handed in by Open has already tended once
 	for {
-		if t != nil {
-			t.loop(ctx, fresh)
-			c.setOwner(false)
-			if ctx.Err() != nil {
-				return
-			}
-			c.log.Info("tend: became follower", "epoch", t.w.Epoch(), "reason", t.reason)
-			if t.reason == StepDownOverrun {
-				pause := time.NewTimer(c.cfg.TakeoverThreshold)
-				select {
-				case <-ctx.Done():
-					pause.Stop()
-					return
-				case <-pause.C:
-				}
-			}
+		if t != nil && err == nil {
+			err = t.loop(ctx, fresh)
 		}
-		a, err := c.l.Acquire(ctx)
-		if err != nil {
+		t = nil
+		c.setOwner(false)
+		if ctx.Err() != nil {
 			return
 		}
-		t, fresh = c.becomeOwner(a), true
+		if err != nil {
+			if !c.steppedDown(ctx, epoch, err) {
+				return
+			}
+			err = nil
+		}
+		v := c.v.Load()
+		a, aerr := c.acquire(ctx, v)
+		switch {
+		case errors.Is(aerr, errRemoved):
+			err, epoch = &stopError{reason: StepDownRemoved, err: aerr}, 0
+			continue
+		case aerr != nil:
+			return
+		}
+		t, err = c.becomeOwner(v, a)
+		fresh, epoch = true, a.Epoch
+	}
+}
+
+// steppedDown records a step-down (a *stopError, or another error the
+// tender stopped with), gives the lease up if this process still holds
+// it, and waits or moves as the reason asks. It returns false if ctx
+// ended.
+func (c *Cluster) steppedDown(ctx context.Context, epoch uint64, err error) bool {
+	var se *stopError
+	if !errors.As(err, &se) {
+		se = &stopError{reason: StepDownLost, err: err}
+	}
+	v := c.v.Load()
+	if v.l.Epoch() != 0 {
+		if rerr := v.l.Release(); rerr != nil {
+			c.log.Info("tend: lease already taken over", "err", rerr)
+		}
+	}
+	if se.reason != StepDownRemoved || epoch != 0 {
+		c.mu.Lock()
+		c.stepDowns = appendCapped(c.stepDowns, StepDown{Epoch: epoch, Reason: se.reason, Detail: se.err.Error(), At: time.Now()})
+		c.nStepDown++
+		c.mu.Unlock()
+		c.log.Warn("tend: became follower", "epoch", epoch, "reason", se.reason, "detail", se.err.Error())
+	}
+	switch se.reason {
+	case StepDownOverrun, StepDownStampFailed:
+		pause := time.NewTimer(c.cfg.TakeoverThreshold)
+		defer pause.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-pause.C:
+		}
+	case StepDownRemoved:
+		return c.move(ctx)
+	}
+	return ctx.Err() == nil
+}
+
+// errRemoved means the segment was removed while this process used it.
+var errRemoved = errors.New("tend: the segment was removed")
+
+// removed reports whether v's segment was removed (checked with one system
+// call: the SysV segment's state, the file's link count and name). A check
+// that fails is logged and counts as not removed.
+func (c *Cluster) removed(v *view) bool {
+	if !c.cfg.UseShm {
+		return false
+	}
+	rm, err := v.m.Segment().Removed()
+	if err != nil {
+		c.log.Debug("tend: removal check failed", "err", err)
+		return false
+	}
+	return rm
+}
+
+// acquire waits for v's lease like Lease.Acquire and, in a shared view,
+// checks every TendInterval whether the segment was removed: then it
+// returns an error wrapping errRemoved.
+func (c *Cluster) acquire(ctx context.Context, v *view) (lease.Acquired, error) {
+	if !c.cfg.UseShm {
+		return v.l.Acquire(ctx)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	var gone atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(c.cfg.TendInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-actx.Done():
+				return
+			case <-tick.C:
+			}
+			if c.removed(v) {
+				gone.Store(true)
+				cancel()
+				return
+			}
+		}
+	})
+	a, err := v.l.Acquire(actx)
+	cancel()
+	wg.Wait() // the watcher touches the segment: done before a move detaches it
+	if err != nil && gone.Load() {
+		return a, fmt.Errorf("%w (%s)", errRemoved, c.loc)
+	}
+	return a, err
+}
+
+// move attaches the segment now at the location (another process's, or a
+// new one) in place of a removed one, so that every process of the key
+// shares one view and one owner again. The removed segment stays attached
+// until Close (a *partmap.Map from Map may still be in use). An attempt
+// that fails is logged and retried every TendInterval. It returns false
+// if ctx ended.
+func (c *Cluster) move(ctx context.Context) bool {
+	old := c.v.Load()
+	for {
+		nv, err := c.attach(ctx)
+		if err == nil {
+			c.v.Store(nv)
+			c.mu.Lock()
+			c.retired = append(c.retired, old)
+			moves := len(c.retired)
+			c.mu.Unlock()
+			st, _ := nv.m.Segment().Stat()
+			c.log.Warn("tend: the segment was removed under this process; moved to the segment now at the location",
+				"location", c.loc.String(), "id", st.ID, "moves", moves)
+			return true
+		}
+		c.log.Error("tend: the segment was removed and the one at the location cannot be opened; retrying", "err", err)
+		retry := time.NewTimer(c.cfg.TendInterval)
+		select {
+		case <-ctx.Done():
+			retry.Stop()
+			return false
+		case <-retry.C:
+		}
 	}
 }
 
 // Close stops tending, releases the lease if this process holds it (another
-// process takes over at once) and detaches the segment. It is idempotent.
+// process takes over at once) and detaches the segment (and the removed
+// segments it moved away from). It is idempotent.
 func (c *Cluster) Close() error {
 	var err error
 	c.close.Do(func() {
 		c.stop()
 		<-c.done
-		if c.l.Epoch() != 0 {
-			if rerr := c.l.Release(); rerr != nil && !errors.Is(rerr, lease.ErrLost) && !errors.Is(rerr, lease.ErrNotOwner) {
+		v := c.v.Load()
+		if v.l.Epoch() != 0 {
+			if rerr := v.l.Release(); rerr != nil && !errors.Is(rerr, lease.ErrLost) && !errors.Is(rerr, lease.ErrNotOwner) {
 				err = fmt.Errorf("tend: release lease: %w", rerr)
 			} else {
 				c.log.Info("tend: released lease")
 			}
 		}
 		c.pool.Close()
-		if cerr := c.m.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("tend: close: %w", cerr)
+		c.mu.Lock()
+		views := append([]*view{v}, c.retired...)
+		c.mu.Unlock()
+		for _, v := range views {
+			if cerr := v.m.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("tend: close: %w", cerr)
+			}
 		}
 		if c.heap != nil {
 			arena.Remove(c.loc, arena.RemoveOptions{Force: true})
@@ -347,91 +657,106 @@ func (c *Cluster) Close() error {
 	return err
 }
 
-// ns resolves a namespace name through partmap's cache, which checks the
-// slot's control word on every call: a handle follows the namespace when a
-// new owner re-registers it in another slot (after finding its record
-// damaged).
-func (c *Cluster) ns(name string) (partmap.NS, error) {
-	ns, ok := c.m.Namespace(name)
+// m returns the current map.
+func (c *Cluster) m() *partmap.Map { return c.v.Load().m }
+
+// ns resolves a namespace name in m through partmap's cache, which checks
+// the slot's control word on every call: a handle follows the namespace
+// when a new owner re-registers it in another slot (after finding its
+// record damaged).
+func ns(m *partmap.Map, name string) (partmap.NS, error) {
+	h, ok := m.Namespace(name)
 	if !ok {
 		return partmap.NS{}, fmt.Errorf("%w %q", ErrNamespace, name)
 	}
-	return ns, nil
+	return h, nil
 }
 
 // Map returns the shared view itself, for the lock-free hot path: resolve a
 // namespace once with Map().Namespace and look partitions up by handle
 // (Map().Master(ns, d.PartitionID())), which skips the name lookup Master
 // does on every call. Do not use it after Close.
-func (c *Cluster) Map() *partmap.Map { return c.m }
+//
+// If the segment is removed under the process (Stats.Moves grows), the
+// Cluster moves to the segment now at the location and Map returns that
+// one; a Map returned before stays valid until Close, but its content no
+// longer changes. Handles belong to the Map they came from: after a move,
+// call Map again and resolve the namespaces again.
+func (c *Cluster) Map() *partmap.Map { return c.m() }
 
 // Nodes returns the nodes of the cluster view, active or not, in slot order.
-func (c *Cluster) Nodes() []*partmap.Node { return c.m.Nodes() }
+func (c *Cluster) Nodes() []*partmap.Node { return c.m().Nodes() }
 
 // Master returns the master node of the partition digest d belongs to in
 // namespace ns. Errors wrap ErrNamespace or partmap's errors (ErrNotFound
 // for a partition without master).
-func (c *Cluster) Master(ns string, d partmap.Digest) (*partmap.Node, error) {
-	h, err := c.ns(ns)
+func (c *Cluster) Master(name string, d partmap.Digest) (*partmap.Node, error) {
+	m := c.m()
+	h, err := ns(m, name)
 	if err != nil {
 		return nil, err
 	}
-	if n, ok := c.m.Master(h, d.PartitionID()); ok { // the lock-free fast path
+	if n, ok := m.Master(h, d.PartitionID()); ok { // the lock-free fast path
 		return n, nil
 	}
-	return c.lookupErr(ns, h, d.PartitionID(), 0)
+	return lookupErr(m, name, h, d.PartitionID(), 0)
 }
 
 // Replica returns replica i (0 master, 1 and 2 proles) of the partition
 // digest d belongs to in namespace ns.
-func (c *Cluster) Replica(ns string, d partmap.Digest, i int) (*partmap.Node, error) {
-	h, err := c.ns(ns)
+func (c *Cluster) Replica(name string, d partmap.Digest, i int) (*partmap.Node, error) {
+	m := c.m()
+	h, err := ns(m, name)
 	if err != nil {
 		return nil, err
 	}
 	pid := d.PartitionID()
-	if n, ok := c.m.Replica(h, pid, i); ok { // the lock-free fast path
+	if n, ok := m.Replica(h, pid, i); ok { // the lock-free fast path
 		return n, nil
 	}
-	return c.lookupErr(ns, h, pid, i)
+	return lookupErr(m, name, h, pid, i)
 }
 
 // lookupErr is the lookup of Master and Replica when the fast path found
 // nothing: Lookup says why (or finds the node, if the map changed since).
-func (c *Cluster) lookupErr(ns string, h partmap.NS, pid uint32, i int) (*partmap.Node, error) {
-	n, err := c.m.Lookup(h, pid, i)
+func lookupErr(m *partmap.Map, name string, h partmap.NS, pid uint32, i int) (*partmap.Node, error) {
+	n, err := m.Lookup(h, pid, i)
 	if err != nil {
-		return nil, fmt.Errorf("tend: %s partition %d replica %d: %w", ns, pid, i, err)
+		return nil, fmt.Errorf("tend: %s partition %d replica %d: %w", name, pid, i, err)
 	}
 	return n, nil
 }
 
 // Snapshot returns a consistent copy of namespace ns's partition map.
-func (c *Cluster) Snapshot(ns string) (*partmap.Snapshot, error) {
-	h, err := c.ns(ns)
+func (c *Cluster) Snapshot(name string) (*partmap.Snapshot, error) {
+	m := c.m()
+	h, err := ns(m, name)
 	if err != nil {
 		return nil, err
 	}
-	s, err := c.m.Snapshot(h)
+	s, err := m.Snapshot(h)
 	if err != nil {
-		return nil, fmt.Errorf("tend: snapshot %s: %w", ns, err)
+		return nil, fmt.Errorf("tend: snapshot %s: %w", name, err)
 	}
 	return s, nil
 }
 
 // WaitChange blocks until the map generation differs from since and
-// returns it (see partmap.Map.WaitChange).
+// returns it (see partmap.Map.WaitChange). After a move to another
+// segment (Stats.Moves), generations are those of the new segment.
 func (c *Cluster) WaitChange(ctx context.Context, since uint64) (uint64, error) {
-	return c.m.WaitChange(ctx, since)
+	return c.m().WaitChange(ctx, since)
 }
 
 // Stats returns this process's role and the owner's tend statistics.
 func (c *Cluster) Stats() Stats {
-	ms := c.m.Stats()
-	o := c.l.Owner()
+	v := c.v.Load()
+	ms := v.m.Stats()
+	o := v.l.Owner()
 	c.mu.Lock()
 	s := Stats{Role: RoleFollower, Takeovers: append([]Takeover(nil), c.takeovers...),
-		StepDowns: append([]StepDown(nil), c.stepDowns...)}
+		StepDowns: append([]StepDown(nil), c.stepDowns...), TakeoverCount: c.nTakeover, StepDownCount: c.nStepDown,
+		Moves: uint64(len(c.retired))}
 	if c.owner {
 		s.Role = RoleOwner
 	}
@@ -442,5 +767,6 @@ func (c *Cluster) Stats() Stats {
 	s.Tends, s.InfoRequests, s.TendErrors, s.LastTend = ms.Owner.Tends, ms.Owner.InfoRequests, ms.Owner.TendErrors, ms.Owner.LastTend
 	s.MapGeneration = ms.Generation
 	s.NodeOverflow, s.NamespaceOverflow = ms.NodeOverflow, ms.NamespaceOverflow
+	s.Conflicts, s.Repairs = ms.Conflicts, ms.Repairs
 	return s
 }

@@ -187,7 +187,7 @@ func TestHeapGoroutines(t *testing.T) {
 	eventually(t, "takeover after release", func() bool {
 		for _, i := range owners() {
 			tk := cs[i].Stats().Takeovers
-			return len(tk) > 0 && tk[len(tk)-1].Reason == "released"
+			return len(tk) > 0 && tk[len(tk)-1].Reason == tend.TakeoverReleased
 		}
 		return false
 	})

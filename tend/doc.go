@@ -23,17 +23,42 @@
 // so a cycle lasts about as long as the slowest node, not the sum of all.
 //
 // The owner keeps every node's last replicas answer and recomputes a
-// namespace's table from all of them when one changes, by the regime rule
-// of the official clients: claims are applied in ascending regime order
-// (later answers last among equals), and a claim replaces the stored owner
-// of a partition only if its regime is 0 or at least the regime stored for
-// the partition. Because the table is recomputed, a partition that no
-// tended node claims any more has no node rather than a stale one — once
-// every node's replicas are up to date. While some node's are not (a new
-// owner's first cycle, a failed request, a malformed answer), entries are
-// replaced but never emptied: an unclaimed replica keeps its published
-// node, as the official clients keep theirs. Changed entries are written
-// (one fenced CAS each) and published in one batch.
+// namespace's table from all of them when one changes, with [MergeClaims]:
+// claims below the highest regime any node claims a partition with are
+// ignored for that partition, the newest answer wins a rank, and the
+// result does not depend on the order in which nodes answered (the
+// official clients' does). Because the table is recomputed, a partition
+// that no tended node claims any more has no node rather than a stale one
+// — once every node's replicas are up to date. While some node's are not
+// (a new owner's first cycle, a failed request, a malformed answer),
+// entries are replaced but never emptied: an unclaimed replica keeps its
+// published node, as the official clients keep theirs. A node that comes
+// out at two ranks of one partition (it moved, and the node that took its
+// place has not answered yet) keeps the rank of its newer claim; the
+// partition is counted in Stats.Conflicts, and nothing else is held back.
+// Changed entries are written (one fenced CAS each) and published in one
+// batch; a namespace that cannot be written is retried next cycle without
+// holding back the others.
+//
+// # Damage and removal
+//
+// The owner repairs the segment every cycle: partmap.Writer.Publish
+// compares every entry and record with the owner's memory and rewrites
+// what differs, and reclaims a word whose epoch damage pushed above the
+// lease's, so a wrong answer lasts one cycle at most (Stats.Repairs). A
+// failure that leaves the owner unable to tend (the stamp after a
+// takeover fails, the epoch's publication numbers run out) makes it
+// release the lease — never retry in a loop — with the reason in
+// Stats.StepDowns. Repeated warnings are rate-limited (one record per key
+// per ten tend intervals) and the lists in Stats are capped (MaxEvents).
+//
+// Every process of a shared view checks each TendInterval whether its
+// segment was removed (ipcrm, arena.Remove with force, an unlinked file):
+// a new process would otherwise create a second segment at the key, with
+// a second owner. A process that finds it removed logs it, gives up the
+// lease if it held it, and moves to the segment now at the location
+// (opening it, or creating it), so that all processes converge on one
+// segment and one owner (Stats.Moves).
 //
 // # Nodes
 //
@@ -92,7 +117,8 @@
 // and nothing is misrouted: a partition whose node was left out has no
 // node (partmap.ErrNotFound), and a namespace left out is unknown
 // (ErrNamespace). A slot freed by a removed node is offered to the nodes
-// that were left out.
+// that were left out. The overflow counts are of nodes and namespaces,
+// each once however often it is retried.
 //
 // # Scope
 //

@@ -48,7 +48,7 @@ type memberArgs struct {
 // status is what a worker reports, in a file, every few milliseconds.
 type status struct {
 	Pid          int
-	Role         string
+	Role         tend.Role
 	OwnerPID     int
 	Takeovers    []tend.Takeover
 	Generation   uint64

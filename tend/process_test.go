@@ -7,6 +7,7 @@ import (
 
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/partmap"
+	"github.com/shmkit/shmkit/tend"
 	"github.com/shmkit/shmkit/tend/tendtest"
 )
 
@@ -58,7 +59,7 @@ func TestProcessesOneTender(t *testing.T) {
 
 	owners := func() (o []int) {
 		for i := range n {
-			if st, ok := readStatus(dir, "m", i); ok && st.Role == "owner" {
+			if st, ok := readStatus(dir, "m", i); ok && st.Role == tend.RoleOwner {
 				o = append(o, i)
 			}
 		}
@@ -122,9 +123,9 @@ func TestProcessesOneTender(t *testing.T) {
 	}
 }
 
-func lastReason(st status) string {
+func lastReason(st status) tend.TakeoverReason {
 	if len(st.Takeovers) == 0 {
-		return ""
+		return tend.TakeoverUnknown
 	}
 	return st.Takeovers[len(st.Takeovers)-1].Reason
 }
@@ -144,19 +145,19 @@ func TestTakeoverReasons(t *testing.T) {
 	ga := startGroup(t, 1, a)
 	eventually(t, "foreign owner tends", func() bool {
 		st, ok := readStatus(dir, "a", 0)
-		return ok && st.Role == "owner" && allAgree(t, sim, dir, "a", []int{0})
+		return ok && st.Role == tend.RoleOwner && allAgree(t, sim, dir, "a", []int{0})
 	})
 	b := args
 	b.Tag = "b"
 	gb := startGroup(t, 3, b)
 	eventually(t, "followers agree", func() bool { return allAgree(t, sim, dir, "b", seq(3)) })
 
-	reasonIn := func(reason string, skip int) int {
+	reasonIn := func(reason tend.TakeoverReason, skip int) int {
 		for i := range 3 {
 			if i == skip {
 				continue
 			}
-			if st, ok := readStatus(dir, "b", i); ok && st.Role == "owner" && lastReason(st) == reason {
+			if st, ok := readStatus(dir, "b", i); ok && st.Role == tend.RoleOwner && lastReason(st) == reason {
 				return i
 			}
 		}
@@ -167,14 +168,14 @@ func TestTakeoverReasons(t *testing.T) {
 	if err := ga.Stop(0); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "takeover by heartbeat expiry", func() bool { return reasonIn("heartbeat expired", -1) >= 0 })
-	owner := reasonIn("heartbeat expired", -1)
+	eventually(t, "takeover by heartbeat expiry", func() bool { return reasonIn(tend.TakeoverExpired, -1) >= 0 })
+	owner := reasonIn(tend.TakeoverExpired, -1)
 	if err := ga.Cont(0); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "stale owner steps down", func() bool {
 		st, ok := readStatus(dir, "a", 0)
-		return ok && st.Role == "follower"
+		return ok && st.Role == tend.RoleFollower
 	})
 	if err := ga.Signal(0, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -187,8 +188,8 @@ func TestTakeoverReasons(t *testing.T) {
 	if err := gb.Signal(owner, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "takeover after release", func() bool { return reasonIn("released", owner) >= 0 })
-	next := reasonIn("released", owner)
+	eventually(t, "takeover after release", func() bool { return reasonIn(tend.TakeoverReleased, owner) >= 0 })
+	next := reasonIn(tend.TakeoverReleased, owner)
 	if st, _ := readStatus(dir, "b", owner); !st.Closed {
 		t.Errorf("closed owner did not report a clean Close")
 	}
@@ -198,7 +199,7 @@ func TestTakeoverReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := 3 - owner - next
-	eventually(t, "takeover after owner death", func() bool { return reasonIn("owner dead", next) == last })
+	eventually(t, "takeover after owner death", func() bool { return reasonIn(tend.TakeoverOwnerDead, next) == last })
 
 	// The survivor still tends: a moved partition reaches it.
 	if err := sim.MovePartition("test", 100, 0, (masterIndex(t, sim, "test", 100)+1)%3); err != nil {

@@ -81,7 +81,7 @@ func TestOverrunStepsDown(t *testing.T) {
 	// follower, in that order.
 	over := ra.index("tend: cycle overran, stepping down", map[string]string{"epoch": strconv.FormatUint(epochA, 10)})
 	rel := ra.index("lease: released", map[string]string{"epoch": strconv.FormatUint(epochA, 10)})
-	fol := ra.index("tend: became follower", map[string]string{"epoch": strconv.FormatUint(epochA, 10), "reason": tend.StepDownOverrun})
+	fol := ra.index("tend: became follower", map[string]string{"epoch": strconv.FormatUint(epochA, 10), "reason": tend.StepDownOverrun.String()})
 	if over < 0 || rel < 0 || fol < 0 || !(over < rel && rel < fol) {
 		t.Errorf("log order: overrun at %d, release at %d, follower at %d; want all present, in that order", over, rel, fol)
 	}
@@ -98,7 +98,7 @@ func TestOverrunStepsDown(t *testing.T) {
 		}
 		return false
 	})
-	if tk.Reason != "released" && tk.Reason != "heartbeat expired" {
+	if tk.Reason != tend.TakeoverReleased && tk.Reason != tend.TakeoverExpired {
 		t.Errorf("takeover %+v, want reason released (or heartbeat expired)", tk)
 	}
 
@@ -201,7 +201,7 @@ func TestNoFlapWhenNodesFail(t *testing.T) {
 	if len(sb.Takeovers) != 0 || sb.Role != tend.RoleFollower {
 		t.Errorf("follower: role %s, takeovers %+v; want none", sb.Role, sb.Takeovers)
 	}
-	if !slices.Equal([]string{sa.Takeovers[0].Reason}, []string{"first owner"}) {
+	if !slices.Equal([]tend.TakeoverReason{sa.Takeovers[0].Reason}, []tend.TakeoverReason{tend.TakeoverFirst}) {
 		t.Errorf("owner's takeover %+v, want first owner", sa.Takeovers[0])
 	}
 	checkReaders(t, stopReaders())

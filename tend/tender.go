@@ -1,7 +1,6 @@
 package tend
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,76 @@ import (
 // errNodesFailed marks a cycle in which some node did not answer; the
 // cycle still completed (see tender.cycle).
 var errNodesFailed = errors.New("tend: nodes failed")
+
+// stopError ends a tender: this process steps down for reason. Every
+// tender method returns it (wrapped or not) instead of carrying on.
+type stopError struct {
+	reason StepDownReason
+	err    error
+}
+
+func (e *stopError) Error() string {
+	return "tend: stepping down (" + e.reason.String() + "): " + e.err.Error()
+}
+func (e *stopError) Unwrap() error { return e.err }
+
+// isStop reports whether err ends the tender.
+func isStop(err error) bool {
+	var se *stopError
+	return errors.As(err, &se)
+}
+
+// stopFor returns the *stopError a partmap or lease error calls for: the
+// lease is another process's (StepDownLost), or the epoch is exhausted
+// (StepDownExhausted); nil for any other error.
+func stopFor(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case isStop(err):
+		return err
+	case fenced(err):
+		return &stopError{reason: StepDownLost, err: err}
+	case errors.Is(err, partmap.ErrExhausted):
+		return &stopError{reason: StepDownExhausted, err: err}
+	}
+	return nil
+}
+
+// limiter rate-limits repeated warnings: a key logs at most once per
+// period (the records suppressed meanwhile are counted in the next one),
+// so a node that misbehaves every cycle costs one record per period, not
+// one per cycle. It holds at most maxLimitKeys keys.
+type limiter struct {
+	period time.Duration
+	keys   map[string]limited
+}
+
+type limited struct {
+	at         time.Time
+	suppressed int
+}
+
+const maxLimitKeys = 256
+
+// log logs msg at level unless key logged within the period.
+func (l *limiter) log(log *slog.Logger, level slog.Level, key, msg string, args ...any) {
+	now := time.Now()
+	st, ok := l.keys[key]
+	if ok && now.Sub(st.at) < l.period {
+		st.suppressed++
+		l.keys[key] = st
+		return
+	}
+	if !ok && len(l.keys) >= maxLimitKeys {
+		clear(l.keys)
+	}
+	if st.suppressed > 0 {
+		args = append(args, "suppressed", st.suppressed)
+	}
+	l.keys[key] = limited{at: now}
+	log.Log(context.Background(), level, msg, args...)
+}
 
 // node is the owner's memory of one server node.
 type node struct {
@@ -44,11 +113,15 @@ type answer struct {
 }
 
 // tender is the owner's state while it holds the lease. A new owner starts
-// with a fresh one, so its first cycle re-reads everything.
+// with a fresh one, so its first cycle re-reads everything. Its methods
+// return a *stopError when the tender must stop (the lease is lost, the
+// segment was removed, ...); the tender keeps no such state itself.
 type tender struct {
 	c   *Cluster
+	v   *view
 	w   *partmap.Writer
 	log *slog.Logger
+	lim limiter
 
 	nodes map[string]*node
 	// answers holds the last replicas answer of every node in nodes, down
@@ -63,21 +136,21 @@ type tender struct {
 	refusedNodes, refusedNS map[string]bool
 	retry                   bool // a node slot was freed: offer it to refused peers
 
-	beat   time.Time // when the heartbeat was last written
-	lost   bool
-	reason string // why the tender stopped (StepDown reason)
-	sent   uint64
-	quiet  bool // seeds unreachable already reported
+	beat      time.Time // when the heartbeat was last written
+	sent      uint64
+	quiet     bool // seeds unreachable already reported
+	conflicts int  // rows resolved by the last writeTables, for RecordTend
 }
 
-func newTender(c *Cluster, w *partmap.Writer, beat time.Time) *tender {
-	t := &tender{c: c, w: w, log: c.log, beat: beat,
+func newTender(c *Cluster, v *view, w *partmap.Writer, beat time.Time) *tender {
+	t := &tender{c: c, v: v, w: w, log: c.log, beat: beat,
+		lim:   limiter{period: 10 * c.cfg.TendInterval, keys: map[string]limited{}},
 		nodes: map[string]*node{}, answers: map[string]answer{}, handles: map[string]partmap.NS{},
 		gone: map[string]bool{}, refusedNodes: map[string]bool{}, refusedNS: map[string]bool{}}
 	// Start from the nodes the segment knows (a previous owner's view);
 	// their generations are unknown, so everything is re-read. Inactive
 	// ones are down until they answer, and removed if they left.
-	for _, n := range c.m.Nodes() {
+	for _, n := range v.m.Nodes() {
 		if len(n.Addresses) == 0 {
 			t.gone[n.Name] = true
 			continue
@@ -98,22 +171,27 @@ func fenced(err error) bool {
 		errors.Is(err, lease.ErrNotOwner) || errors.Is(err, partmap.ErrNotStamped)
 }
 
-// loop tends every TendInterval until ctx ends or the tender stops; with
-// now set, the first cycle runs at once (a new owner re-reads everything
-// without waiting an interval).
-func (t *tender) loop(ctx context.Context, now bool) {
-	if now && ctx.Err() == nil {
-		t.cycle(ctx)
+// loop tends every TendInterval until ctx ends (it returns ctx's error)
+// or a cycle stops the tender (a *stopError); with now set, the first
+// cycle runs at once (a new owner re-reads everything without waiting an
+// interval).
+func (t *tender) loop(ctx context.Context, now bool) error {
+	if now {
+		if err := t.cycle(ctx); err != nil {
+			return err
+		}
 	}
 	tick := time.NewTicker(t.c.cfg.TendInterval)
 	defer tick.Stop()
-	for !t.lost {
+	for {
 		select {
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		case <-tick.C:
 		}
-		t.cycle(ctx)
+		if err := t.cycle(ctx); err != nil {
+			return err
+		}
 	}
 }
 
@@ -127,56 +205,60 @@ func (t *tender) deadline() time.Time {
 
 // cycle runs one tend cycle, records it and renews the heartbeat. A cycle
 // that completes renews it whether it succeeded or not, so an unreachable
-// cluster does not make the lease flap. A cycle that did not complete by
-// its deadline (see deadline) makes the owner of a shared view step down:
-// it releases the lease so that another process takes over.
-func (t *tender) cycle(ctx context.Context) {
+// cluster does not make the lease flap. It returns nil to go on, ctx's
+// error when ctx ended, or a *stopError: the lease is lost, the epoch
+// exhausted, the segment removed (checked first, every cycle, in a shared
+// view), or the cycle did not complete by its deadline (see deadline) in
+// a shared view, so that another process takes over (run releases the
+// lease).
+func (t *tender) cycle(ctx context.Context) error {
+	if t.c.removed(t.v) {
+		return &stopError{reason: StepDownRemoved, err: fmt.Errorf("%w (%s)", errRemoved, t.c.loc)}
+	}
 	start := time.Now()
 	deadline := t.deadline()
 	cctx, cancel := context.WithDeadline(ctx, deadline)
 	err := t.tend(cctx)
 	cancel()
-	if ctx.Err() != nil || t.lost {
-		return
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if isStop(err) {
+		return err
 	}
 	if now := time.Now(); !now.Before(deadline) {
 		if t.c.cfg.UseShm {
-			t.overran(now.Sub(start), err)
-			return
+			return t.overran(now.Sub(start), err)
 		}
 		// A private view has no one to hand over to: tend on.
 		t.log.Warn("tend: cycle overran the takeover threshold", "took", now.Sub(start).Round(time.Millisecond).String())
 	}
 	if err != nil {
-		if fenced(err) {
-			t.drop(err)
-			return
-		}
 		if errors.Is(err, errNodesFailed) {
 			t.log.Debug("tend: cycle failed", "err", err)
 		} else {
-			t.log.Warn("tend: cycle failed", "err", err)
+			t.lim.log(t.log, slog.LevelWarn, "cycle", "tend: cycle failed", "err", err)
 		}
 	}
 	sent := t.c.pool.RequestsSent()
-	rerr := t.w.RecordTend(partmap.TendReport{InfoRequests: int(sent - t.sent), Failed: err != nil, Duration: time.Since(start)})
-	t.sent = sent
-	if rerr != nil && fenced(rerr) {
-		t.drop(rerr)
-		return
+	rerr := t.w.RecordTend(partmap.TendReport{InfoRequests: int(sent - t.sent), Failed: err != nil,
+		Duration: time.Since(start), Conflicts: t.conflicts})
+	t.sent, t.conflicts = sent, 0
+	if se := stopFor(rerr); se != nil {
+		return se
 	}
-	if rerr := t.c.l.Renew(); rerr != nil {
-		t.drop(rerr)
-		return
+	if rerr := t.v.l.Renew(); rerr != nil {
+		return &stopError{reason: StepDownLost, err: rerr}
 	}
 	t.beat = time.Now()
+	return nil
 }
 
 // overran steps down after a cycle that missed its deadline: whatever the
 // cycle wrote is published (each entry is right on its own, and an open
-// batch would stall snapshots until the next owner publishes) and the
-// lease is released, waking the waiting processes at once.
-func (t *tender) overran(took time.Duration, err error) {
+// batch would stall snapshots until the next owner publishes); run
+// releases the lease, waking the waiting processes at once.
+func (t *tender) overran(took time.Duration, err error) error {
 	detail := fmt.Sprintf("cycle took %v, deadline was %v after the last heartbeat (threshold %v)",
 		took.Round(time.Millisecond), t.c.cfg.TakeoverThreshold-t.c.cfg.TendInterval, t.c.cfg.TakeoverThreshold)
 	if err != nil {
@@ -186,23 +268,7 @@ func (t *tender) overran(took time.Duration, err error) {
 	if perr := t.w.Publish(); perr != nil && !fenced(perr) {
 		t.log.Warn("tend: publish before stepping down", "err", perr)
 	}
-	if rerr := t.c.l.Release(); rerr != nil {
-		t.log.Info("tend: lease already taken over", "err", rerr)
-	}
-	t.stop(StepDownOverrun, detail)
-}
-
-// drop stops tending because another process holds the lease.
-func (t *tender) drop(err error) {
-	if !t.lost {
-		t.log.Warn("tend: lost the lease", "epoch", t.w.Epoch(), "err", err)
-		t.stop(StepDownLost, err.Error())
-	}
-}
-
-func (t *tender) stop(reason, detail string) {
-	t.lost, t.reason = true, reason
-	t.c.steppedDown(StepDown{Epoch: t.w.Epoch(), Reason: reason, Detail: detail, At: time.Now()})
+	return &stopError{reason: StepDownOverrun, err: errors.New(detail)}
 }
 
 // parallel runs f(i) for i in [0, n) concurrently and waits for all.
@@ -282,9 +348,8 @@ func (t *tender) tend(ctx context.Context) error {
 	for {
 		if !seeded && answered == 0 && (len(t.nodes) == 0 || len(polled) > 0) {
 			seeded = true
-			t.seed(ctx)
-			if t.lost {
-				return nil
+			if err := t.seed(ctx); err != nil {
+				return err
 			}
 		}
 		var nodes []*node
@@ -304,7 +369,11 @@ func (t *tender) tend(ctx context.Context) error {
 			return fmt.Errorf("tend: cycle: %w", err)
 		}
 		for i, n := range nodes {
-			if t.applyPoll(ctx, n, &polls[i]) {
+			changed, err := t.applyPoll(ctx, n, &polls[i])
+			if err != nil {
+				return err
+			}
+			if changed {
 				addRefused = true
 			}
 			if n.seen {
@@ -313,14 +382,10 @@ func (t *tender) tend(ctx context.Context) error {
 				failed++
 			}
 		}
-		if t.lost {
-			return nil
+		if err := t.updatePeers(ctx, addRefused); err != nil {
+			return err
 		}
-		t.updatePeers(ctx, addRefused)
 		addRefused = false
-		if t.lost {
-			return nil
-		}
 	}
 	if len(t.nodes) == 0 {
 		if err := ctx.Err(); err != nil {
@@ -333,6 +398,8 @@ func (t *tender) tend(ctx context.Context) error {
 		return err
 	}
 	failed += f
+	// A namespace that cannot be written is logged and retried next cycle;
+	// it does not hold back the others, nor the publish.
 	if err := t.writeTables(); err != nil {
 		return err
 	}
@@ -344,11 +411,16 @@ func (t *tender) tend(ctx context.Context) error {
 			t.log.Info("tend: node slot freed", "node", name)
 		case errors.Is(err, partmap.ErrNotFound):
 			delete(t.gone, name)
-		case fenced(err):
-			return err
+		default:
+			if se := stopFor(err); se != nil {
+				return se
+			}
 		}
 	}
 	if err := t.w.Publish(); err != nil {
+		if se := stopFor(err); se != nil {
+			return se
+		}
 		return fmt.Errorf("tend: publish: %w", err)
 	}
 	if failed > 0 {
@@ -359,35 +431,40 @@ func (t *tender) tend(ctx context.Context) error {
 
 // applyPoll records one node's poll and reports whether its peers list
 // changed.
-func (t *tender) applyPoll(ctx context.Context, n *node, p *poll) (peersChanged bool) {
+func (t *tender) applyPoll(ctx context.Context, n *node, p *poll) (peersChanged bool, err error) {
 	n.seen = false
 	if p.err != nil {
-		t.fail(n, p.err)
-		return false
+		return false, t.fail(n, p.err)
 	}
 	n.fails, n.seen = 0, true
 	if p.build != "" && n.build == "" {
 		n.build = p.build
-		t.publishNode(ctx, n)
-	} else if n.down && t.publishNode(ctx, n) {
-		t.log.Info("tend: node reactivated", "node", n.name, "addr", n.addr)
+		if _, err := t.publishNode(ctx, n); err != nil {
+			return false, err
+		}
+	} else if n.down {
+		ok, err := t.publishNode(ctx, n)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			t.log.Info("tend: node reactivated", "node", n.name, "addr", n.addr)
+		}
 	}
-	if !t.lost {
-		n.down = false
-	}
+	n.down = false
 	if p.partErr != nil {
-		t.log.Warn("tend: bad partition-generation", "node", n.name, "err", p.partErr)
+		t.lim.log(t.log, slog.LevelWarn, "partgen "+n.name, "tend: bad partition-generation", "node", n.name, "err", p.partErr)
 	} else if p.partGen != n.partGen {
 		n.stale = true
 	}
 	switch {
 	case p.peersErr != nil:
-		t.log.Warn("tend: peers", "node", n.name, "err", p.peersErr)
+		t.lim.log(t.log, slog.LevelWarn, "peers "+n.name, "tend: peers", "node", n.name, "err", p.peersErr)
 	case p.peers != nil:
 		n.peers, n.peersGen = p.peers.Peers, p.peers.Generation
-		return true
+		return true, nil
 	}
-	return false
+	return false, nil
 }
 
 func (t *tender) sortedNodes() []*node {
@@ -403,50 +480,58 @@ func (t *tender) sortedNodes() []*node {
 // partitions keep pointing at it (as the official clients keep routing to
 // a node until the cluster reassigns its partitions), it is still asked
 // every cycle and reactivated when it answers, and it is removed once it
-// leaves the cluster (updatePeers).
-func (t *tender) fail(n *node, err error) {
+// leaves the cluster (updatePeers). Failures past FailLimit are logged at
+// the limiter's rate.
+func (t *tender) fail(n *node, err error) error {
 	n.fails++
-	t.log.Debug("tend: node failed", "node", n.name, "fails", n.fails, "err", err)
+	if n.fails <= FailLimit {
+		t.log.Debug("tend: node failed", "node", n.name, "fails", n.fails, "err", err)
+	} else {
+		t.lim.log(t.log, slog.LevelDebug, "fail "+n.name, "tend: node failed", "node", n.name, "fails", n.fails, "err", err)
+	}
 	if n.fails != FailLimit {
-		return
+		return nil
 	}
 	n.down = true
 	t.c.pool.CloseAddr(n.addr)
 	t.log.Info("tend: node deactivated", "node", n.name, "addr", n.addr, "reason", fmt.Sprintf("failed %d tends in a row: %v", n.fails, err))
-	t.deactivate(n.name)
+	_, derr := t.deactivate(n.name)
+	return derr
 }
 
 // removeNode forgets n, which left the cluster: its claims are dropped and
 // it is marked inactive in the shared table; its slot is freed once no
 // partition refers to it.
-func (t *tender) removeNode(n *node, why string) {
+func (t *tender) removeNode(n *node, why string) error {
 	delete(t.nodes, n.name)
 	t.c.pool.CloseAddr(n.addr)
 	delete(t.answers, n.name)
 	t.dirty = true // its claims go, and it no longer holds entries in place
 	t.log.Info("tend: node removed", "node", n.name, "addr", n.addr, "reason", why)
-	if t.deactivate(n.name) {
+	ok, err := t.deactivate(n.name)
+	if ok {
 		t.gone[n.name] = true
 	}
+	return err
 }
 
 // deactivate marks node name inactive in the shared table (a node the
 // table does not hold counts as done) and reports whether it did; a failed
-// write is logged, and drops the lease if another process holds it.
-func (t *tender) deactivate(name string) bool {
+// write is logged, and is a *stopError if the tender must stop.
+func (t *tender) deactivate(name string) (bool, error) {
 	err := t.w.DeactivateNode(name)
 	if err == nil || errors.Is(err, partmap.ErrNotFound) {
-		return true
+		return true, nil
 	}
-	t.log.Warn("tend: deactivate node", "node", name, "err", err)
-	if fenced(err) {
-		t.drop(err)
+	if se := stopFor(err); se != nil {
+		return false, se
 	}
-	return false
+	t.lim.log(t.log, slog.LevelWarn, "deactivate "+name, "tend: deactivate node", "node", name, "err", err)
+	return false, nil
 }
 
 // seed learns the nodes behind the configured seeds, asked in parallel.
-func (t *tender) seed(ctx context.Context) {
+func (t *tender) seed(ctx context.Context) error {
 	seeds := t.c.cfg.Seeds
 	type reply struct {
 		name, build string
@@ -477,44 +562,48 @@ func (t *tender) seed(ctx context.Context) {
 			continue
 		}
 		n := &node{name: rp.name, addr: s, build: rp.build, peersGen: -1, partGen: -1}
-		if t.publishNode(ctx, n) {
+		ok, err := t.publishNode(ctx, n)
+		if err != nil {
+			return err
+		}
+		if ok {
 			t.nodes[n.name] = n
 			delete(t.gone, n.name)
 			t.log.Info("tend: node added", "node", n.name, "addr", s, "from", "seed")
 		}
-		if t.lost {
-			return
-		}
 	}
 	t.quiet = !found
+	return nil
 }
 
-// publishNode writes a node into the shared node table, active. A node the
-// table has no room for is logged (once) and counted by partmap.
-func (t *tender) publishNode(ctx context.Context, n *node) bool {
+// publishNode writes a node into the shared node table, active, and
+// reports whether it did. A node the table has no room for is logged
+// (once) and counted by partmap. The error is a *stopError, if the tender
+// must stop.
+func (t *tender) publishNode(ctx context.Context, n *node) (bool, error) {
 	ap, err := resolve(ctx, n.addr)
 	if err != nil {
-		t.log.Warn("tend: node address", "node", n.name, "addr", n.addr, "err", err)
-		return false
+		t.lim.log(t.log, slog.LevelWarn, "addr "+n.name, "tend: node address", "node", n.name, "addr", n.addr, "err", err)
+		return false, nil
 	}
 	_, err = t.w.AddOrUpdateNode(partmap.NodeInfo{Name: n.name, Addresses: []netip.AddrPort{ap}, Build: n.build, Active: true})
 	switch {
 	case err == nil:
 		delete(t.refusedNodes, n.name)
-		return true
-	case fenced(err):
-		t.drop(err)
+		return true, nil
+	case stopFor(err) != nil:
+		return false, stopFor(err)
 	case errors.Is(err, partmap.ErrNoRoom):
 		if t.refusedNodes[n.name] {
 			t.log.Debug("tend: node not stored", "node", n.name, "err", err)
-		} else {
+		} else if len(t.refusedNodes) < maxLimitKeys {
 			t.refusedNodes[n.name] = true
 			t.log.Error("tend: node not stored: no room in the segment; its partitions are left without a node", "node", n.name, "err", err)
 		}
 	default:
-		t.log.Error("tend: node not stored", "node", n.name, "err", err)
+		t.lim.log(t.log, slog.LevelError, "store "+n.name, "tend: node not stored", "node", n.name, "err", err)
 	}
-	return false
+	return false, nil
 }
 
 // resolve turns a node address into an IP address and port, asking DNS
@@ -546,8 +635,9 @@ func resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
 // that answers itself is removed only if another node answered too (a
 // lone node lists no peers); one that does not answer is removed at once.
 // Peers the segment had no room for are offered a slot again only when
-// addRefused (a peers list changed, or a slot was freed).
-func (t *tender) updatePeers(ctx context.Context, addRefused bool) {
+// addRefused (a peers list changed, or a slot was freed); those no peers
+// list names any more are forgotten (and no longer counted as left out).
+func (t *tender) updatePeers(ctx context.Context, addRefused bool) error {
 	listed := map[string]bool{}
 	answered := 0
 	for _, n := range t.sortedNodes() {
@@ -561,10 +651,11 @@ func (t *tender) updatePeers(ctx context.Context, addRefused bool) {
 				continue
 			}
 			nn := &node{name: p.Name, addr: p.Hosts[0].String(), peersGen: -1, partGen: -1}
-			if !t.publishNode(ctx, nn) {
-				if t.lost {
-					return
-				}
+			ok, err := t.publishNode(ctx, nn)
+			if err != nil {
+				return err
+			}
+			if !ok {
 				continue
 			}
 			t.nodes[nn.name] = nn
@@ -573,20 +664,28 @@ func (t *tender) updatePeers(ctx context.Context, addRefused bool) {
 		}
 	}
 	if answered == 0 {
-		return
+		return nil
 	}
 	for _, n := range t.sortedNodes() {
+		var err error
 		switch {
 		case listed[n.name]:
 		case !n.seen:
-			t.removeNode(n, "left the cluster: in no peers list, not answering")
+			err = t.removeNode(n, "left the cluster: in no peers list, not answering")
 		case answered >= 2:
-			t.removeNode(n, "left the cluster: in no peers list")
+			err = t.removeNode(n, "left the cluster: in no peers list")
 		}
-		if t.lost {
-			return
+		if err != nil {
+			return err
 		}
 	}
+	for name := range t.refusedNodes {
+		if !listed[name] {
+			delete(t.refusedNodes, name)
+			t.gone[name] = true // RemoveNode forgets the refusal
+		}
+	}
+	return nil
 }
 
 // refreshReplicas fetches, in parallel, the replicas of the nodes whose
@@ -626,40 +725,33 @@ func (t *tender) refreshReplicas(ctx context.Context) (int, error) {
 		switch {
 		case rp.err != nil:
 			failed++
-			t.fail(n, rp.err)
+			if err := t.fail(n, rp.err); err != nil {
+				return failed, err
+			}
 		case rp.bad != nil:
-			// Keep the published map; retry next cycle.
-			t.log.Warn("tend: bad replicas answer, map kept", "node", n.name, "err", rp.bad)
+			// Keep the node's last answer; retry next cycle.
+			t.lim.log(t.log, slog.LevelWarn, "replicas "+n.name, "tend: bad replicas answer, its last answer kept", "node", n.name, "err", rp.bad)
 		default:
 			t.seq++
 			t.answers[n.name] = answer{nss: rp.nss, seq: t.seq}
 			n.partGen, n.stale, t.dirty = rp.gen, false, true
-		}
-		if t.lost {
-			return failed, nil
 		}
 	}
 	return failed, nil
 }
 
 // writeTables recomputes every namespace's table from the kept answers,
-// if they changed, and writes the entries that differ. Claims are applied
-// in ascending regime order, later answers last among equal regimes, with
-// the rule of the official clients: a claim replaces the stored owner of
-// a partition replica if its regime is 0 or at least the partition's
-// stored regime (tendtest.MergeReplicas documents the same rule). Nodes
-// the segment had no room for send no answers, so their partitions have
-// no node rather than a wrong one.
+// if they changed, with MergeClaims, and writes the entries that differ.
+// Nodes the segment had no room for have no slot, so their partitions
+// have no node rather than a wrong one. A namespace that cannot be
+// written is logged and retried next cycle (the tables stay dirty); it
+// holds back neither the other namespaces nor the publish. Only a
+// *stopError is returned.
 func (t *tender) writeTables() error {
 	if !t.dirty {
 		return nil
 	}
-	type claim struct {
-		node string
-		seq  uint64
-		nr   *info.NamespaceReplicas
-	}
-	byNS := map[string][]claim{}
+	byNS := map[string][]Claim{}
 	var order []string
 	for _, name := range slices.Sorted(maps.Keys(t.answers)) {
 		a := t.answers[name]
@@ -668,7 +760,7 @@ func (t *tender) writeTables() error {
 			if _, ok := byNS[nr.Namespace]; !ok {
 				order = append(order, nr.Namespace)
 			}
-			byNS[nr.Namespace] = append(byNS[nr.Namespace], claim{name, a.seq, nr})
+			byNS[nr.Namespace] = append(byNS[nr.Namespace], Claim{Node: name, Seq: a.seq, Regime: nr.Regime, Bitmaps: nr.Bitmaps})
 		}
 	}
 	// Namespaces no answer mentions any more have no owners.
@@ -687,26 +779,21 @@ func (t *tender) writeTables() error {
 			uncertain = true
 		}
 	}
+	clean := true
 	for _, name := range order {
 		claims := byNS[name]
-		slices.SortStableFunc(claims, func(a, b claim) int {
-			if c := cmp.Compare(a.nr.Regime, b.nr.Regime); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.seq, b.seq)
-		})
 		replicas, sc := 1, false
 		for _, cl := range claims {
-			replicas = max(replicas, min(cl.nr.ReplicaCount, 255))
-			sc = sc || cl.nr.Regime > 0
+			replicas = max(replicas, min(len(cl.Bitmaps), 255))
+			sc = sc || cl.Regime > 0
 		}
 		h, ok := t.handles[name]
 		if len(claims) > 0 {
 			// Registers the namespace, or updates its replica count and mode.
 			var err error
 			if h, err = t.w.EnsureNamespace(name, replicas, sc); err != nil {
-				if fenced(err) {
-					return err
+				if se := stopFor(err); se != nil {
+					return se
 				}
 				t.refuseNamespace(name, err)
 				continue
@@ -715,34 +802,19 @@ func (t *tender) writeTables() error {
 		} else if !ok {
 			continue
 		}
-		var owners [partmap.Partitions][partmap.StoredReplicas]string
-		var regimes [partmap.Partitions]uint32
-		for _, cl := range claims {
-			for r := range min(len(cl.nr.Bitmaps), partmap.StoredReplicas) {
-				bm := &cl.nr.Bitmaps[r]
-				for pid := range uint32(partmap.Partitions) {
-					if bm.Has(pid) && (cl.nr.Regime == 0 || cl.nr.Regime >= regimes[pid]) {
-						owners[pid][r] = cl.node
-						regimes[pid] = max(regimes[pid], cl.nr.Regime)
-					}
-				}
-			}
-		}
+		var kept *Owners
 		if uncertain {
-			for pid := range uint32(partmap.Partitions) {
-				for r := range partmap.StoredReplicas {
-					if owners[pid][r] != "" {
-						continue
-					}
-					if cur, ok := t.c.m.Replica(h, pid, r); ok {
-						owners[pid][r] = cur.Name
-					}
-				}
-			}
+			kept = t.published(h)
+		}
+		mg := MergeClaims(claims, kept)
+		if mg.Conflicts > 0 {
+			t.conflicts += mg.Conflicts
+			t.lim.log(t.log, slog.LevelWarn, "conflict "+name, "tend: one node at two replica ranks; the older claim dropped",
+				"namespace", name, "partitions", mg.Conflicts)
 		}
 		var rows [partmap.Partitions]partmap.Replicas
 		for pid := range rows {
-			for r, owner := range owners[pid] {
+			for r, owner := range mg.Owners[pid] {
 				if owner == "" {
 					continue
 				}
@@ -752,11 +824,28 @@ func (t *tender) writeTables() error {
 			}
 		}
 		if _, err := t.w.SetPartitions(h, &rows); err != nil {
-			return fmt.Errorf("tend: write %s: %w", name, err)
+			if se := stopFor(err); se != nil {
+				return se
+			}
+			clean = false
+			t.lim.log(t.log, slog.LevelError, "write "+name, "tend: namespace not written; retrying next cycle", "namespace", name, "err", err)
 		}
 	}
-	t.dirty = false
+	t.dirty = !clean
 	return nil
+}
+
+// published returns namespace h's published table by node name.
+func (t *tender) published(h partmap.NS) *Owners {
+	var o Owners
+	for pid := range uint32(partmap.Partitions) {
+		for r := range partmap.StoredReplicas {
+			if cur, ok := t.v.m.Replica(h, pid, r); ok {
+				o[pid][r] = cur.Name
+			}
+		}
+	}
+	return &o
 }
 
 // refuseNamespace logs (once per name) a namespace that could not be
