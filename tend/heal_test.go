@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/shmkit/shmkit/partmap"
 	"github.com/shmkit/shmkit/tend"
@@ -100,4 +101,71 @@ func TestConflictDoesNotFreeze(t *testing.T) {
 	if r, _ := sim.Replicas("test", p); !slices.Equal(r, []string{names[B], names[A]}) {
 		t.Errorf("sim partition %d: %v", p, r)
 	}
+}
+
+// replicasAgree reports the partitions of ns whose stored replicas in c's
+// view differ from the sim's expectation (tend's rule).
+func replicasAgree(t *testing.T, c *tend.Cluster, sim *tendtest.Cluster, ns string) (diffs int) {
+	s, err := c.Snapshot(ns)
+	if err != nil {
+		return partmap.Partitions
+	}
+	for pid := range uint32(partmap.Partitions) {
+		want, err := sim.Replicas(ns, pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		padded := make([]string, partmap.StoredReplicas)
+		copy(padded, want)
+		for r := range partmap.StoredReplicas {
+			got := ""
+			if n := s.Node(pid, r); n != nil {
+				got = n.Name
+			}
+			if got != padded[r] {
+				diffs++
+				break
+			}
+		}
+	}
+	return diffs
+}
+
+// TestStaleRegimeIgnored: one node of the strong-consistency namespace
+// moves to a newer regime; the other nodes' claims on the partitions it
+// holds are from the older regime and are ignored, whichever node answers
+// first (the new-regime node answers last here, so the official rule,
+// which applies claims as they arrive, would keep them). Negative control:
+// the official clients' expectation differs on those partitions, so the
+// check is not vacuous.
+func TestStaleRegimeIgnored(t *testing.T) {
+	sim := newSim(t, tendtest.Options{Nodes: 3, Namespaces: testNamespaces})
+	a, b, _, _ := pair(t, sim, tend.Config{})
+	eventually(t, "agreement", agreeAll(t, sim, a, b))
+	const X = 0
+	base, err := sim.Regime("strong", X)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.SetDelay(X, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.SetRegime("strong", X, base+1); err != nil {
+		t.Fatal(err)
+	}
+	differ := 0
+	for pid := range uint32(partmap.Partitions) {
+		tr, _ := sim.Replicas("strong", pid)
+		cr, _ := sim.ClientReplicas("strong", pid)
+		if !slices.Equal(tr, cr) {
+			differ++
+		}
+	}
+	if differ == 0 {
+		t.Fatal("negative control: the tender's and the clients' rules agree everywhere; the regime change tests nothing")
+	}
+	eventually(t, "every replica as the regime rule says", func() bool {
+		return replicasAgree(t, a, sim, "strong") == 0 && replicasAgree(t, b, sim, "strong") == 0
+	})
+	t.Logf("%d partitions where the official rule would keep a stale claim", differ)
 }

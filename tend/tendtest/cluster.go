@@ -591,14 +591,32 @@ func (c *Cluster) Regime(ns string, node int) (uint32, error) {
 }
 
 // Replicas returns the expected owners of partition pid of namespace ns:
-// element r is the name of the node a correct tender maps replica r to
-// ("" when no node claims it). Among the nodes that were not removed and
-// claim a replica, the highest regime wins; on equal regimes a member
-// beats a non-member and then the lower node index wins (real clients
-// resolve such ties by answer order, so tests should avoid them). The
-// slice has one element per replica index of the effective replication
-// factor.
+// element r is the name of the node a correct tender (tend.MergeClaims)
+// maps replica r to ("" when no node claims it). Only the nodes that were
+// not removed count. The partition's regime is the highest regime any of
+// them claims it with, at any rank; claims of lower regimes are ignored.
+// Among the remaining claims on a rank, a member beats a non-member and
+// then the lower node index wins (real tenders resolve such ties by
+// answer order, so tests should avoid them). The slice has one element
+// per replica index of the effective replication factor.
 func (c *Cluster) Replicas(ns string, pid uint32) ([]string, error) {
+	return c.replicas(ns, pid, true)
+}
+
+// ClientReplicas returns the owners the official clients conclude for
+// partition pid of namespace ns (tendtest.MergeReplicas follows them):
+// each rank on its own, the claim with the highest regime wins it, ties as
+// in Replicas. It differs from Replicas where a node claims one rank of a
+// partition with a regime below another node's claim on another rank:
+// the official clients keep such a claim (when it arrives first), a
+// correct tender ignores it.
+func (c *Cluster) ClientReplicas(ns string, pid uint32) ([]string, error) {
+	return c.replicas(ns, pid, false)
+}
+
+// replicas is Replicas (byPartition: the regime rule per partition) and
+// ClientReplicas (per rank).
+func (c *Cluster) replicas(ns string, pid uint32, byPartition bool) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st, err := c.nsLocked(ns)
@@ -608,11 +626,24 @@ func (c *Cluster) Replicas(ns string, pid uint32) ([]string, error) {
 	if pid >= partmap.Partitions {
 		return nil, fmt.Errorf("%w: partition %d", ErrBadPartition, pid)
 	}
+	top := uint32(0)
+	if byPartition {
+		for _, n := range c.nodes {
+			if n.removed {
+				continue
+			}
+			for _, bm := range n.claims[ns] {
+				if bm.Has(pid) {
+					top = max(top, n.regime[ns])
+				}
+			}
+		}
+	}
 	out := make([]string, st.rf)
 	for r := range out {
 		var best *node
 		for _, n := range c.nodes {
-			if n.removed || len(n.claims[ns]) <= r || !n.claims[ns][r].Has(pid) {
+			if n.removed || len(n.claims[ns]) <= r || !n.claims[ns][r].Has(pid) || n.regime[ns] < top {
 				continue
 			}
 			if best == nil || beats(n, best, ns) {

@@ -59,14 +59,14 @@ func fetchTable(t *testing.T, c *Cluster) PartitionTable {
 	return MergeReplicas(answers)
 }
 
-// checkTable compares the merged answers with the expected state for
-// every namespace and partition.
+// checkTable compares the merged answers (the official clients' rule)
+// with ClientReplicas for every namespace and partition.
 func checkTable(t *testing.T, c *Cluster) {
 	t.Helper()
 	table := fetchTable(t, c)
 	for _, ns := range c.Namespaces() {
 		for p := range uint32(partmap.Partitions) {
-			want, err := c.Replicas(ns.Name, p)
+			want, err := c.ClientReplicas(ns.Name, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -314,6 +314,14 @@ func TestRegimeConflict(t *testing.T) {
 		t.Fatalf("master %q, want the higher-regime claimer", m)
 	}
 	checkTable(t, c)
+	// The prole's claim is now below the partition's regime: a tender
+	// ignores it, the official clients keep it.
+	if got, _ := c.Replicas("sc", pid); !slices.Equal(got, []string{c.Nodes()[outsider].Name, ""}) {
+		t.Errorf("Replicas %v, want the claimer and no prole", got)
+	}
+	if got, _ := c.ClientReplicas("sc", pid); !slices.Equal(got, []string{c.Nodes()[outsider].Name, r[1]}) {
+		t.Errorf("ClientReplicas %v, want the claimer and prole %s", got, r[1])
+	}
 
 	// A rebalance clears stale claims and gives everyone a new, higher regime.
 	if err := c.Rebalance(); err != nil {

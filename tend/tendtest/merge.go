@@ -41,6 +41,10 @@ func (t PartitionTable) Replicas(ns string, pid uint32) []string {
 // >= the regime stored for the partition (one regime per partition, shared
 // by its replicas), and the stored regime becomes the larger of the two.
 //
+// Cluster.ClientReplicas is what this rule concludes; a tender's rule is
+// tend.MergeClaims (Cluster.Replicas), which ignores claims below a
+// partition's highest regime at every rank.
+//
 // The official clients apply answers in whatever order nodes reply; here
 // each namespace's answers are applied in ascending regime order (input
 // order among equals), which makes the result independent of reply order
