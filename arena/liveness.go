@@ -88,9 +88,20 @@ func openRegistry(m mapping) (*procid.Registry, error) {
 	case *fileMap:
 		return procid.NewRegistry(m.f, false), nil
 	case *sysvMap:
+		st, err := m.stat()
+		if err != nil {
+			return nil, err
+		}
 		f, err := openLockFile(sysvLockPath(m.loc.key, m.id), 0, 0)
 		if err != nil {
 			return nil, err
+		}
+		// Only the segment's owner (its creator made the file) may have
+		// made it: a file planted by another user could fake locks.
+		var fst unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &fst); err != nil || fst.Uid != st.OwnerUID {
+			f.Close()
+			return nil, fmt.Errorf("lock file %s belongs to uid %d, the segment to uid %d: %w", f.Name(), fst.Uid, st.OwnerUID, ErrForeignOwner)
 		}
 		return procid.NewRegistry(f, true), nil
 	case *heapMap:
@@ -121,7 +132,7 @@ func sysvLockPath(k Key, id int) string {
 
 // openLockFile opens (flags 0) or exclusively creates (O_CREAT|O_EXCL) a
 // lock file without following a symlink, and refuses one that is not a
-// regular file or belongs to another user than this process and root.
+// regular file.
 func openLockFile(path string, flags int, mode os.FileMode) (*os.File, error) {
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW|flags, uint32(mode.Perm()))
 	if err != nil {

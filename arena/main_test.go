@@ -120,6 +120,7 @@ func rmKey(k arena.Key) {
 			_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 		}
 	}
+	arena.SweepLockFiles()
 }
 
 // testKeys returns n distinct free keys for t (stage 0), each removed with

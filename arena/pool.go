@@ -47,32 +47,58 @@ var (
 	ErrPoolConfig = errors.New("invalid pool configuration")
 )
 
-// Element states, kept in the top two bits of each element's header word.
+// Element header word, the first word of each element (its payload
+// follows):
 //
-//	 63 62 61                      32 31                        0
-//	+-----+--------------------------+---------------------------+
-//	|state| free: 0                  | free: next free handle    |
-//	|     | claimed: owner start time| claimed: owner pid        |
-//	|     |   (low 30 bits)          |                           |
-//	+-----+--------------------------+---------------------------+
+//	 63 62 61         48 47          32 31                        0
+//	+-----+-------------+--------------+---------------------------+
+//	|state| zero        | free: zero   | free: next free handle    |
+//	|     |             | claimed:     | claimed: owner pid        |
+//	|     |             | owner's slot |                           |
+//	+-----+-------------+--------------+---------------------------+
 //
 // An element is never-used (0) until first allocated, then claimed by the
 // process that allocated it, linked once that process has published it
-// somewhere (Commit), and free again after Free.
+// somewhere (Commit), and free again after Free. A claim names its owner's
+// liveness slot (procid.Slot in the main segment's registry), which the
+// owner locked before allocating: Reclaim frees a claim only when that
+// lock is free, the one proof of death that holds across PID namespaces,
+// uids and a hidepid /proc. The pid is for diagnostics.
 const (
 	elemUnused  = 0
 	elemFree    = 1
 	elemClaimed = 2
 	elemLinked  = 3
+
+	elemStateShift = 62
+	elemSlotShift  = 32
 )
+
+func elemState(w uint64) uint64 { return w >> elemStateShift }
+
+// freeElem is the header of a free element whose successor is next.
+func freeElem(next Handle) uint64 { return elemFree<<elemStateShift | uint64(next) }
+
+// claimedElem is the header of an element claimed by slot and pid.
+func claimedElem(slot procid.Slot, pid uint32) uint64 {
+	return elemClaimed<<elemStateShift | uint64(slot)<<elemSlotShift | uint64(pid)
+}
+
+// linkedElem is the header of a committed element.
+const linkedElem = elemLinked << elemStateShift
+
+// splitClaimed returns the owner's slot and pid of a claimed header.
+func splitClaimed(w uint64) (procid.Slot, uint32) {
+	return procid.Slot(w >> elemSlotShift), uint32(w)
+}
 
 // Pool control block (section "pool" of the main segment), offsets in
 // bytes from the section start:
 //
 //	0       8        16       24       32                       32+16*MaxStages
 //	+-------+--------+--------+--------+--------------------------+
-//	| head  | stages | elem   | stage0 | per stage: used, cap     |
-//	|       | in use | size   | cap    | (16 x 2 words)           |
+//	| head  | stages | elem   | stage0 | stage table: per stage   |
+//	|       | in use | stride | cap    | used, cap (2 words)      |
 //	+-------+--------+--------+--------+--------------------------+
 //
 // head is the free-list head: a 32-bit ABA tag (incremented by every
@@ -86,8 +112,32 @@ const (
 	poolOffElem   = 16
 	poolOffCap0   = 24
 	poolOffTable  = 32
-	poolCtlSize   = poolOffTable + 16*MaxStages
+
+	// One stage-table entry.
+	stageOffUsed = 0  // elements of the stage handed out so far
+	stageOffCap  = 8  // the stage's capacity
+	stageEntry   = 16 // bytes per entry
+
+	poolCtlSize = poolOffTable + stageEntry*MaxStages
 )
+
+// Compile-time layout checks: the entry holds its two words, and the
+// table ends the control block.
+var (
+	_ [stageEntry - stageOffCap - 8]struct{}
+	_ [poolCtlSize - poolOffTable - stageEntry*MaxStages]struct{}
+	_ [poolOffTable - poolOffCap0 - 8]struct{}
+)
+
+// stageUsedOff and stageCapOff are the offsets of stage n's entry words,
+// from the control block.
+func stageUsedOff(n int) Offset { return poolOffTable + Offset(stageEntry*n) + stageOffUsed }
+func stageCapOff(n int) Offset  { return poolOffTable + Offset(stageEntry*n) + stageOffCap }
+
+// headWord packs the free-list head; splitHead splits it.
+func headWord(tag uint32, h Handle) uint64 { return uint64(tag)<<32 | uint64(h) }
+func splitHead(w uint64) (uint32, Handle)  { return uint32(w >> 32), Handle(uint32(w)) }
+func nextHead(old uint64, h Handle) uint64 { t, _ := splitHead(old); return headWord(t+1, h) }
 
 // FailPoolClaimed is the failpoint between taking an element off the free
 // list and returning it to the caller (who would link it somewhere).
@@ -112,11 +162,13 @@ type PoolConfig struct {
 // the pool grows by a stage: a new segment at Location.Stage(n).
 //
 // Policy for elements allocated by a process that dies before linking them
-// anywhere: every claimed element records its owner (pid and start time).
-// They stay allocated (leaked) until someone calls Reclaim, which returns to
-// the free list every element still claimed by a dead owner. Elements passed
-// to Commit are linked and are never reclaimed. A typical owner runs Reclaim
-// when it takes over (lease) or at warm restart.
+// anywhere: every claimed element records its owner (liveness slot and
+// pid). They stay allocated (leaked) until someone calls Reclaim, which
+// returns to the free list every element still claimed by an owner proven
+// dead (its slot's lock is free). An owner whose death cannot be proven
+// keeps its elements. Elements passed to Commit are linked and are never
+// reclaimed. A typical owner runs Reclaim when it takes over (lease) or at
+// warm restart.
 type Pool struct {
 	main   *Segment
 	ctl    Offset // control block offset in main
@@ -124,7 +176,8 @@ type Pool struct {
 	loc    Location
 	opts   Options
 	self   procid.Identity
-	owner  uint64 // header word of elements claimed by this process
+	reg    *procid.Registry // the main segment's liveness registry; nil: none
+	owner  uint64           // header word of elements claimed by this process
 
 	mu     sync.Mutex // guards attaching stages
 	stages [MaxStages]atomic.Pointer[stageMap]
@@ -150,7 +203,6 @@ func OpenPool(ctx context.Context, loc Location, cfg PoolConfig) (*Pool, error) 
 	}
 	stride := 8 + uint64(cfg.ElemSize+7)&^7
 	p := &Pool{stride: stride, loc: loc, self: self, opts: cfg.Segment}
-	p.owner = uint64(elemClaimed)<<62 | (self.StartTime&(1<<30-1))<<32 | uint64(self.PID)
 	opts := p.opts
 	opts.Spec = layout.Spec{Kind: layout.KindPool,
 		Fields:   []layout.Field{{Name: "elem_size", Value: uint64(cfg.ElemSize)}, {Name: "stage0_elems", Value: uint64(cfg.StageElems)}},
@@ -162,7 +214,7 @@ func OpenPool(ctx context.Context, loc Location, cfg PoolConfig) (*Pool, error) 
 		}
 		s.Store64(off+poolOffElem, stride)
 		s.Store64(off+poolOffCap0, uint64(cfg.StageElems))
-		s.Store64(off+poolOffTable+8, uint64(cfg.StageElems))
+		s.Store64(off+stageCapOff(0), uint64(cfg.StageElems))
 		s.Store64(off+poolOffStages, 1)
 		return nil
 	}
@@ -171,6 +223,15 @@ func OpenPool(ctx context.Context, loc Location, cfg PoolConfig) (*Pool, error) 
 		return nil, err
 	}
 	p.main = seg
+	// Claims name this handle's slot, locked before the first Alloc.
+	// Without one, claims of dead processes are never reclaimed.
+	var slot procid.Slot
+	if reg, err := seg.Liveness(); err == nil {
+		if slot, err = reg.Register(); err == nil {
+			p.reg = reg
+		}
+	}
+	p.owner = claimedElem(slot, self.PID)
 	p.ctl, _, _ = seg.Section("pool")
 	eoff, _, _ := seg.Section("elems")
 	if seg.Load64(p.ctl+poolOffElem) != stride {
@@ -236,7 +297,7 @@ func (p *Pool) elem(h Handle) (*Segment, Offset, error) {
 	if p.stages[st].Load() == nil && uint64(st) >= p.main.Load64(p.ctl+poolOffStages) {
 		return nil, 0, fmt.Errorf("arena: pool %s: handle %s: stage %d not in use: %w", p.loc, h, st, ErrBadHandle)
 	}
-	used := p.main.Load64(p.ctl + poolOffTable + Offset(16*st))
+	used := p.main.Load64(p.ctl + stageUsedOff(st))
 	if uint64(idx) >= used {
 		return nil, 0, fmt.Errorf("arena: pool %s: handle %s: index beyond the %d elements handed out: %w", p.loc, h, used, ErrBadHandle)
 	}
@@ -258,7 +319,7 @@ func (p *Pool) Alloc(ctx context.Context) (Handle, error) {
 	head := p.ctl + poolOffHead
 	for {
 		hw := m.Load64(head)
-		top := Handle(uint32(hw))
+		_, top := splitHead(hw)
 		if top.IsNull() {
 			h, err := p.bump(ctx)
 			if err != nil {
@@ -275,10 +336,10 @@ func (p *Pool) Alloc(ctx context.Context) (Handle, error) {
 			return 0, fmt.Errorf("arena: pool %s: free-list head: %w: %w", p.loc, ErrPoolState, err)
 		}
 		w := seg.Load64(off)
-		next := uint32(w)
-		if m.CAS64(head, hw, (hw>>32+1)<<32|uint64(next)) {
-			if w>>62 != elemFree {
-				return 0, fmt.Errorf("arena: pool %s: element %s on the free list is in state %d: %w", p.loc, top, w>>62, ErrPoolState)
+		next := Handle(uint32(w))
+		if m.CAS64(head, hw, nextHead(hw, next)) {
+			if elemState(w) != elemFree {
+				return 0, fmt.Errorf("arena: pool %s: element %s on the free list is in state %d: %w", p.loc, top, elemState(w), ErrPoolState)
 			}
 			seg.Store64(off, p.owner)
 			p.opts.Failpoints.Hit(FailPoolClaimed)
@@ -296,7 +357,7 @@ func (p *Pool) bump(ctx context.Context) (Handle, error) {
 		return 0, fmt.Errorf("arena: pool %s: %d stages: %w", p.loc, n, ErrPoolState)
 	}
 	last := n - 1
-	usedOff := p.ctl + poolOffTable + Offset(16*last)
+	usedOff := p.ctl + stageUsedOff(last)
 	sm, err := p.stage(ctx, last, false)
 	if err != nil {
 		return 0, err
@@ -312,7 +373,7 @@ func (p *Pool) bump(ctx context.Context) (Handle, error) {
 			return h, nil
 		}
 	}
-	if uint32(m.Load64(p.ctl+poolOffHead)) != 0 {
+	if _, top := splitHead(m.Load64(p.ctl + poolOffHead)); !top.IsNull() {
 		return 0, nil
 	}
 	if n == MaxStages {
@@ -325,7 +386,7 @@ func (p *Pool) bump(ctx context.Context) (Handle, error) {
 	if err != nil {
 		return 0, fmt.Errorf("arena: pool %s: growing to stage %d: %w", p.loc, n, err)
 	}
-	m.CAS64(p.ctl+poolOffTable+Offset(16*n)+8, 0, uint64(nsm.cap))
+	m.CAS64(p.ctl+stageCapOff(n), 0, uint64(nsm.cap))
 	m.CAS64(p.ctl+poolOffStages, uint64(n), uint64(n+1))
 	return 0, nil
 }
@@ -338,7 +399,7 @@ func (p *Pool) Commit(h Handle) error {
 		return err
 	}
 	w := seg.Load64(off)
-	if w != p.owner || !seg.CAS64(off, w, uint64(elemLinked)<<62) {
+	if w != p.owner || !seg.CAS64(off, w, linkedElem) {
 		return fmt.Errorf("arena: pool %s: commit %s: header %#x: %w", p.loc, h, w, ErrNotClaimed)
 	}
 	return nil
@@ -362,18 +423,19 @@ func (p *Pool) push(h Handle, seg *Segment, off Offset, expect uint64) error {
 		if expect != 0 && w != expect {
 			return fmt.Errorf("arena: pool %s: %s changed owner: %w", p.loc, h, ErrNotClaimed)
 		}
-		if st := w >> 62; st == elemFree || st == elemUnused {
+		if st := elemState(w); st == elemFree || st == elemUnused {
 			return fmt.Errorf("arena: pool %s: free %s: %w", p.loc, h, ErrDoubleFree)
 		}
-		if seg.CAS64(off, w, uint64(elemFree)<<62) {
+		if seg.CAS64(off, w, freeElem(0)) {
 			break
 		}
 	}
 	head := p.ctl + poolOffHead
 	for {
 		hw := p.main.Load64(head)
-		seg.Store64(off, uint64(elemFree)<<62|uint64(uint32(hw)))
-		if p.main.CAS64(head, hw, (hw>>32+1)<<32|uint64(h)) {
+		_, top := splitHead(hw)
+		seg.Store64(off, freeElem(top))
+		if p.main.CAS64(head, hw, nextHead(hw, h)) {
 			return nil
 		}
 	}
@@ -397,19 +459,19 @@ type PoolStats struct {
 	Free     int // on the free list
 	Claimed  int // allocated, not committed
 	Linked   int // committed
-	Dead     int // claimed by processes that are gone (Reclaim frees them)
+	Dead     int // claimed by processes proven gone (Reclaim frees them)
 }
 
 // Stats scans every element header.
 func (p *Pool) Stats() (PoolStats, error) {
 	var st PoolStats
 	err := p.scan(func(h Handle, seg *Segment, off Offset, w uint64) {
-		switch w >> 62 {
+		switch elemState(w) {
 		case elemFree:
 			st.Free++
 		case elemClaimed:
 			st.Claimed++
-			if !p.ownerAlive(w) {
+			if p.ownerDead(w) {
 				st.Dead++
 			}
 		case elemLinked:
@@ -430,7 +492,7 @@ func (p *Pool) scan(fn func(Handle, *Segment, Offset, uint64), st *PoolStats) er
 		if err != nil {
 			return err
 		}
-		used := min(int(p.main.Load64(p.ctl+poolOffTable+Offset(16*s))), sm.cap)
+		used := int(min(p.main.Load64(p.ctl+stageUsedOff(s)), uint64(sm.cap)))
 		st.Capacity += sm.cap
 		st.Unused += sm.cap - used
 		for i := 0; i < used; i++ {
@@ -441,22 +503,20 @@ func (p *Pool) scan(fn func(Handle, *Segment, Offset, uint64), st *PoolStats) er
 	return nil
 }
 
-func (p *Pool) ownerAlive(w uint64) bool {
+// ownerDead reports whether the owner of claimed header w is proven dead
+// by procid's one judgement. The pid alone is never proof here: the pool
+// does not know in which PID namespace a claimer ran.
+func (p *Pool) ownerDead(w uint64) bool {
 	if w == p.owner {
-		return true
-	}
-	id, err := procid.Of(int(uint32(w)))
-	if err != nil {
 		return false
 	}
-	if lv, _ := id.Check(); lv == procid.Dead {
-		return false
-	}
-	return id.StartTime&(1<<30-1) == (w>>32)&(1<<30-1)
+	slot, pid := splitClaimed(w)
+	lv, _ := p.reg.Judge(procid.Claimant{Slot: slot, ID: procid.Identity{PID: pid}}, p.self)
+	return lv == procid.Dead
 }
 
 // Reclaim returns to the free list every element still claimed by a process
-// that has died, and reports how many it freed. It is safe to run while
+// proven dead (see Pool), and reports how many it freed. It is safe to run while
 // other processes use the pool: it touches only elements whose owner is
 // dead, and frees each with a CAS on the exact claimed header.
 func (p *Pool) Reclaim() (int, error) {
@@ -468,7 +528,7 @@ func (p *Pool) Reclaim() (int, error) {
 	}
 	var st PoolStats
 	err := p.scan(func(h Handle, seg *Segment, off Offset, w uint64) {
-		if w>>62 == elemClaimed && !p.ownerAlive(w) {
+		if elemState(w) == elemClaimed && p.ownerDead(w) {
 			dead = append(dead, struct {
 				h   Handle
 				seg *Segment

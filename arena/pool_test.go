@@ -184,8 +184,12 @@ func TestPoolBasics(t *testing.T) {
 			if st := stats(t, p2); st != before {
 				t.Errorf("second opener sees %+v, want %+v", st, before)
 			}
-			if err := p2.Commit(h5); err != nil { // same process: same owner
-				t.Errorf("Commit through another Pool of this process: %v", err)
+			// A claim belongs to the handle (liveness slot) that made it.
+			if err := p2.Commit(h5); !errors.Is(err, arena.ErrNotClaimed) {
+				t.Errorf("Commit through another Pool handle: %v, want ErrNotClaimed", err)
+			}
+			if err := p.Commit(h5); err != nil {
+				t.Errorf("Commit through the claiming handle: %v", err)
 			}
 			if err := p2.Close(); err != nil {
 				t.Fatal(err)
@@ -197,10 +201,14 @@ func TestPoolBasics(t *testing.T) {
 			if err := p.Close(); err != nil {
 				t.Fatal(err)
 			}
-			// Reopened, the pool has kept its state.
+			// Reopened, the pool has kept its state; the closed handle's
+			// claims are now provably abandoned (its slot is released).
 			p3 := openPool(t, loc, 20, 4)
-			if st := stats(t, p3); st.Linked != 1 || st.Claimed != before.Claimed-1 || st.Stages != 2 {
+			if st := stats(t, p3); st.Linked != 1 || st.Claimed != before.Claimed-1 || st.Dead != st.Claimed || st.Stages != 2 {
 				t.Errorf("reopened: %+v", st)
+			}
+			if n, err := p3.Reclaim(); err != nil || n != before.Claimed-1 {
+				t.Errorf("Reclaim of a closed handle's claims = %d, %v; want %d", n, err, before.Claimed-1)
 			}
 			p3.Close()
 			if err := arena.RemovePool(loc, arena.RemoveOptions{}); err != nil {
@@ -280,8 +288,9 @@ func TestPoolHammerProcesses(t *testing.T) {
 
 // TestPoolHammerGoroutines is the same protocol on a heap pool with
 // goroutines (each with its own Pool, as a process would have), so that
-// the race detector checks it. All share one process identity, so the
-// kept claimed elements are not dead.
+// the race detector checks it. Each Pool is a registrant of its own (its
+// own liveness slot), and each is closed before the check, so the kept
+// claimed elements are provably abandoned, as a dead process's are.
 func TestPoolHammerGoroutines(t *testing.T) {
 	ctx := ctxT(t)
 	loc := arena.NewHeapStore().At("hammer")
@@ -313,7 +322,7 @@ func TestPoolHammerGoroutines(t *testing.T) {
 	}
 	p := openPool(t, loc, a.ElemSize, a.StageElems)
 	defer p.Close()
-	checkHammer(t, p, rs, a, n, false)
+	checkHammer(t, p, rs, a, n, true)
 }
 
 func checkHammer(t *testing.T, p *arena.Pool, rs []hammerResult, a hammerArgs, n int, ownersDead bool) {

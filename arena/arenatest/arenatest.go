@@ -36,6 +36,8 @@ func SysVKey(t testing.TB) arena.Key {
 			if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
 				t.Errorf("segment %s left behind: %v", loc, err)
 			}
+			// Lock files of segments a test removed by IPC_RMID directly.
+			arena.SweepLockFiles()
 		})
 		return key
 	}
