@@ -134,7 +134,7 @@ type Table struct {
 	self     procid.Identity
 	reg      *procid.Registry // the segment's liveness registry; nil: none
 	me       uint64           // this process's claim word
-	_        [64]byte // keep the counters off the read-mostly fields' cache line
+	_        [64]byte         // keep the counters off the read-mostly fields' cache line
 	st       counters
 }
 

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	words    = 6    // seqlock payload words
+	words    = 6 // seqlock payload words
 	nobody   = 65534
 	poolN    = 100  // elements the pool holder claims
 	ctlWords = 1024 // control section: per-worker counters, then the holder's handles
