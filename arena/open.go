@@ -195,7 +195,7 @@ func (s *Segment) settle(ctx context.Context, opts *Options, plan layout.Plan, c
 				emptySince = time.Now()
 			}
 			if created || time.Since(emptySince) >= opts.AbandonAfter {
-				if s.CAS64(layout.OffState, w, layout.StateWord(layout.StateInitializing, self.PID)) {
+				if s.CAS64(layout.OffState, w, layout.InitWord(self.PID, s.initSlot())) {
 					if !created {
 						opts.Logger.Warn("arena: initializing a segment its creator abandoned", "segment", s.loc.String())
 					}
@@ -204,8 +204,8 @@ func (s *Segment) settle(ctx context.Context, opts *Options, plan layout.Plan, c
 				continue
 			}
 		case st == layout.StateInitializing && (magic == 0 || magic == layout.Magic):
-			if dead, why := s.initializerDead(pid); dead {
-				if s.CAS64(layout.OffState, w, layout.StateWord(layout.StateInitializing, self.PID)) {
+			if dead, why := s.initializerDead(w, pid, self); dead {
+				if s.CAS64(layout.OffState, w, layout.InitWord(self.PID, s.initSlot())) {
 					opts.Logger.Warn("arena: re-initializing a segment whose initializer died",
 						"segment", s.loc.String(), "initializer_pid", pid, "reason", why)
 					return s.initialize(opts, plan, self)
@@ -225,26 +225,33 @@ func (s *Segment) settle(ctx context.Context, opts *Options, plan layout.Plan, c
 }
 
 // initializerDead judges the process recorded in the initializer words (or,
-// before it wrote them, the pid in the state word).
-func (s *Segment) initializerDead(pid uint32) (bool, string) {
-	var w [procid.Words]uint64
-	s.LoadWords(layout.OffInitializer, w[:])
-	id := procid.Unpack(w)
-	if id.IsZero() || id.PID != pid {
-		// The claimer has not recorded its identity yet: judge the pid
-		// alone (a zombie, not yet reaped by its parent, is dead too).
-		if pid == 0 {
-			return false, ""
-		}
-		cur, err := procid.Of(int(pid))
-		if err != nil {
-			return true, "pid gone"
-		}
-		lv, why := cur.Check()
-		return lv == procid.Dead, string(why)
+// before it wrote them, the liveness slot and pid in the state word w) by
+// procid's one judgement: dead only on proof. A bare pid proves nothing
+// here (its PID namespace is not recorded), so an initializer without a
+// slot that dies before writing its identity is waited for (Timeout).
+func (s *Segment) initializerDead(w uint64, pid uint32, self procid.Identity) (bool, string) {
+	var iw [procid.Words]uint64
+	s.LoadWords(layout.OffInitializer, iw[:])
+	c := procid.Claimant{Slot: layout.StateSlot(w)}
+	if id := procid.Unpack(iw); !id.IsZero() && id.PID == pid {
+		c.ID = id
+	} else {
+		c.ID.PID = pid
 	}
-	lv, why := id.Check()
+	reg, _ := s.Liveness() // nil without a lock file: pid evidence only
+	lv, why := reg.Judge(c, self)
 	return lv == procid.Dead, string(why)
+}
+
+// initSlot registers this handle's liveness slot before it claims the
+// initialization (0 if the segment has no lock file).
+func (s *Segment) initSlot() procid.Slot {
+	reg, err := s.Liveness()
+	if err != nil {
+		return 0
+	}
+	slot, _ := reg.Register()
+	return slot
 }
 
 func (s *Segment) initialize(opts *Options, plan layout.Plan, self procid.Identity) (err error) {

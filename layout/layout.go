@@ -206,8 +206,26 @@ func (s State) String() string {
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
 
-// StateWord packs a state and the pid of the process that set it.
+// StateWord packs a state and the pid of the process that set it:
+//
+//	 63                32 31            16 15        8 7         0
+//	+--------------------+----------------+-----------+-----------+
+//	| pid                | liveness slot  | zero      | state     |
+//	+--------------------+----------------+-----------+-----------+
+//
+// The slot (see InitWord) is set only while initializing.
 func StateWord(s State, pid uint32) uint64 { return uint64(s) | uint64(pid)<<32 }
+
+// InitWord is the state word of a process that is initializing the
+// segment: its pid and its liveness slot (procid.Slot in the segment's
+// registry, locked before this word is written), so that an initializer
+// killed before it records its identity is provably dead.
+func InitWord(pid uint32, slot procid.Slot) uint64 {
+	return StateWord(StateInitializing, pid) | uint64(slot)<<16
+}
+
+// StateSlot returns the liveness slot of an InitWord (0: none).
+func StateSlot(w uint64) procid.Slot { return procid.Slot(w >> 16) }
 
 // SplitStateWord is the inverse of StateWord.
 func SplitStateWord(w uint64) (State, uint32) { return State(w & 0xff), uint32(w >> 32) }
