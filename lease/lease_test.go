@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -238,7 +239,12 @@ func TestCloseRightAfterCanceledAcquire(t *testing.T) {
 		errc := make(chan error, 1)
 		go func() { _, err := waiter.Acquire(ctx); errc <- err }()
 		if i%2 == 0 {
-			time.Sleep(100 * time.Microsecond)
+			// Cancel while Acquire waits: once a wake finds the waiter
+			// blocked on the lease's futex word (it then re-judges and
+			// blocks again, with its helper goroutines running).
+			for other.FutexWake(lo+16, 1) == 0 {
+				runtime.Gosched()
+			}
 		}
 		cancel()
 		if err := <-errc; !errors.Is(err, context.Canceled) {

@@ -423,8 +423,9 @@ func TestUnfencedControlLosesUpdates(t *testing.T) {
 		c.waitFor("a takeover", func() bool { return c.l.Owner().Epoch > e })
 		mid := c.counter()
 		c.waitFor("the new owner's progress", func() bool { return c.counter() > mid+10 })
+		acked := c.seg.Load64(c.slot(owner, sAcked))
 		c.groups[owner].Cont(0)
-		time.Sleep(5 * time.Millisecond)
+		c.waitFor("the resumed owner's stale write", func() bool { return c.seg.Load64(c.slot(owner, sAcked)) > acked })
 	}
 	for s, g := range c.groups {
 		g.Close()
