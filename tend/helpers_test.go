@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,7 @@ type memberArgs struct {
 	Namespaces []string
 	Dir, Tag   string
 	FlipPIDNS  bool
+	NoScrub    bool // tend.Config.NoScrub: the negative control of repairs
 }
 
 // status is what a worker reports, in a file, every few milliseconds.
@@ -56,6 +58,34 @@ type status struct {
 	Lookups      int
 	LookupErrors int
 	Closed       bool
+	// Counters from tend.Stats, and the log records the process emitted
+	// (Info and above).
+	TakeoverCount, StepDownCount, Repairs, Moves uint64
+	LogRecords                                  int64
+	// SegID is the SysV id of the segment the view is on now.
+	SegID int
+}
+
+// countingHandler counts the records a handler emits.
+type countingHandler struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+// Handle implements slog.Handler.
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.n.Add(1)
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return countingHandler{h.Handler.WithAttrs(as), h.n}
+}
+
+// WithGroup implements slog.Handler.
+func (h countingHandler) WithGroup(name string) slog.Handler {
+	return countingHandler{h.Handler.WithGroup(name), h.n}
 }
 
 // masterHash summarizes the master of every partition of a namespace.
@@ -90,10 +120,12 @@ func member(ctx context.Context, w *harness.Worker) (any, error) {
 	if err := w.DecodeArgs(&a); err != nil {
 		return nil, err
 	}
+	logs := new(atomic.Int64)
 	cfg := tend.Config{
 		Seeds: a.Seeds, UseShm: true, ShmKey: arena.Key(a.Key),
 		TendInterval: interval, TakeoverThreshold: threshold,
-		Logger: w.Log, Failpoints: w.Failpoints,
+		Logger: slog.New(countingHandler{w.Log.Handler(), logs}), Failpoints: w.Failpoints,
+		NoScrub: a.NoScrub,
 	}
 	if a.FlipPIDNS {
 		self, err := procid.Self()
@@ -118,6 +150,11 @@ func member(ctx context.Context, w *harness.Worker) (any, error) {
 	for {
 		s := c.Stats()
 		st.Role, st.OwnerPID, st.Takeovers, st.Generation = s.Role, s.OwnerPID, s.Takeovers, s.MapGeneration
+		st.TakeoverCount, st.StepDownCount, st.Repairs, st.Moves = s.TakeoverCount, s.StepDownCount, s.Repairs, s.Moves
+		st.LogRecords = logs.Load()
+		if ss, err := c.Map().Segment().Stat(); err == nil {
+			st.SegID = ss.ID
+		}
 		st.Hash = map[string]string{}
 		for _, ns := range a.Namespaces {
 			st.Hash[ns] = viewHash(c, ns)
