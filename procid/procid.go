@@ -12,6 +12,19 @@
 // Identities are plain values: they can be compared with ==, packed into
 // [Words] 64-bit words for shared memory with [Identity.Pack], and checked
 // with [Identity.Check] or watched with [Watch].
+//
+// # Liveness: unknowable is never dead
+//
+// A pid, even with its start time, proves little across uids, PID
+// namespaces and a /proc mounted with hidepid. The proof shmkit relies on
+// is a [Registry] slot: an open-file-description lock that a process holds
+// on one byte of a lock file for as long as it may own anything in shared
+// memory, and names in every claim it makes there. The kernel releases it
+// when the process exits, so a claim whose slot is free was left by a
+// dead process. [Registry.Judge] is the one liveness judgement of the
+// lease, the seqlock, the pool and the segment initializer: Dead only on
+// such proof (or a pid proven gone from our own PID namespace); Unknown
+// otherwise, which only a heartbeat threshold may override.
 package procid
 
 import (
