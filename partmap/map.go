@@ -37,8 +37,13 @@ type Config struct {
 	// process sharing a segment must agree.
 	MaxNamespaces int
 	// Mode is the permission of a created segment (default 0600; 0660 for
-	// a group of processes of different users).
+	// a group of processes of different users), and the widest accepted
+	// of an existing one (arena.Options.Mode).
 	Mode os.FileMode
+	// AllowUIDs are the users besides this process's whose segment it
+	// attaches (arena.Options.AllowUIDs): a group of worker processes under
+	// several users lists the uid of the process that creates the segment.
+	AllowUIDs []uint32
 	// Timeout bounds Open's wait for another process's initialization of
 	// the segment and Snapshot's wait for a stable map. Default
 	// DefaultTimeout (5 s).
@@ -167,7 +172,7 @@ func Open(ctx context.Context, loc arena.Location, cfg Config) (*Map, error) {
 		return nil, err
 	}
 	seg, err := arena.OpenOrCreate(ctx, loc, arena.Options{
-		Spec: spec, Mode: cfg.Mode, Timeout: cfg.Timeout, Failpoints: cfg.Failpoints, Logger: cfg.Logger,
+		Spec: spec, Mode: cfg.Mode, AllowUIDs: cfg.AllowUIDs, Timeout: cfg.Timeout, Failpoints: cfg.Failpoints, Logger: cfg.Logger,
 		Init: func(s *arena.Segment) error { _, err := newMap(s, cfg); return err },
 	})
 	if err != nil {

@@ -210,8 +210,14 @@ type Config struct {
 	// owner keeps the lease. A value near or above TakeoverThreshold lets
 	// one slow node make cycles overrun, and the owner step down.
 	InfoTimeout time.Duration
-	// Mode is the permission of a created segment (default 0600).
+	// Mode is the permission of a created segment (default 0600; 0660 for
+	// worker processes of several users in one group), and the widest
+	// accepted of an existing one.
 	Mode os.FileMode
+	// AllowUIDs are the users besides this process's whose segment it
+	// attaches; a group of workers under several users lists the uid of
+	// the process that creates the segment (see arena.Options.AllowUIDs).
+	AllowUIDs []uint32
 	// Logger receives role changes, takeovers and node changes (default
 	// slog.Default()).
 	Logger *slog.Logger
@@ -404,7 +410,7 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 func (c *Cluster) attach(ctx context.Context) (*view, error) {
 	cfg := &c.cfg
 	m, err := partmap.Open(ctx, c.loc, partmap.Config{
-		MaxNodes: cfg.MaxNodes, MaxNamespaces: cfg.MaxNamespaces, Mode: cfg.Mode,
+		MaxNodes: cfg.MaxNodes, MaxNamespaces: cfg.MaxNamespaces, Mode: cfg.Mode, AllowUIDs: cfg.AllowUIDs,
 		Failpoints: cfg.Failpoints, Logger: cfg.Logger, NoScrub: cfg.NoScrub,
 	})
 	if err != nil {
