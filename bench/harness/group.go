@@ -214,8 +214,11 @@ func childEnv(extra []string) []string {
 	return append(env, "GORACE=atexit_sleep_ms=0")
 }
 
-func startWorker(i int, exe string, argv, env []string, spec Spec) (w *worker, err error) {
-	w = &worker{index: i, ready: make(chan struct{}), resDone: make(chan struct{}), exited: make(chan struct{})}
+// startWorker starts worker i. On failure it closes the pipes it made.
+// (The worker is not a named result: "return nil, err" would clear it
+// before the cleanup reads it.)
+func startWorker(i int, exe string, argv, env []string, spec Spec) (_ *worker, err error) {
+	w := &worker{index: i, ready: make(chan struct{}), resDone: make(chan struct{}), exited: make(chan struct{})}
 	w.tail.max = stderrTail
 	w.notes.init()
 	var childEnds []*os.File // closed in the parent once the child has them

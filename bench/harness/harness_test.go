@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -341,6 +342,22 @@ func TestSpecErrors(t *testing.T) {
 	_, g := start(t, harness.Spec{Workload: "ident", N: 1})
 	if err := g.Kill(3); !errors.Is(err, harness.ErrNoWorker) {
 		t.Errorf("Kill(3) = %v, want ErrNoWorker", err)
+	}
+}
+
+// A worker that cannot be started (here: its wrapper does not exist; in
+// the benchmarks, a namespace the kernel refuses) is an error of Start,
+// with the pipes of the attempt closed, not a panic.
+func TestStartFailure(t *testing.T) {
+	for range 2 {
+		g, err := harness.Start(context.Background(), harness.Spec{Workload: "ident", N: 2, Wrap: []string{"/nonexistent/shmkit-wrapper"}})
+		if err == nil {
+			g.Close()
+			t.Fatal("Start with a missing wrapper succeeded")
+		}
+		if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "start worker 0") {
+			t.Errorf("Start with a missing wrapper: %v, want worker 0 and ErrNotExist", err)
+		}
 	}
 }
 
