@@ -61,7 +61,7 @@ type status struct {
 	// Counters from tend.Stats, and the log records the process emitted
 	// (Info and above).
 	TakeoverCount, StepDownCount, Repairs, Moves uint64
-	LogRecords                                  int64
+	LogRecords                                   int64
 	// SegID is the SysV id of the segment the view is on now.
 	SegID int
 }

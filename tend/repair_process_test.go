@@ -226,13 +226,55 @@ func TestFlippedBitsRepairedInProcesses(t *testing.T) {
 
 	elapsed := time.Since(start)
 	recs := logRecords(dir, "f", n) - logs0
-	total := sh.tends()
-	t.Logf("%d log records in %v over both processes (%.1f/s), %d repairs counted", recs, elapsed.Round(time.Millisecond),
+	t.Logf("single flips: %d log records in %v over both processes (%.1f/s), %d repairs counted", recs, elapsed.Round(time.Millisecond),
 		float64(recs)/elapsed.Seconds(), sh.m.Stats().Repairs)
 	// Bounded: a few records per takeover and per repair summary, nothing
 	// per damaged word or per retry (a spin logged 40k per second).
 	if limit := int64(40); recs > limit {
-		t.Errorf("%d log records during the damage (%d tend cycles in all), want at most %d", recs, total, limit)
+		t.Errorf("%d log records during the single flips, want at most %d", recs, limit)
+	}
+
+	// 4. Sustained damage: a flipped epoch bit in the publish word and
+	// in an entry every 2 ms for 40 tend cycles. The owner keeps tending
+	// and publishing, logs at most one repair summary per cycle, never
+	// steps down; once the damage stops, one cycle repairs everything.
+	logs1, t1, g1 := logRecords(dir, "f", n), sh.tends(), sh.m.Generation()
+	st1, _ := readStatus(dir, "f", fol)
+	start = time.Now()
+	for k := 0; sh.tends() < t1+40; k++ {
+		sh.flip(sh.pub(), 40+k%23)
+		sh.flip(sh.entry(ns, uint32(k*7919)%partmap.Partitions), 40+k%23)
+		time.Sleep(2 * time.Millisecond)
+		if time.Since(start) > waitLimit {
+			t.Fatalf("only %d tend cycles in %v of sustained damage", sh.tends()-t1, waitLimit)
+		}
+	}
+	elapsed, cycles = time.Since(start), sh.tends()-t1
+	recs = logRecords(dir, "f", n) - logs1
+	t0 = sh.tends()
+	cycles2 := waitRepaired(t, sh, "after the sustained damage", t0, 2, func() bool {
+		e := sh.leaseEpoch()
+		if sh.epochOf(sh.pub()) != e {
+			return false
+		}
+		for pid := range uint32(partmap.Partitions) {
+			if sh.epochOf(sh.entry(ns, pid)) != e {
+				return false
+			}
+		}
+		return true
+	})
+	st2, _ := readStatus(dir, "f", fol)
+	t.Logf("sustained damage: %d tend cycles in %v, generation %d -> %d, %d log records (%.1f/s, %.2f per cycle), repaired %d cycles after it stopped",
+		cycles, elapsed.Round(time.Millisecond), g1, sh.m.Generation(), recs, float64(recs)/elapsed.Seconds(), float64(recs)/float64(cycles), cycles2)
+	if recs > int64(cycles)+5 {
+		t.Errorf("%d log records over %d cycles of sustained damage, want at most one per cycle", recs, cycles)
+	}
+	if sh.m.Generation() <= g1 {
+		t.Errorf("no publish during the sustained damage")
+	}
+	if st2.StepDownCount != st1.StepDownCount || st2.TakeoverCount != st1.TakeoverCount || st2.Role != tend.RoleOwner {
+		t.Errorf("the owner stepped down or took over again during the sustained damage: %+v -> %+v", st1, st2)
 	}
 }
 
