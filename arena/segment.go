@@ -211,3 +211,21 @@ type wordPanic struct {
 func (p wordPanic) Error() string {
 	return fmt.Sprintf("arena: %s: word offset %d misaligned or outside %d bytes", p.loc, p.off, p.size)
 }
+
+// Sync writes a file segment's pages back to its file and waits for it
+// (msync with MS_SYNC), so that a marker written after Sync returns is
+// never on disk before the data it vouches for. SysV and heap segments have
+// no backing file: Sync does nothing for them.
+func (s *Segment) Sync() error {
+	if s.closed.Load() {
+		return &Error{Op: "sync", Seg: s.loc.String(), Err: ErrClosed}
+	}
+	fm, ok := s.m.(*fileMap)
+	if !ok {
+		return nil
+	}
+	if err := fm.mm.Flush(); err != nil {
+		return &Error{Op: "sync", Seg: s.loc.String(), Err: err, Hint: "the file system holding the segment failed to write it back; check it (df, dmesg)"}
+	}
+	return nil
+}

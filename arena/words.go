@@ -58,3 +58,6 @@ func (w Words) LoadN(i uint64, dst []uint64) {
 		dst[k] = atomic.LoadUint64(&src[k])
 	}
 }
+
+// Add atomically adds d to word i and returns the new value.
+func (w Words) Add(i uint64, d uint64) uint64 { return atomic.AddUint64(w.at(i), d) }

@@ -1,0 +1,213 @@
+package index
+
+import (
+	"fmt"
+)
+
+// maxProblems bounds the problems Check collects.
+const maxProblems = 1000
+
+// Check walks every structure of the index and reports every problem it
+// finds in a *CheckError (wrapping ErrCorrupt): links out of range, sprigs
+// out of digest order, misplaced digests (wrong partition or sprig),
+// cycles and shared entries, sprig, partition and meta counts that
+// disagree with the entries, a free list that is broken, overlaps a sprig,
+// or leaves entries neither live nor free. It never panics or loops on
+// damaged memory. Run it on a quiescent index (no concurrent writes), e.g.
+// at start-up (Config.CheckOnWarm) or from tests.
+func (ix *Index) Check() error {
+	ix.gate.Lock()
+	defer ix.gate.Unlock()
+	if ix.v.closed.Load() {
+		return ErrClosed
+	}
+	return ix.v.check()
+}
+
+// Check on a Reader runs the same walk; the writer must be quiescent or its
+// changes show up as problems.
+func (r *Reader) Check() error { return r.v.check() }
+
+func (v *view) check() error {
+	var probs []string
+	add := func(format string, args ...any) bool {
+		if len(probs) < maxProblems {
+			probs = append(probs, fmt.Sprintf(format, args...))
+		}
+		return len(probs) < maxProblems
+	}
+	var mw [metaWords]uint64
+	v.meta.LoadN(0, mw[:])
+	stages := mw[mStages]
+	if stages < 1 || stages > MaxStages {
+		add("meta: %d stages, want 1–%d", stages, MaxStages)
+		return &CheckError{Problems: probs}
+	}
+	// Only stages that can be attached count (a hostile stage count must
+	// not size the walk's bookkeeping).
+	for k := uint64(1); k < stages; k++ {
+		if _, _, err := v.entries(MakeHandle(k, 0)); err != nil {
+			add("stage %d of %d: %v", k, stages, err)
+			stages = k
+			break
+		}
+	}
+	capacity := stages * v.stageElems
+	next := mw[mNext]
+	if next > capacity {
+		add("meta: %d entries handed out, capacity of %d stages is %d", next, stages, capacity)
+		next = capacity
+	}
+	// seen[linear] marks entries found in a sprig (1) or on the free list (2).
+	seen := make([]uint8, next)
+	mark := func(h Handle, what uint8, where string) bool {
+		if h.IsNull() || h > MaxHandle || h.Elem() >= v.stageElems {
+			add("%s: handle %d out of range", where, uint64(h))
+			return false
+		}
+		l := h.linear(v.stageElems)
+		if l >= next {
+			add("%s: handle %s beyond the %d entries handed out", where, h, next)
+			return false
+		}
+		if seen[l] != 0 {
+			kind := map[uint8]string{1: "a sprig", 2: "the free list"}[seen[l]]
+			add("%s: entry %s already reached through %s (a cycle or a shared entry)", where, h, kind)
+			return false
+		}
+		seen[l] = what
+		return true
+	}
+	var live uint64
+	partCount := make([]uint64, Partitions)
+	partBytes := make([]uint64, Partitions)
+	partTomb := make([]uint64, Partitions)
+	sprigs := uint64(v.cfg.Sprigs)
+	type frame struct {
+		h      Handle
+		lo, hi *[3]uint64 // exclusive digest bounds, nil: none
+	}
+	for sp := range Partitions * sprigs {
+		base := sp * sprigWords
+		where := fmt.Sprintf("partition %d sprig %d", sp/sprigs, sp%sprigs)
+		if ver := v.sprigs.Load(base + sVersion); ver&1 != 0 {
+			if !add("%s: version %d is odd (a writer stopped mid-update)", where, ver) {
+				break
+			}
+		}
+		root := v.sprigs.Load(base + sRoot)
+		if root&^linkMask != 0 {
+			add("%s: root word %#x has bits above the link", where, root)
+		}
+		var n uint64
+		stack := []frame{{h: Handle(root & linkMask)}}
+		for len(stack) > 0 && len(probs) < maxProblems {
+			f := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if f.h.IsNull() {
+				continue
+			}
+			if len(stack) > 2*maxDepth {
+				add("%s: deeper than %d", where, maxDepth)
+				break
+			}
+			if !mark(f.h, 1, where) {
+				continue
+			}
+			ws, i, err := v.entries(f.h)
+			if err != nil {
+				add("%s: entry %s: %v", where, f.h, err)
+				continue
+			}
+			var e entry
+			ws.LoadN(i, e[:])
+			n++
+			k := [3]uint64{e[wDigest0], e[wDigest1], e[wDigest2] &^ 0xffffffff}
+			d := digestFromWords(k[0], k[1], k[2])
+			if got := uint64(d.Partition())*sprigs + uint64(d.sprigBits()>>v.shift); got != sp {
+				add("%s: entry %s digest %x belongs to partition %d sprig %d", where, f.h, d[:6], got/sprigs, got%sprigs)
+			}
+			if f.lo != nil && !less(f.lo[0], f.lo[1], f.lo[2], k[0], k[1], k[2]) {
+				add("%s: entry %s out of digest order (not above its left bound)", where, f.h)
+			}
+			if f.hi != nil && !less(k[0], k[1], k[2], f.hi[0], f.hi[1], f.hi[2]) {
+				add("%s: entry %s out of digest order (not below its right bound)", where, f.h)
+			}
+			fl := e.flags()
+			if fl&flagLive == 0 || fl&^knownFlags != 0 {
+				add("%s: entry %s has flags %#x", where, f.h, fl)
+			}
+			if (fl&flagInline != 0) != v.cfg.DataInIndex {
+				add("%s: entry %s inline flag %v, namespace data-in-index %v", where, f.h, fl&flagInline != 0, v.cfg.DataInIndex)
+			}
+			if e[wLeft]>>(flagShift+8) != 0 || e[wRight]&^linkMask != 0 {
+				add("%s: entry %s has reserved link bits set", where, f.h)
+			}
+			p := d.Partition()
+			partCount[p]++
+			partBytes[p] += uint64(uint32(e[wVoidSize]))
+			if fl&flagTombstone != 0 {
+				partTomb[p]++
+			}
+			kk := k
+			stack = append(stack, frame{h: e.left(), lo: f.lo, hi: &kk}, frame{h: e.right(), lo: &kk, hi: f.hi})
+		}
+		if c := v.sprigs.Load(base + sCount); c != n {
+			add("%s: count %d, but %d entries reached", where, c, n)
+		}
+		live += n
+	}
+	for p := range Partitions {
+		b := uint64(p) * partWords
+		if c := v.parts.Load(b + pCount); c != partCount[p] {
+			add("partition %d: count %d, entries %d", p, c, partCount[p])
+		}
+		if c := v.parts.Load(b + pBytes); c != partBytes[p] {
+			add("partition %d: bytes %d, entries sum to %d", p, c, partBytes[p])
+		}
+		if c := v.parts.Load(b + pTombstones); c != partTomb[p] {
+			add("partition %d: tombstones %d, entries %d", p, c, partTomb[p])
+		}
+	}
+	if mw[mLive] != live {
+		add("meta: %d live entries, sprigs hold %d", mw[mLive], live)
+	}
+	// The free list: at most next entries, each in range, free, unseen.
+	var free uint64
+	h := Handle(mw[mFreeHead] & linkMask)
+	for !h.IsNull() && len(probs) < maxProblems {
+		if free > next {
+			add("free list: longer than the %d entries handed out (a cycle)", next)
+			break
+		}
+		if !mark(h, 2, "free list") {
+			break
+		}
+		free++
+		ws, i, err := v.entries(h)
+		if err != nil {
+			add("free list: entry %s: %v", h, err)
+			break
+		}
+		if ws.Load(i+wLeft)&flagMask != 0 {
+			add("free list: entry %s is marked live", h)
+		}
+		h = Handle(ws.Load(i+wRight) & linkMask)
+	}
+	if mw[mFreeCount] != free {
+		add("meta: free count %d, free list holds %d", mw[mFreeCount], free)
+	}
+	if live+free != next && len(probs) < maxProblems {
+		var lost uint64
+		for _, s := range seen {
+			if s == 0 {
+				lost++
+			}
+		}
+		add("allocator: %d entries handed out, %d live + %d free: %d lost", next, live, free, lost)
+	}
+	if len(probs) > 0 {
+		return &CheckError{Problems: probs}
+	}
+	return nil
+}

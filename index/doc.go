@@ -1,0 +1,140 @@
+// Package index is a persistent primary index in shared-memory arenas with
+// fast restart: a record server keeps its index in segments that outlive
+// the process, so a restarted server reattaches them (a warm restart)
+// instead of rebuilding the index by scanning its storage (a cold start),
+// and falls back to cold, with a stated reason, whenever the saved index
+// cannot be trusted. It is the Go counterpart of Aerospike's primary index
+// and fast restart, without their weak points (see "Restart protocol").
+//
+// # Structures
+//
+// An entry is 64 bytes (entry.go has its one definition and diagram):
+// the 20-byte digest, generation, void time, last-update time, a storage
+// location (file id, offset, size) or, for a data-in-index namespace, an
+// inline int64, a tombstone flag and two 40-bit links. Entries live in
+// stages of Config.StageEntries entries (a power of two up to 2^28);
+// stage 0 is part of the main segment, stages 1–255 are separate
+// segments, created by the writer while readers run and attached by
+// readers in other processes the first time they meet a handle in them. A
+// Handle is stage (8 bits) and element (28 bits), plus one so that zero is
+// null: 2^36 entries per namespace, as Aerospike's 256 stages × 2^28. (The
+// 32-bit arena.Handle of arena.Pool has 16 stages of 2^24, too few, so the
+// index does its own stage and handle arithmetic.)
+//
+// Each of the 4096 partitions is split into Config.Sprigs sprigs (a power
+// of two, default 256, Aerospike's partition-tree-sprigs). The sprig of a
+// digest is taken from the bits that follow the partition bits in digest
+// byte order, so each sprig is a contiguous digest range and a partition
+// scan, sprig after sprig, comes out in digest order. A sprig is a treap
+// ordered by digest whose priorities are a hash of the digest: no
+// priority is stored, the shape is that of a random binary search tree
+// (depth about 2·ln n) whatever the keys, and an insert or delete changes
+// only the links on one path. Aerospike uses red-black trees; a treap
+// gives the same expected depth with far less code that must be right in
+// shared memory (no colours, no rebalancing cases), and this package needs
+// no worst-case depth guarantee beyond the bounded walk below. A
+// benchmark comparing it with a B-tree of cache-line nodes was not done
+// yet.
+//
+// The main segment also holds the writer lease, the allocator state (a
+// high-water mark and a free list threaded through the free entries'
+// right links), and statistics (entries, bytes and tombstones per
+// partition, live entries), so a warm start reads nothing but the meta.
+// Its records are defined in shared.go.
+//
+// # Writers and readers
+//
+// One process is the writer: Open takes a lease (package lease) in the
+// main segment and fails with ErrWriterRunning while a live process holds
+// it; the writer renews it in the background. The writer's per-sprig
+// locks are sync.Mutex values in its own memory, never in shared memory,
+// so a dead writer leaves no lock held. Readers in other processes
+// (OpenReader) never block the writer and take no lock.
+//
+// # Reclamation: version validation with a bounded walk
+//
+// Every sprig has a version word, odd while the writer changes the sprig.
+// The writer makes it odd before it changes any entry or link of the
+// sprig (an insert, an update in place, an unlink), and even again after.
+// A deleted entry goes onto the free list only after its sprig's version
+// was made even again, and is reused in another sprig only under that
+// sprig's odd version. A reader loads the version (retrying while it is
+// odd), walks the treap copying each entry with one atomic load per word,
+// following at most maxDepth (256) links, each bounds-checked against the
+// published stage count and the stage capacity, then loads the version
+// again: if it changed, what it read may be torn or another sprig's, and
+// it retries. An entry freed from sprig A and reused in sprig B therefore
+// changed A's version first, so a reader that walked into it rejects what
+// it read. Retries are bounded in time (250 ms, then ErrContended); a walk
+// that finds a bad handle, a cycle or an entry not marked live under a
+// stable version reports ErrCorrupt. Get never returns another key's
+// record, never loops and never faults.
+//
+// This was chosen over epoch-based reclamation with per-process reader
+// slots because it needs nothing from readers: no slot to register, no
+// announcement that a dead reader could leave behind and stall
+// reclamation, no write to shared memory on the read path. Its cost is a
+// retry when the writer changes the very sprig being read, which with
+// 2^20 sprigs (default) is rare.
+//
+// Scan(p) copies each sprig of partition p as a validated snapshot (the
+// same version check around a complete in-order walk that must yield
+// strictly increasing digests, which also stops any cycle) and reports it
+// before moving to the next. Every key present for the whole scan lies in
+// exactly one sprig and is in that sprig's snapshot, so it is reported
+// exactly once; keys inserted or deleted during the scan may or may not
+// be.
+//
+// # Restart protocol
+//
+// Open(ctx, cfg, rebuild) starts warm only when all of these hold, and
+// otherwise starts cold, discarding the old segments, creating empty ones
+// and calling rebuild, with a typed reason (RestartInfo.Reason):
+//
+//   - the main segment and every stage it lists are present
+//     (ReasonSegmentsMissing, e.g. after a reboot);
+//   - their layout version and fingerprint (index format, entry size,
+//     sprigs, stage entries, instance, namespace, data-in-index) equal the
+//     configuration (ReasonFingerprint, naming the field and both values,
+//     e.g. "partition-tree-sprigs 512 doesn't match config 1024");
+//   - the main segment is in state clean-shutdown (ReasonUnclean): the
+//     last writer called CloseClean, or wrote nothing since its warm start;
+//   - the clean seal over the allocator state matches and the meta is
+//     consistent (ReasonDamaged; Config.CheckOnWarm adds a full Check);
+//   - the storage identity recorded by CloseClean (a UUID from the
+//     storage's own header and its committed length) equals
+//     Config.Storage (ReasonStorageChanged: wiped, replaced, or written
+//     without the index);
+//   - Config.ForceCold is not set (ReasonForced).
+//
+// The clean marker is invalidated by the first mutation after attaching,
+// not by attaching: a start that fails before writing leaves the index
+// warm for the next one (Aerospike discards its segments at start-up, so
+// such a failure forces a cold start). CloseClean writes file segments
+// back (msync) before it writes the marker, and the marker after. Close
+// without the marker is what a crash does. Open logs "beginning warm
+// restart" or "beginning cold start: <reason>" and then the counts and
+// durations (log/slog).
+//
+// # Backends and keys
+//
+// SysV() keeps the segments at keys 0x53 | 0x02 (arena.ClassIndex) |
+// instance (4 bits) | namespace (4 bits) | block (8 bits; 0 the main
+// segment, k stage k): never in Aerospike's ranges. Dir(path) keeps them
+// as files, which survive a change of IPC namespace and can be copied
+// with ordinary tools. Heap(store, name) is for tests under the race
+// detector.
+//
+// # Damage
+//
+// Shared memory is not trusted: every handle, count and offset read from
+// it is checked; damage is a typed error (ErrCorrupt), never a panic or a
+// hang. Check walks everything and lists every problem.
+//
+// # Limits
+//
+// The writer's lease is renewed in the background; a writer paused longer
+// than Config.LeaseThreshold may still complete the write it was in when
+// another process takes over (writes are not fenced per word): keep the
+// threshold well above any pause the writer can suffer.
+package index

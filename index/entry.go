@@ -1,0 +1,231 @@
+package index
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// An index entry is 64 bytes, eight 8-byte words, one cache line. This is
+// its one definition; every access goes through the named word numbers
+// below and the atomic word accessors of package arena.
+//
+//	word  bits 63 ………………………………… 32 31 ………………………………… 0
+//	     +------------------------------------------------+
+//	  0  | digest bytes 0–7, read big-endian               |  wDigest0
+//	     +------------------------------------------------+
+//	  1  | digest bytes 8–15, read big-endian              |  wDigest1
+//	     +------------------------+-------------+---------+
+//	  2  | digest bytes 16–19 (BE) | generation  | file id |  wDigest2
+//	     |        (32)             |    (16)     |  (16)   |
+//	     +------------------------+-------------+---------+
+//	  3  | void time (32, s)       | size (32, bytes)      |  wVoidSize
+//	     +------------------------+-----------------------+
+//	  4  | last update (64, Unix ms)                       |  wLastUpdate
+//	     +------------------------------------------------+
+//	  5  | storage offset (64) or inline int64 value      |  wValue
+//	     +------------+----------+------------------------+
+//	  6  | reserved   | flags(8) | left link (40)         |  wLeft
+//	     +------------+----------+------------------------+
+//	  7  | reserved (24)         | right link (40)        |  wRight
+//	     +------------------------------------------------+
+//
+// The digest words hold the digest's bytes as big-endian numbers, so that
+// comparing words compares digests in byte (memcmp) order. Links are
+// handles (see Handle) in the low 40 bits; a free entry's right link is
+// the next entry of the free list. Flags: flagLive (in a sprig),
+// flagTombstone, flagInline (wValue holds the value, data-in-index).
+const (
+	EntrySize  = 64 // bytes per entry
+	entryWords = EntrySize / 8
+
+	wDigest0    = 0
+	wDigest1    = 1
+	wDigest2    = 2
+	wVoidSize   = 3
+	wLastUpdate = 4
+	wValue      = 5
+	wLeft       = 6
+	wRight      = 7
+
+	linkBits  = 40
+	linkMask  = 1<<linkBits - 1
+	flagShift = linkBits
+	flagMask  = 0xff << flagShift
+
+	flagLive      = 1
+	flagTombstone = 2
+	flagInline    = 4
+	knownFlags    = flagLive | flagTombstone | flagInline
+)
+
+// Compile-time checks that the diagram and the constants agree.
+var (
+	_ [EntrySize - 64]struct{}
+	_ [64 - EntrySize]struct{}
+	_ [entryWords - 1 - wRight]struct{}
+	_ [wRight + 1 - entryWords]struct{}
+	_ [linkBits - handleBits]struct{} // a handle fits a link
+	_ [64 - linkBits - 8]struct{}     // flags fit above the left link
+)
+
+// DigestSize is the size of a record digest (Aerospike's RIPEMD-160).
+const DigestSize = 20
+
+// Digest identifies a record: 20 bytes of a cryptographic hash of its key.
+// The first 12 bits (byte 0 and the low nibble of byte 1, as Aerospike
+// numbers partitions) choose the partition; the following bits choose the
+// sprig within it.
+type Digest [DigestSize]byte
+
+// Partitions is the number of partitions of a namespace.
+const Partitions = 4096
+
+// Partition returns the partition of d: Aerospike's partition id.
+func (d Digest) Partition() int { return int(binary.LittleEndian.Uint16(d[0:2]) & (Partitions - 1)) }
+
+// digestWords returns d as the three comparison words of an entry (the
+// third without generation and file id).
+func (d Digest) words() (uint64, uint64, uint64) {
+	return binary.BigEndian.Uint64(d[0:8]), binary.BigEndian.Uint64(d[8:16]), uint64(binary.BigEndian.Uint32(d[16:20])) << 32
+}
+
+func digestFromWords(w0, w1, w2 uint64) Digest {
+	var d Digest
+	binary.BigEndian.PutUint64(d[0:8], w0)
+	binary.BigEndian.PutUint64(d[8:16], w1)
+	binary.BigEndian.PutUint32(d[16:20], uint32(w2>>32))
+	return d
+}
+
+// sprigBits returns the 28 bits after the partition bits, in digest byte
+// order: the high nibble of byte 1 and bytes 2–4. Within one partition the
+// digest's byte order follows these bits, so taking the top bits of them
+// as the sprig number keeps each sprig a contiguous digest range and a
+// partition scan in digest order.
+func (d Digest) sprigBits() uint32 {
+	return uint32(d[1]>>4)<<24 | uint32(d[2])<<16 | uint32(d[3])<<8 | uint32(d[4])
+}
+
+// Record is what an entry says about one record.
+type Record struct {
+	Digest     Digest
+	Generation uint16 // Aerospike's record generation (wraps)
+	VoidTime   uint32 // expiry, seconds of the caller's epoch; 0: never
+	LastUpdate uint64 // Unix milliseconds of the last write
+	// Storage location, when the index does not hold the data.
+	FileID uint16
+	Offset uint64
+	Size   uint32
+	// Value is the record's single integer bin when the namespace keeps
+	// data in the index (Config.DataInIndex); Offset and FileID are then
+	// unused.
+	Value     int64
+	Tombstone bool // a durable delete marker
+}
+
+// entry is an entry copied out of shared memory.
+type entry [entryWords]uint64
+
+func (e *entry) digestIs(w0, w1, w2 uint64) bool {
+	return e[wDigest0] == w0 && e[wDigest1] == w1 && e[wDigest2]&^0xffffffff == w2
+}
+
+func (e *entry) flags() uint64 { return (e[wLeft] & flagMask) >> flagShift }
+func (e *entry) left() Handle  { return Handle(e[wLeft] & linkMask) }
+func (e *entry) right() Handle { return Handle(e[wRight] & linkMask) }
+
+// record decodes e; inline says whether the value is inline.
+func (e *entry) record() Record {
+	r := Record{
+		Digest:     digestFromWords(e[wDigest0], e[wDigest1], e[wDigest2]),
+		Generation: uint16(e[wDigest2] >> 16),
+		FileID:     uint16(e[wDigest2]),
+		VoidTime:   uint32(e[wVoidSize] >> 32),
+		Size:       uint32(e[wVoidSize]),
+		LastUpdate: e[wLastUpdate],
+		Tombstone:  e.flags()&flagTombstone != 0,
+	}
+	if e.flags()&flagInline != 0 {
+		r.Value = int64(e[wValue])
+	} else {
+		r.Offset = e[wValue]
+	}
+	return r
+}
+
+// encodeRecord returns the payload words 0–5 of r and its flags.
+func encodeRecord(r *Record, inline bool) (w [wLeft]uint64, flags uint64) {
+	w[wDigest0], w[wDigest1], w[wDigest2] = r.Digest.words()
+	w[wDigest2] |= uint64(r.Generation)<<16 | uint64(r.FileID)
+	w[wVoidSize] = uint64(r.VoidTime)<<32 | uint64(r.Size)
+	w[wLastUpdate] = r.LastUpdate
+	flags = flagLive
+	if inline {
+		w[wValue] = uint64(r.Value)
+		flags |= flagInline
+	} else {
+		w[wValue] = r.Offset
+	}
+	if r.Tombstone {
+		flags |= flagTombstone
+	}
+	return w, flags
+}
+
+// Handle names an entry: stage (8 bits) and element (28 bits), plus one,
+// so that the zero handle is null.
+//
+//	 35        28 27                        0
+//	+------------+---------------------------+
+//	| stage (8)  | element in the stage (28) |   = handle - 1
+//	+------------+---------------------------+
+//
+// 256 stages of up to 2^28 entries give 2^36 entries per namespace, as
+// Aerospike's index (256 stages × 2^28). The largest handle is 2^36; links
+// store handles in 40 bits.
+type Handle uint64
+
+// Handle geometry.
+const (
+	StageBits   = 8
+	ElemBits    = 28
+	MaxStages   = 1 << StageBits // stages per index
+	MaxElems    = 1 << ElemBits  // entries per stage, at most
+	handleBits  = StageBits + ElemBits + 1
+	MaxHandle   = Handle(MaxStages * MaxElems) // the largest valid handle
+	MaxCapacity = uint64(MaxStages) * MaxElems // entries per index, at most
+)
+
+// MakeHandle returns the handle of element elem of stage. It panics if
+// either is out of range (a programming error).
+func MakeHandle(stage, elem uint64) Handle {
+	if stage >= MaxStages || elem >= MaxElems {
+		panic(fmt.Sprintf("index: handle of stage %d element %d out of range", stage, elem))
+	}
+	return Handle(stage<<ElemBits|elem) + 1
+}
+
+// IsNull reports whether h is the null handle.
+func (h Handle) IsNull() bool { return h == 0 }
+
+// Stage returns the stage of a non-null handle.
+func (h Handle) Stage() uint64 { return uint64(h-1) >> ElemBits }
+
+// Elem returns the element number of a non-null handle within its stage.
+func (h Handle) Elem() uint64 { return uint64(h-1) & (MaxElems - 1) }
+
+// linear returns the position of h in allocation order for stages of
+// stageElems entries: stage·stageElems + elem.
+func (h Handle) linear(stageElems uint64) uint64 { return h.Stage()*stageElems + h.Elem() }
+
+// handleAt is the inverse of linear.
+func handleAt(linear, stageElems uint64) Handle {
+	return MakeHandle(linear/stageElems, linear%stageElems)
+}
+
+func (h Handle) String() string {
+	if h.IsNull() {
+		return "null"
+	}
+	return fmt.Sprintf("%d/%d", h.Stage(), h.Elem())
+}

@@ -1,0 +1,164 @@
+package index
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestHandleArithmetic(t *testing.T) {
+	top := MakeHandle(MaxStages-1, MaxElems-1)
+	if top != MaxHandle || uint64(top) != 1<<36 {
+		t.Fatalf("top handle = %d, want MaxHandle = 2^36 = %d", uint64(top), uint64(1)<<36)
+	}
+	if MaxCapacity != 1<<36 {
+		t.Fatalf("MaxCapacity = %d, want 2^36", MaxCapacity)
+	}
+	if uint64(top)&^linkMask != 0 {
+		t.Fatalf("top handle %#x does not fit a %d-bit link", uint64(top), linkBits)
+	}
+	if top.Stage() != 255 || top.Elem() != MaxElems-1 {
+		t.Fatalf("top handle splits into %d/%d", top.Stage(), top.Elem())
+	}
+	first := MakeHandle(0, 0)
+	if first.IsNull() || first.Stage() != 0 || first.Elem() != 0 {
+		t.Fatalf("first handle %d: null %v, %d/%d", uint64(first), first.IsNull(), first.Stage(), first.Elem())
+	}
+	for _, se := range []uint64{64, 1 << 24, MaxElems} {
+		stages := uint64(MaxStages)
+		for _, l := range []uint64{0, 1, se - 1, se, se*stages - 2, se*stages - 1} {
+			h := handleAt(l, se)
+			if h.linear(se) != l {
+				t.Fatalf("stage size %d: handleAt(%d).linear = %d", se, l, h.linear(se))
+			}
+			if h.Stage() != l/se || h.Elem() != l%se {
+				t.Fatalf("stage size %d: handleAt(%d) = %s", se, l, h)
+			}
+		}
+	}
+	if h := handleAt(MaxCapacity-1, MaxElems); h != MaxHandle {
+		t.Fatalf("last linear handle %s, want MaxHandle", h)
+	}
+	for _, bad := range [][2]uint64{{MaxStages, 0}, {0, MaxElems}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("MakeHandle(%d, %d) did not panic", bad[0], bad[1])
+				}
+			}()
+			MakeHandle(bad[0], bad[1])
+		}()
+	}
+}
+
+func TestDigestSprigOrder(t *testing.T) {
+	// Within a partition, a higher sprig holds only higher digests.
+	cfg := Config{Sprigs: 16, StageEntries: 64}
+	v := view{cfg: cfg, shift: cfg.sprigShift()}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 10000 {
+		var a, b Digest
+		for i := range a {
+			a[i], b[i] = byte(rng.Uint32()), byte(rng.Uint32())
+		}
+		b[0], b[1] = a[0], a[1]&0x0f|b[1]&0xf0 // same partition
+		if a.Partition() != b.Partition() {
+			t.Fatal("test digests in different partitions")
+		}
+		sa, sb := v.sprig(&a), v.sprig(&b)
+		if sa < sb && string(a[:]) >= string(b[:]) || sa > sb && string(a[:]) <= string(b[:]) {
+			t.Fatalf("sprig %d for %x but %d for %x", sa, a[:5], sb, b[:5])
+		}
+	}
+}
+
+func TestPutGetDelete(t *testing.T) {
+	for _, b := range backends() {
+		for _, inline := range []bool{false, true} {
+			name := string(b)
+			if inline {
+				name += "/data-in-index"
+			}
+			t.Run(name, func(t *testing.T) {
+				cfg := testConfig(t, b)
+				cfg.DataInIndex = inline
+				ix, info := mustOpen(t, cfg, nil)
+				defer ix.Close()
+				if info.Mode != Cold || info.Reason.Kind != ReasonSegmentsMissing {
+					t.Fatalf("first open: %v %v, want cold, segments missing", info.Mode, info.Reason)
+				}
+				m := model{}
+				rng := rand.New(rand.NewPCG(3, 4))
+				n := uint64(1500) // six stages of 256
+				for k := range n {
+					if err := ix.Put(recordOf(k, 1, inline)); err != nil {
+						t.Fatal(err)
+					}
+					m[k] = 1
+				}
+				verify(t, ix, m, inline)
+				// Overwrite, delete, reinsert (reusing freed entries).
+				for range 3000 {
+					k := rng.Uint64N(2 * n)
+					switch rng.IntN(3) {
+					case 0, 1:
+						g := m[k] + 1
+						if err := ix.Put(recordOf(k, g, inline)); err != nil {
+							t.Fatal(err)
+						}
+						m[k] = g
+					case 2:
+						ok, err := ix.Delete(digestOf(k))
+						if err != nil {
+							t.Fatal(err)
+						}
+						if _, want := m[k]; ok != want {
+							t.Fatalf("Delete key %d = %v, want %v", k, ok, want)
+						}
+						delete(m, k)
+					}
+				}
+				verify(t, ix, m, inline)
+				if _, ok, err := ix.Get(digestOf(10 * n)); ok || err != nil {
+					t.Fatalf("Get of an absent key: %v %v", ok, err)
+				}
+				if next, stages := ix.v.meta.Load(mNext), ix.v.meta.Load(mStages); next > uint64(len(m))+ix.v.meta.Load(mFreeCount) || stages < 6 {
+					t.Fatalf("allocator: next %d, stages %d, %d live", next, stages, len(m))
+				}
+				var sum PartitionStats
+				for p := range Partitions {
+					s := ix.Partition(p)
+					sum.Count += s.Count
+				}
+				if sum.Count != uint64(len(m)) {
+					t.Fatalf("partition counts sum to %d, want %d", sum.Count, len(m))
+				}
+			})
+		}
+	}
+}
+
+func TestRecordRefusedByConfig(t *testing.T) {
+	cfg := testConfig(t, bHeap)
+	cfg.DataInIndex = true
+	ix, _ := mustOpen(t, cfg, nil)
+	defer ix.Close()
+	r := recordOf(1, 1, false)
+	if err := ix.Put(r); !errors.Is(err, ErrRecord) {
+		t.Fatalf("Put of a storage location into a data-in-index index: %v, want ErrRecord", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Store: Dir(t.TempDir()), Sprigs: 3},
+		{Store: Dir(t.TempDir()), StageEntries: 100},
+		{Store: Dir(t.TempDir()), Instance: 16},
+		{Store: SysVAt(0x7e000001)},
+	} {
+		if _, _, err := Open(t.Context(), cfg, nil); !errors.Is(err, ErrConfig) {
+			t.Errorf("Open(%+v): %v, want ErrConfig", cfg, err)
+		}
+	}
+}

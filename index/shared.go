@@ -1,0 +1,110 @@
+package index
+
+// The shared records of the main segment besides the entries. Each is one
+// definition; word numbers are relative to the record's start.
+//
+// Section "meta" (metaWords words):
+//
+//	 0 stages      stages in use, 1–256 (stage 0 is in the main segment)
+//	 1 next        entries ever handed out, in allocation order (linear)
+//	 2 free head   handle of the first free entry (0: none)
+//	 3 free count  entries on the free list
+//	 4 live        entries in sprigs (the sum of the partition counts)
+//	 5 uuid hi     storage identity recorded at the last clean shutdown:
+//	 6 uuid lo       the storage UUID,
+//	 7 committed     and its committed length
+//	 8 seal        hash of words 0–7 and 9 written at clean shutdown
+//	 9 clean count clean shutdowns so far
+//	10–15          reserved (zero)
+//
+// Section "sprigs" (Partitions × Sprigs records of sprigWords words,
+// partition-major, so sprig s of partition p is record p·Sprigs+s; two
+// records per cache line):
+//
+//	0 version  even while stable; odd while the writer changes the sprig
+//	1 root     handle of the treap's root (low 40 bits)
+//	2 count    entries in the sprig
+//	3 reserved (zero)
+//
+// Section "parts" (Partitions records of partWords words):
+//
+//	0 count       entries in the partition
+//	1 bytes       sum of the entries' sizes (storage bytes described)
+//	2 tombstones  entries that are tombstones
+//	3 reserved    (zero)
+const (
+	mStages     = 0
+	mNext       = 1
+	mFreeHead   = 2
+	mFreeCount  = 3
+	mLive       = 4
+	mUUIDHi     = 5
+	mUUIDLo     = 6
+	mCommitted  = 7
+	mSeal       = 8
+	mCleanCount = 9
+	metaWords   = 16
+
+	sVersion   = 0
+	sRoot      = 1
+	sCount     = 2
+	sprigWords = 4
+
+	pCount      = 0
+	pBytes      = 1
+	pTombstones = 2
+	partWords   = 4
+)
+
+var (
+	_ [metaWords - mCleanCount - 1]struct{}
+	_ [sprigWords - sCount - 1]struct{}
+	_ [partWords - pTombstones - 1]struct{}
+)
+
+// maxDepth bounds every walk down a sprig (readers' Get, the writer's
+// recursion, Scan's stack). Treap priorities are a hash of the digest, so
+// the depth of a sprig of n entries is about 2·ln n (under 60 for 2^28
+// entries) and exceeding 256 has a probability far below that of a
+// hardware fault; a walk that does is reported as damage (ErrCorrupt).
+const maxDepth = 256
+
+// mix64 is splitmix64's finalizer.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// priority of an entry with digest words w0, w1, w2 (w2 with generation
+// and file id masked off): a hash of the digest, so that digests that are
+// not random (tests, crafted keys) still give a balanced treap.
+func priority(w0, w1, w2 uint64) uint64 {
+	return mix64(w0 ^ mix64(w1^mix64(w2)))
+}
+
+// less compares digest words.
+func less(a0, a1, a2, b0, b1, b2 uint64) bool {
+	if a0 != b0 {
+		return a0 < b0
+	}
+	if a1 != b1 {
+		return a1 < b1
+	}
+	return a2 < b2
+}
+
+// seal is the clean-shutdown seal over the meta words it covers.
+func seal(meta *[metaWords]uint64) uint64 {
+	h := uint64(0x5eed_c1ea_4a11_0001)
+	for i, w := range meta {
+		if i == mSeal || i > mCleanCount {
+			continue
+		}
+		h = mix64(h ^ w + uint64(i))
+	}
+	return h | 1 // never zero
+}

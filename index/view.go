@@ -1,0 +1,392 @@
+package index
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shmkit/shmkit/arena"
+)
+
+// view is the read side shared by Index (the writer) and Reader: the
+// attached main segment, word views of its sections, and the stages this
+// process has attached so far.
+type view struct {
+	cfg        Config
+	main       *arena.Segment
+	meta       arena.Words
+	sprigs     arena.Words
+	parts      arena.Words
+	stageElems uint64
+	shift      uint
+
+	stages  [MaxStages]atomic.Pointer[arena.Words] // entries of each attached stage
+	stageMu sync.Mutex                             // attaching a stage
+	segs    [MaxStages]*arena.Segment              // stage segments (1…), under stageMu
+	closed  atomic.Bool
+
+	retryBudget time.Duration
+}
+
+// readBudget bounds how long a read retries a sprig that keeps changing.
+const readBudget = 250 * time.Millisecond
+
+func (v *view) init(cfg Config, main *arena.Segment) error {
+	v.cfg = cfg
+	v.main = main
+	v.stageElems = uint64(cfg.StageEntries)
+	v.shift = cfg.sprigShift()
+	v.retryBudget = readBudget
+	var err error
+	sec := func(name string, words uint64) (arena.Words, error) {
+		off, size, err := main.Section(name)
+		if err != nil {
+			return arena.Words{}, err
+		}
+		if size < words*8 {
+			return arena.Words{}, corrupt("section %s of %s has %d bytes, want %d", name, main.Location(), size, words*8)
+		}
+		return main.Words(off, words)
+	}
+	if v.meta, err = sec(secMeta, metaWords); err != nil {
+		return err
+	}
+	if v.sprigs, err = sec(secSprigs, uint64(Partitions*cfg.Sprigs)*sprigWords); err != nil {
+		return err
+	}
+	if v.parts, err = sec(secParts, Partitions*partWords); err != nil {
+		return err
+	}
+	st0, err := sec(secStage0, v.stageElems*entryWords)
+	if err != nil {
+		return err
+	}
+	v.stages[0].Store(&st0)
+	return nil
+}
+
+// sprig returns the sprig record number of d.
+func (v *view) sprig(d *Digest) uint64 {
+	return uint64(d.Partition())*uint64(v.cfg.Sprigs) + uint64(d.sprigBits()>>v.shift)
+}
+
+// entries returns the word view holding h and the word number of its
+// entry, attaching h's stage if this process has not yet. Every handle
+// read from shared memory goes through here: it is checked against the
+// published stage count and the stage capacity.
+func (v *view) entries(h Handle) (arena.Words, uint64, error) {
+	if h.IsNull() || h > MaxHandle {
+		return arena.Words{}, 0, corrupt("handle %d out of range", uint64(h))
+	}
+	st, el := h.Stage(), h.Elem()
+	if el >= v.stageElems {
+		return arena.Words{}, 0, corrupt("handle %s: element beyond the stage's %d entries", h, v.stageElems)
+	}
+	if w := v.stages[st].Load(); w != nil {
+		return *w, el * entryWords, nil
+	}
+	w, err := v.attachStage(st)
+	if err != nil {
+		return arena.Words{}, 0, err
+	}
+	return *w, el * entryWords, nil
+}
+
+// attachStage attaches stage st (≥ 1) if the meta says it exists.
+func (v *view) attachStage(st uint64) (*arena.Words, error) {
+	if n := v.meta.Load(mStages); st >= n || n > MaxStages {
+		return nil, corrupt("handle in stage %d but the index has %d stages", st, n)
+	}
+	v.stageMu.Lock()
+	defer v.stageMu.Unlock()
+	if w := v.stages[st].Load(); w != nil {
+		return w, nil
+	}
+	if v.closed.Load() {
+		return nil, fmt.Errorf("index: attach stage %d: %w", st, ErrClosed)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	seg, err := arena.Open(ctx, v.cfg.Store.block(&v.cfg, int(st)), v.cfg.segOptions(v.cfg.stageSpec(int(st))))
+	if err != nil {
+		return nil, fmt.Errorf("index: attach stage %d: %w", st, err)
+	}
+	w, err := stageWords(seg, v.stageElems)
+	if err != nil {
+		seg.Close()
+		return nil, err
+	}
+	v.segs[st] = seg
+	v.stages[st].Store(&w)
+	return &w, nil
+}
+
+func stageWords(seg *arena.Segment, elems uint64) (arena.Words, error) {
+	off, size, err := seg.Section(secStage)
+	if err != nil {
+		return arena.Words{}, err
+	}
+	if size < elems*EntrySize {
+		return arena.Words{}, corrupt("stage %s has %d bytes of entries, want %d", seg.Location(), size, elems*EntrySize)
+	}
+	return seg.Words(off, elems*entryWords)
+}
+
+// closeStages detaches every stage segment.
+func (v *view) closeStages() {
+	v.stageMu.Lock()
+	defer v.stageMu.Unlock()
+	for i := 1; i < MaxStages; i++ {
+		if v.segs[i] != nil {
+			v.segs[i].Close()
+			v.segs[i] = nil
+		}
+		v.stages[i].Store(nil)
+	}
+}
+
+// retrier paces the retries of a read: a few spins, then yields, bounded
+// by the retry budget.
+type retrier struct {
+	n     int
+	start time.Time
+}
+
+func (r *retrier) again(budget time.Duration) bool {
+	r.n++
+	if r.n < 4 {
+		return true
+	}
+	if r.start.IsZero() {
+		r.start = time.Now()
+	}
+	runtime.Gosched()
+	return r.n&15 != 0 || time.Since(r.start) < budget
+}
+
+// get looks d up. The walk copies words with atomic loads and follows at
+// most maxDepth links, each bounds-checked; what it found counts only if
+// the sprig's version was even before and unchanged after.
+func (v *view) get(d Digest) (Record, bool, error) {
+	if v.closed.Load() {
+		return Record{}, false, ErrClosed
+	}
+	w0, w1, w2 := d.words()
+	base := v.sprig(&d) * sprigWords
+	var r retrier
+	for {
+		ver := v.sprigs.Load(base + sVersion)
+		if ver&1 == 0 {
+			e, found, err := v.walk(base, w0, w1, w2)
+			if v.cfg.noValidate || v.sprigs.Load(base+sVersion) == ver {
+				if err != nil {
+					return Record{}, false, err
+				}
+				if !found {
+					return Record{}, false, nil
+				}
+				return e.record(), true, nil
+			}
+		}
+		if !r.again(v.retryBudget) {
+			return Record{}, false, fmt.Errorf("index: get: sprig %d of partition %d: version odd or changing for %v: %w",
+				base/sprigWords%uint64(v.cfg.Sprigs), d.Partition(), v.retryBudget, ErrContended)
+		}
+	}
+}
+
+func (v *view) walk(base, w0, w1, w2 uint64) (entry, bool, error) {
+	var e entry
+	h := Handle(v.sprigs.Load(base+sRoot) & linkMask)
+	for depth := 0; !h.IsNull(); depth++ {
+		if depth >= maxDepth {
+			return e, false, corrupt("sprig walk deeper than %d (a cycle?)", maxDepth)
+		}
+		ws, i, err := v.entries(h)
+		if err != nil {
+			return e, false, err
+		}
+		ws.LoadN(i, e[:])
+		k0, k1, k2 := e[wDigest0], e[wDigest1], e[wDigest2]&^0xffffffff
+		switch {
+		case w0 == k0 && w1 == k1 && w2 == k2:
+			if e.flags()&flagLive == 0 || e.flags()&^knownFlags != 0 {
+				return e, false, corrupt("entry %s in a sprig has flags %#x", h, e.flags())
+			}
+			return e, true, nil
+		case less(w0, w1, w2, k0, k1, k2):
+			h = e.left()
+		default:
+			h = e.right()
+		}
+	}
+	return e, false, nil
+}
+
+// scanSprig copies the entries of one sprig in digest order into buf
+// (reused), validated against the sprig's version.
+func (v *view) scanSprig(sp uint64, buf []Record) ([]Record, error) {
+	base := sp * sprigWords
+	var r retrier
+	for {
+		ver := v.sprigs.Load(base + sVersion)
+		if ver&1 == 0 {
+			out, err := v.collect(base, buf[:0])
+			if v.cfg.noValidate || v.sprigs.Load(base+sVersion) == ver {
+				return out, err
+			}
+			buf = out
+		}
+		if !r.again(v.retryBudget) {
+			return buf[:0], fmt.Errorf("index: scan: sprig record %d: version odd or changing for %v: %w", sp, v.retryBudget, ErrContended)
+		}
+	}
+}
+
+// collect walks a sprig in order with an explicit stack of at most
+// maxDepth handles. Digests must come out strictly increasing, which also
+// stops any cycle: a cycle repeats a digest.
+func (v *view) collect(base uint64, out []Record) ([]Record, error) {
+	count := v.sprigs.Load(base + sCount)
+	var stack [maxDepth]Handle
+	n := 0
+	h := Handle(v.sprigs.Load(base+sRoot) & linkMask)
+	var e entry
+	var p0, p1, p2 uint64
+	first := true
+	for n > 0 || !h.IsNull() {
+		for !h.IsNull() {
+			if n == maxDepth {
+				return out, corrupt("sprig deeper than %d (a cycle?)", maxDepth)
+			}
+			stack[n] = h
+			n++
+			ws, i, err := v.entries(h)
+			if err != nil {
+				return out, err
+			}
+			h = Handle(ws.Load(i+wLeft) & linkMask)
+		}
+		n--
+		ws, i, err := v.entries(stack[n])
+		if err != nil {
+			return out, err
+		}
+		ws.LoadN(i, e[:])
+		k0, k1, k2 := e[wDigest0], e[wDigest1], e[wDigest2]&^0xffffffff
+		if !first && !less(p0, p1, p2, k0, k1, k2) {
+			return out, corrupt("sprig out of digest order at entry %s (a cycle or a misplaced link)", stack[n])
+		}
+		if e.flags()&flagLive == 0 || e.flags()&^knownFlags != 0 {
+			return out, corrupt("entry %s in a sprig has flags %#x", stack[n], e.flags())
+		}
+		first = false
+		p0, p1, p2 = k0, k1, k2
+		if uint64(len(out)) >= count {
+			return out, corrupt("sprig holds more entries than its count %d", count)
+		}
+		out = append(out, e.record())
+		h = e.right()
+	}
+	if uint64(len(out)) != count {
+		return out, corrupt("sprig holds %d entries, its count says %d", len(out), count)
+	}
+	return out, nil
+}
+
+// scan calls fn for every entry of partition p, in digest order: sprig by
+// sprig, each sprig a validated snapshot. A key present for the whole scan
+// is reported exactly once.
+func (v *view) scan(p int, fn func(Record) bool) error {
+	if v.closed.Load() {
+		return ErrClosed
+	}
+	if p < 0 || p >= Partitions {
+		return fmt.Errorf("index: scan: partition %d outside 0–%d: %w", p, Partitions-1, ErrConfig)
+	}
+	var buf []Record
+	for s := range uint64(v.cfg.Sprigs) {
+		var err error
+		buf, err = v.scanSprig(uint64(p)*uint64(v.cfg.Sprigs)+s, buf)
+		if err != nil {
+			return fmt.Errorf("index: scan partition %d: %w", p, err)
+		}
+		for _, r := range buf {
+			if !fn(r) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// PartitionStats are the statistics of one partition, kept in the arena.
+type PartitionStats struct {
+	Count      uint64 // entries
+	Bytes      uint64 // sum of their sizes
+	Tombstones uint64 // entries that are tombstones
+}
+
+func (v *view) partition(p int) PartitionStats {
+	b := uint64(p) * partWords
+	return PartitionStats{Count: v.parts.Load(b + pCount), Bytes: v.parts.Load(b + pBytes), Tombstones: v.parts.Load(b + pTombstones)}
+}
+
+// Reader reads an index another process writes. It never blocks the
+// writer and never sees a torn entry. Methods are safe for concurrent use.
+type Reader struct {
+	v view
+}
+
+// OpenReader attaches the index described by cfg for reading. The index
+// must exist (its writer opened it); stages are attached on first use.
+// Fingerprint fields must match the writer's (a *layout.MismatchError
+// otherwise).
+func OpenReader(ctx context.Context, cfg Config) (*Reader, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	main, err := arena.Open(ctx, cfg.Store.block(&cfg, 0), cfg.segOptions(cfg.mainSpec()))
+	if err != nil {
+		return nil, fmt.Errorf("index: open reader: %w", err)
+	}
+	r := &Reader{}
+	if err := r.v.init(cfg, main); err != nil {
+		main.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Get returns the record of d, and whether there is one.
+func (r *Reader) Get(d Digest) (Record, bool, error) { return r.v.get(d) }
+
+// Scan calls fn for every record of partition p in digest order until fn
+// returns false. Every key present for the whole scan is reported exactly
+// once; keys inserted or deleted during the scan may or may not be.
+func (r *Reader) Scan(p int, fn func(Record) bool) error { return r.v.scan(p, fn) }
+
+// Count returns the number of entries in the index.
+func (r *Reader) Count() uint64 { return r.v.meta.Load(mLive) }
+
+// Partition returns the statistics of partition p (0–4095).
+func (r *Reader) Partition(p int) PartitionStats { return r.v.partition(p & (Partitions - 1)) }
+
+// Stale reports whether the index was discarded since this reader attached
+// (a cold start replaced it): the reader should be closed and opened again.
+func (r *Reader) Stale() bool {
+	gone, err := r.v.main.Removed()
+	return gone || err != nil
+}
+
+// Close detaches the reader.
+func (r *Reader) Close() error {
+	if !r.v.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	r.v.closeStages()
+	return r.v.main.Close()
+}

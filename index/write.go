@@ -1,0 +1,434 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shmkit/shmkit/arena"
+)
+
+// Failpoints of the writer (see package failpoint).
+const (
+	// FailInsertMid: inside Put of a new key, the sprig's version is odd
+	// and the entry is linked into the treap, the counts not yet updated.
+	FailInsertMid = "index.insert.mid"
+	// FailDeleteMid: inside Delete, the sprig's version is odd and the
+	// entry is unlinked, not yet on the free list.
+	FailDeleteMid = "index.delete.mid"
+	// FailMarkedDirty: the first mutation after attaching has just
+	// invalidated the clean-shutdown marker.
+	FailMarkedDirty = "index.marked-dirty"
+)
+
+// writable checks that the index may be written: open, still holding its
+// lease. It invalidates the clean marker on the first mutation.
+func (ix *Index) writable() error {
+	if ix.v.closed.Load() {
+		return fmt.Errorf("index: write: %w", ErrClosed)
+	}
+	if ix.lost.Load() {
+		return fmt.Errorf("index: write: %w: another process took over the index; stop this one", ErrLeaseLost)
+	}
+	if !ix.dirty.Load() {
+		ix.allocMu.Lock()
+		defer ix.allocMu.Unlock()
+		if !ix.dirty.Load() {
+			// Clean → ready: from now on a crash leaves an unclean index.
+			ix.v.main.SetState(stateClean, stateReady)
+			ix.dirty.Store(true)
+			ix.v.cfg.Failpoints.Hit(FailMarkedDirty)
+		}
+	}
+	return nil
+}
+
+func (ix *Index) checkRecord(r *Record) error {
+	if ix.v.cfg.DataInIndex && (r.Offset != 0 || r.FileID != 0) {
+		return fmt.Errorf("index: put %x: a data-in-index namespace keeps a value, not a storage location (file %d offset %d): %w",
+			r.Digest[:4], r.FileID, r.Offset, ErrRecord)
+	}
+	if !ix.v.cfg.DataInIndex && r.Value != 0 {
+		return fmt.Errorf("index: put %x: inline value %d but the namespace is not data-in-index: %w", r.Digest[:4], r.Value, ErrRecord)
+	}
+	return nil
+}
+
+// Put inserts r or replaces the record with the same digest. Readers see
+// either the old record or the new one, never a mix.
+func (ix *Index) Put(r Record) error {
+	if err := ix.checkRecord(&r); err != nil {
+		return err
+	}
+	ix.gate.RLock()
+	defer ix.gate.RUnlock()
+	if err := ix.writable(); err != nil {
+		return err
+	}
+	d := r.Digest
+	sp := ix.v.sprig(&d)
+	base := sp * sprigWords
+	ix.locks[sp].Lock()
+	defer ix.locks[sp].Unlock()
+	payload, flags := encodeRecord(&r, ix.v.cfg.DataInIndex)
+	w0, w1, w2 := d.words()
+
+	old, found, err := ix.find(base, w0, w1, w2)
+	if err != nil {
+		return err
+	}
+	pb := uint64(d.Partition()) * partWords
+	if found {
+		ws, i, err := ix.v.entries(old)
+		if err != nil {
+			return err
+		}
+		var prev entry
+		ws.LoadN(i, prev[:])
+		ix.bump(base)
+		for k := range payload {
+			ws.Store(i+uint64(k), payload[k])
+		}
+		ws.Store(i+wLeft, prev[wLeft]&^flagMask|flags<<flagShift)
+		ix.bump(base)
+		ix.v.parts.Store(pb+pBytes, ix.v.parts.Load(pb+pBytes)-uint64(uint32(prev[wVoidSize]))+uint64(r.Size))
+		ix.v.parts.Store(pb+pTombstones, ix.v.parts.Load(pb+pTombstones)-tomb(prev.flags())+tomb(flags))
+		return nil
+	}
+
+	h, err := ix.alloc()
+	if err != nil {
+		return err
+	}
+	ws, i, err := ix.v.entries(h)
+	if err != nil {
+		return err
+	}
+	for k := range payload {
+		ws.Store(i+uint64(k), payload[k])
+	}
+	ws.Store(i+wLeft, flags<<flagShift)
+	ws.Store(i+wRight, 0)
+	ix.bump(base)
+	root, err := ix.insert(Handle(ix.v.sprigs.Load(base+sRoot)&linkMask), h, w0, w1, w2, priority(w0, w1, w2), 0)
+	if err != nil {
+		ix.bump(base)
+		ix.free(h)
+		return err
+	}
+	ix.v.sprigs.Store(base+sRoot, uint64(root))
+	ix.v.cfg.Failpoints.Hit(FailInsertMid)
+	ix.v.sprigs.Store(base+sCount, ix.v.sprigs.Load(base+sCount)+1)
+	ix.bump(base)
+	ix.v.parts.Add(pb+pCount, 1)
+	ix.v.parts.Add(pb+pBytes, uint64(r.Size))
+	ix.v.parts.Add(pb+pTombstones, tomb(flags))
+	ix.v.meta.Add(mLive, 1)
+	return nil
+}
+
+func tomb(flags uint64) uint64 {
+	if flags&flagTombstone != 0 {
+		return 1
+	}
+	return 0
+}
+
+// Delete removes the record of d and reports whether there was one. The
+// entry goes to the free list after the sprig's version has changed, so a
+// reader that walked into it before rejects what it read.
+func (ix *Index) Delete(d Digest) (bool, error) {
+	ix.gate.RLock()
+	defer ix.gate.RUnlock()
+	if err := ix.writable(); err != nil {
+		return false, err
+	}
+	sp := ix.v.sprig(&d)
+	base := sp * sprigWords
+	ix.locks[sp].Lock()
+	defer ix.locks[sp].Unlock()
+	w0, w1, w2 := d.words()
+	h, found, err := ix.find(base, w0, w1, w2)
+	if err != nil || !found {
+		return false, err
+	}
+	ws, i, err := ix.v.entries(h)
+	if err != nil {
+		return false, err
+	}
+	var e entry
+	ws.LoadN(i, e[:])
+	ix.bump(base)
+	root, err := ix.remove(Handle(ix.v.sprigs.Load(base+sRoot)&linkMask), w0, w1, w2, 0)
+	if err != nil {
+		ix.bump(base)
+		return false, err
+	}
+	ix.v.sprigs.Store(base+sRoot, uint64(root))
+	ix.v.cfg.Failpoints.Hit(FailDeleteMid)
+	ix.v.sprigs.Store(base+sCount, ix.v.sprigs.Load(base+sCount)-1)
+	ix.bump(base)
+	pb := uint64(d.Partition()) * partWords
+	ix.v.parts.Add(pb+pCount, ^uint64(0))
+	ix.v.parts.Add(pb+pBytes, -uint64(uint32(e[wVoidSize])))
+	ix.v.parts.Add(pb+pTombstones, -tomb(e.flags()))
+	ix.v.meta.Add(mLive, ^uint64(0))
+	ix.free(h)
+	return true, nil
+}
+
+// bump changes a sprig's version by one (even → odd before a change, odd
+// → even after it). Only the holder of the sprig's lock calls it.
+func (ix *Index) bump(base uint64) {
+	ix.v.sprigs.Store(base+sVersion, ix.v.sprigs.Load(base+sVersion)+1)
+}
+
+// find returns the entry of a digest in a sprig (writer side: the sprig is
+// locked, so no validation is needed, but every link is still checked).
+func (ix *Index) find(base, w0, w1, w2 uint64) (Handle, bool, error) {
+	h := Handle(ix.v.sprigs.Load(base+sRoot) & linkMask)
+	for depth := 0; !h.IsNull(); depth++ {
+		if depth >= maxDepth {
+			return 0, false, corrupt("sprig walk deeper than %d (a cycle?)", maxDepth)
+		}
+		ws, i, err := ix.v.entries(h)
+		if err != nil {
+			return 0, false, err
+		}
+		k0, k1, k2 := ws.Load(i+wDigest0), ws.Load(i+wDigest1), ws.Load(i+wDigest2)&^0xffffffff
+		switch {
+		case w0 == k0 && w1 == k1 && w2 == k2:
+			return h, true, nil
+		case less(w0, w1, w2, k0, k1, k2):
+			h = Handle(ws.Load(i+wLeft) & linkMask)
+		default:
+			h = Handle(ws.Load(i+wRight) & linkMask)
+		}
+	}
+	return 0, false, nil
+}
+
+// node is the writer's view of one entry during a treap operation.
+type node struct {
+	ws         arena.Words
+	i          uint64
+	k0, k1, k2 uint64
+}
+
+func (ix *Index) node(h Handle) (node, error) {
+	ws, i, err := ix.v.entries(h)
+	if err != nil {
+		return node{}, err
+	}
+	return node{ws: ws, i: i, k0: ws.Load(i + wDigest0), k1: ws.Load(i + wDigest1), k2: ws.Load(i+wDigest2) &^ 0xffffffff}, nil
+}
+
+func (n node) prio() uint64  { return priority(n.k0, n.k1, n.k2) }
+func (n node) left() Handle  { return Handle(n.ws.Load(n.i+wLeft) & linkMask) }
+func (n node) right() Handle { return Handle(n.ws.Load(n.i+wRight) & linkMask) }
+func (n node) setLeft(h Handle) {
+	n.ws.Store(n.i+wLeft, n.ws.Load(n.i+wLeft)&^linkMask|uint64(h))
+}
+func (n node) setRight(h Handle) {
+	n.ws.Store(n.i+wRight, n.ws.Load(n.i+wRight)&^linkMask|uint64(h))
+}
+
+// insert links h (digest w0..w2, priority p) into the treap at root and
+// returns the new root.
+func (ix *Index) insert(root, h Handle, w0, w1, w2, p uint64, depth int) (Handle, error) {
+	if root.IsNull() {
+		return h, nil
+	}
+	if depth >= maxDepth {
+		return 0, corrupt("sprig deeper than %d (a cycle?)", maxDepth)
+	}
+	n, err := ix.node(root)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case less(w0, w1, w2, n.k0, n.k1, n.k2):
+		c, err := ix.insert(n.left(), h, w0, w1, w2, p, depth+1)
+		if err != nil {
+			return 0, err
+		}
+		n.setLeft(c)
+		cn, err := ix.node(c)
+		if err != nil {
+			return 0, err
+		}
+		if cn.prio() > n.prio() { // rotate right: c becomes the root
+			n.setLeft(cn.right())
+			cn.setRight(root)
+			return c, nil
+		}
+		return root, nil
+	case less(n.k0, n.k1, n.k2, w0, w1, w2):
+		c, err := ix.insert(n.right(), h, w0, w1, w2, p, depth+1)
+		if err != nil {
+			return 0, err
+		}
+		n.setRight(c)
+		cn, err := ix.node(c)
+		if err != nil {
+			return 0, err
+		}
+		if cn.prio() > n.prio() { // rotate left: c becomes the root
+			n.setRight(cn.left())
+			cn.setLeft(root)
+			return c, nil
+		}
+		return root, nil
+	}
+	return 0, corrupt("digest already in the sprig at entry %s", root)
+}
+
+// remove unlinks the entry with digest w0..w2 from the treap at root and
+// returns the new root.
+func (ix *Index) remove(root Handle, w0, w1, w2 uint64, depth int) (Handle, error) {
+	if root.IsNull() {
+		return 0, corrupt("entry to delete vanished from its sprig")
+	}
+	if depth >= maxDepth {
+		return 0, corrupt("sprig deeper than %d (a cycle?)", maxDepth)
+	}
+	n, err := ix.node(root)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case less(w0, w1, w2, n.k0, n.k1, n.k2):
+		c, err := ix.remove(n.left(), w0, w1, w2, depth+1)
+		if err != nil {
+			return 0, err
+		}
+		n.setLeft(c)
+		return root, nil
+	case less(n.k0, n.k1, n.k2, w0, w1, w2):
+		c, err := ix.remove(n.right(), w0, w1, w2, depth+1)
+		if err != nil {
+			return 0, err
+		}
+		n.setRight(c)
+		return root, nil
+	}
+	return ix.merge(n.left(), n.right(), depth)
+}
+
+// merge joins two treaps, every digest of a below every digest of b.
+func (ix *Index) merge(a, b Handle, depth int) (Handle, error) {
+	if a.IsNull() {
+		return b, nil
+	}
+	if b.IsNull() {
+		return a, nil
+	}
+	if depth >= 2*maxDepth {
+		return 0, corrupt("sprig deeper than %d (a cycle?)", maxDepth)
+	}
+	an, err := ix.node(a)
+	if err != nil {
+		return 0, err
+	}
+	bn, err := ix.node(b)
+	if err != nil {
+		return 0, err
+	}
+	if an.prio() > bn.prio() {
+		c, err := ix.merge(an.right(), b, depth+1)
+		if err != nil {
+			return 0, err
+		}
+		an.setRight(c)
+		return a, nil
+	}
+	c, err := ix.merge(a, bn.left(), depth+1)
+	if err != nil {
+		return 0, err
+	}
+	bn.setLeft(c)
+	return b, nil
+}
+
+// alloc hands out a free entry: the head of the free list, or the next
+// never-used one (adding a stage when the last is full).
+func (ix *Index) alloc() (Handle, error) {
+	ix.allocMu.Lock()
+	defer ix.allocMu.Unlock()
+	m := ix.v.meta
+	if h := Handle(m.Load(mFreeHead) & linkMask); !h.IsNull() {
+		ws, i, err := ix.v.entries(h)
+		if err != nil {
+			return 0, fmt.Errorf("index: free list head: %w", err)
+		}
+		if ws.Load(i+wLeft)&flagMask != 0 {
+			return 0, corrupt("free list entry %s is marked live", h)
+		}
+		m.Store(mFreeHead, ws.Load(i+wRight)&linkMask)
+		m.Store(mFreeCount, m.Load(mFreeCount)-1)
+		return h, nil
+	}
+	next, stages := m.Load(mNext), m.Load(mStages)
+	if stages < 1 || stages > MaxStages || next > stages*ix.v.stageElems {
+		return 0, corrupt("allocator: %d entries handed out in %d stages of %d", next, stages, ix.v.stageElems)
+	}
+	if next == stages*ix.v.stageElems {
+		if stages == MaxStages {
+			return 0, fmt.Errorf("index: all %d stages of %d entries are full: %w (use larger stages: Config.StageEntries)", MaxStages, ix.v.stageElems, ErrFull)
+		}
+		if err := ix.addStage(int(stages)); err != nil {
+			return 0, err
+		}
+	}
+	m.Store(mNext, next+1)
+	return handleAt(next, ix.v.stageElems), nil
+}
+
+// free puts h on the free list. The caller has already unlinked it from its
+// sprig (and changed the sprig's version).
+func (ix *Index) free(h Handle) {
+	ix.allocMu.Lock()
+	defer ix.allocMu.Unlock()
+	ws, i, err := ix.v.entries(h)
+	if err != nil {
+		return // h came from entries() before: cannot fail
+	}
+	m := ix.v.meta
+	ws.Store(i+wLeft, 0)
+	ws.Store(i+wRight, m.Load(mFreeHead)&linkMask)
+	m.Store(mFreeHead, uint64(h))
+	m.Store(mFreeCount, m.Load(mFreeCount)+1)
+}
+
+// addStage creates stage k's segment and then publishes it in the meta,
+// so readers that find a handle in it can attach it.
+func (ix *Index) addStage(k int) error {
+	cfg := &ix.v.cfg
+	loc := cfg.Store.block(cfg, k)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seg, err := arena.Create(ctx, loc, cfg.segOptions(cfg.stageSpec(k)))
+	if errors.Is(err, arena.ErrExists) && isIndexSegment(loc) {
+		// Left over from an index discarded without it (or a failed
+		// addStage): nothing refers to it.
+		if rerr := arena.Remove(loc, arena.RemoveOptions{Force: true}); rerr != nil {
+			return fmt.Errorf("index: add stage %d: remove the stale segment: %w", k, rerr)
+		}
+		seg, err = arena.Create(ctx, loc, cfg.segOptions(cfg.stageSpec(k)))
+	}
+	if err != nil {
+		return fmt.Errorf("index: add stage %d: %w", k, err)
+	}
+	w, err := stageWords(seg, ix.v.stageElems)
+	if err != nil {
+		seg.Close()
+		return err
+	}
+	ix.v.stageMu.Lock()
+	ix.v.segs[k] = seg
+	ix.v.stages[k].Store(&w)
+	ix.v.stageMu.Unlock()
+	ix.v.meta.Store(mStages, uint64(k+1))
+	return nil
+}
