@@ -221,3 +221,7 @@ func mustOpen(t testing.TB, cfg Config, rebuild RebuildFunc) (*Index, RestartInf
 	}
 	return ix, info
 }
+
+func removeLoc(loc arena.Location) error {
+	return arena.Remove(loc, arena.RemoveOptions{Force: true})
+}

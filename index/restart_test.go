@@ -1,0 +1,212 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+var storageA = StorageID{UUID: [16]byte{0xa, 1, 2, 3}, Committed: 4096}
+
+// populated opens a fresh index on cfg, puts n records, closes it cleanly
+// with storage id and returns the model.
+func populated(t *testing.T, cfg Config, n uint64, id StorageID) model {
+	t.Helper()
+	ix, info := mustOpen(t, cfg, nil)
+	if info.Mode != Cold {
+		t.Fatalf("fresh open: mode %v", info.Mode)
+	}
+	m := model{}
+	for k := range n {
+		if err := ix.Put(recordOf(k, 2, cfg.DataInIndex)); err != nil {
+			t.Fatal(err)
+		}
+		m[k] = 2
+	}
+	if err := ix.CloseClean(id); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// expectStart opens cfg and checks mode, reason kind and that the index
+// then holds m (rebuilt from m when cold).
+func expectStart(t *testing.T, cfg Config, m model, mode Mode, kind ReasonKind, text string) *Index {
+	t.Helper()
+	var logs bytes.Buffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	rebuilt := false
+	ix, info, err := Open(context.Background(), cfg, func(ctx context.Context, ix *Index) error {
+		rebuilt = true
+		return rebuildFrom(m, cfg.DataInIndex)(ctx, ix)
+	})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	t.Logf("%v start: %v (records %d, %v)", info.Mode, info.Reason, info.Records, info.Duration)
+	if info.Mode != mode || info.Reason.Kind != kind {
+		t.Fatalf("Open: %v (%v), want %v (%v)", info.Mode, info.Reason, mode, kind)
+	}
+	if text != "" && !strings.Contains(info.Reason.String(), text) {
+		t.Fatalf("reason %q does not say %q", info.Reason, text)
+	}
+	if rebuilt != (mode == Cold) {
+		t.Fatalf("rebuild called: %v in a %v start", rebuilt, mode)
+	}
+	if info.Records != uint64(len(m)) {
+		t.Fatalf("RestartInfo.Records = %d, want %d", info.Records, len(m))
+	}
+	want := "beginning warm restart"
+	if mode == Cold {
+		want = "beginning cold start: " + info.Reason.String()
+	}
+	if !strings.Contains(logs.String(), want) {
+		t.Fatalf("log lacks %q:\n%s", want, logs.String())
+	}
+	verify(t, ix, m, cfg.DataInIndex)
+	return ix
+}
+
+func TestRestartTriggers(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(string(b), func(t *testing.T) {
+			t.Run("missing", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				expectStart(t, cfg, model{1: 1, 2: 1}, Cold, ReasonSegmentsMissing, "not found")
+			})
+			t.Run("clean-warm", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				cfg.Storage = storageA
+				m := populated(t, cfg, 700, storageA) // three stages
+				ix := expectStart(t, cfg, m, Warm, ReasonNone, "")
+				// The warm index is writable, and a second clean cycle is warm.
+				if err := ix.Put(recordOf(9999, 1, false)); err != nil {
+					t.Fatal(err)
+				}
+				m[9999] = 1
+				if err := ix.CloseClean(storageA); err != nil {
+					t.Fatal(err)
+				}
+				expectStart(t, cfg, m, Warm, ReasonNone, "")
+			})
+			t.Run("sprigs-changed", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				m := populated(t, cfg, 100, StorageID{})
+				cfg.Sprigs = 2
+				expectStart(t, cfg, m, Cold, ReasonFingerprint, "partition-tree-sprigs 1 doesn't match config 2")
+			})
+			t.Run("data-in-index-changed", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				populated(t, cfg, 100, StorageID{})
+				cfg.DataInIndex = true
+				expectStart(t, cfg, model{5: 1}, Cold, ReasonFingerprint, "data-in-index 0 doesn't match config 1")
+			})
+			t.Run("stage-size-changed", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				m := populated(t, cfg, 300, StorageID{})
+				cfg.StageEntries = 512
+				expectStart(t, cfg, m, Cold, ReasonFingerprint, "index-stage-entries 256 doesn't match config 512")
+			})
+			t.Run("unclean", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				m := populated(t, cfg, 100, StorageID{})
+				ix := expectStart(t, cfg, m, Warm, ReasonNone, "")
+				if _, err := ix.Delete(digestOf(7)); err != nil {
+					t.Fatal(err)
+				}
+				delete(m, 7)
+				ix.Close() // no clean marker: a crash
+				expectStart(t, cfg, m, Cold, ReasonUnclean, "not clean-shutdown")
+			})
+			t.Run("failed-start-stays-warm", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				m := populated(t, cfg, 100, StorageID{})
+				ix := expectStart(t, cfg, m, Warm, ReasonNone, "")
+				ix.Close() // attached, read, never wrote
+				expectStart(t, cfg, m, Warm, ReasonNone, "")
+			})
+			t.Run("storage-wiped", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				populated(t, cfg, 100, storageA)
+				cfg.Storage = StorageID{UUID: [16]byte{0xb}}
+				expectStart(t, cfg, model{}, Cold, ReasonStorageChanged, "storage-uuid 0a010203")
+			})
+			t.Run("storage-length-changed", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				m := populated(t, cfg, 100, storageA)
+				cfg.Storage = storageA
+				cfg.Storage.Committed += 100
+				expectStart(t, cfg, m, Cold, ReasonStorageChanged, "storage-committed-length 4096 doesn't match config 4196")
+			})
+			t.Run("forced", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				m := populated(t, cfg, 100, StorageID{})
+				cfg.ForceCold = true
+				expectStart(t, cfg, m, Cold, ReasonForced, "")
+			})
+			t.Run("stage-missing", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				m := populated(t, cfg, 600, StorageID{}) // stages 0, 1, 2
+				if err := removeBlock(cfg, 2); err != nil {
+					t.Fatal(err)
+				}
+				expectStart(t, cfg, m, Cold, ReasonSegmentsMissing, "stage 2 segment")
+			})
+			t.Run("seal-damaged", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				m := populated(t, cfg, 100, StorageID{})
+				ix := expectStart(t, cfg, m, Warm, ReasonNone, "")
+				ix.v.meta.Store(mFreeCount, 3) // not a mutation: stays clean
+				ix.Close()
+				expectStart(t, cfg, m, Cold, ReasonDamaged, "seal")
+			})
+			t.Run("check-on-warm", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				m := populated(t, cfg, 100, StorageID{})
+				ix := expectStart(t, cfg, m, Warm, ReasonNone, "")
+				// A sprig count that disagrees, under an intact seal.
+				d := digestOf(3)
+				ix.v.sprigs.Store(ix.v.sprig(&d)*sprigWords+sCount, 5)
+				ix.Close()
+				cfg.CheckOnWarm = true
+				expectStart(t, cfg, m, Cold, ReasonDamaged, "count 5")
+			})
+		})
+	}
+}
+
+func removeBlock(cfg Config, b int) error {
+	if err := cfg.normalize(); err != nil {
+		return err
+	}
+	return removeLoc(cfg.Store.block(&cfg, b))
+}
+
+func TestSecondWriterRefused(t *testing.T) {
+	cfg := testConfig(t, bHeap)
+	ix, _ := mustOpen(t, cfg, nil)
+	defer ix.Close()
+	if _, _, err := Open(context.Background(), cfg, nil); !errors.Is(err, ErrWriterRunning) {
+		t.Fatalf("second writer: %v, want ErrWriterRunning", err)
+	}
+	// The refused start changed nothing.
+	if err := ix.Put(recordOf(1, 1, false)); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, ix, model{1: 1}, false)
+}
+
+func TestRebuildError(t *testing.T) {
+	cfg := testConfig(t, bHeap)
+	boom := errors.New("log unreadable")
+	_, _, err := Open(context.Background(), cfg, func(context.Context, *Index) error { return boom })
+	if !errors.Is(err, ErrRebuild) || !errors.Is(err, boom) {
+		t.Fatalf("Open with a failing rebuild: %v", err)
+	}
+	// The half-built index is not trusted next time.
+	expectStart(t, cfg, model{}, Cold, ReasonUnclean, "")
+}
