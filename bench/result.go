@@ -48,6 +48,10 @@ type Result struct {
 	BaselineValue float64 `json:"baseline,omitempty"`
 	// Ratio is Value / BaselineValue (0 without a baseline).
 	Ratio float64 `json:"ratio,omitempty"`
+	// Skipped, when not empty, says why the figure was not measured on
+	// this machine (e.g. it may not create a PID namespace); Value and
+	// Ratio are then 0, the baseline is the one it would have had.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // WithBaseline returns r compared with a baseline: name, value and the
@@ -72,9 +76,19 @@ func (r Result) WithBaselineDetail(detail string) Result {
 	return r
 }
 
+// WithSkipped returns r marked as not measured, for the reason why: its
+// Value and Ratio are 0.
+func (r Result) WithSkipped(why string) Result {
+	r.Skipped, r.Value, r.Ratio = why, 0, 0
+	return r
+}
+
 // String formats r on one line, e.g. "seqlock.read uncontended: 2.1 ns/op
 // (plain 64-byte copy 1.2 ns/op, x1.75)".
 func (r Result) String() string {
+	if r.Skipped != "" {
+		return fmt.Sprintf("%s %s: skipped: %s", r.Bench, r.Metric, r.Skipped)
+	}
 	s := fmt.Sprintf("%s %s: %.4g %s", r.Bench, r.Metric, r.Value, r.Unit)
 	if r.BaselineName != "" {
 		s += fmt.Sprintf(" (%s %.4g %s, x%.3g)", r.BaselineName, r.BaselineValue, r.Unit, r.Ratio)

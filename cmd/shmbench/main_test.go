@@ -95,8 +95,12 @@ func TestParseArgsRefuses(t *testing.T) {
 	}
 }
 
+// skipReason is why a result of tableResults was skipped: longer than a
+// line of the table.
+const skipReason = "cannot start a worker in a new PID namespace: fork/exec /tmp/go-build/b001/exe/shmbench: operation not permitted (the kernel refused CLONE_NEWPID)"
+
 // tableResults are results with names as long as the benchmarks' and
-// longer, with and without baselines.
+// longer, with and without baselines, one of them skipped.
 func tableResults() []bench.Result {
 	long := strings.Repeat("a-very-long-metric-name-without-any-space", 4)
 	return []bench.Result{
@@ -104,6 +108,10 @@ func tableResults() []bench.Result {
 		{Bench: "seqlock.read.contended", Metric: "reads that overlapped a write", Detail: "1 reader process(es), a writer process writing continuously", Value: 3.138e6, Unit: "count"},
 		bench.Result{Bench: "lease.takeover", Metric: "release p50", Detail: "owner's Release → waiter's Acquire returns, 50 trials", Value: 0.01412, Unit: "ms"}.
 			WithBaseline("C client: next tend after close", 1e3).WithBaselineDetail("documented, not measured"),
+		// Skipped, under the same heading as the one before; its reason
+		// is printed, wrapped, under the table.
+		bench.Result{Bench: "lease.takeover", Metric: "sigkill (owner in PID ns) p50", Detail: "SIGKILL of an owner in its own PID namespace", Unit: "ms"}.
+			WithBaseline("C client: takeover threshold", 30e3).WithSkipped(skipReason),
 		bench.Result{Bench: "lookup", Metric: "by name: Map.Namespace + Map.Master", Value: 9.21, Unit: "ns/op"}.WithBaseline("atomic-pointer map by name", 5.869),
 		bench.Result{Bench: "lookup.procs", Metric: "8 procs, shared memory", Value: 2.272, Unit: "ns/op"}.WithBaseline("8 procs, atomic-pointer map, ns resolved", 1.3),
 		bench.Result{Bench: "tend.propagation", Metric: "16 procs, per-process tending, p99", Detail: "20 moves", Value: 101.1, Unit: "ms"}.WithBaseline("target: tend interval 100ms + 5 ms", 105),
@@ -146,14 +154,18 @@ func TestTableFits120Columns(t *testing.T) {
 	}
 	squeeze := func(s string) string { return strings.Join(strings.Fields(s), "") }
 	i := 1
-	for _, r := range rs {
-		if lines[i] != r.Bench {
-			t.Fatalf("line %d: %q, want the heading %q", i+1, lines[i], r.Bench)
+	for k, r := range rs {
+		if k == 0 || r.Bench != rs[k-1].Bench {
+			if lines[i] != r.Bench {
+				t.Fatalf("line %d: %q, want the heading %q", i+1, lines[i], r.Bench)
+			}
+			i++
 		}
-		i++
 		first := []rune(lines[i])
 		var metric, baseline string
-		for ; i < len(lines) && strings.HasPrefix(lines[i], " "); i++ {
+		// The result's first line, then its continuation lines (wrapped
+		// names, nothing in the value column).
+		for j := i; i < len(lines) && strings.HasPrefix(lines[i], " ") && (i == j || col([]rune(lines[i]), starts[0], starts[1]) == ""); i++ {
 			l := []rune(lines[i])
 			metric += col(l, 0, starts[0])
 			baseline += col(l, starts[1], starts[2])
@@ -161,6 +173,9 @@ func TestTableFits120Columns(t *testing.T) {
 		want := []string{squeeze(r.Metric), number(r.Value) + " " + r.Unit, "-", "-", "-"}
 		if r.BaselineName != "" {
 			want[2], want[3], want[4] = squeeze(r.BaselineName), number(r.BaselineValue), fmt.Sprintf("×%.3g", r.Ratio)
+		}
+		if r.Skipped != "" {
+			want[1], want[4] = "skipped", "-"
 		}
 		got := []string{squeeze(metric), col(first, starts[0], starts[1]), squeeze(baseline), col(first, starts[2], starts[3]), col(first, starts[3], len(first))}
 		if !slices.Equal(got, want) {
@@ -171,11 +186,24 @@ func TestTableFits120Columns(t *testing.T) {
 		}
 	}
 	// Names as long as the benchmarks' fit on one line each: the header,
-	// then a heading and one line per result, until the made-up one,
-	// which wraps.
+	// then a heading per benchmark and one line per result, until the
+	// made-up one, which wraps.
 	before, after, _ := strings.Cut(out, "\nmade.up\n")
-	if n, want := strings.Count(before, "\n"), 2*(len(rs)-1); n != want || strings.Count(after, "\n") < 2 {
+	want := 0
+	for k, r := range rs[:len(rs)-1] {
+		want++
+		if k == 0 || r.Bench != rs[k-1].Bench {
+			want++
+		}
+	}
+	if n := strings.Count(before, "\n"); n != want || strings.Count(after, "\n") < 2 {
 		t.Errorf("%d lines before the made-up result (want %d), %d after (want 2 or more):\n%s", n, want, strings.Count(after, "\n"), out)
+	}
+	// Under the table, after a blank line: why the skipped result was
+	// not measured, wrapped.
+	_, notes, ok := strings.Cut(out, "\n\n")
+	if !ok || squeeze(notes) != squeeze("skipped: lease.takeover sigkill (owner in PID ns) p50: "+skipReason) || strings.Count(notes, "\n") < 2 {
+		t.Errorf("notes under the table: %q", notes)
 	}
 }
 
@@ -184,7 +212,8 @@ func TestWideTableHasDetails(t *testing.T) {
 	printWide(&b, tableResults())
 	out := b.String()
 	for _, s := range []string{"release p50 (owner's Release → waiter's Acquire returns, 50 trials)",
-		"C client: next tend after close (documented, not measured)", "reads that overlapped a write (1 reader process(es)"} {
+		"C client: next tend after close (documented, not measured)", "reads that overlapped a write (1 reader process(es)",
+		"skipped: " + skipReason} {
 		if !strings.Contains(out, s) {
 			t.Errorf("%q not in the wide table:\n%s", s, out)
 		}
@@ -205,6 +234,23 @@ func TestWrap(t *testing.T) {
 	} {
 		if got := wrap(tc.s, tc.width); !slices.Equal(got, tc.want) {
 			t.Errorf("wrap(%q, %d) = %q, want %q", tc.s, tc.width, got, tc.want)
+		}
+	}
+}
+
+func TestJoinMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		ms   []string
+		want string
+	}{
+		{[]string{"sigkill (owner in PID ns) p50", "sigkill (owner in PID ns) p99"}, "sigkill (owner in PID ns) p50, p99"},
+		{[]string{"a p50"}, "a p50"},
+		{[]string{"a p50", "b p99"}, "a p50; b p99"},
+		{[]string{"x", "y"}, "x; y"},
+		{[]string{"a p50", "a p50 more"}, "a p50; a p50 more"},
+	} {
+		if got := joinMetrics(tc.ms); got != tc.want {
+			t.Errorf("joinMetrics(%q) = %q, want %q", tc.ms, got, tc.want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -30,9 +31,12 @@ type tableRow struct {
 
 func rowOf(r bench.Result) tableRow {
 	row := tableRow{metric: r.Metric, value: number(r.Value) + " " + r.Unit, baseline: "-", baseValue: "-", ratio: "-"}
+	if r.Skipped != "" {
+		row.value = "skipped"
+	}
 	if r.BaselineName != "" {
 		row.baseline, row.baseValue = r.BaselineName, number(r.BaselineValue)
-		if r.Ratio != 0 {
+		if r.Ratio != 0 && r.Skipped == "" {
 			row.ratio = fmt.Sprintf("×%.3g", r.Ratio)
 		}
 	}
@@ -53,7 +57,8 @@ func number(v float64) string {
 // grouped under a heading line per benchmark, each with its value and
 // unit, its baseline's name and value (in the same unit) and the ratio.
 // Names too long for their column wrap onto more lines; Detail and
-// BaselineDetail are left to -wide and -json.
+// BaselineDetail are left to -wide and -json. A skipped result shows
+// "skipped" as its value, and why under the table (see printSkipped).
 func printTable(w io.Writer, rs []bench.Result, width int) {
 	header := tableRow{metric: "BENCH / METRIC", value: "VALUE", baseline: "BASELINE (SAME RUN)", baseValue: "VALUE", ratio: "RATIO"}
 	rows := make([]tableRow, len(rs))
@@ -101,6 +106,41 @@ func printTable(w io.Writer, rs []bench.Result, width int) {
 		}
 		line(rows[i].metric, tableIndent, rows[i])
 	}
+	printSkipped(w, rs, width)
+}
+
+// printSkipped prints, after a blank line, why each skipped result was
+// not measured, wrapped to width: one paragraph per benchmark and reason,
+// naming its metrics.
+func printSkipped(w io.Writer, rs []bench.Result, width int) {
+	type note struct {
+		bench, why string
+		metrics    []string
+	}
+	var notes []*note
+	for _, r := range rs {
+		if r.Skipped == "" {
+			continue
+		}
+		i := slices.IndexFunc(notes, func(n *note) bool { return n.bench == r.Bench && n.why == r.Skipped })
+		if i < 0 {
+			notes = append(notes, &note{bench: r.Bench, why: r.Skipped})
+			i = len(notes) - 1
+		}
+		notes[i].metrics = append(notes[i].metrics, r.Metric)
+	}
+	for i, n := range notes {
+		if i == 0 {
+			fmt.Fprintln(w)
+		}
+		text := fmt.Sprintf("skipped: %s %s: %s", n.bench, joinMetrics(n.metrics), n.why)
+		for j, l := range wrap(text, width-tableIndent) {
+			if j > 0 {
+				l = strings.Repeat(" ", tableIndent) + l
+			}
+			fmt.Fprintln(w, l)
+		}
+	}
 }
 
 // shareWidth splits avail columns between the metric and the baseline
@@ -131,6 +171,25 @@ func shareWidth(avail, a, b int, rows []tableRow) (int, int) {
 		}
 	}
 	return bestM, max(avail-bestM, least)
+}
+
+// joinMetrics lists metric names, "; " between them, or as "name p50,
+// p99" when they differ only in their last word.
+func joinMetrics(ms []string) string {
+	i := strings.LastIndexByte(ms[0], ' ')
+	if len(ms) < 2 || i < 0 {
+		return strings.Join(ms, "; ")
+	}
+	prefix := ms[0][:i+1]
+	lasts := make([]string, len(ms))
+	for j, m := range ms {
+		rest, ok := strings.CutPrefix(m, prefix)
+		if !ok || rest == "" || strings.Contains(rest, " ") {
+			return strings.Join(ms, "; ")
+		}
+		lasts[j] = rest
+	}
+	return prefix + strings.Join(lasts, ", ")
 }
 
 // wrap breaks s into lines of at most width runes, at spaces where it
@@ -181,7 +240,8 @@ func when(cond bool, s string) string {
 }
 
 // printWide prints rs one line each, with every name in full followed by
-// its detail in parentheses, however wide that makes the table.
+// its detail in parentheses, however wide that makes the table; a skipped
+// result has "skipped: " and the reason as its value.
 func printWide(w io.Writer, rs []bench.Result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BENCH\tMETRIC\tVALUE\tUNIT\tBASELINE (SAME RUN)\tBASELINE VALUE\tRATIO")
@@ -196,7 +256,11 @@ func printWide(w io.Writer, rs []bench.Result) {
 		if r.BaselineName != "" {
 			row.baseline = full(r.BaselineName, r.BaselineDetail)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.4g\t%s\t%s\t%s\t%s\n", r.Bench, full(r.Metric, r.Detail), r.Value, r.Unit, row.baseline, row.baseValue, row.ratio)
+		value := fmt.Sprintf("%.4g", r.Value)
+		if r.Skipped != "" {
+			value = "skipped: " + r.Skipped
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Bench, full(r.Metric, r.Detail), value, r.Unit, row.baseline, row.baseValue, row.ratio)
 	}
 	tw.Flush()
 }
