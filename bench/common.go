@@ -19,10 +19,16 @@ import (
 // createBenchSegment creates a fresh SysV segment of the test key class for
 // one benchmark run, skipping keys that are taken.
 func createBenchSegment(ctx context.Context, name string, spec layout.Spec) (*arena.Segment, arena.Key, error) {
+	return createBenchSegmentWith(ctx, name, arena.Options{Spec: spec})
+}
+
+// createBenchSegmentWith is createBenchSegment with the segment's options
+// (mode, allowed uids) in full.
+func createBenchSegmentWith(ctx context.Context, name string, opts arena.Options) (*arena.Segment, arena.Key, error) {
 	var lastErr error
 	for attempt := range uint16(64) {
 		key := benchKey(name, attempt)
-		seg, err := arena.Create(ctx, arena.SysV(key), arena.Options{Spec: spec})
+		seg, err := arena.Create(ctx, arena.SysV(key), opts)
 		if errors.Is(err, arena.ErrExists) {
 			lastErr = err
 			continue
