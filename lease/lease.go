@@ -7,13 +7,23 @@
 // (FencedCAS), so an old owner that was paused past its lease and wakes up
 // can never overwrite what the new owner wrote.
 //
-// Waiting is event driven: Release wakes waiters through a futex on a
-// 32-bit word of the lease record (FUTEX_WAIT/FUTEX_WAKE without the
-// private flag, since the word is shared between processes), and a waiter
-// watches the owner's pidfd through the Go netpoller, so an owner's death
-// is seen within a fraction of a millisecond. No robust futexes or thread-id
-// locks are used: Go moves goroutines between threads and registers no
-// robust list.
+// An owner is judged by procid's one judgement (procid.Registry.Judge):
+// before its CAS it locks a liveness slot in the segment's lock file, and
+// the CAS itself names the slot, so an owner that dies at any point, even
+// before it records its identity, is proven dead by the kernel's release
+// of that lock, whatever its uid or PID namespace. An owner that cannot be
+// proven dead (stopped, hung, or without a slot) is replaced only when its
+// heartbeat is older than the threshold.
+//
+// Waiting is event driven where it can be: Release wakes waiters through a
+// futex on a 32-bit word of the lease record (FUTEX_WAIT/FUTEX_WAKE without
+// the private flag, since the word is shared between processes), and a
+// waiter watches the owner's pidfd through the Go netpoller, so an owner's
+// death is seen within a fraction of a millisecond. Where the owner's pid
+// cannot be watched (another PID namespace, a hidepid /proc), the waiter
+// tests the owner's slot lock every Config.SlotPoll (1 ms) between futex
+// waits. No robust futexes or thread-id locks are used: Go moves goroutines
+// between threads and registers no robust list.
 package lease
 
 import (
