@@ -1,0 +1,230 @@
+package index
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+// hostileFixture is a heap index with n keys and helpers to damage it.
+type hostileFixture struct {
+	ix *Index
+	m  model
+}
+
+func newHostile(t *testing.T, n uint64) *hostileFixture {
+	t.Helper()
+	cfg := testConfig(t, bHeap)
+	ix, _ := mustOpen(t, cfg, nil)
+	t.Cleanup(func() { ix.Close() })
+	m := model{}
+	for k := range n {
+		if err := ix.Put(recordOf(k, 1, false)); err != nil {
+			t.Fatal(err)
+		}
+		m[k] = 1
+	}
+	ix.v.retryBudget = 20 * time.Millisecond
+	return &hostileFixture{ix: ix, m: m}
+}
+
+// sprigOf returns the sprig record base of key k.
+func (f *hostileFixture) sprigOf(k uint64) uint64 {
+	d := digestOf(k)
+	return f.ix.v.sprig(&d) * sprigWords
+}
+
+// rootOf returns the root handle of key k's sprig.
+func (f *hostileFixture) rootOf(k uint64) Handle {
+	return Handle(f.ix.v.sprigs.Load(f.sprigOf(k)+sRoot) & linkMask)
+}
+
+// keyInBigSprig returns a key whose sprig holds at least 3 entries.
+func (f *hostileFixture) keyInBigSprig(t *testing.T) uint64 {
+	for k := range f.m {
+		if f.ix.v.sprigs.Load(f.sprigOf(k)+sCount) >= 3 {
+			return k
+		}
+	}
+	t.Fatal("no sprig with 3 entries")
+	return 0
+}
+
+// expectDamage checks that Get, Scan and Check report ErrCorrupt (or, for
+// Get and Scan, ErrContended) for key k's sprig, quickly and without a
+// panic, and that Check names want.
+func (f *hostileFixture) expectDamage(t *testing.T, k uint64, want string) {
+	t.Helper()
+	start := time.Now()
+	d := digestOf(k)
+	typed := func(err error) bool { return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrContended) }
+	// A Get of an absent key in the sprig walks as far as the damage goes.
+	var absent Digest
+	for a := uint64(1 << 40); ; a++ {
+		absent = digestOf(a)
+		if f.ix.v.sprig(&absent) == f.ix.v.sprig(&d) {
+			break
+		}
+	}
+	for _, dd := range []Digest{d, absent} {
+		if r, ok, err := f.ix.Get(dd); err != nil && !typed(err) {
+			t.Errorf("Get: untyped error %v", err)
+		} else if err == nil && ok && r.Digest != dd {
+			t.Errorf("Get returned another key's record")
+		}
+	}
+	if err := f.ix.Scan(d.Partition(), func(Record) bool { return true }); !typed(err) {
+		t.Errorf("Scan of the damaged partition: %v, want ErrCorrupt", err)
+	}
+	err := f.ix.Check()
+	var ce *CheckError
+	if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Check: %v, want a *CheckError", err)
+	}
+	if !containsAny(ce.Problems, want) {
+		t.Errorf("Check problems %q lack %q", ce.Problems, want)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("reporting the damage took %v", el)
+	}
+}
+
+func TestHostileArena(t *testing.T) {
+	t.Run("root-out-of-range", func(t *testing.T) {
+		f := newHostile(t, 2000)
+		k := f.keyInBigSprig(t)
+		f.ix.v.sprigs.Store(f.sprigOf(k)+sRoot, uint64(MakeHandle(200, 5)))
+		f.expectDamage(t, k, "beyond the")
+		if err := f.ix.Put(recordOf(k, 9, false)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("Put into the damaged sprig: %v, want ErrCorrupt", err)
+		}
+	})
+	t.Run("link-out-of-range", func(t *testing.T) {
+		f := newHostile(t, 2000)
+		k := f.keyInBigSprig(t)
+		ws, i, _ := f.ix.v.entries(f.rootOf(k))
+		ws.Store(i+wLeft, ws.Load(i+wLeft)&^linkMask|uint64(MaxHandle+5))
+		ws.Store(i+wRight, ws.Load(i+wRight)&^linkMask|uint64(MaxHandle+5))
+		f.expectDamage(t, k, "out of range")
+		if _, err := f.ix.Delete(digestOf(k)); err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Errorf("Delete in the damaged sprig: %v", err)
+		}
+	})
+	t.Run("cycle", func(t *testing.T) {
+		f := newHostile(t, 2000)
+		k := f.keyInBigSprig(t)
+		root := f.rootOf(k)
+		ws, i, _ := f.ix.v.entries(root)
+		ws.Store(i+wLeft, ws.Load(i+wLeft)&^linkMask|uint64(root))
+		ws.Store(i+wRight, ws.Load(i+wRight)&^linkMask|uint64(root))
+		f.expectDamage(t, k, "already reached")
+		if err := f.ix.Put(recordOf(1<<41, 1, false)); err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Errorf("Put: %v", err)
+		}
+	})
+	t.Run("count-disagrees", func(t *testing.T) {
+		f := newHostile(t, 2000)
+		k := f.keyInBigSprig(t)
+		f.ix.v.sprigs.Store(f.sprigOf(k)+sCount, 1)
+		f.expectDamage(t, k, "count 1")
+	})
+	t.Run("partition-and-meta-counts", func(t *testing.T) {
+		f := newHostile(t, 500)
+		f.ix.v.parts.Store(7*partWords+pCount, 12345)
+		f.ix.v.meta.Store(mLive, 1)
+		err := f.ix.Check()
+		for _, want := range []string{"partition 7: count 12345", "meta: 1 live entries"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Check: %v, want %q", err, want)
+			}
+		}
+	})
+	t.Run("free-list-cycle", func(t *testing.T) {
+		f := newHostile(t, 500)
+		for k := range uint64(10) {
+			if _, err := f.ix.Delete(digestOf(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		head := Handle(f.ix.v.meta.Load(mFreeHead))
+		ws, i, _ := f.ix.v.entries(head)
+		ws.Store(i+wRight, uint64(head))
+		err := f.ix.Check()
+		if err == nil || !strings.Contains(err.Error(), "free list") {
+			t.Fatalf("Check: %v, want a free list problem", err)
+		}
+		// The allocator hands the looping entry out once, then refuses.
+		var perr error
+		for k := uint64(1000); k < 1010 && perr == nil; k++ {
+			perr = f.ix.Put(recordOf(k, 1, false))
+		}
+		if !errors.Is(perr, ErrCorrupt) {
+			t.Fatalf("Puts over a looping free list: %v, want ErrCorrupt", perr)
+		}
+	})
+	t.Run("free-entry-linked", func(t *testing.T) {
+		f := newHostile(t, 2000)
+		if _, err := f.ix.Delete(digestOf(3)); err != nil {
+			t.Fatal(err)
+		}
+		freed := Handle(f.ix.v.meta.Load(mFreeHead))
+		k := f.keyInBigSprig(t)
+		f.ix.v.sprigs.Store(f.sprigOf(k)+sRoot, uint64(freed))
+		f.expectDamage(t, k, "already reached")
+	})
+	t.Run("odd-version", func(t *testing.T) {
+		f := newHostile(t, 2000)
+		k := f.keyInBigSprig(t)
+		f.ix.v.sprigs.Store(f.sprigOf(k)+sVersion, 7)
+		if _, _, err := f.ix.Get(digestOf(k)); !errors.Is(err, ErrContended) {
+			t.Fatalf("Get in a sprig held odd: %v, want ErrContended", err)
+		}
+		f.expectDamage(t, k, "is odd")
+	})
+	t.Run("stage-count", func(t *testing.T) {
+		f := newHostile(t, 1000) // four stages
+		f.ix.v.meta.Store(mStages, 1000)
+		if err := f.ix.Check(); err == nil || !strings.Contains(err.Error(), "1000 stages") {
+			t.Fatalf("Check: %v", err)
+		}
+	})
+	t.Run("garbage", func(t *testing.T) {
+		f := newHostile(t, 1000)
+		rng := rand.New(rand.NewPCG(9, 9))
+		for i := range f.ix.v.sprigs.Len() {
+			if rng.IntN(4) == 0 {
+				f.ix.v.sprigs.Store(i, rng.Uint64()&^1) // even versions, random roots and counts
+			}
+		}
+		st0 := f.ix.v.stages[0].Load()
+		for i := range st0.Len() {
+			if rng.IntN(3) == 0 {
+				v := rng.Uint64()
+				if rng.IntN(2) == 0 {
+					v = v&^linkMask | rng.Uint64N(1200)
+				}
+				st0.Store(i, v)
+			}
+		}
+		start := time.Now()
+		for k := range uint64(3000) {
+			d := digestOf(k)
+			if r, ok, err := f.ix.Get(d); err == nil && ok && r.Digest != d {
+				t.Fatal("Get returned another key's record")
+			}
+		}
+		for p := range Partitions {
+			f.ix.Scan(p, func(Record) bool { return true })
+		}
+		err := f.ix.Check()
+		var ce *CheckError
+		if !errors.As(err, &ce) || len(ce.Problems) < 10 {
+			t.Fatalf("Check of garbage: %v", err)
+		}
+		if el := time.Since(start); el > 20*time.Second {
+			t.Fatalf("reading garbage took %v", el)
+		}
+	})
+}
