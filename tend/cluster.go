@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -316,10 +317,16 @@ type Cluster struct {
 	nTakeover uint64
 	nStepDown uint64
 	// retired are the views of removed segments this process moved away
-	// from: kept attached until Close, since a *partmap.Map handed out by
-	// Map may still be in use.
+	// from, newest last: the last MaxRetired stay attached until Close,
+	// since a *partmap.Map handed out by Map may still be in use.
 	retired []*view
+	moves   uint64
 }
+
+// MaxRetired is how many removed segments a Cluster keeps attached after
+// moving away from them (see Cluster.Map): an older one is detached, so a
+// segment removed again and again costs bounded memory.
+const MaxRetired = 4
 
 // view is one attached segment: its map and the lease in it.
 type view struct {
@@ -613,8 +620,21 @@ func (c *Cluster) move(ctx context.Context) bool {
 			c.v.Store(nv)
 			c.mu.Lock()
 			c.retired = append(c.retired, old)
-			moves := len(c.retired)
+			c.moves++
+			moves := c.moves
+			var drop *view
+			if len(c.retired) > MaxRetired {
+				drop = c.retired[0]
+				c.retired = slices.Delete(c.retired, 0, 1)
+			}
 			c.mu.Unlock()
+			if drop != nil {
+				// Cluster's own lookups load the current view per call; only
+				// a Map obtained MaxRetired moves ago can still name it.
+				if err := drop.m.Close(); err != nil {
+					c.log.Warn("tend: detach a removed segment", "err", err)
+				}
+			}
 			st, _ := nv.m.Segment().Stat()
 			c.log.Warn("tend: the segment was removed under this process; moved to the segment now at the location",
 				"location", c.loc.String(), "id", st.ID, "moves", moves)
@@ -685,8 +705,8 @@ func ns(m *partmap.Map, name string) (partmap.NS, error) {
 //
 // If the segment is removed under the process (Stats.Moves grows), the
 // Cluster moves to the segment now at the location and Map returns that
-// one; a Map returned before stays valid until Close, but its content no
-// longer changes. Handles belong to the Map they came from: after a move,
+// one; a Map returned before stays valid, its content frozen, until Close
+// or until MaxRetired more moves, whichever comes first. Handles belong to the Map they came from: after a move,
 // call Map again and resolve the namespaces again.
 func (c *Cluster) Map() *partmap.Map { return c.m() }
 
@@ -762,7 +782,7 @@ func (c *Cluster) Stats() Stats {
 	c.mu.Lock()
 	s := Stats{Role: RoleFollower, Takeovers: append([]Takeover(nil), c.takeovers...),
 		StepDowns: append([]StepDown(nil), c.stepDowns...), TakeoverCount: c.nTakeover, StepDownCount: c.nStepDown,
-		Moves: uint64(len(c.retired))}
+		Moves: c.moves}
 	if c.owner {
 		s.Role = RoleOwner
 	}
