@@ -164,16 +164,9 @@ func (a tendArgs) open(ctx context.Context, w *harness.Worker) (*tend.Cluster, c
 // time it first sees each announced partition move: it sleeps in
 // WaitChange (woken by the owner's publish) and checks the moved
 // partition's master after every change.
-//
-// The worker does not close its view: it returns and its process exits.
-// Two goroutines of the packages underneath can touch the segment after
-// the call that started them returned, which is a fatal SIGSEGV once
-// Close has detached the segment: partmap.Map.WaitChange's
-// context.AfterFunc on cancellation, and lease.Lease.wait's wake-up
-// goroutines, which tend.Cluster.Close triggers by cancelling a
-// follower's Acquire. For the first, WaitChange gets a context that is
-// never cancelled (the parent stops the workers through the control
-// segment and a publish); for the second, Close is not called.
+// It closes its view when it returns (WaitChange and the lease's waits
+// join their helper goroutines before returning, so nothing touches the
+// segment after Close detaches it).
 func tendMember(ctx context.Context, w *harness.Worker) (any, error) {
 	var a tendArgs
 	if err := w.DecodeArgs(&a); err != nil {
@@ -184,12 +177,12 @@ func tendMember(ctx context.Context, w *harness.Worker) (any, error) {
 		return nil, err
 	}
 	defer ctl.seg.Close()
+	defer c.Close()
 	if err := w.Barrier(ctx); err != nil {
 		return nil, err
 	}
 	slot := tcSeen + 2*(a.Slot+w.Index)
 	var gen, seen uint64
-	wait := context.WithoutCancel(ctx)
 	for ctl.load(tcStop) == 0 {
 		if seq, to, pid := unpackMove(ctl.load(tcMove)); seq > seen && to < len(a.Names) {
 			d, _ := partmap.DigestForPartition(pid)
@@ -200,7 +193,7 @@ func tendMember(ctx context.Context, w *harness.Worker) (any, error) {
 				continue
 			}
 		}
-		g, err := c.WaitChange(wait, gen)
+		g, err := c.WaitChange(ctx, gen)
 		if err != nil {
 			return nil, err
 		}
@@ -477,8 +470,7 @@ func monoOf(t time.Time) uint64 {
 // (tend.Stats reports them as wall-clock times, converted here to
 // CLOCK_MONOTONIC, so the polling period does not count). Told to close
 // (koClose), it records the time and closes its view, which releases the
-// lease, and returns; otherwise, like tendMember, it does not close its
-// view (the parent kills it).
+// lease, and returns; otherwise the parent kills it.
 func takeoverMember(ctx context.Context, w *harness.Worker) (any, error) {
 	var a tendArgs
 	if err := w.DecodeArgs(&a); err != nil {
