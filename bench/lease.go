@@ -250,10 +250,6 @@ func (p placement) String() string {
 	return fmt.Sprintf("placement(%d)", int(p))
 }
 
-// slotPoll is lease's period for testing the liveness lock of an owner
-// whose pidfd a waiter cannot watch (lease.slotPoll, unexported there).
-const slotPoll = 500 * time.Microsecond
-
 // LeaseTakeover measures lease takeover latency between processes over
 // cfg.Trials trials per path, reporting median and p99:
 //   - after Release: from the owner's Release to the waiter's Acquire
@@ -267,14 +263,15 @@ const slotPoll = 500 * time.Microsecond
 //   - heartbeat expiry (owner SIGSTOPped) with cfg.ExpiryThreshold: from
 //     the owner's last heartbeat to the takeover; ideal is the threshold;
 //   - after SIGKILL where the waiter cannot watch the owner's pid and
-//     tests its liveness lock every 500 µs instead, each against the same
-//     30 s as the SIGKILL path: the owner in a PID namespace of its own;
-//     the waiter as uid 65534 behind a hidepid=2 /proc (it timestamps its
-//     takeover itself, in CLOCK_MONOTONIC like the parent's kill); the
-//     owner stopped between its CAS and its identity write, then killed.
-//     Each trial starts a new owner and a new waiter. A path the machine
-//     cannot run (no permission to create a namespace or mount /proc) is
-//     reported with Result.Skipped saying why.
+//     tests its liveness lock every lease.DefaultSlotPoll (1 ms) instead,
+//     each against the same 30 s as the SIGKILL path: the owner in a PID
+//     namespace of its own; the waiter as uid 65534 behind a hidepid=2
+//     /proc (it timestamps its takeover itself, in CLOCK_MONOTONIC like
+//     the parent's kill); the owner stopped between its CAS and its
+//     identity write, then killed. Each trial starts a new owner and a
+//     new waiter. A path the machine cannot run (no permission to create
+//     a namespace or mount /proc) is reported with Result.Skipped saying
+//     why.
 //
 // Results so far are returned with an error. The binary must dispatch
 // LeaseWorkloads.
@@ -305,16 +302,17 @@ func LeaseTakeover(ctx context.Context, cfg LeaseConfig) ([]Result, error) {
 	th := baseline{name: "threshold", detail: "the lease's heartbeat threshold: the ideal", value: float64(cfg.ExpiryThreshold) / 1e6}
 	out = append(out, latencyResults("lease.takeover", fmt.Sprintf("expiry (threshold %v)", cfg.ExpiryThreshold),
 		fmt.Sprintf("owner SIGSTOPped; its last heartbeat → waiter's Acquire returns, %d trials", len(exp)), exp, th)...)
+	slotPoll := lease.DefaultSlotPoll.String() // the waiters run with the default
 	for _, p := range []struct {
 		path           leasePath
 		metric, detail string
 	}{
 		{pathPIDNS, "sigkill (owner in PID ns)", "SIGKILL of an owner running as pid 1 of its own PID namespace → Acquire returns in a waiter on the host, " +
-			"which cannot tell the owner's pid from another process's and tests its liveness lock every 500 µs"},
+			"which cannot tell the owner's pid from another process's and tests its liveness lock every " + slotPoll},
 		{pathHidepid, "sigkill (waiter hidepid)", "SIGKILL of a root owner → Acquire returns in a waiter running as uid 65534 behind a /proc mounted hidepid=2, " +
-			"where the owner's pid is hidden: it tests the owner's liveness lock every 500 µs and timestamps its takeover itself"},
+			"where the owner's pid is hidden: it tests the owner's liveness lock every " + slotPoll + " and timestamps its takeover itself"},
 		{pathMidAcquire, "sigkill (mid-acquire)", "SIGKILL of an owner stopped between its lease CAS and its identity write (failpoint lease.acquired=stop), " +
-			"known only by the liveness slot its CAS named → waiter's Acquire returns (it tests that slot's lock every 500 µs)"},
+			"known only by the liveness slot its CAS named → waiter's Acquire returns (it tests that slot's lock every " + slotPoll + ")"},
 	} {
 		ms, skip, err := leaseKillRun(ctx, cfg, p.path)
 		if err != nil {
@@ -499,7 +497,8 @@ func leaseRun(ctx context.Context, cfg LeaseConfig, threshold time.Duration, pat
 // the free lease and waits until it holds it (or, mid-acquire, is stopped
 // at the failpoint), then starts a waiter, which releases the lease and
 // exits once it took over; the owner is killed 1 to 2 ms after the waiter
-// entered Acquire, at a random phase of its 500 µs polling. A trial whose
+// entered Acquire, at a random phase of its polling (every
+// lease.DefaultSlotPoll, the default the waiter runs with). A trial whose
 // waiter took over for another reason than the owner's death is an error.
 // If the first trial shows that the machine cannot place a worker as the
 // path needs, skip says why and ms is nil.
@@ -586,7 +585,7 @@ func leaseKillRun(ctx context.Context, cfg LeaseConfig, path leasePath) (ms []fl
 		if err := ww.await(ctx, "the waiter to enter Acquire", func() bool { return seg.Load64(c(lcWaiting)) > waiting }); err != nil {
 			return fail(waiter, err)
 		}
-		time.Sleep(time.Millisecond + rand.N(2*slotPoll))
+		time.Sleep(time.Millisecond + rand.N(lease.DefaultSlotPoll))
 		if o := probe.Owner(); o.Epoch != e+1 {
 			return fail(waiter, fmt.Errorf("the lease moved to epoch %d while its owner of epoch %d lived", o.Epoch, e+1))
 		}
