@@ -279,6 +279,9 @@ func (s *Storage) defragFile(ctx context.Context, lf *logFile, live Liveness, st
 // only records appended since (newer) and copies, which are in their
 // filters as they are made.
 func (s *Storage) shadows(t *tomb, lf *logFile) bool {
+	if s.unsafeDropTombstones {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.filesMu.RLock()

@@ -147,6 +147,10 @@ type Storage struct {
 
 	defragMu sync.Mutex // one defragmentation pass at a time
 	closed   atomic.Bool
+
+	// unsafeDropTombstones makes Defrag drop every tombstone: only for
+	// the negative control of the tests (export_test.go).
+	unsafeDropTombstones bool
 }
 
 // Open opens the storage in dir, creating the directory and a new storage
