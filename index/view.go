@@ -112,7 +112,7 @@ func (v *view) attachStage(st uint64) (*arena.Words, error) {
 	defer cancel()
 	seg, err := arena.Open(ctx, v.cfg.Store.block(&v.cfg, int(st)), v.cfg.segOptions(v.cfg.stageSpec(int(st))))
 	if err != nil {
-		return nil, fmt.Errorf("index: attach stage %d: %w", st, err)
+		return nil, fmt.Errorf("index: stage %d is listed in the meta but cannot be attached (damage, or the index was discarded: see Reader.Stale): %w: %w", st, ErrCorrupt, err)
 	}
 	w, err := stageWords(seg, v.stageElems)
 	if err != nil {
