@@ -30,7 +30,7 @@ func (s *Storage) BulkLoad(n int, fill func(i int, rec *Record) error, placed fu
 		}
 		lf := s.head
 		off := lf.end.Load()
-		if err := s.writeLocked(lf, buf, off); err != nil {
+		if err := s.writeLocked(lf, buf, off, false); err != nil {
 			return err
 		}
 		lf.end.Store(off + uint64(len(buf)))

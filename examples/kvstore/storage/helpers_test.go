@@ -163,29 +163,39 @@ func newMapIndex(s *storage.Storage) *mapIndex {
 
 // put records loc for d and releases the location it replaces.
 func (ix *mapIndex) put(t testing.TB, d [20]byte, loc storage.Location) {
+	if err := ix.putErr(d, loc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (ix *mapIndex) putErr(d [20]byte, loc storage.Location) error {
 	ix.mu.Lock()
 	old, ok := ix.m[d]
 	ix.m[d] = loc
 	ix.mu.Unlock()
 	if ok {
-		if err := ix.s.Release(old); err != nil {
-			t.Fatal(err)
-		}
+		return ix.s.Release(old)
+	}
+	return nil
+}
+
+// del removes d, releasing its location (the index keeps no entry for a
+// deleted record).
+func (ix *mapIndex) del(t testing.TB, d [20]byte) {
+	if err := ix.delErr(d); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// del removes d, releasing its location, and the tombstone at once (the
-// index keeps no entry for it).
-func (ix *mapIndex) del(t testing.TB, d [20]byte) {
+func (ix *mapIndex) delErr(d [20]byte) error {
 	ix.mu.Lock()
 	old, ok := ix.m[d]
 	delete(ix.m, d)
 	ix.mu.Unlock()
 	if ok {
-		if err := ix.s.Release(old); err != nil {
-			t.Fatal(err)
-		}
+		return ix.s.Release(old)
 	}
+	return nil
 }
 
 func (ix *mapIndex) get(d [20]byte) (storage.Location, bool) {

@@ -502,7 +502,7 @@ func (s *Storage) append(rec *Record, keepSeq bool) (Location, error) {
 	lf := s.head
 	off := lf.end.Load()
 	s.buf = encode(s.buf[:0], rec)
-	if err := s.writeLocked(lf, s.buf, off); err != nil {
+	if err := s.writeLocked(lf, s.buf, off, !keepSeq); err != nil {
 		s.mu.Unlock()
 		return Location{}, err
 	}
@@ -524,7 +524,9 @@ func (s *Storage) append(rec *Record, keepSeq bool) (Location, error) {
 			return Location{}, err
 		}
 	}
-	s.fp.Hit(FailAppendAfter)
+	if !keepSeq {
+		s.fp.Hit(FailAppendAfter)
+	}
 	return Location{File: lf.id, Offset: off, Size: uint32(size)}, nil
 }
 
@@ -535,12 +537,13 @@ func (s *Storage) usableLocked() error {
 	return s.failed
 }
 
-// writeLocked writes frame b at off in lf. With FailAppendMid armed it
-// writes it in two halves around the failpoint. A failed write is undone
-// by truncating back to off; if even that fails the Storage is failed.
-func (s *Storage) writeLocked(lf *logFile, b []byte, off uint64) error {
+// writeLocked writes frame b at off in lf. For an Append (fail set) with
+// FailAppendMid armed it writes it in two halves around the failpoint. A
+// failed write is undone by truncating back to off; if even that fails
+// the Storage is failed.
+func (s *Storage) writeLocked(lf *logFile, b []byte, off uint64, fail bool) error {
 	var err error
-	if s.fp.Armed(FailAppendMid) {
+	if fail && s.fp.Armed(FailAppendMid) {
 		half := len(b) / 2
 		if _, err = lf.f.WriteAt(b[:half], int64(off)); err == nil {
 			s.fp.Hit(FailAppendMid)
