@@ -90,9 +90,9 @@ func TestConflictDoesNotFreeze(t *testing.T) {
 	if m, err := replicaOf(b, "test", p, 0); !errors.Is(err, partmap.ErrNotFound) {
 		t.Errorf("partition %d master: %q %v, want none (the older claim dropped)", p, m, err)
 	}
-	if st := b.Stats(); st.Conflicts == 0 {
-		t.Errorf("Stats.Conflicts 0 after a resolved conflict")
-	}
+	// The cycle's report (with its counts) is written after its publish,
+	// which the follower may see first.
+	eventually(t, "the conflict counted in Stats.Conflicts", func() bool { return b.Stats().Conflicts > 0 })
 
 	if err := sim.ClearFaults(B); err != nil {
 		t.Fatal(err)
