@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strconv"
@@ -39,7 +38,7 @@ const (
 	Version = 1
 )
 
-var fileMagic = [8]byte{'S', 'H', 'M', 'K', 'V', 'L', 'O', 'G'}
+const fileMagic = "SHMKVLOG"
 
 const checksumSeed = 0x53484d4b564c4f47 // "SHMKVLOG"
 
@@ -54,7 +53,7 @@ type fileHeader struct {
 
 func (h *fileHeader) encode() []byte {
 	b := make([]byte, HeaderSize)
-	copy(b[hMagic:], fileMagic[:])
+	copy(b[hMagic:], fileMagic)
 	binary.LittleEndian.PutUint32(b[hVersion:], Version)
 	binary.LittleEndian.PutUint32(b[hSize:], HeaderSize)
 	copy(b[hUUID:], h.uuid[:])
@@ -73,8 +72,8 @@ func decodeHeader(b []byte) (fileHeader, error) {
 		return h, fmt.Errorf("%w: header is %d bytes, want %d", ErrTruncated, len(b), HeaderSize)
 	}
 	b = b[:HeaderSize]
-	if !bytes.Equal(b[hMagic:hMagic+8], fileMagic[:]) {
-		return h, fmt.Errorf("%w: magic %q, want %q: not a kvstore log file", ErrCorrupt, b[hMagic:hMagic+8], fileMagic[:])
+	if string(b[hMagic:hMagic+8]) != fileMagic {
+		return h, fmt.Errorf("%w: magic %q, want %q: not a kvstore log file", ErrCorrupt, b[hMagic:hMagic+8], fileMagic)
 	}
 	if got, want := binary.LittleEndian.Uint64(b[hChecksum:]), metro.Hash64(b[:hChecksum], checksumSeed); got != want {
 		return h, fmt.Errorf("%w: header checksum %#016x, computed %#016x", ErrCorrupt, got, want)
@@ -135,7 +134,7 @@ const (
 	stateMaxFiles = MaxFileID
 )
 
-var stateMagic = [8]byte{'S', 'H', 'M', 'K', 'V', 'S', 'T', 'A'}
+const stateMagic = "SHMKVSTA"
 
 // savedState is what a clean Close records.
 type savedState struct {
@@ -149,7 +148,7 @@ type savedState struct {
 
 func (s *savedState) encode() []byte {
 	b := make([]byte, stateFixed, stateFixed+len(s.dead)*stateEntry+8)
-	copy(b, stateMagic[:])
+	copy(b, stateMagic)
 	binary.LittleEndian.PutUint32(b[8:], Version)
 	binary.LittleEndian.PutUint32(b[12:], uint32(len(s.dead)))
 	copy(b[16:], s.uuid[:])
@@ -169,7 +168,7 @@ func decodeState(b []byte) (*savedState, error) {
 	if len(b) < stateFixed+8 {
 		return nil, fmt.Errorf("%w: state file of %d bytes", ErrTruncated, len(b))
 	}
-	if !bytes.Equal(b[:8], stateMagic[:]) || binary.LittleEndian.Uint32(b[8:]) != Version {
+	if string(b[:8]) != stateMagic || binary.LittleEndian.Uint32(b[8:]) != Version {
 		return nil, fmt.Errorf("%w: state file magic or version", ErrCorrupt)
 	}
 	n := uint64(binary.LittleEndian.Uint32(b[12:]))

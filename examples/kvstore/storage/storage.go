@@ -148,6 +148,9 @@ type Storage struct {
 	defragMu sync.Mutex // one defragmentation pass at a time
 	closed   atomic.Bool
 
+	// maxID is the largest file id used: MaxFileID, smaller in tests
+	// (export_test.go) of id reuse.
+	maxID uint32
 	// unsafeDropTombstones makes Defrag drop every tombstone: only for
 	// the negative control of the tests (export_test.go).
 	unsafeDropTombstones bool
@@ -185,7 +188,7 @@ func Open(dir string, opts Options) (*Storage, error) {
 		return nil, fmt.Errorf("storage: lock %s: %w", dir, err)
 	}
 	s := &Storage{dir: dir, opts: opts, log: opts.Logger.With("storage", dir), fp: opts.Failpoints,
-		dirf: dirf, files: map[uint32]*logFile{}}
+		dirf: dirf, files: map[uint32]*logFile{}, maxID: MaxFileID}
 	if err := s.load(); err != nil {
 		s.closeFiles()
 		dirf.Close()
@@ -572,8 +575,8 @@ func (s *Storage) rollLocked() error {
 	}
 	s.filesMu.RLock()
 	id, found := old.id, false
-	for range MaxFileID {
-		id = id%MaxFileID + 1
+	for range s.maxID {
+		id = id%s.maxID + 1
 		if _, used := s.files[id]; !used {
 			found = true
 			break
@@ -581,7 +584,7 @@ func (s *Storage) rollLocked() error {
 	}
 	s.filesMu.RUnlock()
 	if !found {
-		return fmt.Errorf("%w: %d files exist", ErrLogFull, MaxFileID)
+		return fmt.Errorf("%w: %d files exist", ErrLogFull, s.maxID)
 	}
 	lf, err := s.createFile(id)
 	if err != nil {
