@@ -11,7 +11,7 @@ const bulkBufSize = 4 << 20
 // record's Location (the record is written by the time BulkLoad
 // returns). Frames are encoded into a 4 MiB buffer written with one
 // write, so it costs about one system call per 4 MiB. Appends wait while
-// it runs. With SyncEveryWrite the log is synced before BulkLoad returns.
+// it runs; fill and placed must not call the Storage. With SyncEveryWrite the log is synced before BulkLoad returns.
 // On error, a prefix of the records is in the log.
 func (s *Storage) BulkLoad(n int, fill func(i int, rec *Record) error, placed func(i int, loc Location)) error {
 	s.mu.Lock()

@@ -35,7 +35,11 @@
 //
 // A crash can leave the head file with a torn tail: part of a frame, or
 // garbage. Open reads the head file and cuts it after the last frame
-// whose checksum holds (and logs how many bytes it cut). Close saves a
+// whose checksum holds (and logs how many bytes it cut). It cannot tell a
+// torn tail from damage inside the head file (a power loss under the
+// default policy can leave both): it cuts at the first bad frame either
+// way. A bad frame in a sealed file is never cut: Read and Scan report it
+// as [ErrCorrupt]. Close saves a
 // state file (the committed length and the accounting below) that the
 // next Open trusts instead of reading anything; the first mutation after
 // Open removes it, so a process that opens and stops without writing
@@ -77,7 +81,9 @@
 // older record of its digest: each file keeps an in-memory Bloom filter
 // of its digests and its smallest Seq (built by reading the file the
 // first time a tombstone needs it, kept up to date by appends), and a
-// tombstone is copied forward while any other file may shadow it. Under
+// tombstone is copied forward while any other file may shadow it. The
+// filters cost one bit per 16 bytes of file capacity (1/128 of the log's
+// size in memory, 512 KiB per 64 MiB file) once built. Under
 // a steady overwrite load every sealed file left after a pass is at least
 // threshold live, so the log stays within about live/threshold bytes plus
 // the head file and the files filled since the last pass.

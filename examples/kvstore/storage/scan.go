@@ -97,6 +97,13 @@ func readFrames(f *os.File, from, to uint64, bufp *[]byte, fn func(rec *Record, 
 // copy override would resurrect an old version; comparing Seq does not.
 // Records with equal Seq are identical copies: either may be kept.
 //
+// In practice only copies need the comparison: a record with Copied
+// false supersedes everything before it in the log (whatever precedes it
+// with a larger Seq would be a copy of a record appended after it, which
+// is impossible), so a rebuild can apply it unconditionally, and for a
+// Copied record whose digest already has an entry, compare Seq with that
+// entry's record (kept from the Scan, or read back with [Storage.Read]).
+//
 // rec's byte slices alias Scan's read buffer and are valid only until fn
 // returns; Scan allocates nothing per record. loc is the record's
 // Location, for the index. An error from fn stops the Scan and is
@@ -106,7 +113,7 @@ func readFrames(f *os.File, from, to uint64, bufp *[]byte, fn func(rec *Record, 
 // Scan also restarts the live-byte accounting of each file it reads
 // (every record live except tombstones); the caller's Release calls for
 // the records its rebuild finds superseded complete it. Defrag passes
-// wait while a Scan runs.
+// wait while a Scan runs; fn must not call Defrag.
 func (s *Storage) Scan(fn func(rec Record, loc Location) error) error {
 	s.defragMu.Lock()
 	defer s.defragMu.Unlock()
