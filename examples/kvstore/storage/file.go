@@ -104,6 +104,12 @@ func decodeHeader(b []byte) (fileHeader, error) {
 // fileName is the name of log file id.
 func fileName(id uint32) string { return fmt.Sprintf("log-%08x.dat", id) }
 
+// isFileName reports whether name is the name of a log file.
+func isFileName(name string) bool {
+	_, ok := parseFileName(name)
+	return ok
+}
+
 // parseFileName returns the id of a log file name, or false.
 func parseFileName(name string) (uint32, bool) {
 	hex, ok := strings.CutPrefix(name, "log-")

@@ -141,6 +141,9 @@ func (s *Storage) Scan(fn func(rec Record, loc Location) error) error {
 		})
 		var bad *frameError
 		if errors.As(err, &bad) {
+			if !errors.Is(err, ErrCorrupt) { // a file that ends inside a frame
+				err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+			}
 			return fmt.Errorf("storage: scan %s: %w", fileName(lf.id), err)
 		}
 		if err != nil {

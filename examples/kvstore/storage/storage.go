@@ -207,7 +207,7 @@ func (s *Storage) load() error {
 	haveUUID := false
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasSuffix(name, ".tmp") {
+		if base, ok := strings.CutSuffix(name, ".tmp"); ok && (base == stateName || isFileName(base)) {
 			// A file being created or a state being written when a crash
 			// came: never renamed into place, so never part of the log.
 			if err := os.Remove(filepath.Join(s.dir, name)); err != nil {

@@ -409,12 +409,16 @@ func TestHostileFiles(t *testing.T) {
 	cp := crashCopy(t, dir)
 	os.WriteFile(filepath.Join(cp, "log-00000009.dat.tmp"), []byte("partial"), 0o640)
 	os.WriteFile(filepath.Join(cp, "README"), []byte("hello"), 0o640)
+	os.WriteFile(filepath.Join(cp, "notes.tmp"), []byte("the user's"), 0o640)
 	c := open(t, cp, storage.Options{})
 	if got := len(rebuild(t, c, false, false)); got != 60 {
 		t.Fatalf("%d records, want 60", got)
 	}
 	if _, err := os.Stat(filepath.Join(cp, "log-00000009.dat.tmp")); !os.IsNotExist(err) {
 		t.Fatalf("leftover temporary file not removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cp, "notes.tmp")); err != nil {
+		t.Fatalf("a file that is not the storage's was touched: %v", err)
 	}
 }
 
@@ -470,5 +474,28 @@ func TestDecodeNeverPanics(t *testing.T) {
 				t.Fatalf("byte %d ^ %#x: corruption not detected", i, x)
 			}
 		}
+	}
+}
+
+// TestTruncatedSealedFile: a sealed file cut short (outside the storage's
+// control) is not silently trimmed: Scan reports ErrCorrupt at the cut.
+func TestTruncatedSealedFile(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, storage.Options{FileSize: 4 << 10})
+	var locs []storage.Location
+	for i := range 100 {
+		locs = append(locs, mustAppend(t, s, mkRec(fmt.Sprint(i), "value")))
+	}
+	s.Close()
+	if err := os.Truncate(filepath.Join(dir, "log-00000001.dat"), int64(locs[5].Offset)+10); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, dir, storage.Options{})
+	err := c.Scan(func(storage.Record, storage.Location) error { return nil })
+	if !errors.Is(err, storage.ErrCorrupt) || !strings.Contains(err.Error(), "log-00000001.dat") {
+		t.Fatalf("Scan: %v, want ErrCorrupt naming the file", err)
+	}
+	if _, err := c.Read(locs[5]); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Read past the cut: %v, want ErrNotFound", err)
 	}
 }
