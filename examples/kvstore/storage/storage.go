@@ -276,7 +276,10 @@ func (s *Storage) load() error {
 // openFile opens and validates log file id.
 func (s *Storage) openFile(id uint32) (*logFile, fileHeader, error) {
 	name := fileName(id)
-	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_RDWR|unix.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENXIO) {
+		return nil, fileHeader{}, fmt.Errorf("storage: %s: %w: not a regular file (%v): move it out of %s", name, ErrCorrupt, err, s.dir)
+	}
 	if err != nil {
 		return nil, fileHeader{}, fmt.Errorf("storage: open %s: %w", name, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/shmkit/shmkit/examples/kvstore/storage"
@@ -404,6 +405,23 @@ func TestHostileFiles(t *testing.T) {
 				t.Fatalf("%v, want %v naming the file", err, c.want)
 			}
 		})
+	}
+	// Not regular files: a directory, a symlink to a good file, a FIFO.
+	for name, mk := range map[string]func(p string) error{
+		"directory": func(p string) error { return os.Mkdir(p, 0o750) },
+		"symlink":   func(p string) error { return os.Symlink(filepath.Join(dir, name1), p) },
+		"fifo":      func(p string) error { return syscall.Mkfifo(p, 0o640) },
+	} {
+		cp := crashCopy(t, dir)
+		if err := mk(filepath.Join(cp, "log-00000100.dat")); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := storage.Open(cp, storage.Options{Logger: discard()}); !errors.Is(err, storage.ErrCorrupt) {
+			if err == nil {
+				s.Close()
+			}
+			t.Errorf("%s as a log file: %v, want ErrCorrupt", name, err)
+		}
 	}
 	// Leftover temporary files and unrelated files are not part of the log.
 	cp := crashCopy(t, dir)
