@@ -87,6 +87,8 @@ func (v *view) check() error {
 		h      Handle
 		lo, hi *[3]uint64 // exclusive digest bounds, nil: none
 	}
+	heights := map[Handle]uint64{}
+	var visited []Handle
 	for sp := range Partitions * sprigs {
 		base := sp * sprigWords
 		where := fmt.Sprintf("partition %d sprig %d", sp/sprigs, sp%sprigs)
@@ -100,6 +102,8 @@ func (v *view) check() error {
 			add("%s: root word %#x has bits above the link", where, root)
 		}
 		var n uint64
+		clear(heights)
+		visited = visited[:0]
 		stack := []frame{{h: Handle(root & linkMask)}}
 		for len(stack) > 0 && len(probs) < maxProblems {
 			f := stack[len(stack)-1]
@@ -122,6 +126,8 @@ func (v *view) check() error {
 			var e entry
 			ws.LoadN(i, e[:])
 			n++
+			heights[f.h] = (e[wRight] & heightMask) >> heightShift
+			visited = append(visited, f.h)
 			k := [3]uint64{e[wDigest0], e[wDigest1], e[wDigest2] &^ 0xffffffff}
 			d := digestFromWords(k[0], k[1], k[2])
 			if got := uint64(d.Partition())*sprigs + uint64(d.sprigBits()>>v.shift); got != sp {
@@ -140,7 +146,7 @@ func (v *view) check() error {
 			if (fl&flagInline != 0) != v.cfg.DataInIndex {
 				add("%s: entry %s inline flag %v, namespace data-in-index %v", where, f.h, fl&flagInline != 0, v.cfg.DataInIndex)
 			}
-			if e[wLeft]>>(flagShift+8) != 0 || e[wRight]&^linkMask != 0 {
+			if e[wLeft]>>(flagShift+8) != 0 || e[wRight]>>(heightShift+8) != 0 {
 				add("%s: entry %s has reserved link bits set", where, f.h)
 			}
 			p := d.Partition()
@@ -151,6 +157,20 @@ func (v *view) check() error {
 			}
 			kk := k
 			stack = append(stack, frame{h: e.left(), lo: f.lo, hi: &kk}, frame{h: e.right(), lo: &kk, hi: f.hi})
+		}
+		// AVL: each stored height is one more than its taller child's, and
+		// the children's differ by at most one.
+		for _, h := range visited {
+			ws, i, err := v.entries(h)
+			if err != nil {
+				continue
+			}
+			hl, hr := heights[Handle(ws.Load(i+wLeft)&linkMask)], heights[Handle(ws.Load(i+wRight)&linkMask)]
+			if heights[h] != 1+max(hl, hr) || hl > hr+1 || hr > hl+1 {
+				if !add("%s: entry %s height %d, children's %d and %d: not an AVL tree", where, h, heights[h], hl, hr) {
+					break
+				}
+			}
 		}
 		if c := v.sprigs.Load(base + sCount); c != n {
 			add("%s: count %d, but %d entries reached", where, c, n)

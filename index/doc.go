@@ -25,16 +25,33 @@
 // of two, default 256, Aerospike's partition-tree-sprigs). The sprig of a
 // digest is taken from the bits that follow the partition bits in digest
 // byte order, so each sprig is a contiguous digest range and a partition
-// scan, sprig after sprig, comes out in digest order. A sprig is a treap
-// ordered by digest whose priorities are a hash of the digest: no
-// priority is stored, the shape is that of a random binary search tree
-// (depth about 2·ln n) whatever the keys, and an insert or delete changes
-// only the links on one path. Aerospike uses red-black trees; a treap
-// gives the same expected depth with far less code that must be right in
-// shared memory (no colours, no rebalancing cases), and this package needs
-// no worst-case depth guarantee beyond the bounded walk below. A
-// benchmark comparing it with a B-tree of cache-line nodes was not done
-// yet.
+// scan, sprig after sprig, comes out in digest order. A sprig is an AVL
+// tree ordered by digest whose nodes are the entries themselves (links and
+// an 8-bit height in the entry, no other memory per record).
+//
+// The structure was chosen by BenchmarkSprigShapes (sprig_bench_test.go):
+// random lookups over 4 Mi entries (256 MiB, far beyond the caches) split
+// into sprigs of n entries, with atomic loads as readers do. On this
+// machine (2-core AMD EPYC, shared, 4 KiB pages), ns per lookup and
+// average depth:
+//
+//	n       treap (depth)    AVL             balanced bound   B+-tree of 64 B nodes (bound)
+//	16      296–321  (4.1)   209–215 (3.5)   204–208 (3.4)    204–209 (3 lines, +12 B/entry)
+//	256     1350–1365 (9.3)  491–493 (7.2)   481–486 (7.0)    389–426 (4 lines, +9 B/entry)
+//	4096    2239–2518 (14.8) 1036–1225 (11.3) 1236–1274 (11.0) 439–441 (5 lines, +9 B/entry)
+//	65536   2504–2620 (20.2) 1741–1809 (15.3) 1892–1919 (15.0) 508–511 (7 lines, +9 B/entry)
+//
+// A treap (the first implementation) walks 20–30% deeper and, with the
+// misses that adds, is 1.5–2.7× slower than a balanced tree; an AVL tree
+// is within a few percent of the perfectly balanced bound (a red-black
+// tree, Aerospike's choice, can be up to twice as deep). A B-tree of
+// cache-line nodes touches fewer lines once sprigs hold thousands of
+// entries, but it needs nodes besides the entries (memory per record),
+// splits and merges that readers must validate, and it only wins where
+// sprigs are large: at the default 256 sprigs per partition (2^20 sprigs)
+// a sprig holds about 10 entries at 10M records and about 1000 at 1G,
+// and raising Sprigs keeps them small. Hence AVL; a B-tree is the step
+// to take if sprigs must hold many thousands of entries.
 //
 // The main segment also holds the writer lease, the allocator state (a
 // high-water mark and a free list threaded through the free entries'
@@ -59,7 +76,7 @@
 // A deleted entry goes onto the free list only after its sprig's version
 // was made even again, and is reused in another sprig only under that
 // sprig's odd version. A reader loads the version (retrying while it is
-// odd), walks the treap copying each entry with one atomic load per word,
+// odd), walks the tree copying each entry with one atomic load per word,
 // following at most maxDepth (256) links, each bounds-checked against the
 // published stage count and the stage capacity, then loads the version
 // again: if it changed, what it read may be torn or another sprig's, and
@@ -69,6 +86,9 @@
 // that finds a bad handle, a cycle or an entry not marked live under a
 // stable version reports ErrCorrupt. Get never returns another key's
 // record, never loops and never faults.
+//
+// The AVL rebalancing after an insert or delete happens under the same
+// odd version, so readers never act on a half-rotated tree.
 //
 // This was chosen over epoch-based reclamation with per-process reader
 // slots because it needs nothing from readers: no slot to register, no

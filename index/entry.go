@@ -26,13 +26,14 @@ import (
 //	     +------------+----------+------------------------+
 //	  6  | reserved   | flags(8) | left link (40)         |  wLeft
 //	     +------------+----------+------------------------+
-//	  7  | reserved (24)         | right link (40)        |  wRight
-//	     +------------------------------------------------+
+//	  7  | reserved   | height(8)| right link (40)        |  wRight
+//	     +------------+----------+------------------------+
 //
 // The digest words hold the digest's bytes as big-endian numbers, so that
 // comparing words compares digests in byte (memcmp) order. Links are
 // handles (see Handle) in the low 40 bits; a free entry's right link is
-// the next entry of the free list. Flags: flagLive (in a sprig),
+// the next entry of the free list (its height zero). Height is the AVL
+// height of the entry's subtree (1 for a leaf). Flags: flagLive (in a sprig),
 // flagTombstone, flagInline (wValue holds the value, data-in-index).
 const (
 	EntrySize  = 64 // bytes per entry
@@ -51,6 +52,9 @@ const (
 	linkMask  = 1<<linkBits - 1
 	flagShift = linkBits
 	flagMask  = 0xff << flagShift
+
+	heightShift = linkBits
+	heightMask  = 0xff << heightShift
 
 	flagLive      = 1
 	flagTombstone = 2

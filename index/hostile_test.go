@@ -124,6 +124,16 @@ func TestHostileArena(t *testing.T) {
 			t.Errorf("Put: %v", err)
 		}
 	})
+	t.Run("height-wrong", func(t *testing.T) {
+		f := newHostile(t, 2000)
+		k := f.keyInBigSprig(t)
+		ws, i, _ := f.ix.v.entries(f.rootOf(k))
+		ws.Store(i+wRight, ws.Load(i+wRight)&^heightMask|9<<heightShift)
+		err := f.ix.Check()
+		if err == nil || !strings.Contains(err.Error(), "not an AVL tree") {
+			t.Fatalf("Check: %v, want an AVL height problem", err)
+		}
+	})
 	t.Run("count-disagrees", func(t *testing.T) {
 		f := newHostile(t, 2000)
 		k := f.keyInBigSprig(t)

@@ -2,6 +2,7 @@ package index
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -161,4 +162,75 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("Open(%+v): %v, want ErrConfig", cfg, err)
 		}
 	}
+}
+
+// samePartition is key k's digest moved into partition 0x312.
+func samePartition(k uint64) Digest {
+	d := digestOf(k)
+	d[0], d[1] = 0x12, d[1]&0xf0|0x03
+	return d
+}
+
+// TestLargeSprig drives one sprig through thousands of inserts and deletes
+// (every AVL rotation case) and checks balance, order and contents.
+func TestLargeSprig(t *testing.T) {
+	cfg := testConfig(t, bHeap)
+	cfg.StageEntries = 1024
+	ix, _ := mustOpen(t, cfg, nil)
+	defer ix.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	live := map[Digest]bool{}
+	n := 6000
+	if raceEnabled {
+		n = 1500
+	}
+	for i := range n {
+		k := rng.Uint64N(uint64(n) / 2)
+		d := samePartition(k)
+		if rng.IntN(3) == 0 {
+			ok, err := ix.Delete(d)
+			if err != nil || ok != live[d] {
+				t.Fatalf("op %d: Delete = %v, %v; want %v", i, ok, err, live[d])
+			}
+			delete(live, d)
+		} else {
+			if err := ix.Put(Record{Digest: d, Generation: uint16(i)}); err != nil {
+				t.Fatal(err)
+			}
+			live[d] = true
+		}
+		if i%500 == 0 {
+			if err := ix.Check(); err != nil {
+				t.Fatalf("op %d: %v", i, err)
+			}
+		}
+	}
+	if err := ix.Check(); err != nil {
+		t.Fatal(err)
+	}
+	var prev []byte
+	count := 0
+	if err := ix.Scan(0x312, func(r Record) bool {
+		if !live[r.Digest] || (prev != nil && string(prev) >= string(r.Digest[:])) {
+			t.Fatalf("scan: %x unexpected or out of order", r.Digest[:6])
+		}
+		prev = append(prev[:0], r.Digest[:]...)
+		count++
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if count != len(live) {
+		t.Fatalf("scan found %d, want %d", count, len(live))
+	}
+	d := samePartition(0)
+	root := Handle(ix.v.sprigs.Load(ix.v.sprig(&d)*sprigWords+sRoot) & linkMask)
+	h, err := ix.height(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit := 1.45 * math.Log2(float64(len(live)+2)); float64(h) > limit {
+		t.Fatalf("sprig of %d entries has height %d, AVL bound %.1f", len(live), h, limit)
+	}
+	t.Logf("one sprig of %d entries, height %d", len(live), h)
 }

@@ -22,7 +22,7 @@ package index
 // records per cache line):
 //
 //	0 version  even while stable; odd while the writer changes the sprig
-//	1 root     handle of the treap's root (low 40 bits)
+//	1 root     handle of the AVL tree's root (low 40 bits)
 //	2 count    entries in the sprig
 //	3 reserved (zero)
 //
@@ -63,10 +63,9 @@ var (
 )
 
 // maxDepth bounds every walk down a sprig (readers' Get, the writer's
-// recursion, Scan's stack). Treap priorities are a hash of the digest, so
-// the depth of a sprig of n entries is about 2·ln n (under 60 for 2^28
-// entries) and exceeding 256 has a probability far below that of a
-// hardware fault; a walk that does is reported as damage (ErrCorrupt).
+// recursion, Scan's stack). A sprig is an AVL tree, whose height is at
+// most 1.44·log2(n+2): under 54 for the 2^36 entries an index can hold,
+// so a walk deeper than 256 is damage (ErrCorrupt).
 const maxDepth = 256
 
 // mix64 is splitmix64's finalizer.
@@ -77,13 +76,6 @@ func mix64(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
-}
-
-// priority of an entry with digest words w0, w1, w2 (w2 with generation
-// and file id masked off): a hash of the digest, so that digests that are
-// not random (tests, crafted keys) still give a balanced treap.
-func priority(w0, w1, w2 uint64) uint64 {
-	return mix64(w0 ^ mix64(w1^mix64(w2)))
 }
 
 // less compares digest words.

@@ -12,7 +12,7 @@ import (
 // Failpoints of the writer (see package failpoint).
 const (
 	// FailInsertMid: inside Put of a new key, the sprig's version is odd
-	// and the entry is linked into the treap, the counts not yet updated.
+	// and the entry is linked into the tree, the counts not yet updated.
 	FailInsertMid = "index.insert.mid"
 	// FailDeleteMid: inside Delete, the sprig's version is odd and the
 	// entry is unlinked, not yet on the free list.
@@ -109,9 +109,9 @@ func (ix *Index) Put(r Record) error {
 		ws.Store(i+uint64(k), payload[k])
 	}
 	ws.Store(i+wLeft, flags<<flagShift)
-	ws.Store(i+wRight, 0)
+	ws.Store(i+wRight, 1<<heightShift)
 	ix.bump(base)
-	root, err := ix.insert(Handle(ix.v.sprigs.Load(base+sRoot)&linkMask), h, w0, w1, w2, priority(w0, w1, w2), 0)
+	root, err := ix.insert(Handle(ix.v.sprigs.Load(base+sRoot)&linkMask), h, w0, w1, w2, 0)
 	if err != nil {
 		ix.bump(base)
 		ix.free(h)
@@ -209,7 +209,7 @@ func (ix *Index) find(base, w0, w1, w2 uint64) (Handle, bool, error) {
 	return 0, false, nil
 }
 
-// node is the writer's view of one entry during a treap operation.
+// node is the writer's view of one entry during a tree operation.
 type node struct {
 	ws         arena.Words
 	i          uint64
@@ -224,19 +224,140 @@ func (ix *Index) node(h Handle) (node, error) {
 	return node{ws: ws, i: i, k0: ws.Load(i + wDigest0), k1: ws.Load(i + wDigest1), k2: ws.Load(i+wDigest2) &^ 0xffffffff}, nil
 }
 
-func (n node) prio() uint64  { return priority(n.k0, n.k1, n.k2) }
 func (n node) left() Handle  { return Handle(n.ws.Load(n.i+wLeft) & linkMask) }
 func (n node) right() Handle { return Handle(n.ws.Load(n.i+wRight) & linkMask) }
+func (n node) height() uint64 {
+	return (n.ws.Load(n.i+wRight) & heightMask) >> heightShift
+}
 func (n node) setLeft(h Handle) {
 	n.ws.Store(n.i+wLeft, n.ws.Load(n.i+wLeft)&^linkMask|uint64(h))
 }
 func (n node) setRight(h Handle) {
 	n.ws.Store(n.i+wRight, n.ws.Load(n.i+wRight)&^linkMask|uint64(h))
 }
+func (n node) setHeight(v uint64) {
+	n.ws.Store(n.i+wRight, n.ws.Load(n.i+wRight)&^heightMask|v<<heightShift&heightMask)
+}
 
-// insert links h (digest w0..w2, priority p) into the treap at root and
-// returns the new root.
-func (ix *Index) insert(root, h Handle, w0, w1, w2, p uint64, depth int) (Handle, error) {
+// height returns the stored height of h's subtree (0 for null).
+func (ix *Index) height(h Handle) (uint64, error) {
+	if h.IsNull() {
+		return 0, nil
+	}
+	n, err := ix.node(h)
+	if err != nil {
+		return 0, err
+	}
+	return n.height(), nil
+}
+
+// fix recomputes n's height from its children's.
+func (ix *Index) fix(n node) (hl, hr uint64, err error) {
+	if hl, err = ix.height(n.left()); err != nil {
+		return 0, 0, err
+	}
+	if hr, err = ix.height(n.right()); err != nil {
+		return 0, 0, err
+	}
+	if max(hl, hr) >= maxDepth {
+		return 0, 0, corrupt("sprig subtree height %d beyond %d", max(hl, hr), maxDepth)
+	}
+	n.setHeight(1 + max(hl, hr))
+	return hl, hr, nil
+}
+
+// rotate turns the subtree at x: right (x's left child rises) or left.
+func (ix *Index) rotate(x Handle, right bool) (Handle, error) {
+	xn, err := ix.node(x)
+	if err != nil {
+		return 0, err
+	}
+	c := xn.right()
+	if right {
+		c = xn.left()
+	}
+	cn, err := ix.node(c)
+	if err != nil {
+		return 0, err
+	}
+	if right {
+		xn.setLeft(cn.right())
+		cn.setRight(x)
+	} else {
+		xn.setRight(cn.left())
+		cn.setLeft(x)
+	}
+	if _, _, err := ix.fix(xn); err != nil {
+		return 0, err
+	}
+	if _, _, err := ix.fix(cn); err != nil {
+		return 0, err
+	}
+	return c, nil
+}
+
+// rebalance restores the AVL condition at x (its children's subtrees are
+// AVL trees whose heights differ by at most 2) and returns the subtree's
+// new root.
+func (ix *Index) rebalance(x Handle) (Handle, error) {
+	xn, err := ix.node(x)
+	if err != nil {
+		return 0, err
+	}
+	hl, hr, err := ix.fix(xn)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case hl > hr+1:
+		ln, err := ix.node(xn.left())
+		if err != nil {
+			return 0, err
+		}
+		hll, err := ix.height(ln.left())
+		if err != nil {
+			return 0, err
+		}
+		hlr, err := ix.height(ln.right())
+		if err != nil {
+			return 0, err
+		}
+		if hll < hlr {
+			c, err := ix.rotate(xn.left(), false)
+			if err != nil {
+				return 0, err
+			}
+			xn.setLeft(c)
+		}
+		return ix.rotate(x, true)
+	case hr > hl+1:
+		rn, err := ix.node(xn.right())
+		if err != nil {
+			return 0, err
+		}
+		hrr, err := ix.height(rn.right())
+		if err != nil {
+			return 0, err
+		}
+		hrl, err := ix.height(rn.left())
+		if err != nil {
+			return 0, err
+		}
+		if hrr < hrl {
+			c, err := ix.rotate(xn.right(), true)
+			if err != nil {
+				return 0, err
+			}
+			xn.setRight(c)
+		}
+		return ix.rotate(x, false)
+	}
+	return x, nil
+}
+
+// insert links h (digest w0..w2, height 1, no children) into the AVL
+// tree at root and returns the new root.
+func (ix *Index) insert(root, h Handle, w0, w1, w2 uint64, depth int) (Handle, error) {
 	if root.IsNull() {
 		return h, nil
 	}
@@ -249,43 +370,25 @@ func (ix *Index) insert(root, h Handle, w0, w1, w2, p uint64, depth int) (Handle
 	}
 	switch {
 	case less(w0, w1, w2, n.k0, n.k1, n.k2):
-		c, err := ix.insert(n.left(), h, w0, w1, w2, p, depth+1)
+		c, err := ix.insert(n.left(), h, w0, w1, w2, depth+1)
 		if err != nil {
 			return 0, err
 		}
 		n.setLeft(c)
-		cn, err := ix.node(c)
-		if err != nil {
-			return 0, err
-		}
-		if cn.prio() > n.prio() { // rotate right: c becomes the root
-			n.setLeft(cn.right())
-			cn.setRight(root)
-			return c, nil
-		}
-		return root, nil
 	case less(n.k0, n.k1, n.k2, w0, w1, w2):
-		c, err := ix.insert(n.right(), h, w0, w1, w2, p, depth+1)
+		c, err := ix.insert(n.right(), h, w0, w1, w2, depth+1)
 		if err != nil {
 			return 0, err
 		}
 		n.setRight(c)
-		cn, err := ix.node(c)
-		if err != nil {
-			return 0, err
-		}
-		if cn.prio() > n.prio() { // rotate left: c becomes the root
-			n.setRight(cn.left())
-			cn.setLeft(root)
-			return c, nil
-		}
-		return root, nil
+	default:
+		return 0, corrupt("digest already in the sprig at entry %s", root)
 	}
-	return 0, corrupt("digest already in the sprig at entry %s", root)
+	return ix.rebalance(root)
 }
 
-// remove unlinks the entry with digest w0..w2 from the treap at root and
-// returns the new root.
+// remove unlinks the entry with digest w0..w2 from the AVL tree at root
+// and returns the new root.
 func (ix *Index) remove(root Handle, w0, w1, w2 uint64, depth int) (Handle, error) {
 	if root.IsNull() {
 		return 0, corrupt("entry to delete vanished from its sprig")
@@ -304,51 +407,57 @@ func (ix *Index) remove(root Handle, w0, w1, w2 uint64, depth int) (Handle, erro
 			return 0, err
 		}
 		n.setLeft(c)
-		return root, nil
+		return ix.rebalance(root)
 	case less(n.k0, n.k1, n.k2, w0, w1, w2):
 		c, err := ix.remove(n.right(), w0, w1, w2, depth+1)
 		if err != nil {
 			return 0, err
 		}
 		n.setRight(c)
-		return root, nil
+		return ix.rebalance(root)
 	}
-	return ix.merge(n.left(), n.right(), depth)
+	l, r := n.left(), n.right()
+	if l.IsNull() {
+		return r, nil
+	}
+	if r.IsNull() {
+		return l, nil
+	}
+	// Two children: the smallest entry of the right subtree takes root's
+	// place.
+	m, rest, err := ix.removeMin(r, depth+1)
+	if err != nil {
+		return 0, err
+	}
+	mn, err := ix.node(m)
+	if err != nil {
+		return 0, err
+	}
+	mn.setLeft(l)
+	mn.setRight(rest)
+	return ix.rebalance(m)
 }
 
-// merge joins two treaps, every digest of a below every digest of b.
-func (ix *Index) merge(a, b Handle, depth int) (Handle, error) {
-	if a.IsNull() {
-		return b, nil
+// removeMin unlinks the smallest entry of the tree at root and returns it
+// and the tree's new root.
+func (ix *Index) removeMin(root Handle, depth int) (Handle, Handle, error) {
+	if depth >= maxDepth {
+		return 0, 0, corrupt("sprig deeper than %d (a cycle?)", maxDepth)
 	}
-	if b.IsNull() {
-		return a, nil
-	}
-	if depth >= 2*maxDepth {
-		return 0, corrupt("sprig deeper than %d (a cycle?)", maxDepth)
-	}
-	an, err := ix.node(a)
+	n, err := ix.node(root)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	bn, err := ix.node(b)
+	if n.left().IsNull() {
+		return root, n.right(), nil
+	}
+	m, c, err := ix.removeMin(n.left(), depth+1)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if an.prio() > bn.prio() {
-		c, err := ix.merge(an.right(), b, depth+1)
-		if err != nil {
-			return 0, err
-		}
-		an.setRight(c)
-		return a, nil
-	}
-	c, err := ix.merge(a, bn.left(), depth+1)
-	if err != nil {
-		return 0, err
-	}
-	bn.setLeft(c)
-	return b, nil
+	n.setLeft(c)
+	nr, err := ix.rebalance(root)
+	return m, nr, err
 }
 
 // alloc hands out a free entry: the head of the free list, or the next
