@@ -517,3 +517,32 @@ func TestTruncatedSealedFile(t *testing.T) {
 		t.Fatalf("Read past the cut: %v, want ErrNotFound", err)
 	}
 }
+
+// TestScanAllocatesPerScanNotPerRecord: scanning 20 000 records allocates
+// a bounded number of times (the read buffer, the file list), not once
+// per record.
+func TestScanAllocatesPerScanNotPerRecord(t *testing.T) {
+	s := open(t, t.TempDir(), storage.Options{FileSize: 256 << 10})
+	const n = 20000
+	key := make([]byte, 0, 16)
+	if err := s.BulkLoad(n, func(i int, rec *storage.Record) error {
+		key = fmt.Appendf(key[:0], "k%d", i)
+		rec.Namespace, rec.Key, rec.Bins = []byte("test"), key, key
+		return nil
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	fn := func(rec storage.Record, _ storage.Location) error { count += len(rec.Key); return nil }
+	allocs := testing.AllocsPerRun(3, func() {
+		if err := s.Scan(fn); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if files := len(s.Files()); allocs > float64(10+2*files) {
+		t.Fatalf("%v allocations per Scan of %d records in %d files", allocs, n, files)
+	}
+	if count == 0 {
+		t.Fatal("nothing scanned")
+	}
+}
