@@ -685,8 +685,8 @@ func (s *Storage) Release(loc Location) error {
 
 // FileStats describes one log file.
 type FileStats struct {
-	ID       uint32
-	Order    uint64 // position in log order
+	ID       uint32 // file id, in the name log-XXXXXXXX.dat
+	Order    uint64 // creation number: log order
 	Size     uint64 // bytes in the file, header included
 	Capacity uint64
 	Dead     uint64 // bytes of released, tombstone and copied-away records
