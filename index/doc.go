@@ -153,8 +153,15 @@
 //
 // # Limits
 //
-// The writer's lease is renewed in the background; a writer paused longer
-// than Config.LeaseThreshold may still complete the write it was in when
-// another process takes over (writes are not fenced per word): keep the
-// threshold well above any pause the writer can suffer.
+// The writer renews its lease in the background and checks that it still
+// holds it before every mutation. A writer paused longer than
+// Config.LeaseThreshold is replaced; the replacement finds the index
+// dirty (or, if the paused writer had not written since a warm start,
+// clean) and the paused writer's next mutation fails with ErrLeaseLost.
+// Writes are not fenced word by word: a writer paused between that check
+// and its stores can still complete the one mutation it was in. On a cold
+// takeover that store lands in discarded segments; on a warm one (the
+// paused writer attached warm and wrote nothing before the pause) it lands
+// in the new writer's index. Keep the threshold well above any pause the
+// writer can suffer.
 package index

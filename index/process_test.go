@@ -41,11 +41,12 @@ type wArgs struct {
 	Mode         string
 	Storage      StorageID
 	Seed         uint64
+	Threshold    time.Duration // writer lease threshold
 }
 
 func (a *wArgs) config(fp *failpoint.Set) Config {
 	cfg := Config{Sprigs: a.Sprigs, StageEntries: a.StageEntries, Logger: quiet(), Instance: 3, Namespace: 5,
-		Failpoints: fp, Storage: a.Storage, noValidate: a.NoValidate}
+		Failpoints: fp, Storage: a.Storage, noValidate: a.NoValidate, LeaseThreshold: a.Threshold}
 	if a.Base != 0 {
 		cfg.Store = SysVAt(arena.Key(a.Base))
 	} else {
@@ -258,6 +259,9 @@ func writerWorkload(ctx context.Context, w *harness.Worker) (any, error) {
 		return nil, err
 	}
 	err = churn(ix, &a, a.Seed, func(int) bool { return ctx.Err() != nil })
+	if errors.Is(err, ErrLeaseLost) {
+		return "lease-lost", nil
+	}
 	return nil, err
 }
 
@@ -565,4 +569,67 @@ func TestCleanCloseAcrossProcesses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPausedWriterReplaced stops a writer process (SIGSTOP) mid-churn;
+// once its heartbeat is older than the threshold another writer takes the
+// index over (cold: the stopped one had written); the stopped writer, when
+// continued, gets ErrLeaseLost at its next write and the new index is
+// untouched.
+func TestPausedWriterReplaced(t *testing.T) {
+	if raceEnabled {
+		t.Skip("SysV memory: the race detector cannot see it")
+	}
+	base := sysvBase(t)
+	a := wArgs{Base: uint32(base), Sprigs: 1, StageEntries: 1024, Stable: 500, Churn: 200, Hot: 8, Mode: "churn",
+		Threshold: 100 * time.Millisecond, Seed: 3}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	g, err := harness.Start(ctx, harness.Spec{Workload: "writer", N: 1, Args: a, Stderr: os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	if err := g.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Stop(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitStopped(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	cfg := a.config(nil)
+	m := stableModel(a.Stable)
+	// Refused while the heartbeat is fresh, taken over once it is stale.
+	var ix *Index
+	var info RestartInfo
+	refused := 0
+	for ix == nil {
+		ix, info, err = Open(ctx, cfg, rebuildFrom(m, false))
+		switch {
+		case errors.Is(err, ErrWriterRunning):
+			refused++
+			time.Sleep(10 * time.Millisecond)
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	defer ix.Close()
+	t.Logf("taken over after %d refusals: %v %v", refused, info.Mode, info.Reason)
+	if info.Mode != Cold || info.Reason.Kind != ReasonUnclean {
+		t.Fatalf("takeover start: %v %v, want cold, unclean", info.Mode, info.Reason)
+	}
+	if err := g.Cont(0); err != nil {
+		t.Fatal(err)
+	}
+	res, err := g.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := res[0].Decode(&got); err != nil || got != "lease-lost" {
+		t.Fatalf("the continued writer reported %q (%v), want lease-lost", got, err)
+	}
+	verify(t, ix, m, false)
 }

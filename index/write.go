@@ -28,8 +28,9 @@ func (ix *Index) writable() error {
 	if ix.v.closed.Load() {
 		return fmt.Errorf("index: write: %w", ErrClosed)
 	}
-	if ix.lost.Load() {
-		return fmt.Errorf("index: write: %w: another process took over the index; stop this one", ErrLeaseLost)
+	if ix.lost.Load() || !ix.lease.Holds() {
+		ix.lost.Store(true)
+		return fmt.Errorf("index: write: %w: another process took over the index (this one was paused past Config.LeaseThreshold); stop this one", ErrLeaseLost)
 	}
 	if !ix.dirty.Load() {
 		ix.allocMu.Lock()
