@@ -136,9 +136,6 @@ func (s *Storage) Defrag(ctx context.Context, live Liveness) (DefragStats, error
 	if s.closed.Load() {
 		return st, ErrClosed
 	}
-	if err := s.mutating(); err != nil {
-		return st, err
-	}
 	s.mu.Lock()
 	head := s.head
 	s.mu.Unlock()
@@ -307,6 +304,9 @@ func splitFields(data []byte, rec *Record) (ns, set, key, bins []byte) {
 
 // removeFile takes lf out of the log and deletes it.
 func (s *Storage) removeFile(lf *logFile, st *DefragStats) error {
+	if err := s.mutating(); err != nil {
+		return err
+	}
 	s.filesMu.Lock()
 	delete(s.files, lf.id)
 	s.filesMu.Unlock()

@@ -500,3 +500,32 @@ func TestAccountingRebuiltByScan(t *testing.T) {
 		t.Fatalf("accounting after Scan:\n%v\nrunning storage had\n%v", got, before)
 	}
 }
+
+// TestDefragKeepsCleanUntilItChanges: after a clean reopen, a Defrag pass
+// with nothing to do leaves the storage clean (a crash now reopens
+// clean); the first Release invalidates it.
+func TestDefragKeepsCleanUntilItChanges(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, storage.Options{FileSize: 4 << 10})
+	ix := newMapIndex(s)
+	overwriteRounds(t, s, ix, 80, 1, nil)
+	if len(s.Files()) < 2 {
+		t.Fatal("one file only: make more keys")
+	}
+	s.Close()
+	s = open(t, dir, storage.Options{})
+	if st, err := s.Defrag(context.Background(), ix); err != nil || st.Files != 0 {
+		t.Fatalf("Defrag with everything live: %+v, %v", st, err)
+	}
+	if c := open(t, crashCopy(t, dir), storage.Options{}); !c.Clean() {
+		t.Fatal("a Defrag pass that changed nothing made the storage unclean")
+	}
+	for _, f := range s.Files() { // everything dies (as if deleted)
+		if !f.Head {
+			s.Release(storage.Location{File: f.ID, Size: uint32(f.Size - storage.HeaderSize)})
+		}
+	}
+	if c := open(t, crashCopy(t, dir), storage.Options{}); c.Clean() {
+		t.Fatal("Release left the storage clean")
+	}
+}
