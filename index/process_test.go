@@ -269,10 +269,14 @@ func short() bool { return testing.Short() || raceEnabled }
 
 // readersWhileWriting runs readers in other processes against a writer in
 // this one and returns their stats.
-func readersWhileWriting(t *testing.T, noValidate bool) []readStats {
-	base := sysvBase(t)
-	a := wArgs{Base: uint32(base), Sprigs: 1, StageEntries: 1024, Stable: 3000, Churn: 1500, Growth: 1500, Hot: 8,
+func readersWhileWriting(t *testing.T, b backend, noValidate bool) []readStats {
+	a := wArgs{Sprigs: 1, StageEntries: 1024, Stable: 3000, Churn: 1500, Growth: 1500, Hot: 8,
 		Duration: 1500 * time.Millisecond, NoValidate: noValidate, Seed: 42}
+	if b == bSysV {
+		a.Base = uint32(sysvBase(t))
+	} else {
+		a.Dir = t.TempDir()
+	}
 	if short() {
 		a.Duration = 500 * time.Millisecond
 	}
@@ -342,14 +346,18 @@ func TestReadersInOtherProcesses(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector cannot see SysV memory: TestReadersRaceHeap runs the protocol on heap segments")
 	}
-	for i, s := range readersWhileWriting(t, false) {
-		if s.bad() != 0 || s.Corrupt != 0 {
-			t.Errorf("reader %d: %d torn, %d foreign, %d stable missing, %d scan violations, %d corrupt: first: %s",
-				i, s.Torn, s.Foreign, s.StableMissing, s.ScanBad, s.Corrupt, s.First)
-		}
-		if s.Found == 0 || s.Scanned == 0 {
-			t.Errorf("reader %d read nothing: %+v", i, s)
-		}
+	for _, b := range []backend{bSysV, bDir} {
+		t.Run(string(b), func(t *testing.T) {
+			for i, s := range readersWhileWriting(t, b, false) {
+				if s.bad() != 0 || s.Corrupt != 0 {
+					t.Errorf("reader %d: %d torn, %d foreign, %d stable missing, %d scan violations, %d corrupt: first: %s",
+						i, s.Torn, s.Foreign, s.StableMissing, s.ScanBad, s.Corrupt, s.First)
+				}
+				if s.Found == 0 || s.Scanned == 0 {
+					t.Errorf("reader %d read nothing: %+v", i, s)
+				}
+			}
+		})
 	}
 }
 
@@ -362,7 +370,7 @@ func TestReadersWithoutValidation(t *testing.T) {
 	}
 	var bad uint64
 	var first string
-	for _, s := range readersWhileWriting(t, true) {
+	for _, s := range readersWhileWriting(t, bSysV, true) {
 		bad += s.bad() + s.Corrupt
 		if s.bad()+s.Corrupt == 0 {
 			t.Errorf("a reader without validation ran %d gets and %d scans and was never caught", s.Gets, s.Scans)

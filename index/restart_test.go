@@ -210,3 +210,45 @@ func TestRebuildError(t *testing.T) {
 	// The half-built index is not trusted next time.
 	expectStart(t, cfg, model{}, Cold, ReasonUnclean, "")
 }
+
+// TestReaderSeesDiscard: a reader attached to an index that a cold start
+// discards learns it (Stale) and reads the new index after reopening.
+func TestReaderSeesDiscard(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(string(b), func(t *testing.T) {
+			cfg := testConfig(t, b)
+			ix, _ := mustOpen(t, cfg, nil)
+			if err := ix.Put(recordOf(1, 1, false)); err != nil {
+				t.Fatal(err)
+			}
+			r, err := OpenReader(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if r.Stale() {
+				t.Fatal("a fresh reader is stale")
+			}
+			if _, ok, err := r.Get(digestOf(1)); !ok || err != nil {
+				t.Fatalf("reader Get: %v %v", ok, err)
+			}
+			ix.Close() // dirty: the next start is cold and discards
+			ix2 := expectStart(t, cfg, model{2: 1}, Cold, ReasonUnclean, "")
+			_ = ix2
+			if !r.Stale() {
+				t.Fatal("the reader of a discarded index is not stale")
+			}
+			r2, err := OpenReader(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r2.Close()
+			if _, ok, _ := r2.Get(digestOf(2)); !ok {
+				t.Fatal("the reopened reader does not see the new index")
+			}
+			if _, ok, _ := r2.Get(digestOf(1)); ok {
+				t.Fatal("the reopened reader sees the discarded index")
+			}
+		})
+	}
+}
