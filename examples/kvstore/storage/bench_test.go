@@ -109,3 +109,19 @@ func BenchmarkOpenClean(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkAppendSyncEveryWrite appends with an fdatasync per
+// acknowledgement from 8 goroutines, which share fdatasyncs (group
+// commit); the figure depends on the disk.
+func BenchmarkAppendSyncEveryWrite(b *testing.B) {
+	s := open(b, b.TempDir(), storage.Options{SyncEveryWrite: true})
+	rec := mkRec("key", `{"v":123456789}`)
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Append(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
