@@ -87,6 +87,7 @@ func (s Store) block(cfg *Config, b int) arena.Location {
 	return nil
 }
 
+// String names the store for messages.
 func (s Store) String() string {
 	switch s.kind {
 	case storeSysV:

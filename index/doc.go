@@ -11,8 +11,9 @@
 // An entry is 64 bytes (entry.go has its one definition and diagram):
 // the 20-byte digest, generation, void time, last-update time, a storage
 // location (file id, offset, size) or, for a data-in-index namespace, an
-// inline int64, a tombstone flag and two 40-bit links. Entries live in
-// stages of Config.StageEntries entries (a power of two up to 2^28);
+// inline int64, a tombstone flag, two 40-bit links and an AVL height.
+// Entries live in stages of Config.StageEntries entries (a power of two up
+// to 2^28);
 // stage 0 is part of the main segment, stages 1–255 are separate
 // segments, created by the writer while readers run and attached by
 // readers in other processes the first time they meet a handle in them. A

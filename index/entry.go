@@ -227,6 +227,7 @@ func handleAt(linear, stageElems uint64) Handle {
 	return MakeHandle(linear/stageElems, linear%stageElems)
 }
 
+// String formats h as stage/element ("null" for the null handle).
 func (h Handle) String() string {
 	if h.IsNull() {
 		return "null"

@@ -45,6 +45,7 @@ type CheckError struct {
 	Problems []string
 }
 
+// Error lists the first problems and how many there are.
 func (e *CheckError) Error() string {
 	const show = 20
 	p := e.Problems

@@ -31,6 +31,7 @@ const (
 	Cold
 )
 
+// String returns "warm" or "cold".
 func (m Mode) String() string {
 	switch m {
 	case Warm:
@@ -67,6 +68,7 @@ const (
 	ReasonDamaged
 )
 
+// String names the trigger, e.g. "unclean shutdown".
 func (k ReasonKind) String() string {
 	switch k {
 	case ReasonNone:
@@ -98,6 +100,8 @@ type Reason struct {
 	Detail string
 }
 
+// String is the reason as logged, e.g. "fingerprint changed:
+// partition-tree-sprigs 512 doesn't match config 1024".
 func (r Reason) String() string {
 	if r.Field != "" {
 		return fmt.Sprintf("%s: %s %s doesn't match config %s", r.Kind, r.Field, r.Saved, r.Config)
@@ -242,7 +246,16 @@ func classifyOpen(err error, what string, loc arena.Location) (Reason, bool) {
 		return Reason{Kind: ReasonFingerprint, Field: displayName(me.Field), Saved: saved, Config: want,
 			Detail: fmt.Sprintf("%s %s", what, loc)}, true
 	case errors.Is(err, layout.ErrVersion):
-		return Reason{Kind: ReasonFingerprint, Field: "layout-version", Detail: err.Error(), Saved: "other", Config: fmt.Sprintf("%d.%d", layout.Major, layout.Minor)}, true
+		saved := "other"
+		var ce *layout.CheckError
+		var major, minor int
+		if errors.As(err, &ce) {
+			if _, serr := fmt.Sscanf(ce.Detail, "format %d.%d", &major, &minor); serr == nil {
+				saved = fmt.Sprintf("%d.%d", major, minor)
+			}
+		}
+		return Reason{Kind: ReasonFingerprint, Field: "layout-version", Detail: fmt.Sprintf("%s %s: %v", what, loc, err),
+			Saved: saved, Config: fmt.Sprintf("%d.%d", layout.Major, layout.Minor)}, true
 	case errors.Is(err, layout.ErrChecksum), errors.Is(err, layout.ErrCorrupt), errors.Is(err, layout.ErrTruncated),
 		errors.Is(err, layout.ErrNotOurs), errors.Is(err, arena.ErrRemoved), errors.Is(err, layout.ErrByteOrder), errors.Is(err, layout.ErrPlatform):
 		return Reason{Kind: ReasonDamaged, Detail: fmt.Sprintf("%s %s: %v", what, loc, err)}, true

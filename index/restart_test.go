@@ -3,10 +3,15 @@ package index
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/layout"
 )
 
 var storageA = StorageID{UUID: [16]byte{0xa, 1, 2, 3}, Committed: 4096}
@@ -164,6 +169,14 @@ func TestRestartTriggers(t *testing.T) {
 				ix.Close()
 				expectStart(t, cfg, m, Cold, ReasonDamaged, "seal")
 			})
+			t.Run("layout-version", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				m := populated(t, cfg, 100, StorageID{})
+				if err := setMajor(cfg, layout.Major+1); err != nil {
+					t.Fatal(err)
+				}
+				expectStart(t, cfg, m, Cold, ReasonFingerprint, fmt.Sprintf("layout-version %d.0 doesn't match config %d.0", layout.Major+1, layout.Major))
+			})
 			t.Run("check-on-warm", func(t *testing.T) {
 				cfg := testConfig(t, b)
 				m := populated(t, cfg, 100, StorageID{})
@@ -250,5 +263,58 @@ func TestReaderSeesDiscard(t *testing.T) {
 				t.Fatal("the reopened reader sees the discarded index")
 			}
 		})
+	}
+}
+
+// setMajor rewrites the format major of the main segment's header (with a
+// valid checksum), as a segment written by another shmkit version.
+func setMajor(cfg Config, major uint16) error {
+	if err := cfg.normalize(); err != nil {
+		return err
+	}
+	seg, err := arena.Inspect(cfg.Store.block(&cfg, 0))
+	if err != nil {
+		return err
+	}
+	defer seg.Close()
+	words := make([]uint64, layout.HeaderSize/8)
+	seg.LoadWords(0, words)
+	w := layout.OffMajor / 8
+	words[w] = words[w]&^0xffff | uint64(major)
+	hdr := make([]byte, layout.HeaderSize)
+	for i, v := range words {
+		binary.NativeEndian.PutUint64(hdr[8*i:], v)
+	}
+	seg.Store64(layout.OffMajor, words[w])
+	seg.Store64(layout.OffChecksum, layout.Checksum(hdr))
+	return nil
+}
+
+func TestSysVKeyScheme(t *testing.T) {
+	cases := []struct {
+		inst, ns uint8
+		block    int
+		want     arena.Key
+	}{
+		{0, 0, 0, 0x53020000},
+		{3, 5, 0, 0x53023500},
+		{3, 5, 7, 0x53023507},
+		{15, 15, 255, 0x5302ffff},
+	}
+	for _, c := range cases {
+		k := SysVKey(c.inst, c.ns, c.block)
+		if k != c.want {
+			t.Errorf("SysVKey(%d, %d, %d) = %s, want %s", c.inst, c.ns, c.block, k, c.want)
+		}
+		if top := uint32(k) >> 24; top != arena.KeyPrefix || (uint32(k)>>16)&0xff != arena.ClassIndex {
+			t.Errorf("key %s is not shmkit's index class", k)
+		}
+	}
+	cfg := Config{Store: SysV(), Instance: 2, Namespace: 9}
+	if err := cfg.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Store.block(&cfg, 4).String(); got != "SysV key 0x53022904" {
+		t.Errorf("block 4 of instance 2 namespace 9 at %s", got)
 	}
 }
