@@ -26,7 +26,14 @@ func (ix *Index) Check() error {
 
 // Check on a Reader runs the same walk; the writer must be quiescent or its
 // changes show up as problems.
-func (r *Reader) Check() error { return r.v.check() }
+func (r *Reader) Check() error {
+	r.v.life.RLock()
+	defer r.v.life.RUnlock()
+	if r.v.closed.Load() {
+		return ErrClosed
+	}
+	return r.v.check()
+}
 
 func (v *view) check() error {
 	var probs []string

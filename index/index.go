@@ -498,11 +498,7 @@ func (ix *Index) stopRenewing() {
 	}
 }
 
-func (ix *Index) closeSegments() {
-	ix.v.closed.Store(true)
-	ix.v.closeStages()
-	ix.v.main.Close()
-}
+func (ix *Index) closeSegments() { ix.v.detach() }
 
 // Get returns the record of d and whether there is one.
 func (ix *Index) Get(d Digest) (Record, bool, error) { return ix.v.get(d) }
@@ -512,8 +508,8 @@ func (ix *Index) Get(d Digest) (Record, bool, error) { return ix.v.get(d) }
 // once; keys inserted or deleted during the scan may or may not be.
 func (ix *Index) Scan(p int, fn func(Record) bool) error { return ix.v.scan(p, fn) }
 
-// Count returns the number of entries in the index.
-func (ix *Index) Count() uint64 { return ix.v.meta.Load(mLive) }
+// Count returns the number of entries in the index (0 once closed).
+func (ix *Index) Count() uint64 { return ix.v.count() }
 
 // Partition returns the statistics of partition p (0–4095).
 func (ix *Index) Partition(p int) PartitionStats { return ix.v.partition(p & (Partitions - 1)) }

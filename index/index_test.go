@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 func TestHandleArithmetic(t *testing.T) {
@@ -233,4 +234,49 @@ func TestLargeSprig(t *testing.T) {
 		t.Fatalf("sprig of %d entries has height %d, AVL bound %.1f", len(live), h, limit)
 	}
 	t.Logf("one sprig of %d entries, height %d", len(live), h)
+}
+
+// TestCloseDuringReads: Close waits for reads in progress; later reads get
+// ErrClosed, never unmapped memory (SysV and file segments really unmap).
+func TestCloseDuringReads(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(string(b), func(t *testing.T) {
+			cfg := testConfig(t, b)
+			ix, _ := mustOpen(t, cfg, nil)
+			for k := range uint64(600) {
+				if err := ix.Put(recordOf(k, 1, false)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := OpenReader(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 4)
+			for g := range 4 {
+				go func() {
+					for i := uint64(0); ; i++ {
+						var err error
+						if g%2 == 0 {
+							_, _, err = ix.Get(digestOf(i % 600))
+						} else {
+							err = r.Scan(int(i%Partitions), func(Record) bool { return true })
+						}
+						if err != nil {
+							done <- err
+							return
+						}
+					}
+				}()
+			}
+			time.Sleep(20 * time.Millisecond)
+			ix.Close()
+			r.Close()
+			for range 4 {
+				if err := <-done; !errors.Is(err, ErrClosed) {
+					t.Fatalf("read after Close: %v, want ErrClosed", err)
+				}
+			}
+		})
+	}
 }

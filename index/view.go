@@ -27,6 +27,9 @@ type view struct {
 	stageMu sync.Mutex                             // attaching a stage
 	segs    [MaxStages]*arena.Segment              // stage segments (1…), under stageMu
 	closed  atomic.Bool
+	// life: reads hold it shared, detaching holds it exclusively, so no
+	// read runs on unmapped memory.
+	life sync.RWMutex
 
 	retryBudget time.Duration
 }
@@ -171,6 +174,8 @@ func (r *retrier) again(budget time.Duration) bool {
 // most maxDepth links, each bounds-checked; what it found counts only if
 // the sprig's version was even before and unchanged after.
 func (v *view) get(d Digest) (Record, bool, error) {
+	v.life.RLock()
+	defer v.life.RUnlock()
 	if v.closed.Load() {
 		return Record{}, false, ErrClosed
 	}
@@ -301,6 +306,8 @@ func (v *view) collect(base uint64, out []Record) ([]Record, error) {
 // sprig, each sprig a validated snapshot. A key present for the whole scan
 // is reported exactly once.
 func (v *view) scan(p int, fn func(Record) bool) error {
+	v.life.RLock()
+	defer v.life.RUnlock()
 	if v.closed.Load() {
 		return ErrClosed
 	}
@@ -331,6 +338,11 @@ type PartitionStats struct {
 }
 
 func (v *view) partition(p int) PartitionStats {
+	v.life.RLock()
+	defer v.life.RUnlock()
+	if v.closed.Load() {
+		return PartitionStats{}
+	}
 	b := uint64(p) * partWords
 	return PartitionStats{Count: v.parts.Load(b + pCount), Bytes: v.parts.Load(b + pBytes), Tombstones: v.parts.Load(b + pTombstones)}
 }
@@ -369,8 +381,29 @@ func (r *Reader) Get(d Digest) (Record, bool, error) { return r.v.get(d) }
 // once; keys inserted or deleted during the scan may or may not be.
 func (r *Reader) Scan(p int, fn func(Record) bool) error { return r.v.scan(p, fn) }
 
-// Count returns the number of entries in the index.
-func (r *Reader) Count() uint64 { return r.v.meta.Load(mLive) }
+// Count returns the number of entries in the index (0 once closed).
+func (r *Reader) Count() uint64 { return r.v.count() }
+
+func (v *view) count() uint64 {
+	v.life.RLock()
+	defer v.life.RUnlock()
+	if v.closed.Load() {
+		return 0
+	}
+	return v.meta.Load(mLive)
+}
+
+// detach marks the view closed and detaches every segment, after the
+// reads in progress.
+func (v *view) detach() error {
+	v.life.Lock()
+	defer v.life.Unlock()
+	if !v.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	v.closeStages()
+	return v.main.Close()
+}
 
 // Partition returns the statistics of partition p (0–4095).
 func (r *Reader) Partition(p int) PartitionStats { return r.v.partition(p & (Partitions - 1)) }
@@ -378,15 +411,14 @@ func (r *Reader) Partition(p int) PartitionStats { return r.v.partition(p & (Par
 // Stale reports whether the index was discarded since this reader attached
 // (a cold start replaced it): the reader should be closed and opened again.
 func (r *Reader) Stale() bool {
+	r.v.life.RLock()
+	defer r.v.life.RUnlock()
+	if r.v.closed.Load() {
+		return true
+	}
 	gone, err := r.v.main.Removed()
 	return gone || err != nil
 }
 
 // Close detaches the reader.
-func (r *Reader) Close() error {
-	if !r.v.closed.CompareAndSwap(false, true) {
-		return nil
-	}
-	r.v.closeStages()
-	return r.v.main.Close()
-}
+func (r *Reader) Close() error { return r.v.detach() }
