@@ -38,6 +38,7 @@ const (
 	poolN    = 100  // elements the pool holder claims
 	ctlWords = 1024 // control section: per-worker counters, then the holder's handles
 	handles  = 512  // word index of the first of the holder's handles
+	stopWord = ctlWords - 1 // set by the test: workers end their loops
 )
 
 // Per-worker counters in the control section: word 16*index + one of these.
@@ -89,6 +90,12 @@ type shared struct {
 
 func (s *shared) word(i int) arena.Offset { return s.ctl + arena.Offset(8*i) }
 func (s *shared) mine(c int) arena.Offset { return s.word(16*s.self + c) }
+
+// running reports whether a worker should go on: before end and until the
+// test sets the stop word.
+func (s *shared) running(ctx context.Context, end time.Time) bool {
+	return ctx.Err() == nil && time.Now().Before(end) && s.seg.Load64(s.word(stopWord)) == 0
+}
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -143,7 +150,7 @@ func seqWriter(ctx context.Context, w *harness.Worker) (any, error) {
 	s.seg.Store64(s.mine(cReady), 1)
 	src := make([]uint64, words)
 	end := time.Now().Add(a.Run)
-	for v := uint64(s.self) << 40; time.Now().Before(end) && ctx.Err() == nil; v++ {
+	for v := uint64(s.self) << 40; s.running(ctx, end); v++ {
 		fill(src, v)
 		if err := tab.Write(0, src); err != nil {
 			if !errors.Is(err, seqlock.ErrWriterStalled) && !errors.Is(err, seqlock.ErrStarved) {
@@ -177,7 +184,7 @@ func seqReader(ctx context.Context, w *harness.Worker) (any, error) {
 		if n%1024 == 0 {
 			s.seg.Store64(s.mine(cReads), reads)
 			s.seg.Store64(s.mine(cTorn), torn)
-			if !time.Now().Before(end) {
+			if !s.running(ctx, end) {
 				break
 			}
 		}
@@ -431,10 +438,9 @@ func (e *env) wait(g *harness.Group, p placement) {
 // killed. A reader there must never accept a torn payload.
 func TestSeqlockHidepidOtherUID(t *testing.T) {
 	e := newEnv(t)
-	run := 4 * time.Second
 	stall := 50 * time.Millisecond
-	a := args{Run: run, Stall: stall}
-	root := e.start("seqwriter", host, a, seqlock.FailWriteMid+"=stop@1000000")
+	a := args{Run: time.Minute, Stall: stall} // until the test sets the stop word
+	root := e.start("seqwriter", host, a, fmt.Sprintf("%s=stop@%d", seqlock.FailWriteMid, 2_000_000/raceScale))
 	e.await("root writer ready", func() bool { return e.counter(0, cReady) == 1 }, root)
 	a.Slot = 1
 	hidden := e.start("seqwriter", hidepid, a, "")
@@ -458,6 +464,8 @@ func TestSeqlockHidepidOtherUID(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.await("a takeover from the killed writer", func() bool { return e.counter(1, cTakeovers) >= 1 }, hidden)
+	e.await("20M reads in all", func() bool { return e.counter(2, cReads) >= 20_000_000/raceScale }, reader)
+	e.seg.Store64(e.s.word(stopWord), 1)
 	e.wait(hidden, hidepid)
 	e.wait(reader, hidepid)
 	writes, takeovers := e.counter(0, cWrites)+e.counter(1, cWrites), e.counter(1, cTakeovers)
