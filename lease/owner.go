@@ -114,6 +114,9 @@ func New(seg *arena.Segment, base arena.Offset, cfg Config) (*Lease, error) {
 	return l, nil
 }
 
+// reasonThisProcess: the owner is another Lease handle of this process.
+const reasonThisProcess procid.Reason = "another handle of this process"
+
 // DefaultSlotPoll is Config.SlotPoll's default.
 const DefaultSlotPoll = time.Millisecond
 
@@ -216,7 +219,7 @@ func (l *Lease) judge(s snapshot, firstSeen time.Time) verdict {
 	if (c.Slot != 0 && c.Slot == l.slot) || (!c.ID.IsZero() && c.ID == l.self) {
 		// Another Lease handle in this process (tests run several): alive,
 		// so only Release or expiry hand it over.
-		lv, why = procid.Alive, "this process"
+		lv, why = procid.Alive, reasonThisProcess
 	} else {
 		lv, why = l.reg.Judge(c, l.self)
 	}
@@ -233,7 +236,7 @@ func (l *Lease) judge(s snapshot, firstSeen time.Time) verdict {
 	switch {
 	case why == procid.ReasonAlive && c.ID != l.self:
 		v.watch = c.ID // verified through /proc: its pidfd reports the exit
-	case c.Slot != 0 && l.reg != nil && why != "this process":
+	case c.Slot != 0 && l.reg != nil && why != reasonThisProcess:
 		v.poll = c.Slot
 	case c.ID.IsZero():
 		v.wait = min(v.wait, time.Millisecond) // a slotless owner still writing its identity
