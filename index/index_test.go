@@ -280,3 +280,61 @@ func TestCloseDuringReads(t *testing.T) {
 		})
 	}
 }
+
+func TestUpdate(t *testing.T) {
+	cfg := testConfig(t, bHeap)
+	ix, _ := mustOpen(t, cfg, nil)
+	defer ix.Close()
+	d := digestOf(1)
+	if err := ix.Put(Record{Digest: d, FileID: 1, Offset: 100, Size: 10}); err != nil {
+		t.Fatal(err)
+	}
+	// A move from file 1 offset 100 to file 2 offset 0, only if still there.
+	move := func(cur Record, found bool) (Record, Action) {
+		if !found || cur.FileID != 1 || cur.Offset != 100 {
+			return cur, Keep
+		}
+		cur.FileID, cur.Offset = 2, 0
+		return cur, Write
+	}
+	if found, err := ix.Update(d, move); !found || err != nil {
+		t.Fatalf("Update: %v %v", found, err)
+	}
+	r, _, _ := ix.Get(d)
+	if r.FileID != 2 || r.Offset != 0 || r.Size != 10 {
+		t.Fatalf("after the move: %+v", r)
+	}
+	// A second move finds the record elsewhere and keeps it.
+	if _, err := ix.Update(d, move); err != nil {
+		t.Fatal(err)
+	}
+	if r2, _, _ := ix.Get(d); r2 != r {
+		t.Fatalf("Keep changed the record: %+v", r2)
+	}
+	if _, err := ix.Update(d, func(cur Record, _ bool) (Record, Action) {
+		cur.Digest = digestOf(2)
+		return cur, Write
+	}); !errors.Is(err, ErrRecord) {
+		t.Fatalf("Update writing another digest: %v, want ErrRecord", err)
+	}
+	if found, err := ix.Update(d, func(Record, bool) (Record, Action) { return Record{}, Remove }); !found || err != nil {
+		t.Fatalf("Update Remove: %v %v", found, err)
+	}
+	if found, err := ix.Update(d, func(_ Record, found bool) (Record, Action) {
+		if found {
+			t.Fatal("removed record still found")
+		}
+		return Record{Digest: d, Size: 7, Tombstone: true}, Write
+	}); found || err != nil {
+		t.Fatalf("Update insert: %v %v", found, err)
+	}
+	if r, ok, _ := ix.Get(d); !ok || !r.Tombstone || r.Size != 7 {
+		t.Fatalf("tombstone: %+v %v", r, ok)
+	}
+	if s := ix.Partition(d.Partition()); s.Count != 1 || s.Tombstones != 1 || s.Bytes != 7 {
+		t.Fatalf("partition stats %+v", s)
+	}
+	if err := ix.Check(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -62,42 +62,117 @@ func (ix *Index) Put(r Record) error {
 	if err := ix.checkRecord(&r); err != nil {
 		return err
 	}
+	_, err := ix.update(r.Digest, func(Record, bool) (Record, Action) { return r, Write })
+	return err
+}
+
+// Delete removes the record of d and reports whether there was one. The
+// entry goes to the free list after the sprig's version has changed, so a
+// reader that walked into it before rejects what it read.
+func (ix *Index) Delete(d Digest) (bool, error) {
+	return ix.update(d, func(Record, bool) (Record, Action) { return Record{}, Remove })
+}
+
+// Action is what an Update function decides.
+type Action uint8
+
+// Actions.
+const (
+	// Keep leaves the record as it is (or absent).
+	Keep Action = iota
+	// Write stores the returned record (its digest must be the one
+	// updated).
+	Write
+	// Remove deletes the record.
+	Remove
+)
+
+// Update calls fn with the current record of d (found false if there is
+// none) while d's sprig is locked against other writers, and applies what
+// fn decides: a compare-and-set, e.g. a defragmenter that moves a record
+// only if the index still points at the old copy. fn must be quick and
+// must not call the index. Update reports whether d was found.
+func (ix *Index) Update(d Digest, fn func(cur Record, found bool) (Record, Action)) (bool, error) {
+	return ix.update(d, func(cur Record, found bool) (Record, Action) {
+		next, act := fn(cur, found)
+		if act == Write && next.Digest != d {
+			return next, actionBadDigest
+		}
+		return next, act
+	})
+}
+
+// actionBadDigest: an Update function returned a record of another digest.
+const actionBadDigest Action = 0xff
+
+func (ix *Index) update(d Digest, fn func(Record, bool) (Record, Action)) (bool, error) {
 	ix.gate.RLock()
 	defer ix.gate.RUnlock()
 	if err := ix.writable(); err != nil {
-		return err
+		return false, err
 	}
-	d := r.Digest
 	sp := ix.v.sprig(&d)
 	base := sp * sprigWords
 	ix.locks[sp].Lock()
 	defer ix.locks[sp].Unlock()
-	payload, flags := encodeRecord(&r, ix.v.cfg.DataInIndex)
 	w0, w1, w2 := d.words()
-
-	old, found, err := ix.find(base, w0, w1, w2)
+	h, found, err := ix.find(base, w0, w1, w2)
 	if err != nil {
-		return err
+		return false, err
 	}
-	pb := uint64(d.Partition()) * partWords
+	var cur entry
+	var curRec Record
 	if found {
-		ws, i, err := ix.v.entries(old)
+		ws, i, err := ix.v.entries(h)
 		if err != nil {
-			return err
+			return false, err
 		}
-		var prev entry
-		ws.LoadN(i, prev[:])
-		ix.bump(base)
-		for k := range payload {
-			ws.Store(i+uint64(k), payload[k])
-		}
-		ws.Store(i+wLeft, prev[wLeft]&^flagMask|flags<<flagShift)
-		ix.bump(base)
-		ix.v.parts.Store(pb+pBytes, ix.v.parts.Load(pb+pBytes)-uint64(uint32(prev[wVoidSize]))+uint64(r.Size))
-		ix.v.parts.Store(pb+pTombstones, ix.v.parts.Load(pb+pTombstones)-tomb(prev.flags())+tomb(flags))
-		return nil
+		ws.LoadN(i, cur[:])
+		curRec = cur.record()
 	}
+	next, act := fn(curRec, found)
+	switch act {
+	case Keep:
+		return found, nil
+	case actionBadDigest:
+		return found, fmt.Errorf("index: update %x: the function returned a record of digest %x: %w", d[:4], next.Digest[:4], ErrRecord)
+	case Write:
+		if err := ix.checkRecord(&next); err != nil {
+			return found, err
+		}
+		if found {
+			ix.replace(base, h, &cur, &next)
+			return true, nil
+		}
+		return false, ix.insertNew(base, &next, w0, w1, w2)
+	case Remove:
+		if !found {
+			return false, nil
+		}
+		return true, ix.unlink(base, h, &cur, w0, w1, w2)
+	}
+	return found, fmt.Errorf("index: update %x: unknown action %d: %w", d[:4], act, ErrRecord)
+}
 
+// replace overwrites entry h (whose current words are prev) with r, under
+// an odd version.
+func (ix *Index) replace(base uint64, h Handle, prev *entry, r *Record) {
+	payload, flags := encodeRecord(r, ix.v.cfg.DataInIndex)
+	ws, i, _ := ix.v.entries(h) // h was just found through entries
+	ix.bump(base)
+	for k := range payload {
+		ws.Store(i+uint64(k), payload[k])
+	}
+	ws.Store(i+wLeft, prev[wLeft]&^flagMask|flags<<flagShift)
+	ix.bump(base)
+	pb := uint64(r.Digest.Partition()) * partWords
+	ix.v.parts.Add(pb+pBytes, uint64(r.Size)-uint64(uint32(prev[wVoidSize])))
+	ix.v.parts.Add(pb+pTombstones, tomb(flags)-tomb(prev.flags()))
+}
+
+// insertNew allocates an entry for r and links it into its sprig.
+func (ix *Index) insertNew(base uint64, r *Record, w0, w1, w2 uint64) error {
+	payload, flags := encodeRecord(r, ix.v.cfg.DataInIndex)
 	h, err := ix.alloc()
 	if err != nil {
 		return err
@@ -122,6 +197,7 @@ func (ix *Index) Put(r Record) error {
 	ix.v.cfg.Failpoints.Hit(FailInsertMid)
 	ix.v.sprigs.Store(base+sCount, ix.v.sprigs.Load(base+sCount)+1)
 	ix.bump(base)
+	pb := uint64(r.Digest.Partition()) * partWords
 	ix.v.parts.Add(pb+pCount, 1)
 	ix.v.parts.Add(pb+pBytes, uint64(r.Size))
 	ix.v.parts.Add(pb+pTombstones, tomb(flags))
@@ -136,47 +212,27 @@ func tomb(flags uint64) uint64 {
 	return 0
 }
 
-// Delete removes the record of d and reports whether there was one. The
-// entry goes to the free list after the sprig's version has changed, so a
-// reader that walked into it before rejects what it read.
-func (ix *Index) Delete(d Digest) (bool, error) {
-	ix.gate.RLock()
-	defer ix.gate.RUnlock()
-	if err := ix.writable(); err != nil {
-		return false, err
-	}
-	sp := ix.v.sprig(&d)
-	base := sp * sprigWords
-	ix.locks[sp].Lock()
-	defer ix.locks[sp].Unlock()
-	w0, w1, w2 := d.words()
-	h, found, err := ix.find(base, w0, w1, w2)
-	if err != nil || !found {
-		return false, err
-	}
-	ws, i, err := ix.v.entries(h)
-	if err != nil {
-		return false, err
-	}
-	var e entry
-	ws.LoadN(i, e[:])
+// unlink removes entry h (words e, digest w0..w2) from its sprig and puts
+// it on the free list once the sprig's version is even again.
+func (ix *Index) unlink(base uint64, h Handle, e *entry, w0, w1, w2 uint64) error {
 	ix.bump(base)
 	root, err := ix.remove(Handle(ix.v.sprigs.Load(base+sRoot)&linkMask), w0, w1, w2, 0)
 	if err != nil {
 		ix.bump(base)
-		return false, err
+		return err
 	}
 	ix.v.sprigs.Store(base+sRoot, uint64(root))
 	ix.v.cfg.Failpoints.Hit(FailDeleteMid)
 	ix.v.sprigs.Store(base+sCount, ix.v.sprigs.Load(base+sCount)-1)
 	ix.bump(base)
+	d := digestFromWords(w0, w1, w2)
 	pb := uint64(d.Partition()) * partWords
 	ix.v.parts.Add(pb+pCount, ^uint64(0))
 	ix.v.parts.Add(pb+pBytes, -uint64(uint32(e[wVoidSize])))
 	ix.v.parts.Add(pb+pTombstones, -tomb(e.flags()))
 	ix.v.meta.Add(mLive, ^uint64(0))
 	ix.free(h)
-	return true, nil
+	return nil
 }
 
 // bump changes a sprig's version by one (even → odd before a change, odd
