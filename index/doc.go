@@ -65,7 +65,8 @@
 // One process is the writer: Open takes a lease (package lease) in the
 // main segment and fails with ErrWriterRunning while a live process holds
 // it; the writer renews it in the background. The writer's per-sprig
-// locks are sync.Mutex values in its own memory, never in shared memory,
+// locks are sync.Mutex values in its own memory (8192 stripes, sprig s
+// taking lock s mod 8192), never in shared memory,
 // so a dead writer leaves no lock held. Readers in other processes
 // (OpenReader) never block the writer and take no lock.
 //

@@ -126,6 +126,12 @@ type RestartInfo struct {
 // cold start, with ix already the empty index's writer.
 type RebuildFunc func(ctx context.Context, ix *Index) error
 
+// lockStripes bounds the writer's sprig locks: 8192 mutexes (64 KiB) stay
+// in the caches, where one per sprig (2^20 by default, 8 MiB) would add a
+// cache miss to every write; writes to sprigs that share a stripe
+// serialize, which costs nothing for one writing goroutine.
+const lockStripes = 8192
+
 // Index is the writer's handle on an index: Put, Delete, Get, Scan, Count.
 // One process at a time is the writer (a lease in the main segment); its
 // per-sprig locks are in its own memory. Methods are safe for concurrent
@@ -133,7 +139,7 @@ type RebuildFunc func(ctx context.Context, ix *Index) error
 type Index struct {
 	v     view
 	lease *lease.Lease
-	locks []sync.Mutex // one per sprig
+	locks []sync.Mutex // sprig locks: sprig s uses locks[s % len(locks)]
 	// allocMu guards the allocator (free list, next, stages) and the
 	// clean → ready transition.
 	allocMu sync.Mutex
@@ -295,7 +301,7 @@ func checkNoWriter(ctx context.Context, loc arena.Location, cfg *Config) error {
 }
 
 func newIndex(cfg Config, main *arena.Segment) (*Index, error) {
-	ix := &Index{locks: make([]sync.Mutex, Partitions*cfg.Sprigs)}
+	ix := &Index{locks: make([]sync.Mutex, min(Partitions*cfg.Sprigs, lockStripes))}
 	if err := ix.v.init(cfg, main); err != nil {
 		return nil, err
 	}

@@ -387,3 +387,28 @@ func BenchmarkIndex(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPutInsert measures inserting new keys into a fresh index, the
+// work of a cold rebuild (heap segments).
+func BenchmarkPutInsert(b *testing.B) {
+	if raceEnabled {
+		b.Skip("race detector")
+	}
+	cfg := testConfig(b, bHeap)
+	cfg.Sprigs, cfg.StageEntries = 256, 1<<20
+	ix, _, err := Open(context.Background(), cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ix.Close()
+	recs := make([]Record, b.N)
+	for i := range recs {
+		recs[i] = recordOf(uint64(i), 1, false)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if err := ix.Put(recs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

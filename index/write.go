@@ -113,8 +113,9 @@ func (ix *Index) update(d Digest, fn func(Record, bool) (Record, Action)) (bool,
 	}
 	sp := ix.v.sprig(&d)
 	base := sp * sprigWords
-	ix.locks[sp].Lock()
-	defer ix.locks[sp].Unlock()
+	mu := &ix.locks[sp%uint64(len(ix.locks))]
+	mu.Lock()
+	defer mu.Unlock()
 	w0, w1, w2 := d.words()
 	h, found, err := ix.find(base, w0, w1, w2)
 	if err != nil {
