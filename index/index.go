@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -285,7 +286,7 @@ func checkNoWriter(ctx context.Context, loc arena.Location, cfg *Config) error {
 	if err != nil || size < lease.Size {
 		return nil
 	}
-	if st.OwnerUID != 0 && len(cfg.AllowUIDs) == 0 && int(st.OwnerUID) != os.Geteuid() {
+	if int(st.OwnerUID) != os.Geteuid() && !slices.Contains(cfg.AllowUIDs, st.OwnerUID) {
 		return fmt.Errorf("index: %s belongs to uid %d: refusing to discard another user's index (remove it yourself: %s)", loc, st.OwnerUID, loc.RemoveHint())
 	}
 	l, err := lease.New(seg, off, lease.Config{Threshold: cfg.LeaseThreshold, Logger: cfg.Logger})

@@ -318,3 +318,27 @@ func TestSysVKeyScheme(t *testing.T) {
 		t.Errorf("block 4 of instance 2 namespace 9 at %s", got)
 	}
 }
+
+// TestLiveWriterOfOtherConfigKept: a start with another fingerprint does
+// not discard an index whose writer is alive.
+func TestLiveWriterOfOtherConfigKept(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(string(b), func(t *testing.T) {
+			cfg := testConfig(t, b)
+			ix, _ := mustOpen(t, cfg, nil)
+			defer ix.Close()
+			if err := ix.Put(recordOf(1, 1, false)); err != nil {
+				t.Fatal(err)
+			}
+			other := cfg
+			other.Sprigs = 4
+			if _, _, err := Open(context.Background(), other, nil); !errors.Is(err, ErrWriterRunning) {
+				t.Fatalf("Open with other sprigs while a writer runs: %v, want ErrWriterRunning", err)
+			}
+			verify(t, ix, model{1: 1}, false)
+			if err := ix.Put(recordOf(2, 1, false)); err != nil {
+				t.Fatalf("the running writer was disturbed: %v", err)
+			}
+		})
+	}
+}
