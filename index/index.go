@@ -457,6 +457,9 @@ func isIndexSegment(loc arena.Location) bool {
 func createFresh(ctx context.Context, cfg *Config) (*Index, error) {
 	loc := cfg.Store.block(cfg, 0)
 	main, err := arena.Create(ctx, loc, cfg.segOptions(cfg.mainSpec()))
+	if errors.Is(err, arena.ErrExists) {
+		return nil, fmt.Errorf("index: create %s: another process created the index at the same time and is its writer: %w (%w)", loc, ErrWriterRunning, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("index: create %s: %w", loc, err)
 	}
