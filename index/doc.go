@@ -62,6 +62,11 @@
 //
 // # Writers and readers
 //
+// The writer has Put, Delete, Update (a compare-and-set under the sprig's
+// lock, for a defragmenter that moves a record only if the index still
+// points at the old copy), Get, Scan, Count, Partition statistics and
+// Check; a Reader in any process has the reads.
+//
 // One process is the writer: Open takes a lease (package lease) in the
 // main segment and fails with ErrWriterRunning while a live process holds
 // it; the writer renews it in the background. The writer's per-sprig

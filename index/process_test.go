@@ -451,7 +451,9 @@ func TestWriterKilled(t *testing.T) {
 	cases := []struct{ name, failpoint string }{
 		{"mid-insert", FailInsertMid + "=kill@40"},
 		{"mid-delete", FailDeleteMid + "=kill@25"},
-		{"random", ""},
+		{"random-1", ""},
+		{"random-2", ""},
+		{"random-3", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -640,4 +642,36 @@ func TestPausedWriterReplaced(t *testing.T) {
 		t.Fatalf("the continued writer reported %q (%v), want lease-lost", got, err)
 	}
 	verify(t, ix, m, false)
+}
+
+// TestKilledAtFirstWrite: a writer that started warm and is killed right
+// after its first mutation invalidated the clean marker leaves the next
+// start cold (unclean), where one killed before writing would leave it
+// warm (TestCleanCloseAcrossProcesses).
+func TestKilledAtFirstWrite(t *testing.T) {
+	if raceEnabled {
+		t.Skip("SysV memory: the race detector cannot see it")
+	}
+	a := wArgs{Base: uint32(sysvBase(t)), Sprigs: 1, StageEntries: 1024, Stable: 300, Churn: 10, Hot: 4, Mode: "churn"}
+	cfg := a.config(nil)
+	m := populated(t, cfg, a.Stable, StorageID{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	g, err := harness.Start(ctx, harness.Spec{Workload: "writer", N: 1, Args: a, Stderr: os.Stderr,
+		Failpoints: map[int]string{0: FailMarkedDirty + "=kill"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	name, err := g.WaitFailpoint(ctx, 0)
+	if err != nil || name != FailMarkedDirty {
+		t.Fatalf("WaitFailpoint: %q %v", name, err)
+	}
+	if _, err := g.Wait(); err == nil {
+		t.Fatal("the writer exited normally; it should have been killed")
+	}
+	for k := range a.Stable {
+		m[k] = 1 // the killed writer's stable keys: what its storage would hold
+	}
+	expectStart(t, cfg, m, Cold, ReasonUnclean, "not clean-shutdown")
 }
