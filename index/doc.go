@@ -71,9 +71,11 @@
 // main segment and fails with ErrWriterRunning while a live process holds
 // it; the writer renews it in the background. The writer's per-sprig
 // locks are sync.Mutex values in its own memory (8192 stripes, sprig s
-// taking lock s mod 8192), never in shared memory,
-// so a dead writer leaves no lock held. Readers in other processes
-// (OpenReader) never block the writer and take no lock.
+// taking lock s mod 8192), never in shared memory, so a dead writer
+// leaves no lock held. Readers in other processes (OpenReader) take no
+// lock and write nothing: they never block the writer, and a read of a
+// sprig the writer is changing at that moment retries (bounded) until the
+// sprig is stable again.
 //
 // # Reclamation: version validation with a bounded walk
 //
