@@ -245,6 +245,10 @@ func TestReaderSeesDiscard(t *testing.T) {
 			if _, ok, err := r.Get(digestOf(1)); !ok || err != nil {
 				t.Fatalf("reader Get: %v %v", ok, err)
 			}
+			d1 := digestOf(1)
+			if n, ps := r.Count(), r.Partition(d1.Partition()); n != 1 || ps.Count != 1 || ps.Bytes != uint64(recordOf(1, 1, false).Size) {
+				t.Fatalf("reader Count %d, partition stats %+v", n, ps)
+			}
 			ix.Close() // dirty: the next start is cold and discards
 			ix2 := expectStart(t, cfg, model{2: 1}, Cold, ReasonUnclean, "")
 			_ = ix2
