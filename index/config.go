@@ -102,12 +102,15 @@ func (s Store) String() string {
 
 // StorageID identifies the storage an index describes: a UUID kept in the
 // storage's own header (not an inode: a restore on another host stays
-// warm) and its committed length. The identity recorded at a clean
+// warm), its committed length and, for a storage that numbers its writes,
+// the sequence of its next write. The identity recorded at a clean
 // shutdown must equal the one the storage reports at the next start for
-// the start to be warm.
+// the start to be warm; any field that differs makes it cold
+// (ReasonStorageChanged).
 type StorageID struct {
 	UUID      [16]byte
-	Committed uint64
+	Committed uint64 // committed length (for a log of several files, e.g. head file << 40 | offset)
+	Seq       uint64 // sequence of the next write, if the storage has one (0 otherwise)
 }
 
 // Config configures an index. Instance, Namespace, Sprigs, StageEntries

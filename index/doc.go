@@ -131,7 +131,8 @@
 //   - the clean seal over the allocator state matches and the meta is
 //     consistent (ReasonDamaged; Config.CheckOnWarm adds a full Check);
 //   - the storage identity recorded by CloseClean (a UUID from the
-//     storage's own header and its committed length) equals
+//     storage's own header, its committed length and, if it has one, its
+//     write sequence) equals
 //     Config.Storage (ReasonStorageChanged: wiped, replaced, or written
 //     without the index);
 //   - Config.ForceCold is not set (ReasonForced).

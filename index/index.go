@@ -378,6 +378,10 @@ func (ix *Index) judge(ctx context.Context) Reason {
 		return Reason{Kind: ReasonStorageChanged, Field: "storage-committed-length", Saved: fmt.Sprint(mw[mCommitted]), Config: fmt.Sprint(cfg.Storage.Committed),
 			Detail: "the storage was written or truncated without the index"}
 	}
+	if mw[mStorageSeq] != cfg.Storage.Seq {
+		return Reason{Kind: ReasonStorageChanged, Field: "storage-seq", Saved: fmt.Sprint(mw[mStorageSeq]), Config: fmt.Sprint(cfg.Storage.Seq),
+			Detail: "the storage was written without the index"}
+	}
 	if err := ix.quickCheck(&mw); err != nil {
 		return Reason{Kind: ReasonDamaged, Detail: err.Error()}
 	}
@@ -568,6 +572,7 @@ func (ix *Index) CloseClean(storage StorageID) error {
 	m.Store(mUUIDHi, binary.BigEndian.Uint64(storage.UUID[0:8]))
 	m.Store(mUUIDLo, binary.BigEndian.Uint64(storage.UUID[8:16]))
 	m.Store(mCommitted, storage.Committed)
+	m.Store(mStorageSeq, storage.Seq)
 	m.Store(mCleanCount, m.Load(mCleanCount)+1)
 	var mw [metaWords]uint64
 	m.LoadN(0, mw[:])

@@ -147,6 +147,15 @@ func TestRestartTriggers(t *testing.T) {
 				cfg.Storage.Committed += 100
 				expectStart(t, cfg, m, Cold, ReasonStorageChanged, "storage-committed-length 4096 doesn't match config 4196")
 			})
+			t.Run("storage-seq-changed", func(t *testing.T) {
+				cfg := testConfig(t, b)
+				id := storageA
+				id.Seq = 77
+				m := populated(t, cfg, 100, id)
+				cfg.Storage = id
+				cfg.Storage.Seq = 78
+				expectStart(t, cfg, m, Cold, ReasonStorageChanged, "storage-seq 77 doesn't match config 78")
+			})
 			t.Run("forced", func(t *testing.T) {
 				cfg := testConfig(t, b)
 				m := populated(t, cfg, 100, StorageID{})

@@ -13,9 +13,10 @@ package index
 //	 5 uuid hi     storage identity recorded at the last clean shutdown:
 //	 6 uuid lo       the storage UUID,
 //	 7 committed     and its committed length
-//	 8 seal        hash of words 0–7 and 9 written at clean shutdown
+//	 8 seal        hash of words 0–7, 9 and 10 written at clean shutdown
 //	 9 clean count clean shutdowns so far
-//	10–15          reserved (zero)
+//	10 storage seq   and its write sequence (StorageID.Seq)
+//	11–15          reserved (zero)
 //
 // Section "sprigs" (Partitions × Sprigs records of sprigWords words,
 // partition-major, so sprig s of partition p is record p·Sprigs+s; two
@@ -43,6 +44,7 @@ const (
 	mCommitted  = 7
 	mSeal       = 8
 	mCleanCount = 9
+	mStorageSeq = 10
 	metaWords   = 16
 
 	sVersion   = 0
@@ -57,7 +59,7 @@ const (
 )
 
 var (
-	_ [metaWords - mCleanCount - 1]struct{}
+	_ [metaWords - mStorageSeq - 1]struct{}
 	_ [sprigWords - sCount - 1]struct{}
 	_ [partWords - pTombstones - 1]struct{}
 )
@@ -93,7 +95,7 @@ func less(a0, a1, a2, b0, b1, b2 uint64) bool {
 func seal(meta *[metaWords]uint64) uint64 {
 	h := uint64(0x5eed_c1ea_4a11_0001)
 	for i, w := range meta {
-		if i == mSeal || i > mCleanCount {
+		if i == mSeal || i > mStorageSeq {
 			continue
 		}
 		h = mix64(h ^ w + uint64(i))
