@@ -35,9 +35,9 @@ func TestMain(m *testing.M) {
 const (
 	words    = 6 // seqlock payload words
 	nobody   = 65534
-	poolN    = 100  // elements the pool holder claims
-	ctlWords = 1024 // control section: per-worker counters, then the holder's handles
-	handles  = 512  // word index of the first of the holder's handles
+	poolN    = 100          // elements the pool holder claims
+	ctlWords = 1024         // control section: per-worker counters, then the holder's handles
+	handles  = 512          // word index of the first of the holder's handles
 	stopWord = ctlWords - 1 // set by the test: workers end their loops
 )
 
