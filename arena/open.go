@@ -54,6 +54,11 @@ type Options struct {
 	// was abandoned by a creator that died between creating and claiming
 	// it, and is initialized by the waiting process. Default 1 s.
 	AbandonAfter time.Duration
+	// HugePages says whether a segment this call creates is backed by 2
+	// MiB pages: HugePagesOff (default), HugePagesTry (fall back to normal
+	// pages, logged) or HugePagesRequire (ErrNoHugePages otherwise). See
+	// HugePagePolicy for what each backend needs.
+	HugePages HugePagePolicy
 	// Failpoints, when not nil, arms named failpoints (tests).
 	Failpoints *failpoint.Set
 	// Logger receives operational messages; default slog.Default().
@@ -115,12 +120,12 @@ func attach(ctx context.Context, loc Location, opts Options, mode openMode) (*Se
 	for {
 		switch mode {
 		case modeCreate:
-			m, err = loc.create(plan.TotalSize, opts.Mode)
+			m, err = createAt(loc, plan.TotalSize, &opts)
 			created = err == nil
 		case modeOpen:
 			m, err = loc.open(opts.access())
 		case modeOpenOrCreate:
-			m, err = loc.create(plan.TotalSize, opts.Mode)
+			m, err = createAt(loc, plan.TotalSize, &opts)
 			created = err == nil
 			if errors.Is(err, ErrExists) {
 				m, err = loc.open(opts.access())

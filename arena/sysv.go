@@ -62,10 +62,15 @@ func sysErr(op string, l Location, err error) error {
 }
 
 func (l sysvLoc) create(size uint64, mode os.FileMode) (mapping, error) {
+	return l.createFlags(size, mode, 0)
+}
+
+// createFlags is create with more shmget flags (SHM_HUGETLB: hugepage.go).
+func (l sysvLoc) createFlags(size uint64, mode os.FileMode, flags int) (mapping, error) {
 	if err := l.checkKey(); err != nil {
 		return nil, err
 	}
-	id, err := unix.SysvShmGet(int(l.key), int(size), unix.IPC_CREAT|unix.IPC_EXCL|int(defaultMode(mode)))
+	id, err := unix.SysvShmGet(int(l.key), int(size), unix.IPC_CREAT|unix.IPC_EXCL|flags|int(defaultMode(mode)))
 	if err != nil {
 		return nil, sysErr("create", l, err)
 	}

@@ -53,3 +53,9 @@ func futex(addr *uint32, op, val uintptr, timeout *unix.Timespec) (uintptr, unix
 	r, _, e := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), op, val, uintptr(unsafe.Pointer(timeout)), 0, 0)
 	return r, e
 }
+
+// addrOf returns the address of data's first byte, to find its mapping in
+// /proc/self/smaps (hugepage.go). The caller has checked len(data) > 0.
+func addrOf(data []byte) uint64 {
+	return uint64(uintptr(unsafe.Pointer(unsafe.SliceData(data))))
+}
