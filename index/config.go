@@ -144,6 +144,9 @@ type Config struct {
 	// segments, owners accepted).
 	Mode      os.FileMode
 	AllowUIDs []uint32
+	// HugePages is passed to arena (arena.Options.HugePages): whether the
+	// segments this writer creates get 2 MiB pages (off, try, require).
+	HugePages arena.HugePagePolicy
 	// LeaseThreshold is the writer lease's heartbeat threshold (default
 	// lease.DefaultThreshold).
 	LeaseThreshold time.Duration
@@ -271,5 +274,5 @@ func (c *Config) stageSpec(k int) layout.Spec {
 }
 
 func (c *Config) segOptions(spec layout.Spec) arena.Options {
-	return arena.Options{Spec: spec, Mode: c.Mode, AllowUIDs: c.AllowUIDs, Logger: c.Logger, Failpoints: c.Failpoints}
+	return arena.Options{Spec: spec, Mode: c.Mode, AllowUIDs: c.AllowUIDs, HugePages: c.HugePages, Logger: c.Logger, Failpoints: c.Failpoints}
 }
