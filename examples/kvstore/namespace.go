@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/examples/kvstore/storage"
+	"github.com/shmkit/shmkit/failpoint"
+	"github.com/shmkit/shmkit/index"
+	"github.com/shmkit/shmkit/partmap"
+)
+
+// Failpoints of the server (see package failpoint); the storage's and the
+// index's own failpoints are armed from the same spec.
+const (
+	// FailBeforeAppend: a write was parsed and is about to be appended to
+	// the log; nothing is in the log yet.
+	FailBeforeAppend = "kvstore.write.before-append"
+	// FailBeforeIndex: the record (or tombstone) is in the log and about
+	// to be applied to the index; not acknowledged yet.
+	FailBeforeIndex = "kvstore.write.before-index"
+	// FailAfterIndex: the index points at the new record; the reply is
+	// about to be sent.
+	FailAfterIndex = "kvstore.write.after-index"
+)
+
+// Errors of the server.
+var (
+	// ErrNotInteger: a write to a data-in-index namespace was not a
+	// single integer bin.
+	ErrNotInteger = errors.New("data-in-index namespace takes a single integer bin")
+	// ErrBadRecord: the body is not a JSON object of bins.
+	ErrBadRecord = errors.New("record body must be a JSON object of bins")
+	// ErrRunning: another kvstore serves this instance and namespace.
+	ErrRunning = errors.New("another kvstore is running on this instance and namespace")
+)
+
+// lockStripes is the number of per-digest write locks of a namespace: two
+// writes of one digest are applied to the index in log order.
+const lockStripes = 1024
+
+// namespace is one namespace: its log, its index and the locks that keep
+// writes of a digest in log order.
+type namespace struct {
+	name string
+	num  uint8
+	dii  bool
+	st   *storage.Storage
+	ix   *index.Index
+	fps  *failpoint.Set
+	log  *slog.Logger
+
+	locks [lockStripes]sync.Mutex
+}
+
+// storageID folds the log's identity into the index's.
+func storageID(id storage.Identity) index.StorageID {
+	return index.StorageID{UUID: id.UUID, Committed: uint64(id.File)<<40 | id.Offset, Seq: id.NextSeq}
+}
+
+// indexStore returns the index store of namespace number num.
+func indexStore(o *options, num int) index.Store {
+	switch {
+	case o.shmDir != "":
+		return index.Dir(o.shmDir)
+	case o.sysvBase != 0:
+		return index.SysVAt(arena.Key(o.sysvBase) + arena.Key(num)<<8)
+	}
+	return index.SysV()
+}
+
+// indexConfig is the index configuration of namespace number num.
+func indexConfig(o *options, num int, fps *failpoint.Set, log *slog.Logger) index.Config {
+	return index.Config{
+		Store:        indexStore(o, num),
+		Instance:     uint8(o.instance),
+		Namespace:    uint8(num),
+		Sprigs:       o.sprigs,
+		StageEntries: o.stageEntries,
+		DataInIndex:  o.dii[o.namespaces[num]],
+		ForceCold:    o.coldStart,
+		CheckOnWarm:  o.checkOnWarm,
+		Failpoints:   fps,
+		Logger:       log,
+	}
+}
+
+// storageOptions are the log options of the server.
+func storageOptions(o *options, fps *failpoint.Set, log *slog.Logger) storage.Options {
+	return storage.Options{FileSize: o.fileSize, SyncEveryWrite: o.sync, DefragThreshold: o.defragThresh, Logger: log, Failpoints: fps}
+}
+
+// openNamespace opens the log and the index of namespace number num,
+// warm if the index can be trusted, otherwise rebuilt from the log.
+func openNamespace(ctx context.Context, o *options, num int, fps *failpoint.Set, log *slog.Logger) (*namespace, index.RestartInfo, error) {
+	name := o.namespaces[num]
+	log = log.With("ns", name)
+	n := &namespace{name: name, num: uint8(num), dii: o.dii[name], fps: fps, log: log}
+	cfg := indexConfig(o, num, fps, log)
+	dir := filepath.Join(o.dir, name)
+	st, err := storage.Open(dir, storageOptions(o, fps, log))
+	if err != nil {
+		if errors.Is(err, storage.ErrLocked) {
+			return nil, index.RestartInfo{}, n.whoRuns(ctx, cfg, err)
+		}
+		return nil, index.RestartInfo{}, fmt.Errorf("namespace %s: open log %s: %w", name, dir, err)
+	}
+	n.st = st
+	cfg.Storage = storageID(st.Identity())
+	ix, info, err := index.Open(ctx, cfg, n.rebuild(o.rebuildWorkers))
+	if err != nil {
+		st.Close()
+		if errors.Is(err, index.ErrWriterRunning) {
+			return nil, info, fmt.Errorf("namespace %s: %w: %w", name, ErrRunning, err)
+		}
+		return nil, info, fmt.Errorf("namespace %s: open index: %w", name, err)
+	}
+	n.ix = ix
+	if info.Mode == index.Warm && !st.Clean() {
+		// The index matched the log's identity but the log's own state
+		// file is gone: its live-byte accounting restarted, so rebuild it
+		// from the index (what it points at is live).
+		t := time.Now()
+		if err := n.recount(); err != nil {
+			n.closeUnclean()
+			return nil, info, err
+		}
+		log.Info("log accounting rebuilt from the index", "duration", time.Since(t))
+	}
+	return n, info, nil
+}
+
+// whoRuns explains a log directory locked by another process: if it is a
+// kvstore it holds the index's writer lease, and the index names its pid.
+// The probe never changes anything: a live writer makes index.Open fail
+// before it judges the index, and if the index opens warm it is closed
+// again before any mutation (which keeps it warm).
+func (n *namespace) whoRuns(ctx context.Context, cfg index.Config, lockErr error) error {
+	cfg.ForceCold = false
+	cfg.CheckOnWarm = false
+	cfg.Failpoints = nil
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	ix, _, err := index.Open(ctx, cfg, func(context.Context, *index.Index) error {
+		return errors.New("probe only")
+	})
+	if err == nil {
+		ix.Close()
+	}
+	if errors.Is(err, index.ErrWriterRunning) {
+		return fmt.Errorf("namespace %s: %w: %w", n.name, ErrRunning, err)
+	}
+	return fmt.Errorf("namespace %s: log directory in use by another process that is not the index's writer (a -load run?): %w", n.name, lockErr)
+}
+
+// lock returns the write lock of digest d.
+func (n *namespace) lock(d *index.Digest) *sync.Mutex {
+	return &n.locks[binary.LittleEndian.Uint16(d[18:])%lockStripes]
+}
+
+// location returns the log location an index record points at.
+func location(r *index.Record) storage.Location {
+	return storage.Location{File: uint32(r.FileID), Offset: r.Offset, Size: r.Size}
+}
+
+// indexRecord is the index entry of a log record at loc.
+func (n *namespace) indexRecord(rec *storage.Record, loc storage.Location) (index.Record, error) {
+	r := index.Record{Digest: rec.Digest, Generation: uint16(rec.Generation), VoidTime: rec.VoidTime, LastUpdate: rec.LastUpdate}
+	if n.dii {
+		if len(rec.Bins) != 8 {
+			return r, fmt.Errorf("namespace %s: record at %v has %d bytes of bins, a data-in-index record has 8: was the namespace written without -dii? %w", n.name, loc, len(rec.Bins), ErrNotInteger)
+		}
+		r.Value = int64(binary.LittleEndian.Uint64(rec.Bins))
+		return r, nil
+	}
+	r.FileID, r.Offset, r.Size = uint16(loc.File), loc.Offset, loc.Size
+	return r, nil
+}
+
+// result is what a read or write answers.
+type result struct {
+	Found      bool
+	Generation uint16
+	Bins       []byte // JSON object (regular namespace)
+	Value      int64  // data-in-index
+}
+
+// get reads the record of set/key.
+func (n *namespace) get(set, key string) (result, error) {
+	d := index.Digest(partmap.StringKeyDigest(set, key))
+	for try := 0; ; try++ {
+		r, found, err := n.ix.Get(d)
+		if err != nil || !found {
+			return result{}, err
+		}
+		if n.dii {
+			return result{Found: true, Generation: r.Generation, Value: r.Value}, nil
+		}
+		rec, err := n.st.Read(location(&r))
+		if errors.Is(err, storage.ErrNotFound) && try < 8 {
+			continue // moved by the defragmenter meanwhile: look it up again
+		}
+		if err != nil {
+			return result{}, err
+		}
+		if rec.Digest != d {
+			return result{}, fmt.Errorf("namespace %s: index points %s/%s at %v, which holds another digest: %w; restart with -coldstart", n.name, set, key, location(&r), index.ErrCorrupt)
+		}
+		return result{Found: true, Generation: r.Generation, Bins: rec.Bins}, nil
+	}
+}
+
+// put writes the record of set/key: bins is a JSON object (regular) or the
+// 8-byte value (data-in-index). It returns once the record is in the log
+// and the index.
+func (n *namespace) put(set, key string, bins []byte, value int64) (result, error) {
+	d := index.Digest(partmap.StringKeyDigest(set, key))
+	mu := n.lock(&d)
+	mu.Lock()
+	defer mu.Unlock()
+	cur, found, err := n.ix.Get(d)
+	if err != nil {
+		return result{}, err
+	}
+	gen := uint16(1)
+	if found {
+		gen = cur.Generation + 1
+		if gen == 0 {
+			gen = 1 // wraps, as Aerospike's generation does
+		}
+	}
+	rec := storage.Record{Namespace: []byte(n.name), Digest: d, Set: []byte(set), Key: []byte(key),
+		Generation: uint32(gen), LastUpdate: uint64(time.Now().UnixMilli()), Bins: bins}
+	if n.dii {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], uint64(value))
+		rec.Bins = b[:]
+	}
+	n.fps.Hit(FailBeforeAppend)
+	loc, err := n.st.Append(rec)
+	if err != nil {
+		return result{}, fmt.Errorf("namespace %s: append: %w", n.name, err)
+	}
+	n.fps.Hit(FailBeforeIndex)
+	ir, err := n.indexRecord(&rec, loc)
+	if err != nil {
+		return result{}, err
+	}
+	var prev index.Record
+	var had bool
+	if _, err := n.ix.Update(d, func(c index.Record, f bool) (index.Record, index.Action) {
+		prev, had = c, f
+		return ir, index.Write
+	}); err != nil {
+		return result{}, fmt.Errorf("namespace %s: index: %w (the record is in the log: a cold restart applies it)", n.name, err)
+	}
+	if had && !n.dii {
+		n.st.Release(location(&prev))
+	}
+	n.fps.Hit(FailAfterIndex)
+	return result{Found: true, Generation: gen, Bins: bins, Value: value}, nil
+}
+
+// del deletes the record of set/key, writing a tombstone to the log first
+// so that no restart brings it back. It reports whether there was one.
+func (n *namespace) del(set, key string) (bool, error) {
+	d := index.Digest(partmap.StringKeyDigest(set, key))
+	mu := n.lock(&d)
+	mu.Lock()
+	defer mu.Unlock()
+	_, found, err := n.ix.Get(d)
+	if err != nil || !found {
+		return false, err
+	}
+	rec := storage.Record{Namespace: []byte(n.name), Digest: d, Set: []byte(set), Key: []byte(key),
+		LastUpdate: uint64(time.Now().UnixMilli()), Tombstone: true}
+	n.fps.Hit(FailBeforeAppend)
+	if _, err := n.st.Append(rec); err != nil {
+		return false, fmt.Errorf("namespace %s: append tombstone: %w", n.name, err)
+	}
+	n.fps.Hit(FailBeforeIndex)
+	var prev index.Record
+	var had bool
+	if _, err := n.ix.Update(d, func(c index.Record, f bool) (index.Record, index.Action) {
+		prev, had = c, f
+		return index.Record{}, index.Remove
+	}); err != nil {
+		return false, fmt.Errorf("namespace %s: index: %w (the tombstone is in the log: a cold restart applies it)", n.name, err)
+	}
+	if had && !n.dii {
+		n.st.Release(location(&prev))
+	}
+	n.fps.Hit(FailAfterIndex)
+	return true, nil
+}
+
+// closeClean closes the log cleanly, then the index with the log's
+// identity: the next start is warm. The order matters: a crash between
+// the two leaves the index unclean (cold next time), never an index
+// marked clean over a log whose accounting was not saved.
+func (n *namespace) closeClean() error {
+	id := n.st.Identity()
+	if err := n.st.Close(); err != nil {
+		n.ix.Close()
+		return fmt.Errorf("namespace %s: close log: %w (the index is left unclean: the next start is cold)", n.name, err)
+	}
+	if err := n.ix.CloseClean(storageID(id)); err != nil {
+		return fmt.Errorf("namespace %s: close index: %w", n.name, err)
+	}
+	n.log.Info("closed cleanly", "storage", id.String())
+	return nil
+}
+
+// closeUnclean closes both without the clean marker (start-up failures).
+func (n *namespace) closeUnclean() {
+	if n.ix != nil {
+		n.ix.Close()
+	}
+	if n.st != nil {
+		n.st.Close()
+	}
+}
+
+// recount rebuilds the log's live-byte accounting from a warm index: every
+// record the index does not point at is released.
+func (n *namespace) recount() error {
+	if n.dii {
+		return nil // the index holds no locations; data-in-index logs are not defragmented
+	}
+	return n.st.Scan(func(rec storage.Record, loc storage.Location) error {
+		if rec.Tombstone {
+			return nil
+		}
+		r, found, err := n.ix.Get(rec.Digest)
+		if err != nil {
+			return err
+		}
+		if !found || location(&r) != loc {
+			n.st.Release(loc)
+		}
+		return nil
+	})
+}
+
+// Live implements storage.Liveness: the index points at loc.
+func (n *namespace) Live(digest [20]byte, loc storage.Location) bool {
+	r, found, err := n.ix.Get(digest)
+	return err == nil && found && location(&r) == loc
+}
+
+// Moved implements storage.Liveness: a compare-and-set of the index entry
+// from one location to another.
+func (n *namespace) Moved(digest [20]byte, from, to storage.Location) bool {
+	moved := false
+	_, err := n.ix.Update(digest, func(c index.Record, found bool) (index.Record, index.Action) {
+		if !found || location(&c) != from {
+			return c, index.Keep
+		}
+		c.FileID, c.Offset, c.Size = uint16(to.File), to.Offset, to.Size
+		moved = true
+		return c, index.Write
+	})
+	return err == nil && moved
+}
