@@ -157,6 +157,7 @@ type Config struct {
 
 	// Test knobs (unexported): the negative controls of the tests.
 	noValidate bool // readers skip the sprig version re-check
+	noFence    bool // the writer gate is neither stamped nor passed (writes unfenced, as before)
 }
 
 // Defaults.

@@ -148,6 +148,10 @@ type Index struct {
 	gate  sync.RWMutex
 	dirty atomic.Bool // the clean marker has been invalidated
 	lost  atomic.Bool // the lease was lost
+	// gateOff is the offset of the writer gate (meta word mGate) in the
+	// main segment: the fenced word every writer passes before its first
+	// mutation (see "Fencing" in the package documentation).
+	gateOff arena.Offset
 
 	stopRenew chan struct{}
 	renewDone chan struct{}
@@ -306,6 +310,11 @@ func newIndex(cfg Config, main *arena.Segment) (*Index, error) {
 	if err := ix.v.init(cfg, main); err != nil {
 		return nil, err
 	}
+	off, _, err := main.Section(secMeta)
+	if err != nil {
+		return nil, err
+	}
+	ix.gateOff = off + mGate*8
 	ix.dirty.Store(true)
 	return ix, nil
 }
@@ -359,8 +368,21 @@ func (ix *Index) judge(ctx context.Context) Reason {
 		ix.v.segs[k] = seg
 		ix.v.stages[k].Store(&w)
 	}
+	// Stamp the gate before reading any state: a writer that passed it
+	// (and may still be writing) did so before the stamp and left it
+	// dirty or closing; one that had not can never pass it now.
+	if err := ix.stampGate(); err != nil {
+		return Reason{Kind: ReasonDamaged, Detail: err.Error()}
+	}
 	if st := ix.v.main.State(); st != stateClean {
 		return Reason{Kind: ReasonUnclean, Detail: fmt.Sprintf("the saved index is in state %s, not clean-shutdown: its last writer stopped without Close after writing", st)}
+	}
+	if st, e := ix.gateState(); st != gateClean && !cfg.noFence {
+		what := "dirty: its writer had begun to mutate it"
+		if st == gateClosing {
+			what = "closing: its writer had begun a clean shutdown and did not finish it"
+		}
+		return Reason{Kind: ReasonUnclean, Detail: fmt.Sprintf("the writer gate (epoch %d) is %s", e, what)}
 	}
 	var mw [metaWords]uint64
 	m.LoadN(0, mw[:])
@@ -477,7 +499,61 @@ func createFresh(ctx context.Context, cfg *Config) (*Index, error) {
 		ix.closeSegments()
 		return nil, err
 	}
+	// A fresh index is dirty from the start (a crash before CloseClean
+	// leaves it unclean), and its gate carries this writer's epoch.
+	if err := ix.stampGate(); err != nil {
+		ix.lease.Release()
+		ix.closeSegments()
+		return nil, err
+	}
+	if err := ix.passGate(gateClean, gateDirty); err != nil {
+		ix.lease.Release()
+		ix.closeSegments()
+		return nil, err
+	}
 	return ix, nil
+}
+
+// stampGate makes the writer gate carry this writer's lease epoch, so
+// that no earlier writer can pass it any more (lease.Stamp: one CAS,
+// keeping the state). A gate stamped by a newer epoch than the lease's
+// own is damage.
+func (ix *Index) stampGate() error {
+	if ix.v.cfg.noFence {
+		return nil
+	}
+	if err := ix.lease.Stamp(ix.v.main, ix.gateOff); err != nil {
+		return fmt.Errorf("index: %s: stamp the writer gate: %w: %w", ix.v.main.Location(), ErrCorrupt, err)
+	}
+	return nil
+}
+
+// gateState returns the state (payload) and epoch of the writer gate.
+func (ix *Index) gateState() (state, epoch uint64) {
+	epoch, state = lease.SplitFenced(ix.v.main.Load64(ix.gateOff))
+	return state, epoch
+}
+
+// passGate moves the writer gate from state from to state to with a
+// fenced CAS carrying this writer's epoch. It fails with ErrLeaseLost
+// (wrapping lease.ErrFenced) once a newer writer has stamped the gate,
+// and with ErrCorrupt if the gate is not in state from.
+func (ix *Index) passGate(from, to uint64) error {
+	if ix.v.cfg.noFence {
+		return nil
+	}
+	ok, err := ix.lease.FencedCAS(ix.v.main, ix.gateOff, from, to)
+	switch {
+	case errors.Is(err, lease.ErrFenced), errors.Is(err, lease.ErrNotOwner):
+		ix.lost.Store(true)
+		return fmt.Errorf("index: writer gate: %w: another process took over the index (this one was paused past Config.LeaseThreshold); stop this one: %w", ErrLeaseLost, err)
+	case err != nil:
+		return fmt.Errorf("index: writer gate: %w", err)
+	case !ok:
+		st, e := ix.gateState()
+		return corrupt("writer gate in state %d (epoch %d), want %d", st, e, from)
+	}
+	return nil
 }
 
 // startRenew keeps the writer lease's heartbeat fresh.
@@ -563,6 +639,22 @@ func (ix *Index) CloseClean(storage StorageID) error {
 		ix.closeSegments()
 		return fmt.Errorf("index: clean close: %w: the index is another writer's now; not marked clean", ErrLeaseLost)
 	}
+	// The gate to closing first (fenced): a writer replaced while paused
+	// here records nothing in the new writer's index, and a takeover
+	// while this close is under way finds the gate closing and starts
+	// cold.
+	from := uint64(gateClean)
+	if ix.dirty.Load() {
+		from = gateDirty
+	}
+	if err := ix.passGate(from, gateClosing); err != nil {
+		if !ix.lost.Load() {
+			ix.lease.Release()
+		}
+		ix.closeSegments()
+		return fmt.Errorf("index: clean close: not marked clean: %w", err)
+	}
+	ix.v.cfg.Failpoints.Hit(FailCloseClosing)
 	if err := ix.syncAll(); err != nil {
 		ix.lease.Release()
 		ix.closeSegments()
@@ -577,6 +669,13 @@ func (ix *Index) CloseClean(storage StorageID) error {
 	var mw [metaWords]uint64
 	m.LoadN(0, mw[:])
 	m.Store(mSeal, seal(&mw))
+	if err := ix.passGate(gateClosing, gateClean); err != nil {
+		if !ix.lost.Load() {
+			ix.lease.Release()
+		}
+		ix.closeSegments()
+		return fmt.Errorf("index: clean close: not marked clean: %w", err)
+	}
 	if !ix.v.main.SetState(stateReady, stateClean) && ix.v.main.State() != stateClean {
 		ix.lease.Release()
 		ix.closeSegments()

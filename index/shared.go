@@ -16,7 +16,17 @@ package index
 //	 8 seal        hash of words 0–7, 9 and 10 written at clean shutdown
 //	 9 clean count clean shutdowns so far
 //	10 storage seq   and its write sequence (StorageID.Seq)
-//	11–15          reserved (zero)
+//	11 gate        the writer gate, a fenced word (package lease):
+//
+//	    63                          24 23             2 1    0
+//	   +------------------------------+----------------+------+
+//	   | epoch of its last writer (40)| zero (22)      | state|
+//	   +------------------------------+----------------+------+
+//	   state: 0 clean (as at the last clean shutdown, nothing written
+//	   since), 1 dirty (a writer has mutated since attaching), 2 closing
+//	   (a writer is recording a clean shutdown). Not covered by the seal:
+//	   every writer stamps it with its lease epoch when it attaches.
+//	12–15          reserved (zero)
 //
 // Section "sprigs" (Partitions × Sprigs records of sprigWords words,
 // partition-major, so sprig s of partition p is record p·Sprigs+s; two
@@ -45,6 +55,7 @@ const (
 	mSeal       = 8
 	mCleanCount = 9
 	mStorageSeq = 10
+	mGate       = 11
 	metaWords   = 16
 
 	sVersion   = 0
@@ -59,9 +70,17 @@ const (
 )
 
 var (
-	_ [metaWords - mStorageSeq - 1]struct{}
+	_ [metaWords - mGate - 1]struct{}
+	_ [mGate - mStorageSeq - 1]struct{} // the gate is outside the sealed words
 	_ [sprigWords - sCount - 1]struct{}
 	_ [partWords - pTombstones - 1]struct{}
+)
+
+// Writer gate states (the payload of meta word mGate).
+const (
+	gateClean   = 0
+	gateDirty   = 1
+	gateClosing = 2
 )
 
 // maxDepth bounds every walk down a sprig (readers' Get, the writer's

@@ -20,6 +20,29 @@ const (
 	// FailMarkedDirty: the first mutation after attaching has just
 	// invalidated the clean-shutdown marker.
 	FailMarkedDirty = "index.marked-dirty"
+	// FailGate: the first mutation after attaching has checked the lease
+	// and is about to pass the writer gate (the window of a paused writer
+	// in the unfenced design). lease.FailBeforeFencedCAS follows, inside
+	// the gate's fenced CAS.
+	FailGate = "index.gate"
+	// FailInsertAlloc: inside Put of a new key, the entry is allocated and
+	// filled, the sprig not yet changed.
+	FailInsertAlloc = "index.insert.alloc"
+	// FailInsertDone: inside Put of a new key, the sprig's version is even
+	// again, the statistics not yet updated.
+	FailInsertDone = "index.insert.done"
+	// FailDeleteDone: inside Delete, the sprig's version is even again and
+	// the statistics updated, the entry not yet on the free list.
+	FailDeleteDone = "index.delete.done"
+	// FailStageCreate: the allocator found the last stage full and is
+	// about to create the next stage's segment.
+	FailStageCreate = "index.stage.create"
+	// FailStageCreated: the next stage's segment exists, not yet published
+	// in the meta.
+	FailStageCreated = "index.stage.created"
+	// FailCloseClosing: CloseClean has moved the writer gate to closing
+	// and not yet recorded the storage identity.
+	FailCloseClosing = "index.close.closing"
 )
 
 // writable checks that the index may be written: open, still holding its
@@ -36,6 +59,13 @@ func (ix *Index) writable() error {
 		ix.allocMu.Lock()
 		defer ix.allocMu.Unlock()
 		if !ix.dirty.Load() {
+			// The writer gate first: a fenced CAS that fails once another
+			// writer has attached (and stamped it), so a writer paused
+			// since its lease check writes nothing at all.
+			ix.v.cfg.Failpoints.Hit(FailGate)
+			if err := ix.passGate(gateClean, gateDirty); err != nil {
+				return err
+			}
 			// Clean → ready: from now on a crash leaves an unclean index.
 			ix.v.main.SetState(stateClean, stateReady)
 			ix.dirty.Store(true)
@@ -187,6 +217,7 @@ func (ix *Index) insertNew(base uint64, r *Record, w0, w1, w2 uint64) error {
 	}
 	ws.Store(i+wLeft, flags<<flagShift)
 	ws.Store(i+wRight, 1<<heightShift)
+	ix.v.cfg.Failpoints.Hit(FailInsertAlloc)
 	ix.bump(base)
 	root, err := ix.insert(Handle(ix.v.sprigs.Load(base+sRoot)&linkMask), h, w0, w1, w2, 0)
 	if err != nil {
@@ -198,6 +229,7 @@ func (ix *Index) insertNew(base uint64, r *Record, w0, w1, w2 uint64) error {
 	ix.v.cfg.Failpoints.Hit(FailInsertMid)
 	ix.v.sprigs.Store(base+sCount, ix.v.sprigs.Load(base+sCount)+1)
 	ix.bump(base)
+	ix.v.cfg.Failpoints.Hit(FailInsertDone)
 	pb := uint64(r.Digest.Partition()) * partWords
 	ix.v.parts.Add(pb+pCount, 1)
 	ix.v.parts.Add(pb+pBytes, uint64(r.Size))
@@ -232,6 +264,7 @@ func (ix *Index) unlink(base uint64, h Handle, e *entry, w0, w1, w2 uint64) erro
 	ix.v.parts.Add(pb+pBytes, -uint64(uint32(e[wVoidSize])))
 	ix.v.parts.Add(pb+pTombstones, -tomb(e.flags()))
 	ix.v.meta.Add(mLive, ^uint64(0))
+	ix.v.cfg.Failpoints.Hit(FailDeleteDone)
 	ix.free(h)
 	return nil
 }
@@ -575,10 +608,16 @@ func (ix *Index) addStage(k int) error {
 	loc := cfg.Store.block(cfg, k)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	cfg.Failpoints.Hit(FailStageCreate)
 	seg, err := arena.Create(ctx, loc, cfg.segOptions(cfg.stageSpec(k)))
+	cfg.Failpoints.Hit(FailStageCreated)
 	if errors.Is(err, arena.ErrExists) && isIndexSegment(loc) {
 		// Left over from an index discarded without it (or a failed
-		// addStage): nothing refers to it.
+		// addStage): nothing refers to it, unless this writer was
+		// replaced and the segment is the new index's stage k.
+		if rerr := ix.replaced(); rerr != nil {
+			return fmt.Errorf("index: add stage %d: %s exists: %w", k, loc, rerr)
+		}
 		if rerr := arena.Remove(loc, arena.RemoveOptions{Force: true}); rerr != nil {
 			return fmt.Errorf("index: add stage %d: remove the stale segment: %w", k, rerr)
 		}
@@ -597,5 +636,25 @@ func (ix *Index) addStage(k int) error {
 	ix.v.stages[k].Store(&w)
 	ix.v.stageMu.Unlock()
 	ix.v.meta.Store(mStages, uint64(k+1))
+	return nil
+}
+
+// replaced reports (ErrLeaseLost) whether another writer has replaced this
+// one: its main segment was discarded by a cold takeover, or the lease
+// names another owner. addStage asks it before it removes a segment by
+// name, the one shared change the writer gate cannot fence (see "Fencing"
+// in the package documentation).
+func (ix *Index) replaced() error {
+	if ix.v.cfg.noFence {
+		return nil
+	}
+	if gone, err := ix.v.main.Removed(); gone || err != nil {
+		ix.lost.Store(true)
+		return fmt.Errorf("index: %w: the index was discarded by another writer's cold start (this one was paused past Config.LeaseThreshold); stop this one", ErrLeaseLost)
+	}
+	if !ix.lease.Holds() {
+		ix.lost.Store(true)
+		return fmt.Errorf("index: %w: another process took over the index (this one was paused past Config.LeaseThreshold); stop this one", ErrLeaseLost)
+	}
 	return nil
 }
