@@ -139,7 +139,7 @@ func (l sysvLoc) createHuge(size uint64, mode os.FileMode) (mapping, error) {
 	need := (size + HugePageSize - 1) / HugePageSize
 	total, free := hugePagesReserved()
 	why := fmt.Sprintf("shmget SHM_HUGETLB for %d bytes (%d huge pages of 2 MiB): %v; %d huge pages reserved, %d free", size, need, errors.Unwrap(err), total, free)
-	hint := fmt.Sprintf("reserve huge pages as root: echo %d > /proc/sys/vm/nr_hugepages (at least %d more than are in use)", total-free+need, need)
+	hint := fmt.Sprintf("reserve huge pages as root: echo %d > /proc/sys/vm/nr_hugepages (the %d in use plus %d)", total-free+need, total-free, need)
 	if errors.Is(err, ErrPermission) {
 		hint = "run as root, or add this process's group to /proc/sys/vm/hugetlb_shm_group (or give it CAP_IPC_LOCK); " + hint
 	}

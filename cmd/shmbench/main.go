@@ -1,7 +1,7 @@
 // Command shmbench runs shmkit's benchmarks across real processes and
 // prints each figure beside its baseline, measured in the same run.
 //
-//	shmbench [flags] [seqlock|pool|lease|lookup|tend|takeover ...] [flags]
+//	shmbench [flags] [seqlock|pool|lease|lookup|tend|index|takeover ...] [flags]
 //
 // With no benchmark named it runs every benchmark in quick mode (under two
 // minutes in all). Flags may come before, between or after the names
@@ -26,6 +26,12 @@
 //	-wide           the table with every name in full and its detail (the
 //	                default table fits 120 columns)
 //	-cpuprofile DIR write cpu.pprof into DIR (also -memprofile, -trace)
+//	-records N      records in the index benchmark (default 1M and 10M in
+//	                the same run; quick mode: 1M)
+//	-hugepages P    the index benchmark's 2 MiB-page variant: require
+//	                (default; skipped, with the reason, where no huge pages
+//	                are reserved: echo N > /proc/sys/vm/nr_hugepages),
+//	                try (falls back to 4 KiB pages, logged) or off
 //	-quick          quick mode even with benchmarks named
 package main
 
@@ -42,6 +48,7 @@ import (
 
 	"github.com/pkg/profile"
 
+	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/bench"
 	"github.com/shmkit/shmkit/bench/harness"
 )
@@ -53,6 +60,8 @@ type options struct {
 	trialsSet bool // -trials given
 	interval  time.Duration
 	quick     bool
+	records   int                  // -records: the index benchmark's size (0: 1M and 10M, quick 1M)
+	hugePages arena.HugePagePolicy // -hugepages: the index benchmark's huge-page variant
 	stderr    io.Writer
 }
 
@@ -107,6 +116,19 @@ func benchmarks() []benchmark {
 			}
 			return bench.TendBench(ctx, cfg)
 		}},
+		{"index", "index Get/Put ns per op, Get from another process, memory per record, 1M and 10M keys, 4 KiB and 2 MiB pages, vs the pointer-chasing floor, a Go map and bbolt", func(ctx context.Context, o options) ([]bench.Result, error) {
+			cfg := bench.IndexConfig{Duration: o.duration, Stderr: o.stderr}.WithHugePages(o.hugePages)
+			if o.quick {
+				cfg.Records, cfg.Probes = []int{1_000_000}, 1<<19
+				if cfg.Duration == 0 {
+					cfg.Duration = time.Second
+				}
+			}
+			if o.records > 0 {
+				cfg.Records = []int{o.records}
+			}
+			return bench.IndexBench(ctx, cfg)
+		}},
 		{"takeover", "time from the tend owner's Close or SIGKILL until a new owner has tended", func(ctx context.Context, o options) ([]bench.Result, error) {
 			cfg := bench.TakeoverConfig{Trials: o.trials, TendInterval: o.interval, Stderr: o.stderr}
 			if o.quick && !o.trialsSet {
@@ -147,6 +169,13 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.o.trials, "trials", 50, "trials per lease takeover path, and tend takeovers (quick mode: 8)")
 	fs.DurationVar(&c.o.interval, "interval", 0, "tend interval of the tend and takeover benchmarks (default 100ms)")
 	fs.StringVar(&c.plot, "plot", "", "write the plots (SVG) into this directory")
+	fs.IntVar(&c.o.records, "records", 0, "records in the index benchmark (default 1M and 10M; quick mode 1M)")
+	c.o.hugePages = arena.HugePagesRequire
+	fs.Func("hugepages", "the index benchmark's 2 MiB-page variant: require (default: skipped, with the reason, where none are reserved), try, or off", func(s string) error {
+		p, err := arena.ParseHugePagePolicy(s)
+		c.o.hugePages = p
+		return err
+	})
 	fs.BoolVar(&c.o.quick, "quick", false, "quick mode")
 	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object per line")
 	fs.BoolVar(&c.wide, "wide", false, "print the table with every name in full and its detail")

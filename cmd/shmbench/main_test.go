@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/bench"
 )
 
@@ -261,5 +262,34 @@ func TestNumber(t *testing.T) {
 		if got := number(v); got != want {
 			t.Errorf("number(%v) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+// TestParseArgsIndexFlags: -records and -hugepages, before or after the
+// benchmark's name; -hugepages defaults to require and refuses other
+// words.
+func TestParseArgsIndexFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		records int
+		huge    arena.HugePagePolicy
+	}{
+		{[]string{"index"}, 0, arena.HugePagesRequire},
+		{[]string{"index", "-records", "2000000"}, 2_000_000, arena.HugePagesRequire},
+		{[]string{"-records=500", "-hugepages", "off", "index"}, 500, arena.HugePagesOff},
+		{[]string{"index", "-hugepages=try"}, 0, arena.HugePagesTry},
+	} {
+		var stderr bytes.Buffer
+		c, err := parseArgs(tc.args, &stderr)
+		if err != nil {
+			t.Fatalf("%q: %v\n%s", tc.args, err, stderr.String())
+		}
+		if names(c.selected)[0] != "index" || c.o.records != tc.records || c.o.hugePages != tc.huge {
+			t.Errorf("%q: records %d, huge pages %v; want %d, %v", tc.args, c.o.records, c.o.hugePages, tc.records, tc.huge)
+		}
+	}
+	var stderr bytes.Buffer
+	if _, err := parseArgs([]string{"index", "-hugepages", "always"}, &stderr); !errors.Is(err, errUsage) || !strings.Contains(stderr.String(), "off, try or require") {
+		t.Errorf("-hugepages always: %v, printed %q", err, stderr.String())
 	}
 }
