@@ -23,6 +23,16 @@
 //
 // Every backend runs the same protocols; tests run them on all of them.
 //
+// # Huge pages
+//
+// Options.HugePages backs a new segment with 2 MiB pages: SysV segments
+// with SHM_HUGETLB from the pool reserved in /proc/sys/vm/nr_hugepages,
+// file segments from a tmpfs mounted with huge=always (or hugetlbfs).
+// HugePagesTry falls back to normal pages and logs why; HugePagesRequire
+// fails with ErrNoHugePages and a hint saying what to reserve or mount.
+// Segment.PageUse reports the pages the kernel actually mapped. See
+// HugePagePolicy.
+//
 // # Keys and paths
 //
 // shmkit's SysV keys are 0x53CCIIIS: the prefix 0x53, a class byte
