@@ -29,6 +29,9 @@ const (
 	// FailAfterIndex: the index points at the new record; the reply is
 	// about to be sent.
 	FailAfterIndex = "kvstore.write.after-index"
+	// FailOpened: every namespace is open (log and index attached), the
+	// server does not answer yet and nothing was written.
+	FailOpened = "kvstore.start.opened"
 )
 
 // Errors of the server.

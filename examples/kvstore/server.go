@@ -65,6 +65,7 @@ func serve(ctx context.Context, o *options, fps *failpoint.Set, log *slog.Logger
 		}
 		log.Info("namespace ready", args...)
 	}
+	fps.Hit(FailOpened)
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (another server on that port? choose another -addr)", o.addr, err)

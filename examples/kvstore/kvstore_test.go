@@ -1,0 +1,616 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/shmkit/shmkit/examples/kvstore/storage"
+	"github.com/shmkit/shmkit/failpoint"
+	"github.com/shmkit/shmkit/index"
+)
+
+// binary is the kvstore built once by TestMain; the tests run it as a real
+// process.
+var kvstoreBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "kvstore-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	kvstoreBin = filepath.Join(dir, "kvstore")
+	args := []string{"build", "-o", kvstoreBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building kvstore:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// instance is the data of one kvstore instance: log and index
+// directories, both under t.TempDir (nothing in /dev/shm or SysV).
+type instance struct {
+	t          *testing.T
+	dir, shm   string
+	extra      []string
+	namespaces string
+}
+
+func newInstance(t *testing.T, extra ...string) *instance {
+	t.Helper()
+	root := t.TempDir()
+	return &instance{t: t, dir: filepath.Join(root, "data"), shm: filepath.Join(root, "shm"), extra: extra, namespaces: "test,cnt"}
+}
+
+// proc is a running kvstore.
+type proc struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error // of Wait, once done is closed
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// args are the command-line arguments of a server of the instance.
+func (in *instance) args(more ...string) []string {
+	a := []string{"-dir", in.dir, "-shm-dir", in.shm, "-ns", in.namespaces, "-dii", "cnt", "-addr", "127.0.0.1:0",
+		"-stage-entries", "4096", "-sprigs", "16", "-log-json", "-defrag-interval", "0"}
+	a = append(a, in.extra...)
+	return append(a, more...)
+}
+
+// start runs a server with the failpoints fps (may be empty) and waits
+// until it listens, or returns the error it exited with.
+func (in *instance) start(fps string, more ...string) (*proc, error) {
+	if err := os.MkdirAll(in.shm, 0o700); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(kvstoreBin, in.args(more...)...)
+	cmd.Env = append(os.Environ(), failpoint.EnvVar+"="+fps)
+	p := &proc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	in.t.Cleanup(func() { p.kill() })
+	// The log (stderr) says "serving" with the address after every
+	// namespace logged "namespace ready".
+	lines := bufio.NewReader(errPipe)
+	for {
+		line, err := lines.ReadBytes('\n')
+		p.stderr.Write(line)
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal(line, &l) == nil && l.Msg == "serving" {
+			p.addr = l.Addr
+			break
+		}
+		if err != nil {
+			break
+		}
+	}
+	go func() {
+		io.Copy(p.stderr, lines)
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if p.addr == "" {
+		<-p.done
+		return p, fmt.Errorf("kvstore exited before listening (%v): %s", p.err, p.stderr)
+	}
+	return p, nil
+}
+
+// mustStart is start that fails the test.
+func (in *instance) mustStart(fps string, more ...string) *proc {
+	in.t.Helper()
+	p, err := in.start(fps, more...)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return p
+}
+
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+	default:
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	if p.err != nil {
+		t.Fatalf("kvstore exited with %v after SIGTERM: %s", p.err, p.stderr)
+	}
+}
+
+// wait waits for the process to end (killed at a failpoint) and checks it
+// died of SIGKILL.
+func (p *proc) waitKilled(t *testing.T) {
+	t.Helper()
+	<-p.done
+	var ee *exec.ExitError
+	if !errors.As(p.err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("kvstore ended with %v, want SIGKILL: %s", p.err, p.stderr)
+	}
+}
+
+// readiness is what the server logged about a namespace's start.
+type readiness struct {
+	Mode, Reason string
+	Records      uint64
+}
+
+// ready returns the "namespace ready" log lines by namespace.
+func (p *proc) ready(t *testing.T) map[string]readiness {
+	t.Helper()
+	m := map[string]readiness{}
+	for _, line := range strings.Split(p.stderr.String(), "\n") {
+		var l struct {
+			Msg, NS, Mode, Reason string
+			Records               uint64
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "namespace ready" {
+			continue
+		}
+		m[l.NS] = readiness{l.Mode, l.Reason, l.Records}
+	}
+	return m
+}
+
+// expectStart checks every namespace started in mode, with a reason that
+// starts with reason when cold.
+func (p *proc) expectStart(t *testing.T, mode, reason string) {
+	t.Helper()
+	r := p.ready(t)
+	if len(r) == 0 {
+		t.Fatalf("no namespace ready in the log: %s", p.stderr)
+	}
+	for ns, s := range r {
+		if s.Mode != mode || (mode == "cold" && !strings.HasPrefix(s.Reason, reason)) {
+			t.Fatalf("namespace %s started %s (%q), want %s (%q)", ns, s.Mode, s.Reason, mode, reason)
+		}
+	}
+}
+
+// client talks to a server.
+type client struct {
+	base string
+	hc   *http.Client
+}
+
+func (p *proc) client() *client {
+	return &client{base: "http://" + p.addr, hc: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+}
+
+func (c *client) do(method, path, body string) (int, string, error) {
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// state is what a key holds: absent, or a value.
+type state struct {
+	present bool
+	value   string // bins as the server answers them
+}
+
+// model tracks what every key must hold: the last acknowledged write, and
+// an unacknowledged one (in flight when the server died) that may or may
+// not have happened.
+type model struct {
+	mu       sync.Mutex
+	acked    map[string]state // path -> state
+	inflight map[string]state
+}
+
+func newModel() *model {
+	return &model{acked: map[string]state{}, inflight: map[string]state{}}
+}
+
+// apply performs a write through c and records it: acknowledged on 200
+// (404 for a delete of an absent key), in flight on a transport error.
+// It returns the transport error.
+func (m *model) apply(c *client, method, path, body string, want state) error {
+	m.mu.Lock()
+	m.inflight[path] = want
+	m.mu.Unlock()
+	code, text, err := c.do(method, path, body)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.inflight, path)
+	switch {
+	case code == 200, method == http.MethodDelete && code == 404:
+		m.acked[path] = want
+		return nil
+	}
+	return fmt.Errorf("%s %s: %d %s", method, path, code, text)
+}
+
+// verify reads every key the model knows and lists every difference:
+// an acknowledged record missing or different, a deleted one back.
+func (m *model) verify(c *client) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var problems []string
+	for path, want := range m.acked {
+		code, body, err := c.do(http.MethodGet, path, "")
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("GET %s: %v", path, err))
+			continue
+		}
+		got := state{present: code == 200, value: strings.TrimSpace(body)}
+		if code != 200 && code != 404 {
+			problems = append(problems, fmt.Sprintf("GET %s: %d %s", path, code, body))
+			continue
+		}
+		if !got.present {
+			got.value = ""
+		}
+		if got == want {
+			continue
+		}
+		if alt, ok := m.inflight[path]; ok && got == alt {
+			continue
+		}
+		switch {
+		case want.present && !got.present:
+			problems = append(problems, fmt.Sprintf("%s: acknowledged write %s is missing", path, want.value))
+		case !want.present && got.present:
+			problems = append(problems, fmt.Sprintf("%s: deleted record is back: %s", path, got.value))
+		default:
+			problems = append(problems, fmt.Sprintf("%s: holds %s, acknowledged %s", path, got.value, want.value))
+		}
+	}
+	return problems
+}
+
+func (m *model) check(t *testing.T, c *client) {
+	t.Helper()
+	if problems := m.verify(c); len(problems) > 0 {
+		t.Fatalf("%d problems, e.g. %s", len(problems), strings.Join(problems[:min(len(problems), 5)], "; "))
+	}
+	m.mu.Lock()
+	n := len(m.acked)
+	m.mu.Unlock()
+	if n == 0 {
+		t.Fatal("the model holds no key: the check would pass vacuously")
+	}
+}
+
+// workload writes through c until ops writes were made or one fails:
+// puts to both namespaces, overwrites and deletes, on keys prefix-0…
+// prefix-(keys-1). onAck, if not nil, is called after each acknowledged
+// write.
+func workload(m *model, c *client, prefix string, keys, ops int, onAck ...func()) error {
+	for i := range ops {
+		k := fmt.Sprintf("%s-%d", prefix, (i*7)%keys)
+		var err error
+		switch i % 5 {
+		case 0, 1, 2:
+			v := fmt.Sprintf(`{"i":%d,"k":"%s"}`, i, k)
+			err = m.apply(c, http.MethodPut, "/test/demo/"+k, v, state{true, v})
+		case 3:
+			err = m.apply(c, http.MethodDelete, "/test/demo/"+k, "", state{})
+		case 4:
+			err = m.apply(c, http.MethodPut, "/cnt/demo/"+k, fmt.Sprintf(`{"n":%d}`, i), state{true, fmt.Sprintf(`{"value":%d}`, i)})
+		}
+		if err != nil {
+			return err
+		}
+		for _, f := range onAck {
+			f()
+		}
+	}
+	return nil
+}
+
+func TestCleanStopRestartsWarm(t *testing.T) {
+	in := newInstance(t)
+	p := in.mustStart("")
+	p.expectStart(t, "cold", "segments missing")
+	m := newModel()
+	if err := workload(m, p.client(), "k", 53, 400); err != nil {
+		t.Fatal(err)
+	}
+	m.check(t, p.client())
+	p.stop(t)
+
+	p = in.mustStart("")
+	p.expectStart(t, "warm", "")
+	m.check(t, p.client())
+	if err := workload(m, p.client(), "k", 53, 100); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+
+	p = in.mustStart("", "-check")
+	p.expectStart(t, "warm", "")
+	m.check(t, p.client())
+	p.stop(t)
+
+	p = in.mustStart("", "-coldstart")
+	p.expectStart(t, "cold", "forced")
+	m.check(t, p.client())
+	p.stop(t)
+}
+
+// TestKilledAtFailpoints kills the server at each named point of a write
+// (and of a defragmentation pass) while it serves writes, restarts it and
+// checks the start is cold (unclean shutdown), every acknowledged write is
+// there and no deleted record is back.
+func TestKilledAtFailpoints(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		point string
+		extra []string
+	}{
+		{"before log append", FailBeforeAppend, nil},
+		{"mid log append", storage.FailAppendMid, nil},
+		{"after log append", storage.FailAppendAfter, nil},
+		{"before index update", FailBeforeIndex, nil},
+		{"mid index insert", index.FailInsertMid, nil},
+		{"mid index delete", index.FailDeleteMid, nil},
+		{"after index update", FailAfterIndex, nil},
+		{"mid defragmentation", storage.FailDefragMid, []string{"-file-size", "4096", "-defrag-interval", "20ms", "-defrag-threshold", "0.9"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := newInstance(t, tc.extra...)
+			m := newModel()
+			p := in.mustStart("")
+			if err := workload(m, p.client(), "k", 41, 200); err != nil {
+				t.Fatal(err)
+			}
+			p.stop(t)
+
+			// Arm the point on its 30th hit (a defragmentation pass: its
+			// first copy) and write until the server dies.
+			spec := tc.point + "=kill@30"
+			if tc.point == storage.FailDefragMid {
+				spec = tc.point + "=kill@1"
+			}
+			p = in.mustStart(spec)
+			err := workload(m, p.client(), "k", 41, 100000)
+			if err == nil {
+				t.Fatalf("the server never reached %s in 100000 writes", tc.point)
+			}
+			p.waitKilled(t)
+
+			p = in.mustStart("")
+			p.expectStart(t, "cold", "unclean shutdown")
+			m.check(t, p.client())
+			p.stop(t)
+			p = in.mustStart("")
+			p.expectStart(t, "warm", "")
+			m.check(t, p.client())
+			p.stop(t)
+		})
+	}
+}
+
+// TestKilledAtRandomPoints kills the server with SIGKILL while three
+// clients write, after a number of acknowledged writes that varies from
+// round to round, then checks the restart.
+func TestKilledAtRandomPoints(t *testing.T) {
+	in := newInstance(t, "-file-size", "8192", "-defrag-interval", "5ms", "-defrag-threshold", "0.8")
+	m := newModel()
+	for round, after := range []int{37, 211, 503} {
+		p := in.mustStart("")
+		if round > 0 {
+			p.expectStart(t, "cold", "unclean shutdown")
+			m.check(t, p.client())
+		}
+		var wg sync.WaitGroup
+		acked := make(chan struct{}, 3*100000)
+		for w := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				workload(m, p.client(), fmt.Sprintf("w%d", w), 31, 1<<30, func() {
+					select {
+					case acked <- struct{}{}:
+					default:
+					}
+				})
+			}()
+		}
+		for range after {
+			<-acked
+		}
+		p.cmd.Process.Kill()
+		wg.Wait()
+		p.waitKilled(t)
+	}
+	p := in.mustStart("")
+	p.expectStart(t, "cold", "unclean shutdown")
+	m.check(t, p.client())
+	p.stop(t)
+}
+
+// TestFailedStartStaysWarm: a start that attaches and then fails before
+// any write (killed, or unable to listen) leaves the index warm.
+func TestFailedStartStaysWarm(t *testing.T) {
+	in := newInstance(t)
+	m := newModel()
+	p := in.mustStart("")
+	if err := workload(m, p.client(), "k", 23, 50); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+
+	// Killed once every namespace is attached.
+	if p, err := in.start(FailOpened + "=kill"); err == nil {
+		t.Fatal("the server started despite the failpoint")
+	} else {
+		p.waitKilled(t)
+		p.expectStart(t, "warm", "")
+	}
+	// A port already in use: the start fails after attaching.
+	blocker := in.mustStart("")
+	blocker.expectStart(t, "warm", "")
+	if _, err := in.start("", "-addr", blocker.addr); err == nil || !strings.Contains(err.Error(), "another kvstore is running") {
+		t.Fatalf("second server on the same instance: %v", err)
+	}
+	blocker.stop(t)
+	other := newInstance(t)
+	busy := other.mustStart("")
+	p, err := in.start("", "-addr", busy.addr)
+	if err == nil || !strings.Contains(err.Error(), "listen on") {
+		t.Fatalf("start on a port in use: %v", err)
+	}
+	p.expectStart(t, "warm", "")
+	busy.stop(t)
+
+	p = in.mustStart("")
+	p.expectStart(t, "warm", "")
+	m.check(t, p.client())
+	p.stop(t)
+}
+
+// TestSecondServerRefuses: a second kvstore on the same instance and
+// namespace refuses, naming the running one's pid.
+func TestSecondServerRefuses(t *testing.T) {
+	in := newInstance(t)
+	first := in.mustStart("")
+	_, err := in.start("")
+	want := fmt.Sprintf("writer pid %d", first.cmd.Process.Pid)
+	if err == nil || !strings.Contains(err.Error(), "another kvstore is running") || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second server: %v, want a refusal naming %q", err, want)
+	}
+	// The first one is unharmed and still stops cleanly.
+	if code, _, err := first.client().do(http.MethodGet, "/test/demo/x", ""); err != nil || code != 404 {
+		t.Fatalf("first server after the refusal: %d %v", code, err)
+	}
+	first.stop(t)
+	p := in.mustStart("")
+	p.expectStart(t, "warm", "")
+	p.stop(t)
+}
+
+func TestDataInIndexRefusesNonIntegers(t *testing.T) {
+	in := newInstance(t)
+	p := in.mustStart("")
+	c := p.client()
+	for _, body := range []string{`{"v":"x"}`, `{"v":1.5}`, `{"v":1e3}`, `{"a":1,"b":2}`, `{}`, `7`, `{"v":99999999999999999999}`} {
+		code, text, err := c.do(http.MethodPut, "/cnt/demo/k", body)
+		if err != nil || code != 400 || !strings.Contains(text, "single integer bin") {
+			t.Errorf("PUT %s: %d %q %v, want 400 naming the single integer bin", body, code, text, err)
+		}
+	}
+	if code, _, _ := c.do(http.MethodGet, "/cnt/demo/k", ""); code != 404 {
+		t.Fatalf("a refused write left a record: GET %d", code)
+	}
+	if code, text, err := c.do(http.MethodPost, "/cnt/demo/k", `{"v": -42}`); err != nil || code != 200 {
+		t.Fatalf("PUT integer: %d %s %v", code, text, err)
+	}
+	if code, text, _ := c.do(http.MethodGet, "/cnt/demo/k", ""); code != 200 || strings.TrimSpace(text) != `{"value":-42}` {
+		t.Fatalf("GET: %d %s", code, text)
+	}
+	// A regular namespace takes any JSON object, and nothing else.
+	if code, _, _ := c.do(http.MethodPut, "/test/demo/k", `{"v":"x","w":[1,2]}`); code != 200 {
+		t.Fatalf("PUT object to a regular namespace: %d", code)
+	}
+	if code, _, _ := c.do(http.MethodPut, "/test/demo/k", `[1]`); code != 400 {
+		t.Fatalf("PUT a non-object: %d, want 400", code)
+	}
+	if code, _, _ := c.do(http.MethodGet, "/nope/demo/k", ""); code != 404 {
+		t.Fatalf("unknown namespace: %d, want 404", code)
+	}
+	p.stop(t)
+}
+
+// TestVerifyCatchesLossAndResurrection is the negative control of the
+// model check: a record dropped behind the model's back, and a deleted
+// record brought back, are both reported.
+func TestVerifyCatchesLossAndResurrection(t *testing.T) {
+	in := newInstance(t)
+	p := in.mustStart("")
+	c := p.client()
+	m := newModel()
+	if err := workload(m, c, "k", 23, 100); err != nil {
+		t.Fatal(err)
+	}
+	m.check(t, c)
+	var present, deleted string
+	for path, s := range m.acked {
+		if s.present && strings.HasPrefix(path, "/test/") && present == "" {
+			present = path
+		}
+		if !s.present && deleted == "" {
+			deleted = path
+		}
+	}
+	if present == "" || deleted == "" {
+		t.Fatal("workload made no present or no deleted record")
+	}
+	c.do(http.MethodDelete, present, "")
+	c.do(http.MethodPut, deleted, `{"back":1}`)
+	problems := m.verify(c)
+	found := map[string]bool{}
+	for _, pr := range problems {
+		found[strings.SplitN(pr, ":", 2)[0]] = true
+	}
+	if len(problems) != 2 || !found[present] || !found[deleted] {
+		t.Fatalf("verify reported %q, want the dropped %s and the resurrected %s", problems, present, deleted)
+	}
+	p.stop(t)
+}
