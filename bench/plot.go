@@ -64,6 +64,8 @@ const (
 	PlotRequests = "requests-per-second.svg"
 	// PlotLookupCost is the file of LookupCostPlot.
 	PlotLookupCost = "lookup-cost.svg"
+	// PlotRestart is the file of RestartPlot.
+	PlotRestart = "restart-time.svg"
 )
 
 // seriesOf collects the results of bench whose metric is
@@ -131,14 +133,14 @@ func withSeries(p Plot, ss ...Series) (Plot, bool) {
 }
 
 // WritePlots writes, into dir (created if needed), every plot for which
-// rs holds figures — PlotRequests and PlotLookupCost — and returns the
+// rs holds figures — PlotRequests, PlotLookupCost and PlotRestart — and returns the
 // paths written.
 func WritePlots(dir string, rs []Result) ([]string, error) {
 	var paths []string
 	for _, pl := range []struct {
 		file string
 		make func([]Result) (Plot, bool)
-	}{{PlotRequests, RequestsPlot}, {PlotLookupCost, LookupCostPlot}} {
+	}{{PlotRequests, RequestsPlot}, {PlotLookupCost, LookupCostPlot}, {PlotRestart, RestartPlot}} {
 		p, ok := pl.make(rs)
 		if !ok {
 			continue

@@ -1,7 +1,7 @@
 // Command shmbench runs shmkit's benchmarks across real processes and
 // prints each figure beside its baseline, measured in the same run.
 //
-//	shmbench [flags] [seqlock|pool|lease|lookup|tend|index|takeover ...] [flags]
+//	shmbench [flags] [seqlock|pool|lease|lookup|tend|index|restart|takeover ...] [flags]
 //
 // With no benchmark named it runs every benchmark in quick mode (under two
 // minutes in all). Flags may come before, between or after the names
@@ -18,16 +18,17 @@
 //	                (default 50; quick mode: 8 per tend takeover path)
 //	-interval D     tend interval of the tend and takeover benchmarks
 //	                (default 100ms)
-//	-plot DIR       write requests-per-second.svg and lookup-cost.svg
-//	                into DIR (from the tend and lookup benchmarks)
+//	-plot DIR       write requests-per-second.svg, lookup-cost.svg and
+//	                restart-time.svg into DIR (tend, lookup, restart)
 //	-json           one JSON object per line: bench, metric, detail, value,
 //	                unit, baseline_name, baseline_detail, baseline, ratio,
 //	                and skipped (why a figure was not measured here)
 //	-wide           the table with every name in full and its detail (the
 //	                default table fits 120 columns)
 //	-cpuprofile DIR write cpu.pprof into DIR (also -memprofile, -trace)
-//	-records N      records in the index benchmark (default 1M and 10M in
-//	                the same run; quick mode: 1M)
+//	-records N      records in the index and restart benchmarks (default 1M
+//	                and 10M in the same run; quick mode: index 1M, restart
+//	                100k)
 //	-hugepages P    the index benchmark's 2 MiB-page variant: require
 //	                (default; skipped, with the reason, where no huge pages
 //	                are reserved: echo N > /proc/sys/vm/nr_hugepages),
@@ -129,6 +130,16 @@ func benchmarks() []benchmark {
 			}
 			return bench.IndexBench(ctx, cfg)
 		}},
+		{"restart", "kvstore restart, exec until the first request is answered: warm (index in shared memory) vs cold rebuild from the log, 1M and 10M records", func(ctx context.Context, o options) ([]bench.Result, error) {
+			cfg := bench.RestartConfig{Stderr: o.stderr}
+			if o.quick {
+				cfg.Records = []int{100_000}
+			}
+			if o.records > 0 {
+				cfg.Records = []int{o.records}
+			}
+			return bench.RestartBench(ctx, cfg)
+		}},
 		{"takeover", "time from the tend owner's Close or SIGKILL until a new owner has tended", func(ctx context.Context, o options) ([]bench.Result, error) {
 			cfg := bench.TakeoverConfig{Trials: o.trials, TendInterval: o.interval, Stderr: o.stderr}
 			if o.quick && !o.trialsSet {
@@ -169,7 +180,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.o.trials, "trials", 50, "trials per lease takeover path, and tend takeovers (quick mode: 8)")
 	fs.DurationVar(&c.o.interval, "interval", 0, "tend interval of the tend and takeover benchmarks (default 100ms)")
 	fs.StringVar(&c.plot, "plot", "", "write the plots (SVG) into this directory")
-	fs.IntVar(&c.o.records, "records", 0, "records in the index benchmark (default 1M and 10M; quick mode 1M)")
+	fs.IntVar(&c.o.records, "records", 0, "records in the index and restart benchmarks (default 1M and 10M; quick mode: index 1M, restart 100k)")
 	c.o.hugePages = arena.HugePagesRequire
 	fs.Func("hugepages", "the index benchmark's 2 MiB-page variant: require (default: skipped, with the reason, where none are reserved), try, or off", func(s string) error {
 		p, err := arena.ParseHugePagePolicy(s)
@@ -321,7 +332,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "shmbench: wrote %s\n", p)
 		}
 		if err == nil && len(paths) == 0 {
-			fmt.Fprintln(stderr, "shmbench: -plot: no plotted figures (run lookup or tend)")
+			fmt.Fprintln(stderr, "shmbench: -plot: no plotted figures (run lookup, tend or restart)")
 		}
 	}
 	if failed {
