@@ -61,6 +61,10 @@ type namespace struct {
 	log  *slog.Logger
 
 	locks [lockStripes]sync.Mutex
+
+	// ignoreSeq makes a rebuild apply defragmenter copies like any other
+	// record: only for the tests' negative control of the Seq rule.
+	ignoreSeq bool
 }
 
 // storageID folds the log's identity into the index's.

@@ -178,7 +178,7 @@ func (a *applier) applyOne(it *rebuildItem) error {
 	d := it.rec.Digest
 	var prev index.Record
 	var had bool
-	if it.copied {
+	if it.copied && !n.ignoreSeq {
 		// A defragmenter's copy: it applies only if newer than what the
 		// index holds and than the digest's last tombstone.
 		if s, ok := a.tombs[d]; ok && s > it.seq {
