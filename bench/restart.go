@@ -35,7 +35,8 @@ var ErrKVStore = errors.New("bench: kvstore")
 // RestartConfig configures RestartBench.
 type RestartConfig struct {
 	// Records are the record counts, each measured in the same run
-	// (default 1M and 10M).
+	// (default 100k, 1M and 10M: the small size shows where the fixed
+	// costs of a start lie).
 	Records []int
 	// Trials is the number of timed starts of each kind per size
 	// (default 3); the median is reported.
@@ -93,7 +94,7 @@ func parseRecordsMetric(m string) (kind string, records int, ok bool) {
 // cold rebuild rate and the cold/warm ratio.
 func RestartBench(ctx context.Context, cfg RestartConfig) ([]Result, error) {
 	if len(cfg.Records) == 0 {
-		cfg.Records = []int{1_000_000, 10_000_000}
+		cfg.Records = []int{100_000, 1_000_000, 10_000_000}
 	}
 	if cfg.Trials <= 0 {
 		cfg.Trials = 3
@@ -291,7 +292,7 @@ func timedStart(ctx context.Context, bin string, args []string, wantMode string)
 func RestartPlot(rs []Result) (Plot, bool) {
 	p := Plot{
 		Title:  "kvstore restart: exec until the first request is answered",
-		XLabel: "records (log2 scale)",
+		XLabel: "records (log scale)",
 		YLabel: "ms",
 		LogX:   true,
 	}

@@ -26,9 +26,9 @@
 //	-wide           the table with every name in full and its detail (the
 //	                default table fits 120 columns)
 //	-cpuprofile DIR write cpu.pprof into DIR (also -memprofile, -trace)
-//	-records N      records in the index and restart benchmarks (default 1M
-//	                and 10M in the same run; quick mode: index 1M, restart
-//	                100k)
+//	-records N      records in the index and restart benchmarks (default,
+//	                in the same run: index 1M and 10M, restart 100k, 1M and
+//	                10M; quick mode: index 1M, restart 100k)
 //	-hugepages P    the index benchmark's 2 MiB-page variant: require
 //	                (default; skipped, with the reason, where no huge pages
 //	                are reserved: echo N > /proc/sys/vm/nr_hugepages),
@@ -130,7 +130,7 @@ func benchmarks() []benchmark {
 			}
 			return bench.IndexBench(ctx, cfg)
 		}},
-		{"restart", "kvstore restart, exec until the first request is answered: warm (index in shared memory) vs cold rebuild from the log, 1M and 10M records", func(ctx context.Context, o options) ([]bench.Result, error) {
+		{"restart", "kvstore restart, exec until the first request is answered: warm (index in shared memory) vs cold rebuild from the log, 100k, 1M and 10M records", func(ctx context.Context, o options) ([]bench.Result, error) {
 			cfg := bench.RestartConfig{Stderr: o.stderr}
 			if o.quick {
 				cfg.Records = []int{100_000}
@@ -180,7 +180,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.o.trials, "trials", 50, "trials per lease takeover path, and tend takeovers (quick mode: 8)")
 	fs.DurationVar(&c.o.interval, "interval", 0, "tend interval of the tend and takeover benchmarks (default 100ms)")
 	fs.StringVar(&c.plot, "plot", "", "write the plots (SVG) into this directory")
-	fs.IntVar(&c.o.records, "records", 0, "records in the index and restart benchmarks (default 1M and 10M; quick mode: index 1M, restart 100k)")
+	fs.IntVar(&c.o.records, "records", 0, "records in the index and restart benchmarks (default index 1M and 10M, restart 100k, 1M and 10M; quick mode: index 1M, restart 100k)")
 	c.o.hugePages = arena.HugePagesRequire
 	fs.Func("hugepages", "the index benchmark's 2 MiB-page variant: require (default: skipped, with the reason, where none are reserved), try, or off", func(s string) error {
 		p, err := arena.ParseHugePagePolicy(s)
