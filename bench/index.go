@@ -107,7 +107,7 @@ const (
 	idxMemDetail   = "all the index's segments (main segment with its 32 MiB sprig table, and every stage) ÷ records"
 	idxFloorDetail = "one dependent random 8-byte load (pointer chasing over a random cycle of 64-byte lines) in a SysV segment as large as the index's segments"
 	idxMapDetail   = "Go map[index.Digest]index.Record, no persistence: lookup (Get), inserts into an empty map, not presized (Put, process CPU time, GC included); memory: heap growth after GC ÷ records"
-	idxBoltDetail  = "go.etcd.io/bbolt on a file in a temp dir, NoSync: Gets inside one long read transaction (key 20 B, value 28 B, decoded); Puts in 10 write transactions of N/10 random keys; memory: file size ÷ records"
+	idxBoltDetail  = "go.etcd.io/bbolt on a file in a temp dir, NoSync: Gets inside one long read transaction (key 20 B, value 28 B, decoded); Puts in write transactions of 100k random keys each; memory: file size ÷ records"
 )
 
 const wlIndexReader = "bench.index.reader"
@@ -239,9 +239,12 @@ func (s *indexStore) remove() error {
 }
 
 // fill Puts records 0..n-1 and returns the process CPU time per Put.
-func (s *indexStore) fill(seed uint64, n int) (float64, error) {
+func (s *indexStore) fill(ctx context.Context, seed uint64, n int) (float64, error) {
 	start := procCPU()
 	for i := range n {
+		if i&0xffff == 0 && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
 		if err := s.ix.Put(indexRecord(indexKey(seed, i), i, 1)); err != nil {
 			return 0, err
 		}
@@ -361,9 +364,16 @@ func boltRecord(d index.Digest, v []byte) (index.Record, bool) {
 		Offset: binary.LittleEndian.Uint64(v[16:]), Size: binary.LittleEndian.Uint32(v[24:])}, true
 }
 
-// newBolt creates the database and Puts n records in 10 write
-// transactions, returning the process CPU time per Put.
-func newBolt(dir string, seed uint64, n int) (*boltStore, float64, error) {
+// boltBatch is the number of Puts per bbolt write transaction. bbolt
+// splits nodes only at commit, so a transaction of very many random
+// inserts into a small tree is quadratic (a 1M-key first transaction did
+// not finish in 4 minutes here); 100k keys per transaction keeps that
+// bounded.
+const boltBatch = 100_000
+
+// newBolt creates the database and Puts n records in write transactions
+// of boltBatch, returning the process CPU time per Put.
+func newBolt(ctx context.Context, dir string, seed uint64, n int) (*boltStore, float64, error) {
 	tmp, err := os.MkdirTemp(dir, "shmbench-bbolt-")
 	if err != nil {
 		return nil, 0, err
@@ -373,9 +383,12 @@ func newBolt(dir string, seed uint64, n int) (*boltStore, float64, error) {
 	if err != nil {
 		return nil, 0, errors.Join(err, s.remove())
 	}
-	batch := max(1, (n+9)/10)
+	batch := boltBatch
 	start := procCPU()
 	for lo := 0; lo < n; lo += batch {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, errors.Join(err, s.remove())
+		}
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			b, err := tx.CreateBucketIfNotExists(boltBucket)
 			if err != nil {
@@ -581,7 +594,7 @@ type indexVariant struct {
 //     and bbolt (Gets inside one long read transaction);
 //   - Put: every key Put into an empty index (process CPU time, GC
 //     included), against inserts into an empty Go map and bbolt Puts in
-//     10 write transactions of N/10 keys (NoSync: neither side syncs to
+//     write transactions of 100k keys (NoSync: neither side syncs to
 //     disk);
 //   - Get from another process (index.OpenReader) while this process
 //     Puts updates of random keys, against the floor and the in-process
@@ -648,7 +661,7 @@ func indexBenchSize(ctx context.Context, cfg IndexConfig, n int, seed uint64) (_
 		}
 		name := fmt.Sprintf("index%d", i)
 		if v.store, err = openIndexStore(ctx, name, cfg, huge, v.pages); err == nil {
-			v.put, err = v.store.fill(seed, n)
+			v.put, err = v.store.fill(ctx, seed, n)
 		}
 		phase("index Puts, " + v.pages)
 		if err == nil {
@@ -669,7 +682,7 @@ func indexBenchSize(ctx context.Context, cfg IndexConfig, n int, seed uint64) (_
 	}
 	m, mapPut, mapBytes := newGoMap(seed, n)
 	phase("Go map")
-	bs, boltPut, err := newBolt(cfg.TempDir, seed, n)
+	bs, boltPut, err := newBolt(ctx, cfg.TempDir, seed, n)
 	if err != nil {
 		return nil, err
 	}
