@@ -614,3 +614,65 @@ func TestVerifyCatchesLossAndResurrection(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// logBytes is the size of the log files of namespace ns.
+func (in *instance) logBytes(t *testing.T, ns string) (int64, int) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(in.dir, ns, "log-*.dat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += fi.Size()
+	}
+	return total, len(files)
+}
+
+// TestDefragBoundsTheLog: under an overwrite load the log grows; a
+// defragmentation pass, wired to the index, brings it back under
+// live/threshold plus the head file, and the records survive a warm and
+// a cold restart (the rebuild then reads the defragmenter's copies).
+func TestDefragBoundsTheLog(t *testing.T) {
+	const fileSize, threshold = 8192, 0.5
+	in := newInstance(t, "-file-size", fmt.Sprint(fileSize), "-defrag-threshold", fmt.Sprint(threshold))
+	in.namespaces = "test"
+	in.extra = append(in.extra, "-dii", "")
+	p := in.mustStart("")
+	c := p.client()
+	m := newModel()
+	for round := range 40 {
+		for k := range 23 {
+			v := fmt.Sprintf(`{"round":%d,"pad":"%s"}`, round, strings.Repeat("x", 40))
+			if err := m.apply(c, http.MethodPut, fmt.Sprintf("/test/demo/k-%d", k), v, state{true, v}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before, files := in.logBytes(t, "test")
+	code, body, err := c.do(http.MethodPost, "/_defrag", "")
+	if err != nil || code != 200 {
+		t.Fatalf("POST /_defrag: %d %s %v", code, body, err)
+	}
+	after, filesAfter := in.logBytes(t, "test")
+	// 23 live records of about 120 bytes: live/threshold is under one
+	// file; allow the head file and the one the copies filled.
+	if limit := int64(3 * fileSize); after > limit || after >= before {
+		t.Fatalf("log %d bytes in %d files before the pass, %d in %d after (%s); want at most %d", before, files, after, filesAfter, body, limit)
+	}
+	t.Logf("log %d bytes in %d files before the pass, %d in %d after: %s", before, files, after, filesAfter, body)
+	m.check(t, c)
+	p.stop(t)
+	p = in.mustStart("")
+	p.expectStart(t, "warm", "")
+	m.check(t, p.client())
+	p.stop(t)
+	p = in.mustStart("", "-coldstart")
+	p.expectStart(t, "cold", "forced")
+	m.check(t, p.client())
+	p.stop(t)
+}

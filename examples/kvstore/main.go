@@ -10,7 +10,8 @@
 //	kill -TERM %1                                      # clean shutdown: the next start is warm
 //
 // HTTP: GET, PUT (or POST) and DELETE /{ns}/{set}/{key}; a record's bins are
-// a JSON object; a missing record is 404. Each namespace has its own index
+// a JSON object; a missing record is 404. POST /_defrag runs one
+// defragmentation pass at once (besides the background ones). Each namespace has its own index
 // (instance -instance, namespace number its position in -ns) and its own log
 // directory (-dir/<ns>). A namespace listed in -dii keeps data in the index:
 // its records are a single integer bin, kept in the index entry, and any

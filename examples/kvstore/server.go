@@ -126,7 +126,27 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("PUT /{ns}/{set}/{key...}", s.handlePut)
 	mux.HandleFunc("POST /{ns}/{set}/{key...}", s.handlePut)
 	mux.HandleFunc("DELETE /{ns}/{set}/{key...}", s.handleDelete)
+	mux.HandleFunc("POST /_defrag", s.handleDefrag)
 	return mux
+}
+
+// handleDefrag runs one defragmentation pass on every namespace that has
+// one (not data-in-index) and answers what each did.
+func (s *server) handleDefrag(w http.ResponseWriter, r *http.Request) {
+	out := map[string]storage.DefragStats{}
+	for name, n := range s.ns {
+		if n.dii {
+			continue
+		}
+		st, err := n.st.Defrag(r.Context(), n)
+		if err != nil {
+			s.fail(w, fmt.Errorf("namespace %s: defrag: %w", name, err))
+			return
+		}
+		out[name] = st
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
 }
 
 // target resolves the request's namespace, set and key.
