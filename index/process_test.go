@@ -42,11 +42,14 @@ type wArgs struct {
 	Storage      StorageID
 	Seed         uint64
 	Threshold    time.Duration // writer lease threshold
+	NoFence      bool          // the negative control: the writer gate is off
+	Op           string        // zombie mode: the one write (insert, delete, update, close)
+	Key          uint64        // zombie mode: the key it writes
 }
 
 func (a *wArgs) config(fp *failpoint.Set) Config {
 	cfg := Config{Sprigs: a.Sprigs, StageEntries: a.StageEntries, Logger: quiet(), Instance: 3, Namespace: 5,
-		Failpoints: fp, Storage: a.Storage, noValidate: a.NoValidate, LeaseThreshold: a.Threshold}
+		Failpoints: fp, Storage: a.Storage, noValidate: a.NoValidate, noFence: a.NoFence, LeaseThreshold: a.Threshold}
 	if a.Base != 0 {
 		cfg.Store = SysVAt(arena.Key(a.Base))
 	} else {
@@ -246,6 +249,12 @@ func writerWorkload(ctx context.Context, w *harness.Worker) (any, error) {
 	if a.Mode == "attach-exit" {
 		// A start that fails before its first write: no Close at all.
 		return info.Mode.String(), nil
+	}
+	if a.Mode == "zombie" {
+		if err := w.Barrier(ctx); err != nil {
+			return nil, err
+		}
+		return zombie(ix, info, &a)
 	}
 	for k := range a.Stable {
 		if err := ix.Put(recordOf(k, 1, false)); err != nil {
