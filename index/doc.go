@@ -126,8 +126,9 @@
 //     sprigs, stage entries, instance, namespace, data-in-index) equal the
 //     configuration (ReasonFingerprint, naming the field and both values,
 //     e.g. "partition-tree-sprigs 512 doesn't match config 1024");
-//   - the main segment is in state clean-shutdown (ReasonUnclean): the
-//     last writer called CloseClean, or wrote nothing since its warm start;
+//   - the main segment is in state clean-shutdown and its writer gate is
+//     clean (ReasonUnclean): the last writer called CloseClean, or wrote
+//     nothing since its warm start (see "Fencing");
 //   - the clean seal over the allocator state matches and the meta is
 //     consistent (ReasonDamaged; Config.CheckOnWarm adds a full Check);
 //   - the storage identity recorded by CloseClean (a UUID from the
@@ -161,17 +162,69 @@
 // it is checked; damage is a typed error (ErrCorrupt), never a panic or a
 // hang. Check walks everything and lists every problem.
 //
-// # Limits
+// # Fencing
 //
 // The writer renews its lease in the background and checks that it still
-// holds it before every mutation. A writer paused longer than
-// Config.LeaseThreshold is replaced; the replacement finds the index
-// dirty (or, if the paused writer had not written since a warm start,
-// clean) and the paused writer's next mutation fails with ErrLeaseLost.
-// Writes are not fenced word by word: a writer paused between that check
-// and its stores can still complete the one mutation it was in. On a cold
-// takeover that store lands in discarded segments; on a warm one (the
-// paused writer attached warm and wrote nothing before the pause) it lands
-// in the new writer's index. Keep the threshold well above any pause the
-// writer can suffer.
+// holds it before every mutation, but a check followed by stores fences
+// nothing: a writer paused (SIGSTOP, a long GC or page-fault stall)
+// between the check and its stores, and replaced meanwhile (its heartbeat
+// older than Config.LeaseThreshold), would finish that write when it
+// resumes. What fences it is the writer gate, meta word 11 (shared.go), a
+// fenced word of package lease (the writer's 40-bit epoch above a state:
+// clean, dirty, closing):
+//
+//   - Open stamps the gate with the new writer's epoch (lease.Stamp, one
+//     CAS) before it reads the clean-shutdown state; a cold start creates
+//     the gate dirty under its epoch.
+//   - The first mutation after a warm attach moves the gate clean → dirty
+//     with lease.FencedCAS before anything else, then marks the main
+//     segment ready; CloseClean moves it to closing before it records the
+//     storage identity and back to clean before it marks the segment
+//     clean-shutdown.
+//   - A new writer that finds the gate dirty or closing after its stamp
+//     starts cold (ReasonUnclean): it discards the segments, and whatever
+//     the paused writer still writes lands in memory no index refers to
+//     any more (removed SysV segments and unlinked files stay mapped by
+//     the processes attached to them). One that finds it clean starts
+//     warm, and the paused writer, which had not passed the gate before
+//     the stamp, never can: its FencedCAS finds the newer epoch and every
+//     call fails with ErrLeaseLost, before its first store. Both orders of
+//     the two CASes on the one word are covered; there is no third.
+//
+// So the whole of a write is fenced by one CAS per writer lifetime, not
+// per write: Put, Delete and Update cost what they did, readers are
+// untouched, and a warm start stamps one word (flat). The alternative,
+// per-sprig version words carrying the epoch and stamped lazily by the new
+// writer, was rejected: lazily means a sprig the new writer has not
+// touched yet still carries an older epoch, which the paused writer can
+// stamp with its own and then write, so it fences only the sprigs the new
+// writer already changed; stamping all 2^20 at takeover is the per-sprig
+// work at Open the warm restart must not do; the epoch would take 40 of
+// the version's 64 bits (a version wrap within one reader's walk becomes
+// possible); and a writer paused after opening a sprig (odd) could still
+// store into it after the takeover, so the new writer could never use
+// that sprig again. The gate makes that last case a cold start instead.
+//
+// TestStoppedWriterFenced stops a writer process at each step of an
+// insert, a delete, an update, a stage addition and a clean close, lets
+// another process take the index over and write, then continues the
+// stopped one: it gets ErrLeaseLost, and the new writer's index holds
+// exactly the new writer's writes (Get, Scan, Check, a reader in another
+// process, a warm restart after CloseClean). TestStoppedWriterUnfenced is
+// the negative control (fencing off): the stopped writer's write lands.
+//
+// Not fenced: removing a segment by name. A cold start discards the old
+// segments (Open, after judging them) and addStage replaces a stale
+// segment found at a stage's key; both act on a SysV key or a file path,
+// which another writer may have reused between the check and the
+// removal. Both first ask whether this writer was replaced (its main
+// segment removed, or the lease another's) and stop with ErrLeaseLost or
+// ErrWriterRunning if so, which covers a writer paused anywhere before
+// that check (TestStoppedWriterFenced's stage cases); a writer paused in
+// the microseconds between that check and the removal system call can
+// still remove a newer writer's segment. Closing that window needs
+// removal by identity in package arena (IPC_RMID on the shmid that was
+// inspected; for a file, a rename to a private name, an inode check, then
+// unlink). A stale stage is only in the way after a discard that stopped
+// at a gap, a failed addStage, or a replaced writer's stage creation.
 package index

@@ -234,7 +234,13 @@ func tryWarm(ctx context.Context, cfg *Config) (*Index, Reason, error) {
 		ix.dirty.Store(false)
 		return ix, reason, nil
 	}
-	// Cold: give the lease back only by discarding its segment.
+	// Cold: give the lease back only by discarding its segment. A start
+	// that was replaced while it judged (paused past the threshold) must
+	// not discard the index of the writer that replaced it.
+	if err := ix.replaced(); err != nil {
+		ix.closeSegments()
+		return nil, Reason{}, fmt.Errorf("index: open %s: %w: %w", loc, ErrWriterRunning, err)
+	}
 	if err := discard(cfg, ix); err != nil {
 		return nil, Reason{}, err
 	}
