@@ -221,6 +221,16 @@ func (p *proc) expectStart(t *testing.T, mode, reason string) {
 	}
 }
 
+// expectNS checks namespace ns started in mode (with a reason that starts
+// with reason when cold).
+func (p *proc) expectNS(t *testing.T, ns, mode, reason string) {
+	t.Helper()
+	s, ok := p.ready(t)[ns]
+	if !ok || s.Mode != mode || (mode == "cold" && !strings.HasPrefix(s.Reason, reason)) {
+		t.Fatalf("namespace %s started %+v (logged: %v), want %s (%q)", ns, s, ok, mode, reason)
+	}
+}
+
 // client talks to a server.
 type client struct {
 	base string
@@ -407,6 +417,8 @@ func TestKilledAtFailpoints(t *testing.T) {
 		{"before log append", FailBeforeAppend, nil},
 		{"mid log append", storage.FailAppendMid, nil},
 		{"after log append", storage.FailAppendAfter, nil},
+		{"after log append with -sync", storage.FailAppendAfter, []string{"-sync"}},
+		{"first mutation marks the index dirty", index.FailMarkedDirty, nil},
 		{"before index update", FailBeforeIndex, nil},
 		{"mid index insert", index.FailInsertMid, nil},
 		{"mid index delete", index.FailDeleteMid, nil},
@@ -425,7 +437,7 @@ func TestKilledAtFailpoints(t *testing.T) {
 			// Arm the point on its 30th hit (a defragmentation pass: its
 			// first copy) and write until the server dies.
 			spec := tc.point + "=kill@30"
-			if tc.point == storage.FailDefragMid {
+			if tc.point == storage.FailDefragMid || tc.point == index.FailMarkedDirty {
 				spec = tc.point + "=kill@1"
 			}
 			p = in.mustStart(spec)
@@ -436,7 +448,14 @@ func TestKilledAtFailpoints(t *testing.T) {
 			p.waitKilled(t)
 
 			p = in.mustStart("")
-			p.expectStart(t, "cold", "unclean shutdown")
+			if tc.point == index.FailMarkedDirty {
+				// Killed at the first write, to namespace test: cnt was
+				// attached and never written, so it stays warm.
+				p.expectNS(t, "test", "cold", "unclean shutdown")
+				p.expectNS(t, "cnt", "warm", "")
+			} else {
+				p.expectStart(t, "cold", "unclean shutdown")
+			}
 			m.check(t, p.client())
 			p.stop(t)
 			p = in.mustStart("")
