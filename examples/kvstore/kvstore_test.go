@@ -546,14 +546,22 @@ func TestFailedStartStaysWarm(t *testing.T) {
 }
 
 // TestSecondServerRefuses: a second kvstore on the same instance and
-// namespace refuses, naming the running one's pid.
+// namespace refuses, naming the running one's pid: with the same log
+// directory (its lock's holder), and with another log directory (the
+// index's writer lease).
 func TestSecondServerRefuses(t *testing.T) {
 	in := newInstance(t)
 	first := in.mustStart("")
+	pid := first.cmd.Process.Pid
 	_, err := in.start("")
-	want := fmt.Sprintf("writer pid %d", first.cmd.Process.Pid)
-	if err == nil || !strings.Contains(err.Error(), "another kvstore is running") || !strings.Contains(err.Error(), want) {
-		t.Fatalf("second server: %v, want a refusal naming %q", err, want)
+	if want := fmt.Sprintf("pid %d holds its log directory", pid); err == nil || !strings.Contains(err.Error(), "another kvstore is running") || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second server, same log directory: %v, want a refusal naming %q", err, want)
+	}
+	other := *in
+	other.dir = filepath.Join(t.TempDir(), "other-data")
+	_, err = other.start("")
+	if want := fmt.Sprintf("writer pid %d", pid); err == nil || !strings.Contains(err.Error(), "another kvstore is running") || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second server, same index, other log directory: %v, want a refusal naming %q", err, want)
 	}
 	// The first one is unharmed and still stops cleanly.
 	if code, _, err := first.client().do(http.MethodGet, "/test/demo/x", ""); err != nil || code != 404 {

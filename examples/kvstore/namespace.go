@@ -6,9 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/examples/kvstore/storage"
@@ -115,7 +120,7 @@ func openNamespace(ctx context.Context, o *options, num int, fps *failpoint.Set,
 	st, err := storage.Open(dir, storageOptions(o, fps, log))
 	if err != nil {
 		if errors.Is(err, storage.ErrLocked) {
-			return nil, index.RestartInfo{}, n.whoRuns(ctx, cfg, err)
+			return nil, index.RestartInfo{}, n.whoRuns(dir, err)
 		}
 		return nil, index.RestartInfo{}, fmt.Errorf("namespace %s: open log %s: %w", name, dir, err)
 	}
@@ -144,26 +149,44 @@ func openNamespace(ctx context.Context, o *options, num int, fps *failpoint.Set,
 	return n, info, nil
 }
 
-// whoRuns explains a log directory locked by another process: if it is a
-// kvstore it holds the index's writer lease, and the index names its pid.
-// The probe never changes anything: a live writer makes index.Open fail
-// before it judges the index, and if the index opens warm it is closed
-// again before any mutation (which keeps it warm).
-func (n *namespace) whoRuns(ctx context.Context, cfg index.Config, lockErr error) error {
-	cfg.ForceCold = false
-	cfg.CheckOnWarm = false
-	cfg.Failpoints = nil
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	ix, _, err := index.Open(ctx, cfg, func(context.Context, *index.Index) error {
-		return errors.New("probe only")
-	})
-	if err == nil {
-		ix.Close()
+// whoRuns explains a log directory locked by another process, naming it
+// by the pid the kernel lists as the holder of the directory's flock
+// (/proc/locks). It changes nothing: probing the index instead could
+// discard it (an index.Open that does not hit a live writer judges the
+// saved index against the log's identity, which a locked log cannot
+// give). A second kvstore with another -dir on the same instance and
+// namespace gets past the log and is refused by the index's writer lease
+// (ErrWriterRunning, which names the writer's pid).
+func (n *namespace) whoRuns(dir string, lockErr error) error {
+	pid, err := flockHolder(dir)
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w: its log directory %s is locked (holder unknown: %v): %w", n.name, ErrRunning, dir, err, lockErr)
 	}
-	if errors.Is(err, index.ErrWriterRunning) {
-		return fmt.Errorf("namespace %s: %w: %w", n.name, ErrRunning, err)
+	return fmt.Errorf("namespace %s: %w: pid %d holds its log directory %s (stop it first; a -load run also holds it): %w", n.name, ErrRunning, pid, dir, lockErr)
+}
+
+// flockHolder returns the pid of the process holding a flock on path,
+// from /proc/locks (lines "N: FLOCK ADVISORY WRITE pid maj:min:inode ...").
+func flockHolder(path string) (int, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
 	}
-	return fmt.Errorf("namespace %s: log directory in use by another process that is not the index's writer (a -load run?): %w", n.name, lockErr)
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[1] == "FLOCK" && f[5] == want {
+			pid, err := strconv.Atoi(f[4])
+			if err == nil && pid > 0 {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no flock on %s (device:inode %s) in /proc/locks", path, want)
 }
 
 // lock returns the write lock of digest d.
