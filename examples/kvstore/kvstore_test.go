@@ -57,6 +57,8 @@ type instance struct {
 	dir, shm   string
 	extra      []string
 	namespaces string
+	// argsOverride, if not nil, replaces the arguments args builds.
+	argsOverride []string
 }
 
 func newInstance(t *testing.T, extra ...string) *instance {
@@ -93,6 +95,9 @@ func (s *syncBuffer) String() string {
 
 // args are the command-line arguments of a server of the instance.
 func (in *instance) args(more ...string) []string {
+	if in.argsOverride != nil {
+		return append(append([]string{}, in.argsOverride...), more...)
+	}
 	a := []string{"-dir", in.dir, "-shm-dir", in.shm, "-ns", in.namespaces, "-dii", "cnt", "-addr", "127.0.0.1:0",
 		"-stage-entries", "4096", "-sprigs", "16", "-log-json", "-defrag-interval", "0"}
 	a = append(a, in.extra...)
@@ -102,8 +107,10 @@ func (in *instance) args(more ...string) []string {
 // start runs a server with the failpoints fps (may be empty) and waits
 // until it listens, or returns the error it exited with.
 func (in *instance) start(fps string, more ...string) (*proc, error) {
-	if err := os.MkdirAll(in.shm, 0o700); err != nil {
-		return nil, err
+	if in.shm != "" {
+		if err := os.MkdirAll(in.shm, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	cmd := exec.Command(kvstoreBin, in.args(more...)...)
 	cmd.Env = append(os.Environ(), failpoint.EnvVar+"="+fps)

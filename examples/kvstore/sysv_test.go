@@ -1,0 +1,99 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shmkit/shmkit/arena"
+)
+
+// sysvBlocks is how many blocks (main segment and stages) per namespace
+// the SysV test checks and removes.
+const sysvBlocks = 4
+
+// sysvBase returns a base key of the test class for the indexes of two
+// namespaces (base and base+0x100, blocks 0 to sysvBlocks-1) that no
+// segment uses now, and removes whatever is at those keys when the test
+// ends, failing the test if a segment is left behind.
+func sysvBase(t *testing.T) arena.Key {
+	t.Helper()
+	h := fnv.New32a()
+	for i := range 1000 {
+		fmt.Fprintf(h, "%s/%d/%d/%d", t.Name(), os.Getpid(), time.Now().UnixNano(), i)
+		base := arena.MakeKey(arena.ClassTest, uint16(h.Sum32()&0xfe0))
+		var locs []arena.Location
+		for ns := range 2 {
+			for b := range sysvBlocks {
+				locs = append(locs, arena.SysV(base+arena.Key(ns)<<8|arena.Key(b)))
+			}
+		}
+		free := true
+		for _, loc := range locs {
+			if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
+				free = false
+				break
+			}
+		}
+		if !free {
+			continue
+		}
+		t.Cleanup(func() {
+			for _, loc := range locs {
+				if err := arena.Remove(loc, arena.RemoveOptions{Force: true}); err != nil && !errors.Is(err, arena.ErrNotFound) {
+					t.Errorf("remove %s: %v", loc, err)
+				}
+				if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
+					t.Errorf("segment %s left behind: %v", loc, err)
+				}
+			}
+			arena.SweepLockFiles()
+		})
+		return base
+	}
+	t.Fatal("no free SysV test base key")
+	return 0
+}
+
+// TestSysVSegments runs the server on SysV segments (the default store,
+// here at test keys): a clean stop restarts warm, a SIGKILL after writes
+// restarts cold, and the contents hold.
+func TestSysVSegments(t *testing.T) {
+	in := newInstance(t)
+	in.shm = "" // no -shm-dir
+	base := sysvBase(t)
+	args := in.args()
+	for i := range args {
+		if args[i] == "-shm-dir" {
+			args = append(args[:i:i], args[i+2:]...)
+			break
+		}
+	}
+	in.argsOverride = append(args, "-sysv-base", fmt.Sprint(uint32(base)))
+	m := newModel()
+	p := in.mustStart("")
+	p.expectStart(t, "cold", "segments missing")
+	if !strings.Contains(p.stderr.String(), `"store":"sysv"`) {
+		t.Fatalf("the index is not on SysV segments: %s", p.stderr)
+	}
+	if err := workload(m, p.client(), "k", 29, 300); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+	p = in.mustStart("")
+	p.expectStart(t, "warm", "")
+	m.check(t, p.client())
+	if err := workload(m, p.client(), "k", 29, 100); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Kill()
+	p.waitKilled(t)
+	p = in.mustStart("")
+	p.expectStart(t, "cold", "unclean shutdown")
+	m.check(t, p.client())
+	p.stop(t)
+}
