@@ -209,8 +209,8 @@
 // insert, a delete, an update, a stage addition and a clean close, lets
 // another process take the index over and write, then continues the
 // stopped one: it gets ErrLeaseLost, and the new writer's index holds
-// exactly the new writer's writes (Get, Scan, Check, a reader in another
-// process, a warm restart after CloseClean). TestStoppedWriterUnfenced is
+// exactly the new writer's writes (Get, Scan, Check, a Reader attaching
+// the stages by key, a warm restart after CloseClean). TestStoppedWriterUnfenced is
 // the negative control (fencing off): the stopped writer's write lands.
 //
 // Not fenced: removing a segment by name. A cold start discards the old

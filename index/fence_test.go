@@ -140,10 +140,15 @@ func fenceCases() []fenceCase {
 // the index over in this process once its heartbeat is stale, writes, and
 // continues the zombie. It returns the new writer (after the zombie
 // exited), its model, and what the zombie reported.
-func runFenceCase(t *testing.T, c fenceCase, noFence bool) (*Index, model, string) {
+func runFenceCase(t *testing.T, b backend, c fenceCase, noFence bool) (*Index, model, string) {
 	t.Helper()
-	a := wArgs{Base: uint32(sysvBase(t)), Sprigs: 1, StageEntries: 64, Mode: "zombie", Op: c.op, Key: c.key,
+	a := wArgs{Sprigs: 1, StageEntries: 64, Mode: "zombie", Op: c.op, Key: c.key,
 		Storage: storageA, Threshold: 100 * time.Millisecond, NoFence: noFence}
+	if b == bSysV {
+		a.Base = uint32(sysvBase(t))
+	} else {
+		a.Dir = t.TempDir()
+	}
 	cfg := a.config(nil)
 	m := populated(t, cfg, c.stable, storageA)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -189,43 +194,49 @@ func runFenceCase(t *testing.T, c fenceCase, noFence bool) (*Index, model, strin
 // process takes the index over (stale heartbeat: warm if the stopped
 // writer had not passed the writer gate, cold otherwise) and writes; the
 // stopped writer, continued, fails with ErrLeaseLost, and the new
-// writer's index holds exactly the new writer's writes, for itself, for a
-// reader in another process's view (stages attached by key), and after a
-// clean close and a warm restart.
+// writer's index holds exactly the new writer's writes: through the
+// writer (Get, Scan, Count, Check), through a Reader (which attaches the
+// stages by key, as readers in other processes do), and after a clean
+// close and a warm restart. SysV and file segments.
 func TestStoppedWriterFenced(t *testing.T) {
 	if raceEnabled {
 		t.Skip("SysV memory: the race detector cannot see it")
 	}
-	for _, c := range fenceCases() {
-		t.Run(c.name, func(t *testing.T) {
-			ix, m, got := runFenceCase(t, c, false)
-			if got != "lease-lost" {
-				t.Errorf("the stopped writer reported %q, want lease-lost", got)
-			}
-			verify(t, ix, m, false)
-			// A reader attaches every stage by its key: the new writer's
-			// stage 1, not one the stopped writer made in its place.
-			cfg := ix.v.cfg
-			r, err := OpenReader(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, g := range m {
-				rec, ok, err := r.Get(digestOf(k))
-				if err != nil || !ok || rec != recordOf(k, g, false) {
-					t.Fatalf("reader: key %d: %+v %v %v, want generation %d", k, rec, ok, err, g)
-				}
-			}
-			if err := r.Check(); err != nil {
-				t.Errorf("reader Check: %v", err)
-			}
-			r.Close()
-			if err := ix.CloseClean(storageA); err != nil {
-				t.Fatal(err)
-			}
-			expectStart(t, cfg, m, Warm, ReasonNone, "")
-		})
+	for _, b := range []backend{bSysV, bDir} {
+		for _, c := range fenceCases() {
+			t.Run(string(b)+"/"+c.name, func(t *testing.T) { fencedCase(t, b, c) })
+		}
 	}
+}
+
+// fencedCase runs one case of TestStoppedWriterFenced on backend b.
+func fencedCase(t *testing.T, b backend, c fenceCase) {
+	ix, m, got := runFenceCase(t, b, c, false)
+	if got != "lease-lost" {
+		t.Errorf("the stopped writer reported %q, want lease-lost", got)
+	}
+	verify(t, ix, m, false)
+	// A reader attaches every stage by its key: the new writer's
+	// stage 1, not one the stopped writer made in its place.
+	cfg := ix.v.cfg
+	r, err := OpenReader(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, g := range m {
+		rec, ok, err := r.Get(digestOf(k))
+		if err != nil || !ok || rec != recordOf(k, g, false) {
+			t.Fatalf("reader: key %d: %+v %v %v, want generation %d", k, rec, ok, err, g)
+		}
+	}
+	if err := r.Check(); err != nil {
+		t.Errorf("reader Check: %v", err)
+	}
+	r.Close()
+	if err := ix.CloseClean(storageA); err != nil {
+		t.Fatal(err)
+	}
+	expectStart(t, cfg, m, Warm, ReasonNone, "")
 }
 
 // TestStoppedWriterUnfenced is the negative control: the same scenario
@@ -246,7 +257,7 @@ func TestStoppedWriterUnfenced(t *testing.T) {
 		{"stage/create", "insert", zombieKey, 64, FailStageCreate, Cold},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ix, m, got := runFenceCase(t, c, true)
+			ix, m, got := runFenceCase(t, bSysV, c, true)
 			t.Logf("the stopped writer reported %q", got)
 			if c.fp == FailStageCreate {
 				r, err := OpenReader(context.Background(), ix.v.cfg)
