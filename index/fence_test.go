@@ -106,32 +106,39 @@ type fenceCase struct {
 	stable uint64 // records before: 64 fills stage 0, so an insert adds stage 1
 	fp     string // failpoint armed to stop (first hit)
 	mode   Mode   // the new writer's start
+	// idle: the stopped writer is continued (and exits) before the new
+	// writer writes anything, so only its stamp at Open fences it.
+	idle bool
 }
 
 func fenceCases() []fenceCase {
 	const full, room = 64, 60
 	return []fenceCase{
 		// Insert of a new key, every step.
-		{"insert/gate", "insert", zombieKey, room, FailGate, Warm},
-		{"insert/gate-cas", "insert", zombieKey, room, lease.FailBeforeFencedCAS, Warm},
-		{"insert/marked-dirty", "insert", zombieKey, room, FailMarkedDirty, Cold},
-		{"insert/alloc", "insert", zombieKey, room, FailInsertAlloc, Cold},
-		{"insert/mid", "insert", zombieKey, room, FailInsertMid, Cold},
-		{"insert/done", "insert", zombieKey, room, FailInsertDone, Cold},
+		{"insert/gate", "insert", zombieKey, room, FailGate, Warm, false},
+		{"insert/gate-cas", "insert", zombieKey, room, lease.FailBeforeFencedCAS, Warm, false},
+		{"insert/marked-dirty", "insert", zombieKey, room, FailMarkedDirty, Cold, false},
+		{"insert/alloc", "insert", zombieKey, room, FailInsertAlloc, Cold, false},
+		{"insert/mid", "insert", zombieKey, room, FailInsertMid, Cold, false},
+		{"insert/done", "insert", zombieKey, room, FailInsertDone, Cold, false},
 		// Delete, every step.
-		{"delete/gate", "delete", 7, room, FailGate, Warm},
-		{"delete/gate-cas", "delete", 7, room, lease.FailBeforeFencedCAS, Warm},
-		{"delete/mid", "delete", 7, room, FailDeleteMid, Cold},
-		{"delete/done", "delete", 7, room, FailDeleteDone, Cold},
+		{"delete/gate", "delete", 7, room, FailGate, Warm, false},
+		{"delete/gate-cas", "delete", 7, room, lease.FailBeforeFencedCAS, Warm, false},
+		{"delete/mid", "delete", 7, room, FailDeleteMid, Cold, false},
+		{"delete/done", "delete", 7, room, FailDeleteDone, Cold, false},
 		// An update in place.
-		{"update/gate-cas", "update", 8, room, lease.FailBeforeFencedCAS, Warm},
+		{"update/gate-cas", "update", 8, room, lease.FailBeforeFencedCAS, Warm, false},
 		// An insert that adds stage 1, before and after its segment exists.
-		{"stage/gate", "insert", zombieKey, full, FailGate, Warm},
-		{"stage/create", "insert", zombieKey, full, FailStageCreate, Cold},
-		{"stage/created", "insert", zombieKey, full, FailStageCreated, Cold},
+		{"stage/gate", "insert", zombieKey, full, FailGate, Warm, false},
+		{"stage/create", "insert", zombieKey, full, FailStageCreate, Cold, false},
+		{"stage/created", "insert", zombieKey, full, FailStageCreated, Cold, false},
 		// A clean close, before and after the gate moved to closing.
-		{"close/gate-cas", "close", 0, room, lease.FailBeforeFencedCAS, Warm},
-		{"close/closing", "close", 0, room, FailCloseClosing, Cold},
+		{"close/gate-cas", "close", 0, room, lease.FailBeforeFencedCAS, Warm, false},
+		{"close/closing", "close", 0, room, FailCloseClosing, Cold, false},
+		// Continued before the new writer's first write.
+		{"idle/insert/gate", "insert", zombieKey, room, FailGate, Warm, true},
+		{"idle/delete/gate-cas", "delete", 7, room, lease.FailBeforeFencedCAS, Warm, true},
+		{"idle/close/gate-cas", "close", 0, room, lease.FailBeforeFencedCAS, Warm, true},
 	}
 }
 
@@ -174,7 +181,9 @@ func runFenceCase(t *testing.T, b backend, c fenceCase, noFence bool) (*Index, m
 	if info.Mode != c.mode {
 		t.Fatalf("new writer started %v (%v), want %v", info.Mode, info.Reason, c.mode)
 	}
-	newWriterWrites(t, ix, m)
+	if !c.idle {
+		newWriterWrites(t, ix, m)
+	}
 	if err := g.Cont(0); err != nil {
 		t.Fatal(err)
 	}
@@ -185,6 +194,9 @@ func runFenceCase(t *testing.T, b backend, c fenceCase, noFence bool) (*Index, m
 	var got string
 	if err := res[0].Decode(&got); err != nil {
 		t.Fatal(err)
+	}
+	if c.idle {
+		newWriterWrites(t, ix, m)
 	}
 	return ix, m, got
 }
@@ -252,9 +264,9 @@ func TestStoppedWriterUnfenced(t *testing.T) {
 		t.Skip("SysV memory: the race detector cannot see it")
 	}
 	for _, c := range []fenceCase{
-		{"insert/gate", "insert", zombieKey, 60, FailGate, Warm},
-		{"delete/gate", "delete", 7, 60, FailGate, Warm},
-		{"stage/create", "insert", zombieKey, 64, FailStageCreate, Cold},
+		{"insert/gate", "insert", zombieKey, 60, FailGate, Warm, false},
+		{"delete/gate", "delete", 7, 60, FailGate, Warm, false},
+		{"stage/create", "insert", zombieKey, 64, FailStageCreate, Cold, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ix, m, got := runFenceCase(t, bSysV, c, true)
