@@ -409,6 +409,41 @@ func TestCleanStopRestartsWarm(t *testing.T) {
 	p.expectStart(t, "cold", "forced")
 	m.check(t, p.client())
 	p.stop(t)
+
+	// Another partition-tree-sprigs: cold, naming both values.
+	p = in.mustStart("", "-sprigs", "32")
+	p.expectStart(t, "cold", "fingerprint changed: partition-tree-sprigs 16 doesn't match config 32")
+	m.check(t, p.client())
+	p.stop(t)
+}
+
+// TestLogWrittenWithoutTheIndexRestartsCold: records appended to the log
+// while no server ran (kvstore -load) change the log's identity, so the
+// saved index is not trusted and the rebuild picks them up.
+func TestLogWrittenWithoutTheIndexRestartsCold(t *testing.T) {
+	in := newInstance(t)
+	m := newModel()
+	p := in.mustStart("")
+	if err := workload(m, p.client(), "k", 23, 100); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+	load := exec.Command(kvstoreBin, in.args("-load", "500")...)
+	if out, err := load.CombinedOutput(); err != nil {
+		t.Fatalf("-load: %v: %s", err, out)
+	}
+	p = in.mustStart("")
+	p.expectStart(t, "cold", "storage changed")
+	m.check(t, p.client())
+	for _, path := range []string{"/test/demo/" + LoadKey(0), "/test/demo/" + LoadKey(499), "/cnt/demo/" + LoadKey(7)} {
+		if code, body, err := p.client().do(http.MethodGet, path, ""); err != nil || code != 200 {
+			t.Fatalf("GET %s of a loaded record: %d %s %v", path, code, body, err)
+		}
+	}
+	if _, body, _ := p.client().do(http.MethodGet, "/cnt/demo/"+LoadKey(7), ""); strings.TrimSpace(body) != `{"value":7}` {
+		t.Fatalf("loaded data-in-index record: %s", body)
+	}
+	p.stop(t)
 }
 
 // TestKilledAtFailpoints kills the server at each named point of a write
