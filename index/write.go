@@ -46,7 +46,9 @@ const (
 )
 
 // writable checks that the index may be written: open, still holding its
-// lease. It invalidates the clean marker on the first mutation.
+// lease. On the first mutation after a warm attach it passes the writer
+// gate (a fenced CAS: ErrLeaseLost if another writer has attached since)
+// and then invalidates the clean marker.
 func (ix *Index) writable() error {
 	if ix.v.closed.Load() {
 		return fmt.Errorf("index: write: %w", ErrClosed)
