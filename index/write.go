@@ -650,7 +650,12 @@ func (ix *Index) replaced() error {
 	if ix.v.cfg.noFence {
 		return nil
 	}
-	if gone, err := ix.v.main.Removed(); gone || err != nil {
+	gone, err := ix.v.main.Removed()
+	if err != nil {
+		ix.lost.Store(true)
+		return fmt.Errorf("index: %w: cannot tell whether another writer discarded the index: %w", ErrLeaseLost, err)
+	}
+	if gone {
 		ix.lost.Store(true)
 		return fmt.Errorf("index: %w: the index was discarded by another writer's cold start (this one was paused past Config.LeaseThreshold); stop this one", ErrLeaseLost)
 	}
