@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shmkit/shmkit/arena"
 )
 
 // Bench names and metric kinds of RestartBench.
@@ -45,10 +47,13 @@ type RestartConfig struct {
 	// with `go build` (shmbench run from the source tree).
 	Binary string
 	// Dir is where the logs are written (default: a temporary directory
-	// under os.TempDir(), removed afterwards). The index segments are
-	// files in a temporary directory under /dev/shm (tmpfs: the same
-	// memory SysV segments use), also removed afterwards.
+	// under os.TempDir(), removed afterwards).
 	Dir string
+	// FileSegments keeps the index as files in a temporary directory
+	// under /dev/shm (kvstore -shm-dir) instead of SysV segments (the
+	// server's default store; here at free keys of the test class,
+	// kvstore -sysv-base). Either is removed afterwards.
+	FileSegments bool
 	// Stderr receives progress lines (nil: none).
 	Stderr io.Writer
 }
@@ -138,12 +143,24 @@ func restartSize(ctx context.Context, cfg RestartConfig, bin string, n int, prog
 		return nil, err
 	}
 	defer os.RemoveAll(dataDir)
-	shmDir, err := os.MkdirTemp("/dev/shm", "shmbench-restart-")
-	if err != nil {
-		return nil, fmt.Errorf("%w: index directory on /dev/shm: %v", ErrKVStore, err)
+	args := []string{"-dir", dataDir, "-ns", "test", "-addr", "127.0.0.1:0", "-defrag-interval", "0"}
+	store := "SysV segments"
+	if cfg.FileSegments {
+		shmDir, err := os.MkdirTemp("/dev/shm", "shmbench-restart-")
+		if err != nil {
+			return nil, fmt.Errorf("%w: index directory on /dev/shm: %v", ErrKVStore, err)
+		}
+		defer os.RemoveAll(shmDir)
+		args = append(args, "-shm-dir", shmDir)
+		store = "files on /dev/shm"
+	} else {
+		base, err := freeIndexBase("restart")
+		if err != nil {
+			return nil, err
+		}
+		defer removeIndexBlocks(base)
+		args = append(args, "-sysv-base", strconv.FormatUint(uint64(base), 10))
 	}
-	defer os.RemoveAll(shmDir)
-	args := []string{"-dir", dataDir, "-shm-dir", shmDir, "-ns", "test", "-addr", "127.0.0.1:0", "-defrag-interval", "0"}
 
 	t := time.Now()
 	load := exec.CommandContext(ctx, bin, append(args, "-load", strconv.Itoa(n))...)
@@ -183,7 +200,7 @@ func restartSize(ctx context.Context, cfg RestartConfig, bin string, n int, prog
 	trials := fmt.Sprintf("median of %d; exec until the first GET is answered", cfg.Trials)
 	return []Result{
 		Result{Bench: BenchRestart, Metric: RecordsMetric(KindWarm, n), Value: w, Unit: "ms",
-			Detail: "index reattached from /dev/shm after a clean stop; " + trials}.
+			Detail: "index reattached from " + store + " after a clean stop; " + trials}.
 			WithBaseline("cold", c).WithBaselineDetail("-coldstart: index discarded and rebuilt from the page-cached log"),
 		Result{Bench: BenchRestart, Metric: RecordsMetric(KindCold, n), Value: c, Unit: "ms",
 			Detail: "-coldstart: discard, scan the page-cached log into a new index; " + trials},
@@ -318,4 +335,16 @@ func RestartPlot(rs []Result) (Plot, bool) {
 		series(KindCold, "cold: index rebuilt from the page-cached log"),
 		series(KindWarmChecked, "warm with full check of the arenas (-check)"),
 		series(KindWarm, "warm: index reattached from shared memory"))
+}
+
+// restartBlocks is how many index blocks (main segment and stages) the
+// benchmark removes afterwards: the ones freeIndexBase found free.
+const restartBlocks = 64
+
+// removeIndexBlocks removes every segment of the index at base.
+func removeIndexBlocks(base arena.Key) {
+	for b := range restartBlocks {
+		removeSegment(base | arena.Key(b))
+	}
+	arena.SweepLockFiles()
 }
