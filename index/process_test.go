@@ -19,8 +19,9 @@ import (
 
 func TestMain(m *testing.M) {
 	harness.Dispatch(harness.Registry{
-		"reader": readerWorkload,
-		"writer": writerWorkload,
+		"reader":      readerWorkload,
+		"writer":      writerWorkload,
+		"load-reader": loadReaderWorkload,
 	})
 	os.Exit(m.Run())
 }

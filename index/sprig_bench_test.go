@@ -412,3 +412,65 @@ func BenchmarkPutInsert(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoad measures the bulk build of a cold rebuild (Builder.Add of
+// every record, then Finish) against BenchmarkPutInsert's per-record path,
+// on the same records (1M, heap segments), reporting records/s.
+func BenchmarkLoad(b *testing.B) {
+	if raceEnabled {
+		b.Skip("race detector")
+	}
+	const n = 1 << 20
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = recordOf(uint64(i), 1, false)
+	}
+	open := func(b *testing.B) *Index {
+		cfg := testConfig(b, bHeap)
+		cfg.Sprigs, cfg.StageEntries = 256, 1<<20
+		ix, _, err := Open(context.Background(), cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return ix
+	}
+	b.Run("Load", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			ix := open(b)
+			b.StartTimer()
+			bl, err := ix.NewBuilder(BuildOptions{SizeHint: n})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range recs {
+				if err := bl.Add(0, recs[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := bl.Finish(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			ix.Close()
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("PutInsert", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			ix := open(b)
+			b.StartTimer()
+			for i := range recs {
+				if err := ix.Put(recs[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			ix.Close()
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+}

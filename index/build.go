@@ -1,0 +1,570 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+	"runtime"
+	"slices"
+	"sync"
+)
+
+// ErrNotEmpty: a bulk build (Builder, Load) was asked of an index that
+// has held entries: it only fills an empty index, as a cold rebuild has.
+var ErrNotEmpty = errors.New("index not empty")
+
+// ErrBuilderDone: the Builder's Finish was already called.
+var ErrBuilderDone = errors.New("builder already finished")
+
+// FailBuildMid is the failpoint of a bulk build (Builder.Finish) after it
+// has published about half of the sprigs, the partition statistics and
+// the live count not yet written.
+const FailBuildMid = "index.build.mid"
+
+// maxBuildItems bounds the records one Builder collects: its permutation
+// holds 32-bit item numbers.
+const maxBuildItems = 1<<32 - 1
+
+// Words of a builder item (process memory, not shared): the entry's
+// payload words 0–5 as an entry holds them, the caller's order key, and
+// the entry flags with the delete-marker bit.
+const (
+	iPayload  = 0 // words 0–5: wDigest0 … wValue
+	iSeq      = 6
+	iFlags    = 7
+	itemWords = 8
+
+	// itemDelete marks a Builder.Delete item (it never becomes an entry).
+	itemDelete = 1 << 8
+)
+
+var _ [itemWords - 8]struct{}
+var _ [iSeq - wLeft]struct{} // the payload words end where an entry's links begin
+
+// item is one Add or Delete, in process memory.
+type item [itemWords]uint64
+
+// BuildOptions configure a Builder.
+type BuildOptions struct {
+	// SizeHint is the number of records expected (preallocation only).
+	SizeHint int
+	// Superseded, if set, is called during Finish for every record given
+	// to Add that is not in the built index: a later record of its digest
+	// (larger order key, or equal key and added later) replaced it, or a
+	// Delete removed it. A storage that counts live bytes releases these
+	// (kvstore: storage.Release). Calls are made one at a time from
+	// Finish, in no particular order, before Finish writes anything to
+	// shared memory (so also when Finish then fails, e.g. ErrNotEmpty or
+	// ErrFull: the rebuild fails and the storage's accounting with it);
+	// the function must not call the index.
+	Superseded func(Record)
+}
+
+// BuildStats says what a bulk build did.
+type BuildStats struct {
+	Given      uint64 // Add and Delete calls
+	Entries    uint64 // entries in the built index
+	Tombstones uint64 // of those, tombstone entries
+	Superseded uint64 // Add records not in the index (Superseded calls)
+	Deleted    uint64 // digests whose winner was a Delete (no entry)
+}
+
+// Builder fills an empty index in one pass: the bulk path of a cold
+// rebuild (see "Bulk build" in the package documentation). It collects
+// records in process memory (Add, Delete), then Finish sorts them by
+// partition, sprig and digest, keeps one winner per digest, lays each
+// sprig's entries out contiguously, builds each sprig's AVL tree
+// bottom-up, perfectly balanced, and publishes the sprigs. A Builder is
+// used by one goroutine.
+type Builder struct {
+	ix    *Index
+	opts  BuildOptions
+	items []item
+	keys  []pair // each item's sort key and number, in add order
+	done  bool
+	// pause, if set, is called (tests) once about half of the sprigs of
+	// the first publishing worker are published.
+	pause func()
+}
+
+// NewBuilder returns a Builder for ix, which must be empty (no entry ever
+// handed out: a fresh index, as in a cold rebuild): ErrNotEmpty otherwise.
+// Nothing is written to shared memory before Finish.
+func (ix *Index) NewBuilder(opts BuildOptions) (*Builder, error) {
+	if ix.v.closed.Load() {
+		return nil, fmt.Errorf("index: bulk build: %w", ErrClosed)
+	}
+	if err := ix.checkEmpty(); err != nil {
+		return nil, err
+	}
+	b := &Builder{ix: ix, opts: opts}
+	if opts.SizeHint > 0 {
+		n := min(opts.SizeHint, maxBuildItems)
+		b.items = make([]item, 0, n)
+		b.keys = make([]pair, 0, n)
+	}
+	return b, nil
+}
+
+// checkEmpty fails with ErrNotEmpty unless no entry was ever handed out.
+func (ix *Index) checkEmpty() error {
+	m := ix.v.meta
+	if next, live, free := m.Load(mNext), m.Load(mLive), m.Load(mFreeCount); next != 0 || live != 0 || free != 0 {
+		return fmt.Errorf("index: bulk build: %d entries handed out (%d live, %d free): %w; a bulk build fills only a fresh index (a cold rebuild), use Put otherwise",
+			next, live, free, ErrNotEmpty)
+	}
+	return nil
+}
+
+// Len returns the number of Add and Delete calls so far.
+func (b *Builder) Len() int { return len(b.items) }
+
+// Add gives the builder record r with order key seq. Of all the records
+// and deletes of one digest, the one with the largest seq wins; among
+// equal keys, the one given last (so a caller that feeds records in log
+// order can pass 0 throughout). r.Tombstone keeps a tombstone entry, as
+// Put of a tombstone does. A record that does not fit the index's
+// configuration is refused with ErrRecord (and not added).
+func (b *Builder) Add(seq uint64, r Record) error {
+	if err := b.usable(); err != nil {
+		return err
+	}
+	if err := b.ix.checkRecord(&r); err != nil {
+		return err
+	}
+	payload, flags := encodeRecord(&r, b.ix.v.cfg.DataInIndex)
+	b.items = append(b.items, item{payload[0], payload[1], payload[2], payload[3], payload[4], payload[5], seq, flags})
+	b.keys = append(b.keys, pair{key: payload[wDigest0], i: uint32(len(b.items) - 1)})
+	return nil
+}
+
+// Delete gives the builder a delete of d with order key seq: if it wins
+// (see Add), d has no entry, as after Delete(d).
+func (b *Builder) Delete(seq uint64, d Digest) error {
+	if err := b.usable(); err != nil {
+		return err
+	}
+	w0, w1, w2 := d.words()
+	b.items = append(b.items, item{w0, w1, w2, 0, 0, 0, seq, itemDelete})
+	b.keys = append(b.keys, pair{key: w0, i: uint32(len(b.items) - 1), del: true})
+	return nil
+}
+
+func (b *Builder) usable() error {
+	if b.done {
+		return fmt.Errorf("index: bulk build: %w", ErrBuilderDone)
+	}
+	if len(b.items) >= maxBuildItems {
+		return fmt.Errorf("index: bulk build: more than %d records in one builder: %w", maxBuildItems, ErrFull)
+	}
+	return nil
+}
+
+// keyPartition returns the partition of a digest from its word 0 (byte 0
+// and the low nibble of byte 1, as Digest.Partition).
+func keyPartition(w0 uint64) uint64 { return w0>>56 | (w0>>48&0xf)<<8 }
+
+// keySprigBits returns Digest.sprigBits from word 0.
+func keySprigBits(w0 uint64) uint64 { return (w0>>52&0xf)<<24 | w0>>24&0xffffff }
+
+// pair is an item's sort key (digest word 0), its number and whether it
+// is a Delete, so that sorting and resolving touch the items themselves
+// only to compare digests whose word 0 is equal.
+type pair struct {
+	key uint64
+	i   uint32
+	del bool
+}
+
+// sprigRun is a sprig's share of the winners: sprig record sp, n
+// entries.
+type sprigRun struct {
+	sp, n uint32
+}
+
+// Finish builds the index from the records given and publishes it. It
+// fails with ErrNotEmpty if the index got entries since NewBuilder,
+// ErrFull if the winners do not fit 256 stages, ErrBuilderDone on a
+// second call, ErrLeaseLost or ErrClosed as Put does. The context is
+// checked until the first write to shared memory; from then on Finish
+// runs to the end (a build cut short would leave an index that is
+// neither empty nor complete). The Builder's memory is released.
+func (b *Builder) Finish(ctx context.Context) (BuildStats, error) {
+	if b.done {
+		return BuildStats{}, fmt.Errorf("index: bulk build: %w", ErrBuilderDone)
+	}
+	b.done = true
+	defer func() { b.items, b.keys = nil, nil }()
+	st := BuildStats{Given: uint64(len(b.items))}
+	if err := ctx.Err(); err != nil {
+		return st, fmt.Errorf("index: bulk build: %w", err)
+	}
+	pairs, parts := b.sortByPartition()
+	b.keys = nil
+	if err := ctx.Err(); err != nil {
+		return st, fmt.Errorf("index: bulk build: %w", err)
+	}
+	runs := b.resolve(pairs, parts, &st)
+	pairs = pairs[:st.Entries]
+	if err := ctx.Err(); err != nil {
+		return st, fmt.Errorf("index: bulk build: %w", err)
+	}
+	if err := b.ix.publishBuild(b, pairs, runs, &st); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// sortByPartition returns the items' pairs ordered by partition (a
+// counting sort: stable, so add order is kept within a partition) and the
+// end of each partition's run.
+func (b *Builder) sortByPartition() ([]pair, *[Partitions]uint32) {
+	var ends [Partitions]uint32
+	for _, k := range b.keys {
+		ends[keyPartition(k.key)]++
+	}
+	var sum uint32
+	for p, c := range ends {
+		ends[p] = sum
+		sum += c
+	}
+	pairs := make([]pair, len(b.keys))
+	for _, k := range b.keys {
+		p := keyPartition(k.key)
+		pairs[ends[p]] = k
+		ends[p]++
+	}
+	return pairs, &ends
+}
+
+// cmpPairs orders pairs by digest, then order key, then add order (the
+// item number).
+func (b *Builder) cmpPairs(x, y pair) int {
+	if x.key != y.key {
+		if x.key < y.key {
+			return -1
+		}
+		return 1
+	}
+	a, c := &b.items[x.i], &b.items[y.i]
+	switch {
+	case a[wDigest1] != c[wDigest1]:
+		return cmpU(a[wDigest1], c[wDigest1])
+	case (a[wDigest2]^c[wDigest2])&^0xffffffff != 0:
+		return cmpU(a[wDigest2]&^0xffffffff, c[wDigest2]&^0xffffffff)
+	case a[iSeq] != c[iSeq]:
+		return cmpU(a[iSeq], c[iSeq])
+	}
+	return cmpU(uint64(x.i), uint64(y.i))
+}
+
+func cmpU(a, b uint64) int {
+	if a < b {
+		return -1
+	}
+	return 1
+}
+
+func (b *Builder) sameDigest(x, y pair) bool {
+	if x.key != y.key {
+		return false
+	}
+	a, c := &b.items[x.i], &b.items[y.i]
+	return a[wDigest1] == c[wDigest1] && (a[wDigest2]^c[wDigest2])&^0xffffffff == 0
+}
+
+// insertionMax is the run length up to which a sprig's run is sorted by
+// insertion (most runs hold a handful of records).
+const insertionMax = 24
+
+// resolve orders each partition's run by sprig (a counting sort on the
+// sprig bits) and each sprig's by digest, keeps the winner of each digest
+// (the last in order key, then add order), drops Delete winners and packs
+// the winners to the front of pairs, sprig after sprig, so that winner j
+// becomes entry j. It returns the non-empty sprigs in that order.
+func (b *Builder) resolve(pairs []pair, ends *[Partitions]uint32, st *BuildStats) []sprigRun {
+	sprigs := uint32(b.ix.v.cfg.Sprigs)
+	shift := b.ix.v.shift
+	cnt := make([]uint32, sprigs+1)
+	var tmp []pair
+	var runs []sprigRun
+	var out, start uint32
+	for p, end := range ends {
+		part := pairs[start:end]
+		start = end
+		if len(part) == 0 {
+			continue
+		}
+		// Counting sort by sprig into tmp (stable).
+		clear(cnt)
+		for _, x := range part {
+			cnt[keySprigBits(x.key)>>shift+1]++
+		}
+		for s := uint32(1); s <= sprigs; s++ {
+			cnt[s] += cnt[s-1]
+		}
+		tmp = slices.Grow(tmp[:0], len(part))[:len(part)]
+		for _, x := range part {
+			s := keySprigBits(x.key) >> shift
+			tmp[cnt[s]] = x
+			cnt[s]++
+		}
+		// cnt[s] is now the end of sprig s in tmp.
+		var s0 uint32
+		for s := uint32(0); s < sprigs; s++ {
+			run := tmp[s0:cnt[s]]
+			s0 = cnt[s]
+			if len(run) == 0 {
+				continue
+			}
+			if len(run) <= insertionMax {
+				for i := 1; i < len(run); i++ {
+					for j := i; j > 0 && b.cmpPairs(run[j], run[j-1]) < 0; j-- {
+						run[j], run[j-1] = run[j-1], run[j]
+					}
+				}
+			} else {
+				slices.SortFunc(run, b.cmpPairs)
+			}
+			first := out
+			for i, x := range run {
+				if i+1 < len(run) && b.sameDigest(x, run[i+1]) {
+					b.lost(x.i, st)
+					continue
+				}
+				if x.del {
+					st.Deleted++
+					continue
+				}
+				pairs[out] = x // out ≤ the start of this partition: already copied to tmp
+				out++
+			}
+			if out > first {
+				runs = append(runs, sprigRun{sp: uint32(p)*sprigs + s, n: out - first})
+			}
+		}
+	}
+	st.Entries = uint64(out)
+	return runs
+}
+
+// lost accounts for an item that lost to a later one of its digest.
+func (b *Builder) lost(x uint32, st *BuildStats) {
+	it := &b.items[x]
+	if it[iFlags]&itemDelete != 0 {
+		return
+	}
+	st.Superseded++
+	if b.opts.Superseded != nil {
+		var e entry
+		copy(e[:wLeft], it[iPayload:iSeq])
+		e[wLeft] = it[iFlags] << flagShift
+		b.opts.Superseded(e.record())
+	}
+}
+
+// publishBuild writes the winners (pairs, packed sprig after sprig, runs
+// their sprigs) as entries 0…len(pairs)-1 and publishes each sprig under
+// its version, then the statistics. The sprigs are split between up to
+// GOMAXPROCS workers by entries; each publishes its sprigs in order.
+func (ix *Index) publishBuild(b *Builder, pairs []pair, runs []sprigRun, st *BuildStats) error {
+	ix.gate.RLock()
+	defer ix.gate.RUnlock()
+	if err := ix.writable(); err != nil {
+		return err
+	}
+	// Every sprig lock, then the allocator: no Put or Delete runs while
+	// the index is built (the order of update: sprig lock, then allocMu).
+	for i := range ix.locks {
+		ix.locks[i].Lock()
+	}
+	defer func() {
+		for i := range ix.locks {
+			ix.locks[i].Unlock()
+		}
+	}()
+	ix.allocMu.Lock()
+	defer ix.allocMu.Unlock()
+	if err := ix.checkEmpty(); err != nil {
+		return err
+	}
+	total := uint64(len(pairs))
+	se := ix.v.stageElems
+	need := max(1, (total+se-1)/se)
+	if total > MaxCapacity || need > MaxStages {
+		return fmt.Errorf("index: bulk build: %d entries need %d stages of %d, more than %d: %w (use larger stages: Config.StageEntries)",
+			total, need, se, MaxStages, ErrFull)
+	}
+	m := ix.v.meta
+	for k := m.Load(mStages); k < need; k++ {
+		if err := ix.addStage(int(k)); err != nil {
+			return fmt.Errorf("index: bulk build: %w", err)
+		}
+	}
+	// Every entry written from here on is handed out (as alloc does
+	// before it fills an entry); none is reachable before its sprig's
+	// root is published.
+	m.Store(mNext, total)
+
+	workers := min(runtime.GOMAXPROCS(0), maxBuildWorkers)
+	if total < minParallelBuild {
+		workers = 1
+	}
+	ws := make([]buildWorker, workers)
+	// Split runs at about total/workers entries each.
+	var pos uint64
+	r0 := 0
+	for w := range ws {
+		goal := total * uint64(w+1) / uint64(workers)
+		r1 := r0
+		start := pos
+		for r1 < len(runs) && (pos < goal || w == workers-1) {
+			pos += uint64(runs[r1].n)
+			r1++
+		}
+		ws[w] = buildWorker{b: b, ix: ix, pairs: pairs, runs: runs[r0:r1], base: start}
+		r0 = r1
+	}
+	ws[0].pause = true
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Go(ws[w].publish)
+	}
+	ws[0].publish()
+	wg.Wait()
+	var parts [Partitions][3]uint64 // count, bytes, tombstones
+	for w := range ws {
+		for p := range parts {
+			parts[p][0] += ws[w].parts[p][0]
+			parts[p][1] += ws[w].parts[p][1]
+			parts[p][2] += ws[w].parts[p][2]
+		}
+	}
+	for p := range parts {
+		if parts[p][0] == 0 {
+			continue
+		}
+		pb := uint64(p) * partWords
+		ix.v.parts.Store(pb+pCount, parts[p][0])
+		ix.v.parts.Store(pb+pBytes, parts[p][1])
+		ix.v.parts.Store(pb+pTombstones, parts[p][2])
+		st.Tombstones += parts[p][2]
+	}
+	m.Store(mLive, total)
+	return nil
+}
+
+// Parallelism of publishBuild.
+const (
+	maxBuildWorkers  = 8
+	minParallelBuild = 1 << 14 // entries below which one worker builds
+)
+
+// buildWorker publishes a run of sprigs.
+type buildWorker struct {
+	b      *Builder
+	ix     *Index
+	pairs  []pair
+	runs   []sprigRun
+	base   uint64 // entry (linear position) of runs[0]'s first winner
+	pause  bool   // hit FailBuildMid and b.pause halfway
+	parts  [Partitions][3]uint64
+	buf    []item // the items of entries bufPos…, in entry order
+	bufPos uint64
+	// the sprig being built: its first entry, bytes and tombstones
+	first       uint64
+	bytes, tomb uint64
+}
+
+func (w *buildWorker) publish() {
+	ix := w.ix
+	sprigs := uint64(ix.v.cfg.Sprigs)
+	pos := w.base
+	for r0 := 0; r0 < len(w.runs); {
+		// Copy the items of the next runs (at least gatherBatch entries)
+		// into buf first: independent loads that overlap their cache
+		// misses, where loads between the entry stores (atomic, so
+		// fenced) would wait for each miss in turn.
+		r1, n := r0, uint64(0)
+		for r1 < len(w.runs) && n < gatherBatch {
+			n += uint64(w.runs[r1].n)
+			r1++
+		}
+		w.buf = slices.Grow(w.buf[:0], int(n))[:n]
+		for k, x := range w.pairs[pos : pos+n] {
+			w.buf[k] = w.b.items[x.i]
+		}
+		w.bufPos = pos
+		for r := r0; r < r1; r++ {
+			sr := w.runs[r]
+			if w.pause && r == len(w.runs)/2 {
+				ix.v.cfg.Failpoints.Hit(FailBuildMid)
+				if w.b.pause != nil {
+					w.b.pause()
+				}
+			}
+			w.first, w.bytes, w.tomb = pos, 0, 0
+			root := w.build(0, int(sr.n))
+			base := uint64(sr.sp) * sprigWords
+			ix.bump(base)
+			ix.v.sprigs.Store(base+sRoot, uint64(root))
+			ix.v.sprigs.Store(base+sCount, uint64(sr.n))
+			ix.bump(base)
+			p := uint64(sr.sp) / sprigs
+			w.parts[p][0] += uint64(sr.n)
+			w.parts[p][1] += w.bytes
+			w.parts[p][2] += w.tomb
+			pos += uint64(sr.n)
+		}
+		r0 = r1
+	}
+}
+
+// gatherBatch is how many entries' items a build worker copies at once.
+const gatherBatch = 256
+
+// build writes the entries of run[lo:hi] as a perfectly balanced tree
+// (each root the middle element) and returns its root. A tree of n
+// entries built so has height bits.Len(n), and its two subtrees' sizes
+// differ by at most one, so their heights by at most one: an AVL tree.
+func (w *buildWorker) build(lo, hi int) Handle {
+	if lo >= hi {
+		return 0
+	}
+	mid := int(uint(lo+hi) >> 1)
+	l := w.build(lo, mid)
+	r := w.build(mid+1, hi)
+	it := &w.buf[w.first+uint64(mid)-w.bufPos]
+	h := handleAt(w.first+uint64(mid), w.ix.v.stageElems)
+	ws, i, _ := w.ix.v.entries(h) // the stage was added and published before the build
+	for k := uint64(0); k < wLeft; k++ {
+		ws.Store(i+k, it[iPayload+k])
+	}
+	ws.Store(i+wLeft, it[iFlags]<<flagShift|uint64(l))
+	ws.Store(i+wRight, uint64(bits.Len(uint(hi-lo)))<<heightShift|uint64(r))
+	w.bytes += uint64(uint32(it[wVoidSize]))
+	if it[iFlags]&flagTombstone != 0 {
+		w.tomb++
+	}
+	return h
+}
+
+// Load fills the empty index ix with recs in one bulk build (see
+// Builder): records of one digest given more than once leave the last
+// one given. It fails with ErrNotEmpty unless ix is empty and with
+// ErrRecord (naming the record) if a record does not fit the index's
+// configuration, before anything is written.
+func (ix *Index) Load(ctx context.Context, recs []Record) error {
+	b, err := ix.NewBuilder(BuildOptions{SizeHint: len(recs)})
+	if err != nil {
+		return err
+	}
+	for i := range recs {
+		if err := b.Add(0, recs[i]); err != nil {
+			return fmt.Errorf("index: load record %d: %w", i, err)
+		}
+	}
+	_, err = b.Finish(ctx)
+	return err
+}
