@@ -60,3 +60,70 @@ func Example() {
 	// true <nil> 2 4096 512 partition 513
 	// warm start with 1 record
 }
+
+// A cold rebuild gives every storage record to one Builder, in any order,
+// with the storage's sequence number as the order key (the largest wins),
+// a Delete for every delete marker, and releases the records that lost.
+func ExampleBuilder() {
+	dir, err := os.MkdirTemp("", "index-example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	cfg := index.Config{Store: index.Dir(dir), Sprigs: 16, StageEntries: 1 << 10, Logger: slog.New(slog.DiscardHandler)}
+
+	// What a log scan yields: (seq, record) or (seq, delete of a digest).
+	a, b := index.Digest{0x01, 0x02}, index.Digest{0x03, 0x04}
+	type logRecord struct {
+		seq    uint64
+		delete bool
+		rec    index.Record
+	}
+	log := []logRecord{
+		{seq: 1, rec: index.Record{Digest: a, Generation: 1, Offset: 100, Size: 10}},
+		{seq: 2, rec: index.Record{Digest: b, Generation: 1, Offset: 200, Size: 20}},
+		{seq: 3, rec: index.Record{Digest: a, Generation: 2, Offset: 300, Size: 10}},
+		{seq: 4, delete: true, rec: index.Record{Digest: b}},
+		{seq: 1, rec: index.Record{Digest: a, Generation: 1, Offset: 400, Size: 10}}, // a defragmenter's late copy
+	}
+	rebuild := func(ctx context.Context, ix *index.Index) error {
+		bl, err := ix.NewBuilder(index.BuildOptions{
+			SizeHint:   len(log),
+			Superseded: func(r index.Record) { fmt.Println("release offset", r.Offset) },
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range log {
+			if r.delete {
+				err = bl.Delete(r.seq, r.rec.Digest)
+			} else {
+				err = bl.Add(r.seq, r.rec)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		st, err := bl.Finish(ctx)
+		fmt.Printf("%d given, %d entries, %d superseded, %d deleted\n", st.Given, st.Entries, st.Superseded, st.Deleted)
+		return err
+	}
+	ix, _, err := index.Open(context.Background(), cfg, rebuild)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ix.Close()
+	rec, found, _ := ix.Get(a)
+	fmt.Println("a:", found, rec.Generation, rec.Offset)
+	_, found, _ = ix.Get(b)
+	fmt.Println("b:", found)
+	// Unordered output:
+	// release offset 100
+	// release offset 400
+	// release offset 200
+	// 5 given, 1 entries, 3 superseded, 1 deleted
+	// a: true 2 300
+	// b: false
+}

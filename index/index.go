@@ -122,9 +122,11 @@ type RestartInfo struct {
 	Rebuild  time.Duration // of that, time in the rebuild function (cold)
 }
 
-// RebuildFunc rebuilds a discarded index from storage, calling ix.Put for
-// every live record (kvstore: a scan of its log). It runs inside Open on a
-// cold start, with ix already the empty index's writer.
+// RebuildFunc rebuilds a discarded index from storage (kvstore: a scan of
+// its log), best with one bulk build (ix.NewBuilder: Add or Delete per
+// storage record, then Finish; see "Bulk build" in the package
+// documentation), or with ix.Put per live record. It runs inside Open on
+// a cold start, with ix already the empty index's writer.
 type RebuildFunc func(ctx context.Context, ix *Index) error
 
 // lockStripes bounds the writer's sprig locks: 8192 mutexes (64 KiB) stay
