@@ -143,14 +143,16 @@ func sameIndex(t testing.TB, a, b *Index, ops []buildOp) {
 func TestBuildMatchesPut(t *testing.T) {
 	for _, bk := range backends() {
 		for _, inline := range []bool{false, true} {
-			for _, size := range []struct{ keys, ops, sprigs int }{{1, 5, 1}, {300, 1000, 1}, {5000, 9000, 4}, {20000, 24000, 256}} {
+			// Stages sized for 4–6 stages at the larger sizes (at most
+			// testBlocks blocks under a SysV test base).
+			for _, size := range []struct{ keys, ops, sprigs, stage int }{{1, 5, 1, 64}, {300, 1000, 1, 64}, {5000, 9000, 4, 1024}, {20000, 24000, 256, 4096}} {
 				name := fmt.Sprintf("%s/inline=%v/%d-ops-%d-sprigs", bk, inline, size.ops, size.sprigs)
 				t.Run(name, func(t *testing.T) {
 					ops := randomOps(size.keys, size.ops, inline, uint64(size.ops))
 					cfg := testConfig(t, bk)
-					cfg.DataInIndex, cfg.Sprigs, cfg.StageEntries = inline, size.sprigs, 1024
+					cfg.DataInIndex, cfg.Sprigs, cfg.StageEntries = inline, size.sprigs, size.stage
 					cfgPut := testConfig(t, bHeap)
-					cfgPut.DataInIndex, cfgPut.Sprigs, cfgPut.StageEntries = inline, size.sprigs, 1024
+					cfgPut.DataInIndex, cfgPut.Sprigs, cfgPut.StageEntries = inline, size.sprigs, size.stage
 					var losers []Record
 					var built *Index
 					_, info := mustOpen(t, cfg, func(ctx context.Context, ix *Index) error {
@@ -163,6 +165,9 @@ func TestBuildMatchesPut(t *testing.T) {
 					})
 					if info.Mode != Cold || info.Records != built.Count() {
 						t.Errorf("Open: %+v", info)
+					}
+					if st := built.v.meta.Load(mStages); st > testBlocks || size.keys > 100 && st < 2 {
+						t.Fatalf("the build used %d stages: want several, at most %d", st, testBlocks)
 					}
 					byPut, _ := mustOpen(t, cfgPut, nil)
 					defer byPut.Close()
