@@ -778,7 +778,7 @@ func indexBenchSize(ctx context.Context, cfg IndexConfig, n int, seed uint64) (_
 		}
 		if v.skipped != "" {
 			// One row says why, not every figure of the page size.
-			rows = []Result{rows[0].WithSkipped(v.skipped)}
+			rows = []Result{r("Get, "+tag, idxGetDetail, 0, "ns/op").WithSkipped(v.skipped)}
 		}
 		out = append(out, rows...)
 	}
