@@ -654,3 +654,56 @@ func TestBuildReadersRaceHeap(t *testing.T) {
 	}
 	verify(t, ix, m, false)
 }
+
+// TestBuildKilled kills a writer process halfway through a bulk build
+// (FailBuildMid): the next start is cold (unclean) and rebuilds. Without
+// the kill the build's clean close makes the next start warm with every
+// key.
+func TestBuildKilled(t *testing.T) {
+	if raceEnabled {
+		t.Skip("SysV memory: the race detector cannot see it")
+	}
+	for _, kill := range []bool{true, false} {
+		t.Run(fmt.Sprintf("kill=%v", kill), func(t *testing.T) {
+			a := wArgs{Base: uint32(sysvBase(t)), Sprigs: 4, StageEntries: 4096, Stable: 20000, Mode: "build",
+				Storage: StorageID{UUID: [16]byte{7}, Committed: 20000}}
+			cfg := a.config(nil)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			spec := harness.Spec{Workload: "writer", N: 1, Args: a, Stderr: os.Stderr}
+			if kill {
+				spec.Failpoints = map[int]string{0: FailBuildMid + "=kill"}
+			}
+			g, err := harness.Start(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { g.Close() })
+			m := model{}
+			for k := range a.Stable {
+				m[k] = 1
+			}
+			if kill {
+				name, err := g.WaitFailpoint(ctx, 0)
+				if err != nil || name != FailBuildMid {
+					t.Fatalf("WaitFailpoint: %q %v", name, err)
+				}
+				if _, err := g.Wait(); err == nil {
+					t.Fatal("the writer exited normally; it should have been killed")
+				}
+				expectStart(t, cfg, m, Cold, ReasonUnclean, "not clean-shutdown")
+				return
+			}
+			res, err := g.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mode string
+			if err := res[0].Decode(&mode); err != nil || mode != "cold" {
+				t.Fatalf("writer's start: %q %v", mode, err)
+			}
+			cfg.Storage = a.Storage
+			expectStart(t, cfg, m, Warm, ReasonNone, "")
+		})
+	}
+}

@@ -238,14 +238,36 @@ func churn(ix *Index, a *wArgs, seed uint64, stop func(i int) bool) error {
 //	churn:        open, put the stable keys, churn until killed
 //	fill-clean:   open, put the stable keys, CloseClean(Storage)
 //	attach-exit:  open (the mode is the result) and exit without writing
+//	build:        open cold, bulk-build the stable keys, CloseClean(Storage)
 func writerWorkload(ctx context.Context, w *harness.Worker) (any, error) {
 	var a wArgs
 	if err := w.DecodeArgs(&a); err != nil {
 		return nil, err
 	}
-	ix, info, err := Open(ctx, a.config(w.Failpoints), nil)
+	var rebuild RebuildFunc
+	if a.Mode == "build" {
+		// A cold start that fills the index with the stable keys in one
+		// bulk build, then closes cleanly.
+		rebuild = func(ctx context.Context, ix *Index) error {
+			b, err := ix.NewBuilder(BuildOptions{SizeHint: int(a.Stable)})
+			if err != nil {
+				return err
+			}
+			for k := range a.Stable {
+				if err := b.Add(0, recordOf(k, 1, false)); err != nil {
+					return err
+				}
+			}
+			_, err = b.Finish(ctx)
+			return err
+		}
+	}
+	ix, info, err := Open(ctx, a.config(w.Failpoints), rebuild)
 	if err != nil {
 		return nil, err
+	}
+	if a.Mode == "build" {
+		return info.Mode.String(), ix.CloseClean(a.Storage)
 	}
 	if a.Mode == "attach-exit" {
 		// A start that fails before its first write: no Close at all.
