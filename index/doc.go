@@ -122,9 +122,13 @@
 // rebuild by Put tops out near 1–2M records/s. Builder (and Load, its
 // one-call form for a slice) does the same work in bulk:
 //
-//   - Add(seq, r) and Delete(seq, d) only append to process memory (64
-//     bytes per call, plus a 16-byte sort key).
-//   - Finish sorts by partition (a counting sort over 4096 buckets), then
+//   - Add(seq, r) and Delete(seq, d) only append to process memory: 64
+//     bytes per call, in 2 MiB chunks (a slice grown by append copied and
+//     faulted in its 64 MB about 200 ns a record at 1M records; chunks
+//     copy nothing, so the caller need not know the count).
+//   - Finish makes a 16-byte sort key per call (digest word 0, item
+//     number) and sorts the keys by partition (a counting sort over 4096
+//     buckets), then
 //     each partition by sprig (a counting sort on the sprig bits, which
 //     follow the partition bits in the digest) and each sprig by digest
 //     (insertion sort: a sprig holds a handful of records), comparing
