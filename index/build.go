@@ -156,7 +156,10 @@ func (b *Builder) Add(seq uint64, r Record) error {
 		return err
 	}
 	payload, flags := encodeRecord(&r, b.ix.v.cfg.DataInIndex)
-	b.push(item{payload[0], payload[1], payload[2], payload[3], payload[4], payload[5], seq, flags})
+	var it item
+	copy(it[iPayload:iSeq], payload[:])
+	it[iSeq], it[iFlags] = seq, flags
+	b.push(it)
 	return nil
 }
 
@@ -167,7 +170,10 @@ func (b *Builder) Delete(seq uint64, d Digest) error {
 		return err
 	}
 	w0, w1, w2 := d.words()
-	b.push(item{w0, w1, w2, 0, 0, 0, seq, itemDelete})
+	var it item
+	it[wDigest0], it[wDigest1], it[wDigest2] = w0, w1, w2
+	it[iSeq], it[iFlags] = seq, itemDelete
+	b.push(it)
 	return nil
 }
 
@@ -459,23 +465,23 @@ func (ix *Index) publishBuild(b *Builder, pairs []pair, runs []sprigRun, st *Bui
 	}
 	ws[0].publish()
 	wg.Wait()
-	var parts [Partitions][3]uint64 // count, bytes, tombstones
+	var parts [Partitions][partWords]uint64 // as the shared records
 	for w := range ws {
 		for p := range parts {
-			parts[p][0] += ws[w].parts[p][0]
-			parts[p][1] += ws[w].parts[p][1]
-			parts[p][2] += ws[w].parts[p][2]
+			for k := range partWords {
+				parts[p][k] += ws[w].parts[p][k]
+			}
 		}
 	}
 	for p := range parts {
-		if parts[p][0] == 0 {
+		if parts[p][pCount] == 0 {
 			continue
 		}
 		pb := uint64(p) * partWords
-		ix.v.parts.Store(pb+pCount, parts[p][0])
-		ix.v.parts.Store(pb+pBytes, parts[p][1])
-		ix.v.parts.Store(pb+pTombstones, parts[p][2])
-		st.Tombstones += parts[p][2]
+		ix.v.parts.Store(pb+pCount, parts[p][pCount])
+		ix.v.parts.Store(pb+pBytes, parts[p][pBytes])
+		ix.v.parts.Store(pb+pTombstones, parts[p][pTombstones])
+		st.Tombstones += parts[p][pTombstones]
 	}
 	m.Store(mLive, total)
 	return nil
@@ -493,10 +499,10 @@ type buildWorker struct {
 	ix     *Index
 	pairs  []pair
 	runs   []sprigRun
-	base   uint64 // entry (linear position) of runs[0]'s first winner
-	pause  bool   // hit FailBuildMid and b.pause halfway
-	parts  [Partitions][3]uint64
-	buf    []item // the items of entries bufPos…, in entry order
+	base   uint64                        // entry (linear position) of runs[0]'s first winner
+	pause  bool                          // hit FailBuildMid and b.pause halfway
+	parts  [Partitions][partWords]uint64 // statistics, as the shared records
+	buf    []item                        // the items of entries bufPos…, in entry order
 	bufPos uint64
 	// the sprig being built: its first entry, bytes and tombstones
 	first       uint64
@@ -538,9 +544,9 @@ func (w *buildWorker) publish() {
 			ix.v.sprigs.Store(base+sCount, uint64(sr.n))
 			ix.bump(base)
 			p := uint64(sr.sp) / sprigs
-			w.parts[p][0] += uint64(sr.n)
-			w.parts[p][1] += w.bytes
-			w.parts[p][2] += w.tomb
+			w.parts[p][pCount] += uint64(sr.n)
+			w.parts[p][pBytes] += w.bytes
+			w.parts[p][pTombstones] += w.tomb
 			pos += uint64(sr.n)
 		}
 		r0 = r1
