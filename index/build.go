@@ -2,7 +2,6 @@ package index
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/bits"
 	"runtime"
@@ -10,20 +9,13 @@ import (
 	"sync"
 )
 
-// ErrNotEmpty: a bulk build (Builder, Load) was asked of an index that
-// has held entries: it only fills an empty index, as a cold rebuild has.
-var ErrNotEmpty = errors.New("index not empty")
-
-// ErrBuilderDone: the Builder's Finish was already called.
-var ErrBuilderDone = errors.New("builder already finished")
-
 // FailBuildMid is the failpoint of a bulk build (Builder.Finish) after it
 // has published about half of the sprigs, the partition statistics and
 // the live count not yet written.
 const FailBuildMid = "index.build.mid"
 
-// maxBuildItems bounds the records one Builder collects: its permutation
-// holds 32-bit item numbers.
+// maxBuildItems bounds the records one Builder collects: its sort keys
+// hold 32-bit item numbers.
 const maxBuildItems = 1<<32 - 1
 
 // Words of a builder item (process memory, not shared): the entry's
@@ -96,6 +88,8 @@ type Builder struct {
 // handed out: a fresh index, as in a cold rebuild): ErrNotEmpty otherwise.
 // Nothing is written to shared memory before Finish.
 func (ix *Index) NewBuilder(opts BuildOptions) (*Builder, error) {
+	ix.gate.RLock() // Close waits: the meta stays mapped while it is read
+	defer ix.gate.RUnlock()
 	if ix.v.closed.Load() {
 		return nil, fmt.Errorf("index: bulk build: %w", ErrClosed)
 	}

@@ -711,3 +711,22 @@ func TestBuildKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildKeyBits checks the builder's partition and sprig arithmetic on
+// digest word 0 against Digest.Partition and sprigBits.
+func TestBuildKeyBits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 100000 {
+		var d Digest
+		for i := range d {
+			d[i] = byte(rng.Uint32())
+		}
+		w0, _, _ := d.words()
+		if got := keyPartition(w0); got != uint64(d.Partition()) {
+			t.Fatalf("%x: keyPartition %d, Partition %d", d[:5], got, d.Partition())
+		}
+		if got := keySprigBits(w0); got != uint64(d.sprigBits()) {
+			t.Fatalf("%x: keySprigBits %#x, sprigBits %#x", d[:5], got, d.sprigBits())
+		}
+	}
+}

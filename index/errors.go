@@ -33,6 +33,12 @@ var (
 	ErrRecord = errors.New("record does not fit the index configuration")
 	// ErrRebuild: the rebuild function of a cold start failed.
 	ErrRebuild = errors.New("cold rebuild failed")
+	// ErrNotEmpty: a bulk build (Builder, Load) was asked of an index
+	// that has handed out entries: it only fills a fresh index, as a cold
+	// rebuild has; use Put otherwise.
+	ErrNotEmpty = errors.New("index not empty")
+	// ErrBuilderDone: the Builder's Finish was already called.
+	ErrBuilderDone = errors.New("builder already finished")
 )
 
 // corrupt builds an ErrCorrupt error.
