@@ -524,19 +524,26 @@ func (w *buildWorker) publish() {
 		w.bufPos = pos
 		for r := r0; r < r1; r++ {
 			sr := w.runs[r]
-			if w.pause && r == len(w.runs)/2 {
+			half := w.pause && r == len(w.runs)/2
+			if half {
 				ix.v.cfg.Failpoints.Hit(FailBuildMid)
-				if w.b.pause != nil {
-					w.b.pause()
-				}
 			}
 			w.first, w.bytes, w.tomb = pos, 0, 0
-			root := w.build(0, int(sr.n))
 			base := uint64(sr.sp) * sprigWords
-			ix.bump(base)
-			ix.v.sprigs.Store(base+sRoot, uint64(root))
-			ix.v.sprigs.Store(base+sCount, uint64(sr.n))
-			ix.bump(base)
+			if ix.v.cfg.buildRootsFirst && r >= len(w.runs)/2 {
+				// The negative control: the sprig is published before its
+				// entries are written (the root is the middle one's).
+				ix.publishSprig(base, handleAt(pos+uint64(sr.n)/2, ix.v.stageElems), sr.n)
+				if half && w.b.pause != nil {
+					w.b.pause()
+				}
+				w.build(0, int(sr.n))
+			} else {
+				if half && w.b.pause != nil {
+					w.b.pause()
+				}
+				ix.publishSprig(base, w.build(0, int(sr.n)), sr.n)
+			}
 			p := uint64(sr.sp) / sprigs
 			w.parts[p][pCount] += uint64(sr.n)
 			w.parts[p][pBytes] += w.bytes
@@ -545,6 +552,16 @@ func (w *buildWorker) publish() {
 		}
 		r0 = r1
 	}
+}
+
+// publishSprig makes root (of a tree of n entries, all written) the root
+// of the empty sprig at base, under an odd version: a reader sees the
+// sprig empty or complete.
+func (ix *Index) publishSprig(base uint64, root Handle, n uint32) {
+	ix.bump(base)
+	ix.v.sprigs.Store(base+sRoot, uint64(root))
+	ix.v.sprigs.Store(base+sCount, uint64(n))
+	ix.bump(base)
 }
 
 // gatherBatch is how many entries' items a build worker copies at once.

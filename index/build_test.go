@@ -730,3 +730,45 @@ func TestBuildKeyBits(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildRootsFirstCaught is the negative control of the build's
+// publication order: a build that publishes sprigs before writing their
+// entries (Config.buildRootsFirst) is caught by the same check that finds
+// nothing wrong with the real build (TestBuildReadersRaceHeap,
+// TestBuildSeenFromAnotherProcess).
+func TestBuildRootsFirstCaught(t *testing.T) {
+	const n = 20000
+	cfg := testConfig(t, bHeap)
+	cfg.Sprigs, cfg.StageEntries = 4, 4096
+	cfg.buildRootsFirst = true
+	var mid sprigView
+	ix, _ := mustOpen(t, cfg, func(ctx context.Context, ix *Index) error {
+		r, err := OpenReader(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		b, err := ix.NewBuilder(BuildOptions{})
+		if err != nil {
+			return err
+		}
+		for k := range uint64(n) {
+			if err := b.Add(0, recordOf(k, 1, false)); err != nil {
+				return err
+			}
+		}
+		b.pause = func() { mid = checkSprigs(&r.v, r.Scan, r.Get, n) }
+		_, err = b.Finish(ctx)
+		return err
+	})
+	defer ix.Close()
+	t.Logf("halfway: %+v", mid)
+	if mid.Bad == 0 {
+		t.Fatalf("a sprig published before its entries went unnoticed: %+v", mid)
+	}
+	m := model{}
+	for k := range uint64(n) {
+		m[k] = 1
+	}
+	verify(t, ix, m, false)
+}

@@ -158,6 +158,9 @@ type Config struct {
 	// Test knobs (unexported): the negative controls of the tests.
 	noValidate bool // readers skip the sprig version re-check
 	noFence    bool // the writer gate is neither stamped nor passed (writes unfenced, as before)
+	// buildRootsFirst: a bulk build publishes the second half of its
+	// sprigs before it writes their entries.
+	buildRootsFirst bool
 }
 
 // Defaults.
