@@ -49,26 +49,25 @@ import (
 
 // options are the command-line settings.
 type options struct {
-	addr           string
-	dir            string
-	namespaces     []string
-	dii            map[string]bool
-	instance       int
-	shmDir         string
-	sysvBase       uint
-	sync           bool
-	coldStart      bool
-	checkOnWarm    bool
-	sprigs         int
-	stageEntries   int
-	fileSize       uint64
-	defragEvery    time.Duration
-	defragThresh   float64
-	load           int
-	loadBinBytes   int
-	logJSON        bool
-	rebuildWorkers int
-	cpuProfile     string
+	addr         string
+	dir          string
+	namespaces   []string
+	dii          map[string]bool
+	instance     int
+	shmDir       string
+	sysvBase     uint
+	sync         bool
+	coldStart    bool
+	checkOnWarm  bool
+	sprigs       int
+	stageEntries int
+	fileSize     uint64
+	defragEvery  time.Duration
+	defragThresh float64
+	load         int
+	loadBinBytes int
+	logJSON      bool
+	cpuProfile   string
 }
 
 func main() {
@@ -135,7 +134,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.load, "load", 0, "write N records per namespace directly into the logs and exit (benchmarks)")
 	fs.IntVar(&o.loadBinBytes, "load-bin-bytes", 16, "size of the string bin of each loaded record")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
-	fs.IntVar(&o.rebuildWorkers, "rebuild-workers", 2, "goroutines inserting into the index during a cold rebuild")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the start-up (until the server answers) to this file")
 	var rest []string
 	for {
@@ -180,9 +178,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.instance < 0 || o.instance > 15 {
 		return nil, fmt.Errorf("-instance %d: give 0 to 15", o.instance)
-	}
-	if o.rebuildWorkers < 1 {
-		return nil, fmt.Errorf("-rebuild-workers %d: give at least 1", o.rebuildWorkers)
 	}
 	return o, nil
 }

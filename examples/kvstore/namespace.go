@@ -126,7 +126,7 @@ func openNamespace(ctx context.Context, o *options, num int, fps *failpoint.Set,
 	}
 	n.st = st
 	cfg.Storage = storageID(st.Identity())
-	ix, info, err := index.Open(ctx, cfg, n.rebuild(o.rebuildWorkers))
+	ix, info, err := index.Open(ctx, cfg, n.rebuild())
 	if err != nil {
 		st.Close()
 		if errors.Is(err, index.ErrWriterRunning) {

@@ -75,7 +75,7 @@ func TestRebuildSeqRuleForDefragCopies(t *testing.T) {
 			rebuild := func(ignoreSeq bool) (index.Record, bool) {
 				n := &namespace{name: "test", st: st, log: slog.New(slog.DiscardHandler), ignoreSeq: ignoreSeq}
 				ix, info, err := index.Open(context.Background(), index.Config{Store: index.Heap(arena.NewHeapStore(), "t"),
-					Sprigs: 16, StageEntries: 4096, Logger: n.log}, n.rebuild(2))
+					Sprigs: 16, StageEntries: 4096, Logger: n.log}, n.rebuild())
 				if err != nil || info.Mode != index.Cold {
 					t.Fatalf("rebuild: %v %+v", err, info)
 				}
