@@ -71,6 +71,11 @@ func (n *namespace) rebuildFrom(ctx context.Context, ix *index.Index) (rebuildSt
 		if st.records%65536 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if rec.Copied && n.dii {
+			// Data-in-index logs are never defragmented (an entry holds
+			// the value, not a location to move).
+			return fmt.Errorf("namespace %s: defragmenter copy at %v in a data-in-index log: %w", n.name, loc, storage.ErrCorrupt)
+		}
 		if rec.Tombstone {
 			st.deletes++
 			return b.Delete(order(&rec), rec.Digest)
