@@ -137,7 +137,7 @@ func (l sysvLoc) createHuge(size uint64, mode os.FileMode) (mapping, error) {
 		return m, err
 	}
 	need := (size + HugePageSize - 1) / HugePageSize
-	total, free := hugePagesReserved()
+	total, free := HugePagesReserved()
 	why := fmt.Sprintf("shmget SHM_HUGETLB for %d bytes (%d huge pages of 2 MiB): %v; %d huge pages reserved, %d free", size, need, errors.Unwrap(err), total, free)
 	hint := fmt.Sprintf("reserve huge pages as root: echo %d > /proc/sys/vm/nr_hugepages (the %d in use plus %d)", total-free+need, total-free, need)
 	if errors.Is(err, ErrPermission) {
@@ -146,9 +146,10 @@ func (l sysvLoc) createHuge(size uint64, mode os.FileMode) (mapping, error) {
 	return nil, &noHugeError{why: why, hint: hint}
 }
 
-// hugePagesReserved returns HugePages_Total and HugePages_Free from
-// /proc/meminfo (0, 0 if unreadable).
-func hugePagesReserved() (total, free uint64) {
+// HugePagesReserved returns HugePages_Total and HugePages_Free from
+// /proc/meminfo: the 2 MiB pages reserved for SHM_HUGETLB segments and how
+// many are free (0, 0 if unreadable).
+func HugePagesReserved() (total, free uint64) {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0, 0

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -671,7 +669,7 @@ func indexBenchSize(ctx context.Context, cfg IndexConfig, n int, seed uint64) (_
 		if err != nil {
 			if huge != arena.HugePagesOff && errors.Is(err, arena.ErrNoHugePages) {
 				// The index and the floor take as many pages each.
-				total, free := hugePages()
+				total, free := arena.HugePagesReserved()
 				need := 2 * (vs[0].store.bytes()/arena.HugePageSize + 1)
 				v.skipped = fmt.Sprintf("needs about %d free 2 MiB pages for the index and the floor (%d reserved, %d free): %v", need, total, free, err)
 				err = nil
@@ -783,23 +781,4 @@ func indexBenchSize(ctx context.Context, cfg IndexConfig, n int, seed uint64) (_
 		out = append(out, rows...)
 	}
 	return out, nil
-}
-
-// hugePages returns HugePages_Total and HugePages_Free from /proc/meminfo.
-func hugePages() (total, free uint64) {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0, 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(l, ":")
-		n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		switch k {
-		case "HugePages_Total":
-			total = n
-		case "HugePages_Free":
-			free = n
-		}
-	}
-	return total, free
 }

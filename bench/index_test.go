@@ -49,7 +49,7 @@ func TestIndexBenchSmall(t *testing.T) {
 // and fewer huge pages free than it needs, it is skipped with arena's
 // reason, which says how to reserve them.
 func TestIndexBenchHugePagesUnavailable(t *testing.T) {
-	if total, free := hugePages(); free >= 64 {
+	if total, free := arena.HugePagesReserved(); free >= 64 {
 		t.Skipf("%d of %d huge pages free: the variant would run", free, total)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -4,16 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
-	"os"
 	"testing"
-	"time"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 )
 
 // quiet is a logger for tests that do not look at the log.
@@ -28,36 +25,11 @@ const testBlocks = 16
 // the test if one is left behind.
 func sysvBase(t testing.TB) arena.Key {
 	t.Helper()
-	h := fnv.New32a()
-	for i := range 1000 {
-		fmt.Fprintf(h, "%s/%d/%d/%d", t.Name(), os.Getpid(), time.Now().UnixNano(), i)
-		base := arena.MakeKey(arena.ClassTest, uint16(h.Sum32()&0xff0))
-		free := true
-		for b := range testBlocks {
-			if _, err := arena.StatOf(arena.SysV(base | arena.Key(b))); !errors.Is(err, arena.ErrNotFound) {
-				free = false
-				break
-			}
-		}
-		if !free {
-			continue
-		}
-		t.Cleanup(func() {
-			for b := range testBlocks {
-				loc := arena.SysV(base | arena.Key(b))
-				if err := arena.Remove(loc, arena.RemoveOptions{Force: true}); err != nil && !errors.Is(err, arena.ErrNotFound) {
-					t.Errorf("remove %s: %v", loc, err)
-				}
-				if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
-					t.Errorf("segment %s left behind: %v", loc, err)
-				}
-			}
-			arena.SweepLockFiles()
-		})
-		return base
+	blocks := make([]arena.Key, testBlocks)
+	for b := range blocks {
+		blocks[b] = arena.Key(b)
 	}
-	t.Fatal("no free SysV test base key")
-	return 0
+	return arenatest.SysVKeySet(t, 0xff0, blocks...)
 }
 
 // backend names a store for table tests.

@@ -20,27 +20,52 @@ import (
 // the test fails if it could not be.
 func SysVKey(t testing.TB) arena.Key {
 	t.Helper()
+	return SysVKeySet(t, 0xfff, 0)
+}
+
+// SysVKeySet returns a base key of class arena.ClassTest whose instance
+// bits outside instanceMask are zero, such that no segment uses base+off
+// for any of offsets (a set of keys a test derives from one base: an
+// index's blocks, several namespaces, pool stages). When the test ends,
+// every segment at those keys is removed, even if still attached, the
+// liveness lock files of removed segments are swept, and the test fails if
+// a segment is left behind.
+func SysVKeySet(t testing.TB, instanceMask uint16, offsets ...arena.Key) arena.Key {
+	t.Helper()
+	if len(offsets) == 0 {
+		offsets = []arena.Key{0}
+	}
 	h := fnv.New32a()
 	for i := range 1000 {
 		fmt.Fprintf(h, "%s/%d/%d/%d", t.Name(), os.Getpid(), time.Now().UnixNano(), i)
-		key := arena.MakeKey(arena.ClassTest, uint16(h.Sum32()&0xfff))
-		loc := arena.SysV(key)
-		if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
+		base := arena.MakeKey(arena.ClassTest, uint16(h.Sum32())&instanceMask&0xfff)
+		locs := make([]arena.Location, len(offsets))
+		free := true
+		for j, off := range offsets {
+			locs[j] = arena.SysV(base + off)
+			if _, err := arena.StatOf(locs[j]); !errors.Is(err, arena.ErrNotFound) {
+				free = false
+				break
+			}
+		}
+		if !free {
 			continue
 		}
 		t.Cleanup(func() {
-			err := arena.Remove(loc, arena.RemoveOptions{Force: true})
-			if err != nil && !errors.Is(err, arena.ErrNotFound) {
-				t.Errorf("remove %s: %v", loc, err)
-			}
-			if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
-				t.Errorf("segment %s left behind: %v", loc, err)
+			for _, loc := range locs {
+				err := arena.Remove(loc, arena.RemoveOptions{Force: true})
+				if err != nil && !errors.Is(err, arena.ErrNotFound) {
+					t.Errorf("remove %s: %v", loc, err)
+				}
+				if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
+					t.Errorf("segment %s left behind: %v", loc, err)
+				}
 			}
 			// Lock files of segments a test removed by IPC_RMID directly.
 			arena.SweepLockFiles()
 		})
-		return key
+		return base
 	}
-	t.Fatal("arenatest: no free SysV test key")
+	t.Fatal("arenatest: no free set of SysV test keys")
 	return 0
 }

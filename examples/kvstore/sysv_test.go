@@ -1,15 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"hash/fnv"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 )
 
 // sysvBlocks is how many blocks (main segment and stages) per namespace
@@ -22,41 +19,13 @@ const sysvBlocks = 4
 // ends, failing the test if a segment is left behind.
 func sysvBase(t *testing.T) arena.Key {
 	t.Helper()
-	h := fnv.New32a()
-	for i := range 1000 {
-		fmt.Fprintf(h, "%s/%d/%d/%d", t.Name(), os.Getpid(), time.Now().UnixNano(), i)
-		base := arena.MakeKey(arena.ClassTest, uint16(h.Sum32()&0xfe0))
-		var locs []arena.Location
-		for ns := range 2 {
-			for b := range sysvBlocks {
-				locs = append(locs, arena.SysV(base+arena.Key(ns)<<8|arena.Key(b)))
-			}
+	var keys []arena.Key
+	for ns := range 2 {
+		for b := range sysvBlocks {
+			keys = append(keys, arena.Key(ns)<<8|arena.Key(b))
 		}
-		free := true
-		for _, loc := range locs {
-			if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
-				free = false
-				break
-			}
-		}
-		if !free {
-			continue
-		}
-		t.Cleanup(func() {
-			for _, loc := range locs {
-				if err := arena.Remove(loc, arena.RemoveOptions{Force: true}); err != nil && !errors.Is(err, arena.ErrNotFound) {
-					t.Errorf("remove %s: %v", loc, err)
-				}
-				if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
-					t.Errorf("segment %s left behind: %v", loc, err)
-				}
-			}
-			arena.SweepLockFiles()
-		})
-		return base
 	}
-	t.Fatal("no free SysV test base key")
-	return 0
+	return arenatest.SysVKeySet(t, 0xfe0, keys...)
 }
 
 // TestSysVSegments runs the server on SysV segments (the default store,
