@@ -41,6 +41,9 @@ type IndexConfig struct {
 	// the index's default of 2^24 would leave most of a 1 GiB stage
 	// empty).
 	StageEntries int
+	// Sprigs is the index's index.Config.Sprigs, trees per partition
+	// (0: the index's default, 256).
+	Sprigs int
 	// HugePages is the policy of the huge-page variant (default
 	// arena.HugePagesRequire: the variant is skipped, with the reason,
 	// where 2 MiB pages cannot be had; HugePagesOff skips it outright).
@@ -102,7 +105,7 @@ const (
 	idxGetDetail   = "index.Index.Get of a random key (SysV segments, one process), record checked; thread CPU time, best of rounds"
 	idxPutDetail   = "index.Index.Put of every key into an empty index, in random digest order (stages added as it grows); process CPU time (GC included)"
 	idxCrossDetail = "index.Reader.Get of a random key in another process (OpenReader) while this process Puts updates of random keys as fast as it can; median of 65536-Get chunks, reader's thread CPU time"
-	idxMemDetail   = "all the index's segments (main segment with its 32 MiB sprig table, and every stage) ÷ records"
+	idxMemDetail   = "all the index's segments (main segment with its sprig table, 32 MiB at 256 sprigs, and every stage) ÷ records"
 	idxFloorDetail = "one dependent random 8-byte load (pointer chasing over a random cycle of 64-byte lines) in a SysV segment as large as the index's segments"
 	idxMapDetail   = "Go map[index.Digest]index.Record, no persistence: lookup (Get), inserts into an empty map, not presized (Put, process CPU time, GC included); memory: heap growth after GC ÷ records"
 	idxBoltDetail  = "go.etcd.io/bbolt on a file in a temp dir, NoSync: Gets inside one long read transaction (key 20 B, value 28 B, decoded); Puts in write transactions of 100k random keys each; memory: file size ÷ records"
@@ -203,7 +206,7 @@ func openIndexStore(ctx context.Context, name string, cfg IndexConfig, huge aren
 		return nil, err
 	}
 	s := &indexStore{base: base, pages: pages, cfg: index.Config{Store: index.SysVAt(base), StageEntries: cfg.StageEntries,
-		HugePages: huge, Logger: quietLogger()}}
+		Sprigs: cfg.Sprigs, HugePages: huge, Logger: quietLogger()}}
 	ix, _, err := index.Open(ctx, s.cfg, nil)
 	if err != nil {
 		return nil, errors.Join(err, s.remove())
@@ -466,6 +469,7 @@ func newGoMap(seed uint64, n int) (map[index.Digest]index.Record, float64, uint6
 type indexReaderArgs struct {
 	Base         uint32
 	StageEntries int
+	Sprigs       int
 	Seed         uint64
 	Records      int
 	Probes       int
@@ -489,7 +493,8 @@ func indexReader(ctx context.Context, w *harness.Worker) (any, error) {
 	if err := w.DecodeArgs(&a); err != nil {
 		return nil, err
 	}
-	r, err := index.OpenReader(ctx, index.Config{Store: index.SysVAt(arena.Key(a.Base)), StageEntries: a.StageEntries, Logger: w.Log})
+	r, err := index.OpenReader(ctx, index.Config{Store: index.SysVAt(arena.Key(a.Base)), StageEntries: a.StageEntries,
+		Sprigs: a.Sprigs, Logger: w.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -521,7 +526,7 @@ func crossProcess(ctx context.Context, s *indexStore, cfg IndexConfig, seed uint
 	var rr indexReaderResult
 	probes := max(cfg.Probes, indexReaderChunk)
 	g, err := harness.Start(ctx, harness.Spec{Workload: wlIndexReader, N: 1, Stderr: cfg.Stderr,
-		Args: indexReaderArgs{Base: uint32(s.base), StageEntries: cfg.StageEntries, Seed: seed, Records: n, Probes: probes, Duration: cfg.Duration}})
+		Args: indexReaderArgs{Base: uint32(s.base), StageEntries: cfg.StageEntries, Sprigs: cfg.Sprigs, Seed: seed, Records: n, Probes: probes, Duration: cfg.Duration}})
 	if err != nil {
 		return rr, 0, err
 	}
@@ -738,6 +743,9 @@ func indexBenchSize(ctx context.Context, cfg IndexConfig, n int, seed uint64) (_
 	phase("other process")
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(cfg.Probes) }
 	label := countLabel(n)
+	if cfg.Sprigs != 0 && cfg.Sprigs != index.DefaultSprigs {
+		label += fmt.Sprintf(", %d sprigs", cfg.Sprigs)
+	}
 	boltBytes := float64(bs.size()) / float64(n)
 	mapPerRec := float64(mapBytes) / float64(n)
 	runtime.KeepAlive(m)

@@ -33,6 +33,9 @@
 //	                (default; skipped, with the reason, where no huge pages
 //	                are reserved: echo N > /proc/sys/vm/nr_hugepages),
 //	                try (falls back to 4 KiB pages, logged) or off
+//	-sprigs N       the index benchmark's trees per partition
+//	                (index.Config.Sprigs: a power of two from 1 to 4096;
+//	                default the index's, 256)
 //	-quick          quick mode even with benchmarks named
 package main
 
@@ -45,6 +48,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/pkg/profile"
@@ -63,6 +67,7 @@ type options struct {
 	quick     bool
 	records   int                  // -records: the index benchmark's size (0: 1M and 10M, quick 1M)
 	hugePages arena.HugePagePolicy // -hugepages: the index benchmark's huge-page variant
+	sprigs    int                  // -sprigs: the index benchmark's index.Config.Sprigs (0: the index's default)
 	stderr    io.Writer
 }
 
@@ -118,7 +123,7 @@ func benchmarks() []benchmark {
 			return bench.TendBench(ctx, cfg)
 		}},
 		{"index", "index Get/Put ns per op, Get from another process, memory per record, 1M and 10M keys, 4 KiB and 2 MiB pages, vs the pointer-chasing floor, a Go map and bbolt", func(ctx context.Context, o options) ([]bench.Result, error) {
-			cfg := bench.IndexConfig{Duration: o.duration, Stderr: o.stderr}.WithHugePages(o.hugePages)
+			cfg := bench.IndexConfig{Duration: o.duration, Sprigs: o.sprigs, Stderr: o.stderr}.WithHugePages(o.hugePages)
 			if o.quick {
 				cfg.Records, cfg.Probes = []int{1_000_000}, 1<<19
 				if cfg.Duration == 0 {
@@ -186,6 +191,14 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		p, err := arena.ParseHugePagePolicy(s)
 		c.o.hugePages = p
 		return err
+	})
+	fs.Func("sprigs", "the index benchmark's trees per partition (index.Config.Sprigs): a power of two from 1 to 4096 (default 256)", func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 4096 || n&(n-1) != 0 {
+			return fmt.Errorf("want a power of two from 1 to 4096")
+		}
+		c.o.sprigs = n
+		return nil
 	})
 	fs.BoolVar(&c.o.quick, "quick", false, "quick mode")
 	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object per line")

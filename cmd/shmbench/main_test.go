@@ -293,3 +293,34 @@ func TestParseArgsIndexFlags(t *testing.T) {
 		t.Errorf("-hugepages always: %v, printed %q", err, stderr.String())
 	}
 }
+
+// TestParseArgsSprigs: -sprigs before or after the benchmark's name, with
+// the other index flags; 0 (the index's default) when not given; anything
+// but a power of two from 1 to 4096 refused.
+func TestParseArgsSprigs(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		sprigs  int
+		records int
+	}{
+		{[]string{"index"}, 0, 0},
+		{[]string{"-sprigs", "1024", "index"}, 1024, 0},
+		{[]string{"index", "-sprigs=4096", "-records", "10000000"}, 4096, 10_000_000},
+		{[]string{"-records", "500", "index", "-sprigs", "1"}, 1, 500},
+	} {
+		var stderr bytes.Buffer
+		c, err := parseArgs(tc.args, &stderr)
+		if err != nil {
+			t.Fatalf("%q: %v\n%s", tc.args, err, stderr.String())
+		}
+		if names(c.selected)[0] != "index" || c.o.sprigs != tc.sprigs || c.o.records != tc.records {
+			t.Errorf("%q: sprigs %d, records %d; want %d, %d", tc.args, c.o.sprigs, c.o.records, tc.sprigs, tc.records)
+		}
+	}
+	for _, bad := range []string{"0", "1000", "8192", "-256", "many"} {
+		var stderr bytes.Buffer
+		if _, err := parseArgs([]string{"index", "-sprigs", bad}, &stderr); !errors.Is(err, errUsage) || !strings.Contains(stderr.String(), "power of two") {
+			t.Errorf("-sprigs %s: %v, printed %q", bad, err, stderr.String())
+		}
+	}
+}
