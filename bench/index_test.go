@@ -64,3 +64,30 @@ func TestIndexBenchHugePagesUnavailable(t *testing.T) {
 		t.Errorf("last result %+v: want the 2 MiB-page variant skipped, naming /proc/sys/vm/nr_hugepages", last)
 	}
 }
+
+// TestIndexBenchSprigs: IndexConfig.Sprigs reaches the index under test
+// and its reader in another process (which could not attach with another
+// sprig count), and the metrics name it.
+func TestIndexBenchSprigs(t *testing.T) {
+	before := ourSegments(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rs, err := IndexBench(ctx, IndexConfig{Records: []int{5000}, Probes: 1 << 16, Rounds: 1, Duration: 50 * time.Millisecond,
+		StageEntries: 1 << 12, Sprigs: 64, TempDir: t.TempDir()}.WithHugePages(arena.HugePagesOff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNoLeak(t, before)
+	measured := 0
+	for _, r := range rs {
+		if r.Skipped == "" {
+			measured++
+			if !strings.Contains(r.Metric, "5k, 64 sprigs, ") {
+				t.Errorf("metric %q does not name the sprig count", r.Metric)
+			}
+		}
+	}
+	if measured != 10 {
+		t.Errorf("%d figures measured, want 10:\n%v", measured, rs)
+	}
+}
