@@ -389,6 +389,50 @@ func (ix *Index) rotate(x Handle, right bool) (Handle, error) {
 	return c, nil
 }
 
+// child and setChild read and write a node's left link (right false) or
+// right link (right true).
+func (n node) child(right bool) Handle {
+	if right {
+		return n.right()
+	}
+	return n.left()
+}
+
+func (n node) setChild(right bool, h Handle) {
+	if right {
+		n.setRight(h)
+	} else {
+		n.setLeft(h)
+	}
+}
+
+// rotateHeavy rebalances x, whose subtree on the heavy side (right, or
+// left) is two levels higher than the other: a single rotation, preceded
+// by one on the heavy child when its inner subtree is the higher (the
+// double-rotation cases). It returns the subtree's new root.
+func (ix *Index) rotateHeavy(x Handle, xn node, heavyRight bool) (Handle, error) {
+	cn, err := ix.node(xn.child(heavyRight))
+	if err != nil {
+		return 0, err
+	}
+	hOuter, err := ix.height(cn.child(heavyRight))
+	if err != nil {
+		return 0, err
+	}
+	hInner, err := ix.height(cn.child(!heavyRight))
+	if err != nil {
+		return 0, err
+	}
+	if hOuter < hInner {
+		c, err := ix.rotate(xn.child(heavyRight), heavyRight)
+		if err != nil {
+			return 0, err
+		}
+		xn.setChild(heavyRight, c)
+	}
+	return ix.rotate(x, !heavyRight)
+}
+
 // rebalance restores the AVL condition at x (its children's subtrees are
 // AVL trees whose heights differ by at most 2) and returns the subtree's
 // new root.
@@ -403,47 +447,9 @@ func (ix *Index) rebalance(x Handle) (Handle, error) {
 	}
 	switch {
 	case hl > hr+1:
-		ln, err := ix.node(xn.left())
-		if err != nil {
-			return 0, err
-		}
-		hll, err := ix.height(ln.left())
-		if err != nil {
-			return 0, err
-		}
-		hlr, err := ix.height(ln.right())
-		if err != nil {
-			return 0, err
-		}
-		if hll < hlr {
-			c, err := ix.rotate(xn.left(), false)
-			if err != nil {
-				return 0, err
-			}
-			xn.setLeft(c)
-		}
-		return ix.rotate(x, true)
+		return ix.rotateHeavy(x, xn, false)
 	case hr > hl+1:
-		rn, err := ix.node(xn.right())
-		if err != nil {
-			return 0, err
-		}
-		hrr, err := ix.height(rn.right())
-		if err != nil {
-			return 0, err
-		}
-		hrl, err := ix.height(rn.left())
-		if err != nil {
-			return 0, err
-		}
-		if hrr < hrl {
-			c, err := ix.rotate(xn.right(), true)
-			if err != nil {
-				return 0, err
-			}
-			xn.setRight(c)
-		}
-		return ix.rotate(x, false)
+		return ix.rotateHeavy(x, xn, true)
 	}
 	return x, nil
 }
