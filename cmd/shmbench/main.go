@@ -56,6 +56,7 @@ import (
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/bench"
 	"github.com/shmkit/shmkit/bench/harness"
+	"github.com/shmkit/shmkit/internal/cli"
 )
 
 type options struct {
@@ -216,7 +217,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprintf(stderr, "\nflags (before or after the benchmarks):\n")
 		fs.PrintDefaults()
 	}
-	names, err := parseInterleaved(fs, args)
+	names, err := cli.ParseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return c, err
 	}
@@ -248,29 +249,6 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return c, errUsage
 	}
 	return c, nil
-}
-
-// parseInterleaved parses args with fs, allowing flags before, between
-// and after the positional arguments, which it returns in order. "--"
-// ends the flags: everything after it is positional.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		// Parse stops at the first positional argument, or just after a
-		// "--", which it consumes.
-		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
 }
 
 func countNonEmpty(ss ...string) int {
