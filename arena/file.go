@@ -202,6 +202,12 @@ func (l fileLoc) mapFile(f *os.File, op string) (mapping, error) {
 		f.Close()
 		return nil, fileErr(op, l, err)
 	}
+	if unlinked(f) {
+		// Its last user removed it while we waited for the lock
+		// (Segment.CloseLast): open or create anew.
+		f.Close()
+		return nil, &Error{Op: op, Seg: l.String(), Err: fmt.Errorf("%w: removed while opening", ErrNotFound)}
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()

@@ -106,6 +106,11 @@ func (l sysvLoc) open(a access) (mapping, error) {
 
 func (l sysvLoc) attach(id int) (mapping, error) {
 	b, err := unix.SysvShmAttach(id, 0, 0)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EIDRM) {
+		// Removed between shmget and shmat (its last user closed it:
+		// Segment.CloseLast): open or create anew.
+		return nil, &Error{Op: "attach", Seg: l.String(), Err: fmt.Errorf("%w: removed while opening: %w", ErrNotFound, err)}
+	}
 	if err != nil {
 		return nil, sysErr("attach", l, err)
 	}
