@@ -350,6 +350,10 @@ func TestDecodeRecordsHostile(t *testing.T) {
 		if _, err := decodeNamespace(0, words[:nsWords]); err != nil && !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("untyped error %v", err)
 		}
-		decodeStats(words[:statsWords])
+		if s, err := decodeStats(words[:statsWords]); err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("untyped error %v", err)
+		} else if err == nil && len(s.ClusterName) > MaxClusterName {
+			t.Fatalf("decoded a cluster name of %d bytes", len(s.ClusterName))
+		}
 	}
 }

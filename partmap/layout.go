@@ -28,11 +28,11 @@ import (
 // The size is therefore
 //
 //	1024 + 128 + align64(136 + 8N + 8S)
-//	     + seqlock.SizeOf(2N, 32) + seqlock.SizeOf(2S, 7) + seqlock.SizeOf(2, 8)
+//	     + seqlock.SizeOf(2N, 32) + seqlock.SizeOf(2S, 7) + seqlock.SizeOf(2, 18)
 //	     + 32768*S
-//	= 1024 + 128 + align64(136+8N+8S) + (64 + 640N) + (64 + 256S) + 320 + 32768S
+//	= 1024 + 128 + align64(136+8N+8S) + (64 + 640N) + (64 + 256S) + 448 + 32768S
 //
-// which at the defaults (N=16, S=8) is 276,416 bytes (269.9 KiB; measured
+// which at the defaults (N=16, S=8) is 276,544 bytes (270.1 KiB; measured
 // by TestSegmentSize), against 531,576 bytes for the C client's
 // as_shm_cluster at the same settings. Every term but the partitions is
 // small: the partition words are 95% of it.
@@ -103,10 +103,16 @@ import (
 //	0 tag | 1 checksum | 2 meta | 3..6 name (32 bytes)
 //	meta: name length (bits 0-7) | replica count (8-15) | SC (bit 16)
 //
-// Stats record (8 words):
+// Stats record (18 words):
 //
 //	0 tag | 1 checksum | 2 owner pid | 3 tends | 4 info requests
 //	5 last tend (unix ns) | 6 last tend duration (ns) | 7 tend errors
+//	8 nodes refused for another cluster name | 9 cluster name length
+//	10..17 cluster name (64 bytes)
+//
+// The cluster name is the segment's identity: set by the first owner
+// (its configured name, or the name its first node answered) and adopted
+// by every later owner, it never changes while the segment lives.
 //
 // # Partition entries
 //
@@ -167,7 +173,10 @@ const (
 	stLast     = 5
 	stDuration = 6
 	stErrors   = 7
-	statsWords = 8
+	stRefused  = 8
+	stNameLen  = 9
+	stName     = 10
+	statsWords = 18
 
 	// Partition entries.
 	partShift = 15 // log2(Partitions*8): bytes per namespace table
@@ -175,7 +184,7 @@ const (
 
 	// formatVersion is stored as the config field partmap_format: code of
 	// another record format refuses the segment (a *layout.MismatchError).
-	formatVersion = 1
+	formatVersion = 2
 )
 
 // Limits of what a segment stores.
@@ -188,6 +197,9 @@ const (
 	MaxTLSName = 64
 	// MaxBuild is the longest build string, in bytes.
 	MaxBuild = 32
+	// MaxClusterName is the longest cluster name, in bytes (Aerospike's
+	// cluster-name allows 64 characters).
+	MaxClusterName = 64
 	// MaxNamespaceName is the longest namespace name, in bytes (Aerospike
 	// allows 31).
 	MaxNamespaceName = 31

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/failpoint"
+	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/lease"
 	"github.com/shmkit/shmkit/seqlock"
 )
@@ -756,7 +757,41 @@ func (m *Map) Stats() Stats {
 	case err != nil:
 		st.Unreadable++
 	case present:
-		st.Owner = decodeStats(srec[:])
+		if st.Owner, err = decodeStats(srec[:]); err != nil {
+			st.Unreadable++
+		}
 	}
 	return st
+}
+
+// ClusterName returns the cluster name the segment records: the name its
+// first tend owner was configured with or observed, kept by every later
+// owner ("" while none is recorded). A stats record that fails validation
+// is an error wrapping ErrCorrupt; the owner rewrites it at its next tend.
+func (m *Map) ClusterName() (string, error) {
+	var srec [statsWords]uint64
+	_, present, err := m.readRecord(m.statsT, m.statsCtl, 0, srec[:], "stats", 0)
+	if err != nil || !present {
+		return "", err
+	}
+	s, err := decodeStats(srec[:])
+	return s.ClusterName, err
+}
+
+// CheckClusterName returns a *layout.MismatchError naming both names if
+// the segment records a cluster name other than want (want "" matches
+// any). It is how a process configured for one cluster refuses the
+// segment of another.
+func (m *Map) CheckClusterName(want string) error {
+	if want == "" {
+		return nil
+	}
+	have, err := m.ClusterName()
+	if err != nil {
+		return err
+	}
+	if have != "" && have != want {
+		return &layout.MismatchError{Segment: m.seg.Location().String(), Field: "cluster-name", HaveText: have, WantText: want}
+	}
+	return nil
 }

@@ -238,7 +238,7 @@ func decodeNamespace(idx int, rec []uint64) (NamespaceInfo, error) {
 }
 
 // OwnerStats are the tend owner's statistics, published for followers to
-// display.
+// display, and the cluster's name.
 type OwnerStats struct {
 	// PID is the owner's process id (in its PID namespace).
 	PID int
@@ -251,6 +251,14 @@ type OwnerStats struct {
 	LastTend time.Time
 	// LastTendDuration is how long it took.
 	LastTendDuration time.Duration
+	// ClusterName is the cluster's name as the first owner configured or
+	// observed it (empty: none recorded yet). Later owners adopt it, and
+	// it never changes while the segment lives (see Writer.RecordTend).
+	ClusterName string
+	// ForeignNodes counts the nodes owners refused because they answered
+	// another cluster name, over all owners: each once per owner, however
+	// often it was seen.
+	ForeignNodes uint64
 }
 
 func encodeStats(rec []uint64, s *OwnerStats) {
@@ -263,18 +271,28 @@ func encodeStats(rec []uint64, s *OwnerStats) {
 	}
 	rec[stDuration] = uint64(s.LastTendDuration)
 	rec[stErrors] = s.TendErrors
+	rec[stRefused] = s.ForeignNodes
+	rec[stNameLen] = uint64(len(s.ClusterName))
+	putString(rec[stName:statsWords], s.ClusterName)
 }
 
-func decodeStats(rec []uint64) OwnerStats {
+// decodeStats decodes a stats record whose tag and checksum were verified;
+// a cluster name of impossible length is an error (ErrCorrupt).
+func decodeStats(rec []uint64) (OwnerStats, error) {
 	s := OwnerStats{
 		PID: int(uint32(rec[stPID])), Tends: rec[stTends], InfoRequests: rec[stInfo],
 		LastTendDuration: time.Duration(rec[stDuration] & (1<<63 - 1)), TendErrors: rec[stErrors],
+		ForeignNodes: rec[stRefused],
 	}
 	s.Epoch, _ = lease.SplitFenced(rec[wTag])
 	if rec[stLast] != 0 {
 		s.LastTend = time.Unix(0, int64(rec[stLast]&(1<<63-1)))
 	}
-	return s
+	if n := rec[stNameLen]; n > MaxClusterName {
+		return OwnerStats{}, fmt.Errorf("partmap: stats record: cluster name of %d bytes, at most %d: %w", n, MaxClusterName, ErrCorrupt)
+	}
+	s.ClusterName = getString(rec[stName:statsWords], int(rec[stNameLen]))
+	return s, nil
 }
 
 // copyOf returns the copy index named by a control word payload.

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/lease"
 	"github.com/shmkit/shmkit/seqlock"
 )
@@ -359,13 +361,16 @@ func (w *Writer) stamp(e, base uint64) error {
 			w.byName[node.Name] = i
 		}
 	}
-	valid, ctl, err := w.adopt(m.statsT, m.statsCtl, 0, w.buf[:statsWords], "stats", 0, nil)
+	valid, ctl, err := w.adopt(m.statsT, m.statsCtl, 0, w.buf[:statsWords], "stats", 0, func(rec []uint64) error {
+		_, err := decodeStats(rec)
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	w.stats = wrec{state: valid, ctl: ctl}
 	if valid == recUsed {
-		w.owner = decodeStats(w.buf[:statsWords])
+		w.owner, _ = decodeStats(w.buf[:statsWords]) // validated by adopt
 	}
 
 	// 2. Stamp the entries.
@@ -1209,6 +1214,10 @@ type TendReport struct {
 	// Conflicts is how many partition rows the round found with one node
 	// at two replica ranks (and resolved); added to Stats.Conflicts.
 	Conflicts int
+	// ForeignNodes is how many nodes the round refused, for the first
+	// time, because they answered another cluster name; added to
+	// OwnerStats.ForeignNodes.
+	ForeignNodes int
 }
 
 // RecordTend adds a tend round to the owner statistics that followers see
@@ -1229,20 +1238,64 @@ func (w *Writer) RecordTend(r TendReport) error {
 	if r.Failed {
 		s.TendErrors++
 	}
+	s.ForeignNodes += uint64(max(r.ForeignNodes, 0))
 	s.LastTend, s.LastTendDuration = r.At, r.Duration
+	if err := w.publishStats(&s); err != nil {
+		return err
+	}
+	if r.Conflicts > 0 {
+		w.m.seg.Add64(w.m.conflicts, uint64(r.Conflicts))
+	}
+	return nil
+}
+
+// publishStats publishes s as the stats record; w.mu is held.
+func (w *Writer) publishStats(s *OwnerStats) error {
 	rec := w.buf[:statsWords]
-	encodeStats(rec, &s)
+	encodeStats(rec, s)
 	err := w.publishRecord(w.m.statsT, w.m.statsCtl, 0, &w.stats, rec, "stats", 0)
 	w.flushDamage()
 	if err != nil {
 		return err
 	}
 	w.stats.state = recUsed
-	w.owner = s
-	if r.Conflicts > 0 {
-		w.m.seg.Add64(w.m.conflicts, uint64(r.Conflicts))
-	}
+	w.owner = *s
 	return nil
+}
+
+// ClusterName returns the cluster name the segment records ("" if none),
+// as this owner adopted or recorded it.
+func (w *Writer) ClusterName() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.owner.ClusterName
+}
+
+// SetClusterName records name as the segment's cluster name and publishes
+// it at once (so that it is in the segment before any partition the
+// owner learns from that cluster). A segment that already records a name
+// keeps it: another name is refused with a *layout.MismatchError naming
+// both, the same name is a no-op. The name is 1 to MaxClusterName bytes
+// without NUL.
+func (w *Writer) SetClusterName(name string) error {
+	if name == "" || len(name) > MaxClusterName || strings.IndexByte(name, 0) >= 0 {
+		return fmt.Errorf("partmap: cluster name %q: want 1..%d bytes without NUL: %w", name, MaxClusterName, ErrInvalid)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return err
+	}
+	switch w.owner.ClusterName {
+	case name:
+		return nil
+	case "":
+	default:
+		return &layout.MismatchError{Field: "cluster-name", HaveText: w.owner.ClusterName, WantText: name}
+	}
+	s := w.owner
+	s.ClusterName = name
+	return w.publishStats(&s)
 }
 
 // Epoch returns the lease epoch the writer stamped the tables with (0
