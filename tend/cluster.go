@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/failpoint"
+	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/lease"
 	"github.com/shmkit/shmkit/partmap"
 	"github.com/shmkit/shmkit/procid"
@@ -33,9 +36,25 @@ const (
 // deactivates it.
 const FailLimit = 3
 
-// DefaultShmKey returns the default Config.ShmKey, a key of shmkit's scheme
-// (class cluster, instance 0) that the C client's 0xA7000000 can never be.
+// DefaultShmKey returns the default Config.ShmKey of a view without a
+// cluster name, a key of shmkit's scheme (class cluster, instance 0) that
+// the C client's 0xA7000000 can never be.
 func DefaultShmKey() arena.Key { return arena.MakeKey(arena.ClassCluster, 0) }
+
+// ShmKeyFor returns the default Config.ShmKey of a view of the cluster
+// called name: instance 0 for "" (DefaultShmKey), otherwise 1 + the name's
+// FNV-1a hash modulo 4095, so that two named clusters on one host do not
+// share a segment by default. Two names that hash alike (a chance of
+// 1/4095 per pair) still never read each other's map: the second gets a
+// *layout.MismatchError naming both, and sets ShmKey itself.
+func ShmKeyFor(name string) arena.Key {
+	if name == "" {
+		return DefaultShmKey()
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return arena.MakeKey(arena.ClassCluster, uint16(1+h.Sum32()%4095))
+}
 
 // Role is a process's part in tending a view.
 type Role uint8
@@ -134,11 +153,17 @@ const (
 	// unlinked file); the process released the lease and moved to the
 	// segment now at the location.
 	StepDownRemoved
+	// StepDownForeign: the segment records another cluster name than
+	// Config.ClusterName (recorded by another process after this one
+	// attached); the process stops tending and its lookups fail with the
+	// *layout.MismatchError.
+	StepDownForeign
 )
 
 var stepDownNames = [...]string{0: "none", StepDownOverrun: "tend cycle overran the takeover threshold",
 	StepDownLost: "lease lost", StepDownStampFailed: "stamping the segment failed",
-	StepDownExhausted: "publication numbers exhausted", StepDownRemoved: "segment removed"}
+	StepDownExhausted: "publication numbers exhausted", StepDownRemoved: "segment removed",
+	StepDownForeign: "the segment belongs to another cluster"}
 
 // String describes the reason.
 func (r StepDownReason) String() string {
@@ -187,11 +212,24 @@ type Config struct {
 	// Seeds are host:port addresses of cluster nodes, used while no node
 	// is known.
 	Seeds []string
+	// ClusterName is the expected cluster name (the servers'
+	// cluster-name, at most partmap.MaxClusterName bytes). Nodes that
+	// answer another name are refused, as the official clients do (logged
+	// with both names, counted in Stats.ForeignNodes), and a segment that
+	// records another name is refused with a *layout.MismatchError naming
+	// both. Empty: the tender records the name its first node answers,
+	// and from then on refuses nodes of other names the same way.
+	ClusterName string
+	// KeepSegment keeps the shared segment when the last process using it
+	// closes. By default the last Close removes it (as the C client does),
+	// so that no process started later reads a map nobody tends.
+	KeepSegment bool
 	// UseShm shares the cluster view through shared memory with every
 	// process opening the same key, and lets one of them tend. False: this
 	// process tends for itself into process memory.
 	UseShm bool
-	// ShmKey is the SysV key of the segment (default DefaultShmKey()).
+	// ShmKey is the SysV key of the segment (default
+	// ShmKeyFor(ClusterName)).
 	ShmKey arena.Key
 	// Location overrides ShmKey with another location (a file, or a heap
 	// segment for tests under the race detector).
@@ -295,6 +333,16 @@ type Stats struct {
 	LastTend time.Time
 	// MapGeneration is the partition map generation.
 	MapGeneration uint64
+	// ClusterName is the cluster name the segment records: the configured
+	// one, or the one the first owner observed ("" while none).
+	ClusterName string
+	// ForeignNodes counts the nodes owners refused because they answered
+	// another cluster name, over all owners.
+	ForeignNodes uint64
+	// Foreign is the *layout.MismatchError (wrapped) that lookups return
+	// once the segment turned out to record another cluster's name; nil
+	// otherwise.
+	Foreign error
 }
 
 // Cluster is one process's view of a tended cluster. Its methods are safe
@@ -321,6 +369,9 @@ type Cluster struct {
 	// since a *partmap.Map handed out by Map may still be in use.
 	retired []*view
 	moves   uint64
+	// foreign is set once the segment records another cluster name than
+	// the configured one (checkForeign).
+	foreign atomic.Pointer[foreignError]
 }
 
 // MaxRetired is how many removed segments a Cluster keeps attached after
@@ -350,8 +401,11 @@ func (c *Config) defaults() error {
 	if c.Mode == 0 {
 		c.Mode = DefaultMode
 	}
+	if len(c.ClusterName) > partmap.MaxClusterName || strings.ContainsAny(c.ClusterName, "\x00\n\t;:") {
+		return fmt.Errorf("%w: ClusterName %q: want at most %d bytes, no NUL, tab, newline, ';' or ':'", ErrConfig, c.ClusterName, partmap.MaxClusterName)
+	}
 	if c.ShmKey == 0 {
-		c.ShmKey = DefaultShmKey()
+		c.ShmKey = ShmKeyFor(c.ClusterName)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -423,6 +477,10 @@ func (c *Cluster) attach(ctx context.Context) (*view, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tend: open cluster view at %s: %w", c.loc, err)
 	}
+	if err := m.CheckClusterName(cfg.ClusterName); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("tend: open cluster view at %s: %w", c.loc, err)
+	}
 	l, err := lease.New(m.Segment(), m.LeaseOffset(), lease.Config{
 		Threshold: cfg.TakeoverThreshold, Self: cfg.Self, Failpoints: cfg.Failpoints, Logger: cfg.Logger,
 	})
@@ -431,6 +489,27 @@ func (c *Cluster) attach(ctx context.Context) (*view, error) {
 		return nil, fmt.Errorf("tend: lease: %w", err)
 	}
 	return &view{m: m, l: l}, nil
+}
+
+// foreignError is what Cluster.foreign holds.
+type foreignError struct{ err error }
+
+// checkForeign compares the segment's recorded cluster name with the
+// configured one; on a mismatch it records the error, which every lookup
+// returns from then on, and returns it.
+func (c *Cluster) checkForeign(v *view) error {
+	if fe := c.foreign.Load(); fe != nil {
+		return fe.err
+	}
+	err := v.m.CheckClusterName(c.cfg.ClusterName)
+	if err == nil || !errors.Is(err, layout.ErrMismatch) {
+		return nil // unreadable now: the owner rewrites the record
+	}
+	err = fmt.Errorf("tend: cluster view at %s: %w", c.loc, err)
+	if c.foreign.CompareAndSwap(nil, &foreignError{err: err}) {
+		c.log.Error("tend: the segment belongs to another cluster; lookups fail from now on", "err", err)
+	}
+	return err
 }
 
 // becomeOwner records an acquisition and stamps the segment. A stamp that
@@ -454,6 +533,20 @@ func (c *Cluster) becomeOwner(v *view, a lease.Acquired) (*tender, error) {
 			return nil, &stopError{reason: StepDownExhausted, err: err}
 		}
 		return nil, &stopError{reason: StepDownStampFailed, err: err}
+	}
+	if name := c.cfg.ClusterName; name != "" {
+		// Recorded before anything of the cluster is published, so that a
+		// process of another cluster never reads a map under no name.
+		if err := w.SetClusterName(name); err != nil {
+			if errors.Is(err, layout.ErrMismatch) {
+				c.checkForeign(v)
+				return nil, &stopError{reason: StepDownForeign, err: err}
+			}
+			if se := stopFor(err); se != nil {
+				return nil, se
+			}
+			return nil, &stopError{reason: StepDownStampFailed, err: err}
+		}
 	}
 	c.setOwner(true)
 	return newTender(c, v, w, at), nil
@@ -501,6 +594,9 @@ func (c *Cluster) run(ctx context.Context, t *tender, err error, epoch uint64) {
 				return
 			}
 			err = nil
+		}
+		if c.foreign.Load() != nil {
+			return // another cluster's segment: never tend it
 		}
 		v := c.v.Load()
 		a, aerr := c.acquire(ctx, v)
@@ -595,6 +691,10 @@ func (c *Cluster) acquire(ctx context.Context, v *view) (lease.Acquired, error) 
 				cancel()
 				return
 			}
+			if c.checkForeign(v) != nil {
+				cancel()
+				return
+			}
 		}
 	})
 	a, err := v.l.Acquire(actx)
@@ -671,8 +771,19 @@ func (c *Cluster) Close() error {
 		c.mu.Lock()
 		views := append([]*view{v}, c.retired...)
 		c.mu.Unlock()
-		for _, v := range views {
-			if cerr := v.m.Close(); cerr != nil && err == nil {
+		for i, v := range views {
+			var cerr error
+			if i == 0 && c.cfg.UseShm && !c.cfg.KeepSegment && c.heap == nil {
+				// The last process to close removes the segment, so that no
+				// process started later reads a map nobody tends.
+				var removed bool
+				if removed, cerr = v.m.Segment().CloseLast(); removed {
+					c.log.Info("tend: last process to close the view; removed the segment", "location", c.loc.String())
+				}
+			} else {
+				cerr = v.m.Close()
+			}
+			if cerr != nil && err == nil {
 				err = fmt.Errorf("tend: close: %w", cerr)
 			}
 		}
@@ -701,7 +812,8 @@ func ns(m *partmap.Map, name string) (partmap.NS, error) {
 // Map returns the shared view itself, for the lock-free hot path: resolve a
 // namespace once with Map().Namespace and look partitions up by handle
 // (Map().Master(ns, d.PartitionID())), which skips the name lookup Master
-// does on every call. Do not use it after Close.
+// does on every call. Do not use it after Close. Unlike Master, Replica
+// and Snapshot, the map's own lookups do not check Stats.Foreign.
 //
 // If the segment is removed under the process (Stats.Moves grows), the
 // Cluster moves to the segment now at the location and Map returns that
@@ -717,6 +829,9 @@ func (c *Cluster) Nodes() []*partmap.Node { return c.m().Nodes() }
 // namespace ns. Errors wrap ErrNamespace or partmap's errors (ErrNotFound
 // for a partition without master).
 func (c *Cluster) Master(name string, d partmap.Digest) (*partmap.Node, error) {
+	if fe := c.foreign.Load(); fe != nil {
+		return nil, fe.err
+	}
 	m := c.m()
 	h, err := ns(m, name)
 	if err != nil {
@@ -731,6 +846,9 @@ func (c *Cluster) Master(name string, d partmap.Digest) (*partmap.Node, error) {
 // Replica returns replica i (0 master, 1 and 2 proles) of the partition
 // digest d belongs to in namespace ns.
 func (c *Cluster) Replica(name string, d partmap.Digest, i int) (*partmap.Node, error) {
+	if fe := c.foreign.Load(); fe != nil {
+		return nil, fe.err
+	}
 	m := c.m()
 	h, err := ns(m, name)
 	if err != nil {
@@ -755,6 +873,9 @@ func lookupErr(m *partmap.Map, name string, h partmap.NS, pid uint32, i int) (*p
 
 // Snapshot returns a consistent copy of namespace ns's partition map.
 func (c *Cluster) Snapshot(name string) (*partmap.Snapshot, error) {
+	if fe := c.foreign.Load(); fe != nil {
+		return nil, fe.err
+	}
 	m := c.m()
 	h, err := ns(m, name)
 	if err != nil {
@@ -794,5 +915,9 @@ func (c *Cluster) Stats() Stats {
 	s.MapGeneration = ms.Generation
 	s.NodeOverflow, s.NamespaceOverflow = ms.NodeOverflow, ms.NamespaceOverflow
 	s.Conflicts, s.Repairs = ms.Conflicts, ms.Repairs
+	s.ClusterName, s.ForeignNodes = ms.Owner.ClusterName, ms.Owner.ForeignNodes
+	if fe := c.foreign.Load(); fe != nil {
+		s.Foreign = fe.err
+	}
 	return s
 }

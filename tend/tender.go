@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/lease"
 	"github.com/shmkit/shmkit/partmap"
 	"github.com/shmkit/shmkit/tend/info"
@@ -136,6 +137,16 @@ type tender struct {
 	refusedNodes, refusedNS map[string]bool
 	retry                   bool // a node slot was freed: offer it to refused peers
 
+	// name is the cluster name nodes must answer: the configured one, or
+	// the one the segment records, or "" until the first node answers
+	// (acceptName records it).
+	name string
+	// foreign are the nodes refused for another cluster name (at most
+	// maxLimitKeys), foreignNew those refused first since the last
+	// RecordTend.
+	foreign    map[string]bool
+	foreignNew int
+
 	beat      time.Time // when the heartbeat was last written
 	sent      uint64
 	quiet     bool // seeds unreachable already reported
@@ -146,7 +157,11 @@ func newTender(c *Cluster, v *view, w *partmap.Writer, beat time.Time) *tender {
 	t := &tender{c: c, v: v, w: w, log: c.log, beat: beat,
 		lim:   limiter{period: 10 * c.cfg.TendInterval, keys: map[string]limited{}},
 		nodes: map[string]*node{}, answers: map[string]answer{}, handles: map[string]partmap.NS{},
-		gone: map[string]bool{}, refusedNodes: map[string]bool{}, refusedNS: map[string]bool{}}
+		gone: map[string]bool{}, refusedNodes: map[string]bool{}, refusedNS: map[string]bool{},
+		foreign: map[string]bool{}, name: c.cfg.ClusterName}
+	if t.name == "" {
+		t.name = w.ClusterName()
+	}
 	// Start from the nodes the segment knows (a previous owner's view);
 	// their generations are unknown, so everything is re-read. Inactive
 	// ones are down until they answer, and removed if they left.
@@ -242,8 +257,8 @@ func (t *tender) cycle(ctx context.Context) error {
 	}
 	sent := t.c.pool.RequestsSent()
 	rerr := t.w.RecordTend(partmap.TendReport{InfoRequests: int(sent - t.sent), Failed: err != nil,
-		Duration: time.Since(start), Conflicts: t.conflicts})
-	t.sent, t.conflicts = sent, 0
+		Duration: time.Since(start), Conflicts: t.conflicts, ForeignNodes: t.foreignNew})
+	t.sent, t.conflicts, t.foreignNew = sent, 0, 0
 	if se := stopFor(rerr); se != nil {
 		return se
 	}
@@ -297,14 +312,22 @@ func (t *tender) poll(ctx context.Context, n *node) (p poll) {
 	if n.build == "" {
 		names = append(names, info.CmdBuild)
 	}
+	if t.name != "" {
+		names = append(names, info.CmdClusterName)
+	}
 	r, err := t.c.pool.Request(ctx, n.addr, names...)
 	if err != nil {
 		p.err = err
 		return p
 	}
 	name, err := info.ParseNode(r[info.CmdNode])
-	if err == nil && name != n.name {
+	switch {
+	case err != nil:
+	case name != n.name:
 		err = fmt.Errorf("tend: %s answers as node %s, expected %s", n.addr, name, n.name)
+	case t.name != "" && r[info.CmdClusterName] != t.name:
+		// A node that moved to another cluster fails until deactivated.
+		err = fmt.Errorf("tend: node %s answers cluster-name %q, expected %q", n.name, r[info.CmdClusterName], t.name)
 	}
 	if err != nil {
 		p.err = err
@@ -533,19 +556,8 @@ func (t *tender) deactivate(name string) (bool, error) {
 // seed learns the nodes behind the configured seeds, asked in parallel.
 func (t *tender) seed(ctx context.Context) error {
 	seeds := t.c.cfg.Seeds
-	type reply struct {
-		name, build string
-		err         error
-	}
-	replies := make([]reply, len(seeds))
-	parallel(len(seeds), func(i int) {
-		r, err := t.c.pool.Request(ctx, seeds[i], info.CmdNode, info.CmdBuild)
-		if err == nil {
-			replies[i].name, err = info.ParseNode(r[info.CmdNode])
-			replies[i].build = r[info.CmdBuild]
-		}
-		replies[i].err = err
-	})
+	replies := make([]identity, len(seeds))
+	parallel(len(seeds), func(i int) { replies[i] = t.identify(ctx, seeds[i]) })
 	found := false
 	for i, s := range seeds {
 		rp := replies[i]
@@ -561,6 +573,11 @@ func (t *tender) seed(ctx context.Context) error {
 		if _, ok := t.nodes[rp.name]; ok {
 			continue
 		}
+		if ok, err := t.acceptName(rp.name, s, rp.cluster); err != nil {
+			return err
+		} else if !ok {
+			continue
+		}
 		n := &node{name: rp.name, addr: s, build: rp.build, peersGen: -1, partGen: -1}
 		ok, err := t.publishNode(ctx, n)
 		if err != nil {
@@ -574,6 +591,63 @@ func (t *tender) seed(ctx context.Context) error {
 	}
 	t.quiet = !found
 	return nil
+}
+
+// identity is a node's answer to "who are you".
+type identity struct {
+	name, build, cluster string
+	err                  error
+}
+
+// identify asks the node at addr for its name, build and cluster name.
+func (t *tender) identify(ctx context.Context, addr string) (id identity) {
+	r, err := t.c.pool.Request(ctx, addr, info.CmdNode, info.CmdBuild, info.CmdClusterName)
+	if err == nil {
+		id.name, err = info.ParseNode(r[info.CmdNode])
+		id.build, id.cluster = r[info.CmdBuild], r[info.CmdClusterName]
+	}
+	id.err = err
+	return id
+}
+
+// acceptName decides whether a node that answered cluster-name cluster may
+// enter the map: it must answer t.name. With no name expected yet, the
+// first name a node answers is recorded in the segment and expected from
+// then on ("null", a server without cluster-name, records nothing). A
+// refused node is logged (rate-limited, with both names) and counted once.
+// The error is a *stopError.
+func (t *tender) acceptName(node, addr, cluster string) (bool, error) {
+	if cluster == "null" {
+		cluster = ""
+	}
+	switch {
+	case t.name == "" && cluster == "":
+		return true, nil
+	case t.name == "":
+		if err := t.w.SetClusterName(cluster); err != nil {
+			if se := stopFor(err); se != nil {
+				return false, se
+			}
+			if errors.Is(err, layout.ErrMismatch) {
+				// Recorded by another owner since ours started.
+				return false, &stopError{reason: StepDownLost, err: err}
+			}
+			t.lim.log(t.log, slog.LevelWarn, "name", "tend: cannot record the cluster name", "cluster_name", cluster, "err", err)
+			return false, nil
+		}
+		t.name = cluster
+		t.log.Info("tend: recorded the cluster name its first node answered", "cluster_name", cluster, "node", node)
+		return true, nil
+	case cluster == t.name:
+		return true, nil
+	}
+	if !t.foreign[node] && len(t.foreign) < maxLimitKeys {
+		t.foreign[node] = true
+		t.foreignNew++
+	}
+	t.lim.log(t.log, slog.LevelWarn, "foreign "+node, "tend: node refused: it belongs to another cluster",
+		"node", node, "addr", addr, "cluster_name", cluster, "expected", t.name)
+	return false, nil
 }
 
 // publishNode writes a node into the shared node table, active, and
@@ -640,6 +714,11 @@ func resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
 func (t *tender) updatePeers(ctx context.Context, addRefused bool) error {
 	listed := map[string]bool{}
 	answered := 0
+	type candidate struct {
+		from, name, addr string
+		id               identity
+	}
+	var cands []candidate
 	for _, n := range t.sortedNodes() {
 		if !n.seen || n.peersGen < 0 {
 			continue
@@ -650,18 +729,41 @@ func (t *tender) updatePeers(ctx context.Context, addRefused bool) error {
 			if _, ok := t.nodes[p.Name]; ok || len(p.Hosts) == 0 || (t.refusedNodes[p.Name] && !addRefused) {
 				continue
 			}
-			nn := &node{name: p.Name, addr: p.Hosts[0].String(), peersGen: -1, partGen: -1}
-			ok, err := t.publishNode(ctx, nn)
-			if err != nil {
-				return err
-			}
-			if !ok {
+			if slices.ContainsFunc(cands, func(c candidate) bool { return c.name == p.Name }) {
 				continue
 			}
-			t.nodes[nn.name] = nn
-			delete(t.gone, nn.name)
-			t.log.Info("tend: node added", "node", nn.name, "addr", nn.addr, "from", n.name)
+			cands = append(cands, candidate{from: n.name, name: p.Name, addr: p.Hosts[0].String()})
 		}
+	}
+	// A new peer is asked who it is before it enters the map (as the
+	// official clients validate a node): its name and cluster name.
+	parallel(len(cands), func(i int) { cands[i].id = t.identify(ctx, cands[i].addr) })
+	for _, cd := range cands {
+		id := cd.id
+		switch {
+		case id.err != nil:
+			t.lim.log(t.log, slog.LevelWarn, "peer "+cd.name, "tend: peer unreachable; not added yet", "node", cd.name, "addr", cd.addr, "err", id.err)
+			continue
+		case id.name != cd.name:
+			t.lim.log(t.log, slog.LevelWarn, "peer "+cd.name, "tend: peer answers under another name; not added", "node", cd.name, "addr", cd.addr, "answers", id.name)
+			continue
+		}
+		if ok, err := t.acceptName(cd.name, cd.addr, id.cluster); err != nil {
+			return err
+		} else if !ok {
+			continue
+		}
+		nn := &node{name: cd.name, addr: cd.addr, build: id.build, peersGen: -1, partGen: -1}
+		ok, err := t.publishNode(ctx, nn)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		t.nodes[nn.name] = nn
+		delete(t.gone, nn.name)
+		t.log.Info("tend: node added", "node", nn.name, "addr", nn.addr, "from", cd.from)
 	}
 	if answered == 0 {
 		return nil
