@@ -5,7 +5,7 @@
 // number of processes read it lock-free through a Map.
 //
 // The segment layout, its size formula and every offset are in layout.go:
-// at the defaults (16 nodes, 8 namespaces) the segment is 276,544 bytes,
+// at the defaults (16 nodes, 8 namespaces) the segment is 280,640 bytes,
 // about half of the C client's 531,576.
 //
 // # Reading

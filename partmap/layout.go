@@ -28,11 +28,11 @@ import (
 // The size is therefore
 //
 //	1024 + 128 + align64(136 + 8N + 8S)
-//	     + seqlock.SizeOf(2N, 32) + seqlock.SizeOf(2S, 7) + seqlock.SizeOf(2, 18)
+//	     + seqlock.SizeOf(2N, 48) + seqlock.SizeOf(2S, 7) + seqlock.SizeOf(2, 18)
 //	     + 32768*S
-//	= 1024 + 128 + align64(136+8N+8S) + (64 + 640N) + (64 + 256S) + 448 + 32768S
+//	= 1024 + 128 + align64(136+8N+8S) + (64 + 896N) + (64 + 256S) + 448 + 32768S
 //
-// which at the defaults (N=16, S=8) is 276,544 bytes (270.1 KiB; measured
+// which at the defaults (N=16, S=8) is 280,640 bytes (274.1 KiB; measured
 // by TestSegmentSize), against 531,576 bytes for the C client's
 // as_shm_cluster at the same settings. Every term but the partitions is
 // small: the partition words are 95% of it.
@@ -90,13 +90,15 @@ import (
 // it loaded: a copy rewritten by anyone after publication (a stale owner's
 // plain stores) carries another epoch or seq and is rejected.
 //
-// Node record (32 words; record words, not bytes):
+// Node record (48 words; record words, not bytes):
 //
 //	 0 tag | 1 checksum | 2 gen | 3 meta | 4..7 name (32 bytes)
 //	 8..19 addresses: 4 x { ip bytes 0-7, ip bytes 8-15, port | family<<16 }
 //	20..27 TLS name (64 bytes) | 28..31 build (32 bytes)
+//	32..47 racks (128 bytes): "ns:rack;ns:rack", sorted by namespace
 //	meta: flags (bits 0-7: 1 used, 2 active) | name length (8-15)
 //	      | TLS name length (16-23) | build length (24-31) | addresses (32-39)
+//	      | racks length (40-47)
 //
 // Namespace record (7 words):
 //
@@ -156,7 +158,8 @@ const (
 	nodeAddrSize = 3
 	nodeTLS      = 20
 	nodeBuild    = 28
-	nodeWords    = 32
+	nodeRacks    = 32
+	nodeWords    = 48
 
 	nodeUsed   = 1
 	nodeActive = 2
@@ -197,6 +200,12 @@ const (
 	MaxTLSName = 64
 	// MaxBuild is the longest build string, in bytes.
 	MaxBuild = 32
+	// MaxRacks is the longest encoding of a node's racks
+	// ("ns:rack;ns:rack" in namespace order), in bytes.
+	MaxRacks = 128
+	// MaxRackID is the largest rack id (Aerospike's rack-id range is
+	// 0..1000000).
+	MaxRackID = 1_000_000
 	// MaxClusterName is the longest cluster name, in bytes (Aerospike's
 	// cluster-name allows 64 characters).
 	MaxClusterName = 64
@@ -220,7 +229,8 @@ const (
 )
 
 var (
-	_ [nodeWords - nodeBuild - MaxBuild/8]struct{}
+	_ [nodeWords - nodeRacks - MaxRacks/8]struct{}
+	_ [nodeRacks - nodeBuild - MaxBuild/8]struct{}
 	_ [nodeBuild - nodeTLS - MaxTLSName/8]struct{}
 	_ [nodeTLS - nodeAddrs - MaxAddresses*nodeAddrSize]struct{}
 	_ [nodeAddrs - nodeName - MaxNodeName/8]struct{}

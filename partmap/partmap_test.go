@@ -29,7 +29,7 @@ func TestSegmentSize(t *testing.T) {
 			t.Fatal(err)
 		}
 		n, s := uint64(c.n), uint64(c.s)
-		want := 1024 + 128 + (136+8*n+8*s+63)&^63 + (64 + 640*n) + (64 + 256*s) + 448 + 32768*s
+		want := 1024 + 128 + (136+8*n+8*s+63)&^63 + (64 + 896*n) + (64 + 256*s) + 448 + 32768*s
 		if got != want {
 			t.Errorf("N=%d S=%d: size %d, formula %d", c.n, c.s, got, want)
 		}

@@ -3,8 +3,10 @@ package partmap
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +30,54 @@ type NodeInfo struct {
 	// Active is false for a node that is known but should not get
 	// traffic (it left the cluster, or failed its last tends).
 	Active bool
+	// Racks maps namespace names to the node's rack id in them (its
+	// "rack-ids" answer; nil when the tender is not rack-aware). Its
+	// encoding, "ns:rack;…" in name order, is at most MaxRacks bytes.
+	Racks map[string]int
+}
+
+// Rack returns the node's rack id in namespace ns, and whether it has one.
+func (n *NodeInfo) Rack(ns string) (int, bool) {
+	r, ok := n.Racks[ns]
+	return r, ok
+}
+
+// encodeRacks is the stored form of racks: "ns:rack;ns:rack" in name order.
+func encodeRacks(racks map[string]int) string {
+	names := slices.Sorted(maps.Keys(racks))
+	var b strings.Builder
+	for i, ns := range names {
+		if i > 0 {
+			b.WriteByte(';')
+		}
+		b.WriteString(ns)
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(racks[ns]))
+	}
+	return b.String()
+}
+
+// decodeRacks parses encodeRacks's form, checking every name and id.
+func decodeRacks(s string) (map[string]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	racks := map[string]int{}
+	prev := ""
+	for item := range strings.SplitSeq(s, ";") {
+		ns, id, ok := strings.Cut(item, ":")
+		r, err := strconv.Atoi(id)
+		switch {
+		case !ok || err != nil || r < 0 || r > MaxRackID:
+			return nil, fmt.Errorf("rack entry %q: want namespace:rack-id with a rack id in 0..%d", item, MaxRackID)
+		case validNamespace(ns, 1) != nil:
+			return nil, fmt.Errorf("rack entry %q: bad namespace name", item)
+		case ns <= prev:
+			return nil, fmt.Errorf("rack entries not in strictly increasing namespace order at %q", item)
+		}
+		racks[ns], prev = r, ns
+	}
+	return racks, nil
 }
 
 // Node is a node as read from the segment: a process-local copy that a
@@ -55,6 +105,11 @@ func (n *NodeInfo) validate() error {
 	case len(n.Build) > MaxBuild:
 		return fmt.Errorf("partmap: node %s: build string of %d bytes, at most %d: %w", n.Name, len(n.Build), MaxBuild, ErrInvalid)
 	}
+	if enc := encodeRacks(n.Racks); len(enc) > MaxRacks {
+		return fmt.Errorf("partmap: node %s: racks take %d bytes, at most %d are stored: %w", n.Name, len(enc), MaxRacks, ErrInvalid)
+	} else if _, err := decodeRacks(enc); err != nil {
+		return fmt.Errorf("partmap: node %s: %v: %w", n.Name, err, ErrInvalid)
+	}
 	for _, a := range n.Addresses {
 		if !a.IsValid() || a.Addr().Zone() != "" {
 			return fmt.Errorf("partmap: node %s: address %v: want a valid IPv4 or IPv6 address and port without zone: %w", n.Name, a, ErrInvalid)
@@ -65,11 +120,12 @@ func (n *NodeInfo) validate() error {
 
 func (n *NodeInfo) equal(o *NodeInfo) bool {
 	return n.Name == o.Name && n.TLSName == o.TLSName && n.Build == o.Build && n.Active == o.Active &&
-		slices.Equal(n.Addresses, o.Addresses)
+		slices.Equal(n.Addresses, o.Addresses) && maps.Equal(n.Racks, o.Racks)
 }
 
 func (n NodeInfo) clone() NodeInfo {
 	n.Addresses = slices.Clone(n.Addresses)
+	n.Racks = maps.Clone(n.Racks)
 	return n
 }
 
@@ -124,8 +180,9 @@ func encodeNode(rec []uint64, gen uint64, info *NodeInfo, used bool) {
 	if info.Active {
 		flags |= nodeActive
 	}
+	racks := encodeRacks(info.Racks)
 	rec[nodeMeta] = flags | uint64(len(info.Name))<<8 | uint64(len(info.TLSName))<<16 |
-		uint64(len(info.Build))<<24 | uint64(len(info.Addresses))<<32
+		uint64(len(info.Build))<<24 | uint64(len(info.Addresses))<<32 | uint64(len(racks))<<40
 	putString(rec[nodeName:nodeAddrs], info.Name)
 	for i, a := range info.Addresses {
 		ip := a.Addr()
@@ -138,7 +195,8 @@ func encodeNode(rec []uint64, gen uint64, info *NodeInfo, used bool) {
 		w[0], w[1], w[2] = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:]), uint64(a.Port())|fam<<16
 	}
 	putString(rec[nodeTLS:nodeBuild], info.TLSName)
-	putString(rec[nodeBuild:nodeWords], info.Build)
+	putString(rec[nodeBuild:nodeRacks], info.Build)
+	putString(rec[nodeRacks:nodeWords], racks)
 }
 
 // decodeNode decodes a verified node record of slot (1-based). It returns
@@ -153,16 +211,23 @@ func decodeNode(slot int, rec []uint64) (*Node, error) {
 		return nil, nil
 	}
 	nameLen, tlsLen, buildLen, naddr := int(meta>>8&0xff), int(meta>>16&0xff), int(meta>>24&0xff), int(meta>>32&0xff)
+	racksLen := int(meta >> 40 & 0xff)
 	switch {
-	case flags&^(nodeUsed|nodeActive) != 0 || meta>>40 != 0:
+	case flags&^(nodeUsed|nodeActive) != 0 || meta>>48 != 0:
 		return nil, corrupt("node slot", slot, nil, "meta word %#x has unknown bits", meta)
-	case nameLen == 0 || nameLen > MaxNodeName || tlsLen > MaxTLSName || buildLen > MaxBuild || naddr > MaxAddresses:
-		return nil, corrupt("node slot", slot, nil, "lengths out of range: name %d, TLS name %d, build %d, addresses %d", nameLen, tlsLen, buildLen, naddr)
+	case nameLen == 0 || nameLen > MaxNodeName || tlsLen > MaxTLSName || buildLen > MaxBuild || naddr > MaxAddresses || racksLen > MaxRacks:
+		return nil, corrupt("node slot", slot, nil, "lengths out of range: name %d, TLS name %d, build %d, addresses %d, racks %d",
+			nameLen, tlsLen, buildLen, naddr, racksLen)
 	}
 	n := &Node{Slot: slot, Gen: rec[nodeGen]}
 	n.Name = getString(rec[nodeName:nodeAddrs], nameLen)
 	n.TLSName = getString(rec[nodeTLS:nodeBuild], tlsLen)
-	n.Build = getString(rec[nodeBuild:nodeWords], buildLen)
+	n.Build = getString(rec[nodeBuild:nodeRacks], buildLen)
+	racks, err := decodeRacks(getString(rec[nodeRacks:nodeWords], racksLen))
+	if err != nil {
+		return nil, corrupt("node slot", slot, nil, "racks: %v", err)
+	}
+	n.Racks = racks
 	n.Active = flags&nodeActive != 0
 	if naddr > 0 {
 		n.Addresses = make([]netip.AddrPort, naddr)

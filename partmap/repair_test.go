@@ -305,12 +305,12 @@ func TestStampAllReclaimsLaterEpochs(t *testing.T) {
 	ws.flip(ws.nodeCtl(3), epochBit)
 	// Node 3's published copy gets its checksum broken as well: record
 	// 2*2+copy of the node_recs seqlock table (64-byte header, records of
-	// 320 bytes for 32 words, the checksum in payload word 1, after the
+	// 448 bytes for 48 words, the checksum in payload word 1, after the
 	// sequence word).
 	recs, _ := section(t, ws.seg, "node_recs")
 	_, p := lease.SplitFenced(ws.seg.Load64(ws.nodeCtl(3)))
 	cp := int(p >> 23 & 1)
-	ws.flip(recs+64+arena.Offset(2*2+cp)*320+16, 3)
+	ws.flip(recs+64+arena.Offset(2*2+cp)*448+16, 3)
 
 	m2 := openMore(t, loc, partmap.Config{})
 	_, w2 := owner(t, m2, time.Minute)

@@ -220,6 +220,15 @@ type Config struct {
 	// both. Empty: the tender records the name its first node answers,
 	// and from then on refuses nodes of other names the same way.
 	ClusterName string
+	// RackAware has the tender ask every node for its "rack-ids" at each
+	// tend and keep them in the shared view (partmap.Node.Racks), for
+	// reads that prefer a rack (Cluster.RackReplica).
+	RackAware bool
+	// UseServicesAlternate has the tender learn peers from their
+	// alternate addresses ("peers-clear-alt") instead of their standard
+	// ones, for clients outside the servers' network (containers, NAT),
+	// as the official clients' option of the same name.
+	UseServicesAlternate bool
 	// KeepSegment keeps the shared segment when the last process using it
 	// closes. By default the last Close removes it (as the C client does),
 	// so that no process started later reads a map nobody tends.
@@ -869,6 +878,54 @@ func lookupErr(m *partmap.Map, name string, h partmap.NS, pid uint32, i int) (*p
 		return nil, fmt.Errorf("tend: %s partition %d replica %d: %w", name, pid, i, err)
 	}
 	return n, nil
+}
+
+// peersCmd is the info command that lists peers' addresses.
+func (c *Cluster) peersCmd() string {
+	if c.cfg.UseServicesAlternate {
+		return info.CmdPeersClearAlt
+	}
+	return info.CmdPeersClearStd
+}
+
+// RackReplica returns the node a read of digest d in namespace ns goes to
+// under a prefer-rack policy, as the official clients choose it on a
+// first attempt: for each rack in racks, in order, the first active
+// replica (master, then proles) on that rack; if none is, the first
+// active replica. Racks come from the nodes' "rack-ids" (Config.RackAware;
+// without it no node has a rack and the choice is the first active
+// replica). Errors are Replica's.
+func (c *Cluster) RackReplica(name string, d partmap.Digest, racks []int) (*partmap.Node, error) {
+	if fe := c.foreign.Load(); fe != nil {
+		return nil, fe.err
+	}
+	m := c.m()
+	h, err := ns(m, name)
+	if err != nil {
+		return nil, err
+	}
+	pid := d.PartitionID()
+	var reps [partmap.StoredReplicas]*partmap.Node
+	for i := range reps {
+		if n, ok := m.Replica(h, pid, i); ok && n.Active {
+			reps[i] = n
+		}
+	}
+	for _, rack := range racks {
+		for _, n := range reps {
+			if n != nil {
+				if r, ok := n.Rack(name); ok && r == rack {
+					return n, nil
+				}
+			}
+		}
+	}
+	for _, n := range reps {
+		if n != nil {
+			return n, nil
+		}
+	}
+	return lookupErr(m, name, h, pid, 0)
 }
 
 // Snapshot returns a consistent copy of namespace ns's partition map.

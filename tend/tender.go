@@ -105,6 +105,7 @@ type node struct {
 	stale    bool // partition-generation changed: fetch replicas
 	down     bool // deactivated after FailLimit failures; still asked
 	peers    []info.Peer
+	racks    map[string]int // "rack-ids" (Config.RackAware), as published
 }
 
 // answer is the last "replicas" answer of one node.
@@ -303,6 +304,8 @@ type poll struct {
 	partErr  error
 	peers    *info.Peers // fetched because the peers generation changed
 	peersErr error
+	racks    map[string]int // Config.RackAware: the "rack-ids" answer
+	racksErr error
 }
 
 // poll asks a node for its name and generations in one message and, if
@@ -314,6 +317,9 @@ func (t *tender) poll(ctx context.Context, n *node) (p poll) {
 	}
 	if t.name != "" {
 		names = append(names, info.CmdClusterName)
+	}
+	if t.c.cfg.RackAware {
+		names = append(names, info.CmdRackIDs)
 	}
 	r, err := t.c.pool.Request(ctx, n.addr, names...)
 	if err != nil {
@@ -334,16 +340,20 @@ func (t *tender) poll(ctx context.Context, n *node) (p poll) {
 		return p
 	}
 	p.build = r[info.CmdBuild]
+	if t.c.cfg.RackAware {
+		p.racks, p.racksErr = info.ParseRackIDs(r[info.CmdRackIDs])
+	}
 	p.partGen, p.partErr = info.ParseGeneration(info.CmdPartitionGeneration, r[info.CmdPartitionGeneration])
 	pg, err := info.ParseGeneration(info.CmdPeersGeneration, r[info.CmdPeersGeneration])
 	switch {
 	case err != nil:
 		p.peersErr = err
 	case pg != n.peersGen:
-		pr, err := t.c.pool.Request(ctx, n.addr, info.CmdPeersClearStd)
+		cmd := t.c.peersCmd()
+		pr, err := t.c.pool.Request(ctx, n.addr, cmd)
 		var peers info.Peers
 		if err == nil {
-			peers, err = info.ParsePeers(info.CmdPeersClearStd, pr[info.CmdPeersClearStd])
+			peers, err = info.ParsePeers(cmd, pr[cmd])
 		}
 		if err != nil {
 			p.peersErr = err
@@ -460,8 +470,16 @@ func (t *tender) applyPoll(ctx context.Context, n *node, p *poll) (peersChanged 
 		return false, t.fail(n, p.err)
 	}
 	n.fails, n.seen = 0, true
-	if p.build != "" && n.build == "" {
-		n.build = p.build
+	racksChanged := false
+	if p.racksErr != nil {
+		t.lim.log(t.log, slog.LevelWarn, "racks "+n.name, "tend: bad rack-ids answer, the last one kept", "node", n.name, "err", p.racksErr)
+	} else if t.c.cfg.RackAware && !maps.Equal(p.racks, n.racks) {
+		n.racks, racksChanged = p.racks, true
+	}
+	if (p.build != "" && n.build == "") || (racksChanged && !n.down) {
+		if p.build != "" && n.build == "" {
+			n.build = p.build
+		}
 		if _, err := t.publishNode(ctx, n); err != nil {
 			return false, err
 		}
@@ -660,7 +678,7 @@ func (t *tender) publishNode(ctx context.Context, n *node) (bool, error) {
 		t.lim.log(t.log, slog.LevelWarn, "addr "+n.name, "tend: node address", "node", n.name, "addr", n.addr, "err", err)
 		return false, nil
 	}
-	_, err = t.w.AddOrUpdateNode(partmap.NodeInfo{Name: n.name, Addresses: []netip.AddrPort{ap}, Build: n.build, Active: true})
+	_, err = t.w.AddOrUpdateNode(partmap.NodeInfo{Name: n.name, Addresses: []netip.AddrPort{ap}, Build: n.build, Active: true, Racks: n.racks})
 	switch {
 	case err == nil:
 		delete(t.refusedNodes, n.name)
