@@ -2,12 +2,14 @@ package tend
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -209,9 +211,19 @@ var (
 // Config configures Open. The zero value, with Seeds, is a shared-memory
 // view at the default key.
 type Config struct {
-	// Seeds are host:port addresses of cluster nodes, used while no node
-	// is known.
+	// Seeds are addresses of cluster nodes, used while no node is known:
+	// "host:port", or "host:tlsname:port" for a node whose certificate
+	// carries tlsname (with TLS; the host is verified otherwise). IPv6
+	// hosts are bracketed: "[::1]:3000", "[::1]:tlsname:3000".
 	Seeds []string
+	// TLS, when not nil, makes every info connection TLS with this
+	// configuration (trusted roots in RootCAs, a client certificate in
+	// Certificates for mutual TLS): each node's certificate is verified
+	// against its TLS name (from its seed or from "peers-tls-std"), and
+	// peers are learned from the TLS lists only, so clear-text and TLS
+	// nodes are never mixed. Nil: clear text, TLS lists ignored. The
+	// record client uses the same configuration for its connections.
+	TLS *tls.Config
 	// ClusterName is the expected cluster name (the servers'
 	// cluster-name, at most partmap.MaxClusterName bytes). Nodes that
 	// answer another name are refused, as the official clients do (logged
@@ -394,6 +406,42 @@ type view struct {
 	l *lease.Lease
 }
 
+// seed is a parsed Config.Seeds entry.
+type seed struct {
+	addr    string // host:port
+	tlsName string // "" when the seed names none
+}
+
+// parseSeed parses "host:port" or "host:tlsname:port" (IPv6 hosts in
+// brackets).
+func parseSeed(s string) (seed, error) {
+	host, rest := "", ""
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 || len(s) == end+1 || s[end+1] != ':' {
+			return seed{}, fmt.Errorf("%w: seed %q: want [ipv6]:port or [ipv6]:tlsname:port", ErrConfig, s)
+		}
+		host, rest = s[:end+1], s[end+2:]
+	} else {
+		h, r, ok := strings.Cut(s, ":")
+		if !ok {
+			return seed{}, fmt.Errorf("%w: seed %q: want host:port or host:tlsname:port", ErrConfig, s)
+		}
+		host, rest = h, r
+	}
+	tlsName, port, hasName := strings.Cut(rest, ":")
+	if !hasName {
+		tlsName, port = "", rest
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 || host == "" || host == "[]" || strings.Contains(port, ":") {
+		return seed{}, fmt.Errorf("%w: seed %q: want host:port or host:tlsname:port with a port in 1..65535", ErrConfig, s)
+	}
+	if hasName && tlsName == "" {
+		return seed{}, fmt.Errorf("%w: seed %q: empty TLS name", ErrConfig, s)
+	}
+	return seed{addr: host + ":" + port, tlsName: tlsName}, nil
+}
+
 func (c *Config) defaults() error {
 	if c.MaxNodes == 0 {
 		c.MaxNodes = DefaultMaxNodes
@@ -415,6 +463,11 @@ func (c *Config) defaults() error {
 	}
 	if c.ShmKey == 0 {
 		c.ShmKey = ShmKeyFor(c.ClusterName)
+	}
+	for _, sd := range c.Seeds {
+		if _, err := parseSeed(sd); err != nil {
+			return err
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -454,7 +507,7 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	c.v.Store(v)
-	c.pool = info.NewPool(info.PoolOptions{Options: info.Options{ConnectTimeout: cfg.InfoTimeout, ReadTimeout: cfg.InfoTimeout}})
+	c.pool = info.NewPool(info.PoolOptions{Options: info.Options{ConnectTimeout: cfg.InfoTimeout, ReadTimeout: cfg.InfoTimeout, TLS: cfg.TLS}})
 	runCtx, stop := context.WithCancel(context.Background())
 	c.stop, c.done = stop, make(chan struct{})
 	var first *tender
@@ -882,7 +935,12 @@ func lookupErr(m *partmap.Map, name string, h partmap.NS, pid uint32, i int) (*p
 
 // peersCmd is the info command that lists peers' addresses.
 func (c *Cluster) peersCmd() string {
-	if c.cfg.UseServicesAlternate {
+	switch {
+	case c.cfg.TLS != nil && c.cfg.UseServicesAlternate:
+		return info.CmdPeersTLSAlt
+	case c.cfg.TLS != nil:
+		return info.CmdPeersTLSStd
+	case c.cfg.UseServicesAlternate:
 		return info.CmdPeersClearAlt
 	}
 	return info.CmdPeersClearStd

@@ -97,6 +97,7 @@ func (l *limiter) log(log *slog.Logger, level slog.Level, key, msg string, args 
 type node struct {
 	name     string
 	addr     string // host:port used for info requests
+	tlsName  string // the name its certificate carries (Config.TLS)
 	build    string
 	peersGen int64 // -1: peers list not fetched yet
 	partGen  int64 // -1: replicas not fetched yet
@@ -171,7 +172,7 @@ func newTender(c *Cluster, v *view, w *partmap.Writer, beat time.Time) *tender {
 			t.gone[n.Name] = true
 			continue
 		}
-		nd := &node{name: n.Name, addr: n.Addresses[0].String(), build: n.Build, peersGen: -1, partGen: -1}
+		nd := &node{name: n.Name, addr: n.Addresses[0].String(), tlsName: n.TLSName, build: n.Build, peersGen: -1, partGen: -1}
 		if !n.Active {
 			nd.down, nd.fails = true, FailLimit
 		}
@@ -321,7 +322,7 @@ func (t *tender) poll(ctx context.Context, n *node) (p poll) {
 	if t.c.cfg.RackAware {
 		names = append(names, info.CmdRackIDs)
 	}
-	r, err := t.c.pool.Request(ctx, n.addr, names...)
+	r, err := t.c.pool.RequestTLS(ctx, n.addr, n.tlsName, names...)
 	if err != nil {
 		p.err = err
 		return p
@@ -350,7 +351,7 @@ func (t *tender) poll(ctx context.Context, n *node) (p poll) {
 		p.peersErr = err
 	case pg != n.peersGen:
 		cmd := t.c.peersCmd()
-		pr, err := t.c.pool.Request(ctx, n.addr, cmd)
+		pr, err := t.c.pool.RequestTLS(ctx, n.addr, n.tlsName, cmd)
 		var peers info.Peers
 		if err == nil {
 			peers, err = info.ParsePeers(cmd, pr[cmd])
@@ -573,11 +574,15 @@ func (t *tender) deactivate(name string) (bool, error) {
 
 // seed learns the nodes behind the configured seeds, asked in parallel.
 func (t *tender) seed(ctx context.Context) error {
-	seeds := t.c.cfg.Seeds
+	seeds := make([]seed, len(t.c.cfg.Seeds))
+	for i, s := range t.c.cfg.Seeds {
+		seeds[i], _ = parseSeed(s) // checked by Open
+	}
 	replies := make([]identity, len(seeds))
-	parallel(len(seeds), func(i int) { replies[i] = t.identify(ctx, seeds[i]) })
+	parallel(len(seeds), func(i int) { replies[i] = t.identify(ctx, seeds[i].addr, seeds[i].tlsName) })
 	found := false
-	for i, s := range seeds {
+	for i, sd := range seeds {
+		s := sd.addr
 		rp := replies[i]
 		if rp.err != nil {
 			level := slog.LevelWarn
@@ -596,7 +601,7 @@ func (t *tender) seed(ctx context.Context) error {
 		} else if !ok {
 			continue
 		}
-		n := &node{name: rp.name, addr: s, build: rp.build, peersGen: -1, partGen: -1}
+		n := &node{name: rp.name, addr: s, tlsName: t.tlsName(sd.tlsName), build: rp.build, peersGen: -1, partGen: -1}
 		ok, err := t.publishNode(ctx, n)
 		if err != nil {
 			return err
@@ -617,9 +622,19 @@ type identity struct {
 	err                  error
 }
 
-// identify asks the node at addr for its name, build and cluster name.
-func (t *tender) identify(ctx context.Context, addr string) (id identity) {
-	r, err := t.c.pool.Request(ctx, addr, info.CmdNode, info.CmdBuild, info.CmdClusterName)
+// tlsName is what a node record keeps as the node's TLS name: name with
+// TLS, nothing without (a seed's TLS name is meaningless in clear text).
+func (t *tender) tlsName(name string) string {
+	if t.c.cfg.TLS == nil {
+		return ""
+	}
+	return name
+}
+
+// identify asks the node at addr (whose certificate carries tlsName, with
+// TLS) for its name, build and cluster name.
+func (t *tender) identify(ctx context.Context, addr, tlsName string) (id identity) {
+	r, err := t.c.pool.RequestTLS(ctx, addr, tlsName, info.CmdNode, info.CmdBuild, info.CmdClusterName)
 	if err == nil {
 		id.name, err = info.ParseNode(r[info.CmdNode])
 		id.build, id.cluster = r[info.CmdBuild], r[info.CmdClusterName]
@@ -678,7 +693,7 @@ func (t *tender) publishNode(ctx context.Context, n *node) (bool, error) {
 		t.lim.log(t.log, slog.LevelWarn, "addr "+n.name, "tend: node address", "node", n.name, "addr", n.addr, "err", err)
 		return false, nil
 	}
-	_, err = t.w.AddOrUpdateNode(partmap.NodeInfo{Name: n.name, Addresses: []netip.AddrPort{ap}, Build: n.build, Active: true, Racks: n.racks})
+	_, err = t.w.AddOrUpdateNode(partmap.NodeInfo{Name: n.name, Addresses: []netip.AddrPort{ap}, TLSName: n.tlsName, Build: n.build, Active: true, Racks: n.racks})
 	switch {
 	case err == nil:
 		delete(t.refusedNodes, n.name)
@@ -733,8 +748,8 @@ func (t *tender) updatePeers(ctx context.Context, addRefused bool) error {
 	listed := map[string]bool{}
 	answered := 0
 	type candidate struct {
-		from, name, addr string
-		id               identity
+		from, name, addr, tlsName string
+		id                        identity
 	}
 	var cands []candidate
 	for _, n := range t.sortedNodes() {
@@ -750,12 +765,12 @@ func (t *tender) updatePeers(ctx context.Context, addRefused bool) error {
 			if slices.ContainsFunc(cands, func(c candidate) bool { return c.name == p.Name }) {
 				continue
 			}
-			cands = append(cands, candidate{from: n.name, name: p.Name, addr: p.Hosts[0].String()})
+			cands = append(cands, candidate{from: n.name, name: p.Name, addr: p.Hosts[0].String(), tlsName: t.tlsName(p.TLSName)})
 		}
 	}
 	// A new peer is asked who it is before it enters the map (as the
 	// official clients validate a node): its name and cluster name.
-	parallel(len(cands), func(i int) { cands[i].id = t.identify(ctx, cands[i].addr) })
+	parallel(len(cands), func(i int) { cands[i].id = t.identify(ctx, cands[i].addr, cands[i].tlsName) })
 	for _, cd := range cands {
 		id := cd.id
 		switch {
@@ -771,7 +786,7 @@ func (t *tender) updatePeers(ctx context.Context, addRefused bool) error {
 		} else if !ok {
 			continue
 		}
-		nn := &node{name: cd.name, addr: cd.addr, build: id.build, peersGen: -1, partGen: -1}
+		nn := &node{name: cd.name, addr: cd.addr, tlsName: cd.tlsName, build: id.build, peersGen: -1, partGen: -1}
 		ok, err := t.publishNode(ctx, nn)
 		if err != nil {
 			return err
@@ -826,7 +841,7 @@ func (t *tender) refreshReplicas(ctx context.Context) (int, error) {
 	}
 	replies := make([]reply, len(stale))
 	parallel(len(stale), func(i int) {
-		r, err := t.c.pool.Request(ctx, stale[i].addr, info.CmdPartitionGeneration, info.CmdReplicas)
+		r, err := t.c.pool.RequestTLS(ctx, stale[i].addr, stale[i].tlsName, info.CmdPartitionGeneration, info.CmdReplicas)
 		if err != nil {
 			replies[i].err = err
 			return

@@ -2,6 +2,7 @@ package info
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,11 @@ type Options struct {
 	// Logger receives debug records about dials and broken connections
 	// (nil: discard).
 	Logger *slog.Logger
+	// TLS, when not nil, makes every connection TLS: the server's
+	// certificate is verified against the node's TLS name (DialTLS's
+	// tlsName; the host of addr when empty, or TLS.ServerName when set),
+	// and TLS.Certificates are offered for mutual TLS. Nil: clear text.
+	TLS *tls.Config
 }
 
 func (o Options) withDefaults() Options {
@@ -76,8 +82,18 @@ type Conn struct {
 }
 
 // Dial connects to addr ("host:port") and returns a Conn. The connect is
-// bounded by opts.ConnectTimeout and by ctx.
+// bounded by opts.ConnectTimeout and by ctx. With opts.TLS it is DialTLS
+// with the host of addr as the TLS name.
 func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
+	return DialTLS(ctx, addr, "", opts)
+}
+
+// DialTLS is Dial for a node whose certificate carries tlsName (its
+// "host:tlsname:port" seed, or the TLS name of its peers-tls entry). The
+// connect and the handshake together are bounded by opts.ConnectTimeout
+// and ctx; a failed handshake is an error wrapping ErrTLS. Without
+// opts.TLS, tlsName is ignored and the connection is clear text.
+func DialTLS(ctx context.Context, addr, tlsName string, opts Options) (*Conn, error) {
 	opts = opts.withDefaults()
 	d := net.Dialer{Timeout: opts.ConnectTimeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
@@ -88,7 +104,44 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	if opts.TLS != nil {
+		tc, err := Handshake(ctx, nc, addr, tlsName, opts.TLS, opts.ConnectTimeout)
+		if err != nil {
+			opts.Logger.Debug("info TLS handshake failed", "addr", addr, "tls_name", tlsName, "err", err)
+			return nil, err
+		}
+		nc = tc
+	}
 	return NewConn(nc, opts), nil
+}
+
+// Handshake runs a client TLS handshake on nc (which it closes on
+// failure) against a server whose certificate carries tlsName (the host
+// of addr when empty; cfg.ServerName when set wins), within timeout and
+// ctx. It is what DialTLS does after connecting, for other connections to
+// a node (record commands) that must verify it the same way. Errors wrap
+// ErrTLS and the crypto error.
+func Handshake(ctx context.Context, nc net.Conn, addr, tlsName string, cfg *tls.Config, timeout time.Duration) (*tls.Conn, error) {
+	c := cfg.Clone()
+	if c.ServerName == "" {
+		c.ServerName = tlsName
+		if c.ServerName == "" {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				nc.Close()
+				return nil, fmt.Errorf("info: TLS to %s: %w: %w", addr, ErrTLS, err)
+			}
+			c.ServerName = host
+		}
+	}
+	tc := tls.Client(nc, c)
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("info: TLS to %s (name %q): %w: %w", addr, c.ServerName, ErrTLS, err)
+	}
+	return tc, nil
 }
 
 // NewConn wraps an established connection (for example one end of

@@ -24,6 +24,13 @@ import (
 // Sentinel error kinds. Every error returned by this package wraps one of
 // them (or a context / network error for I/O failures).
 var (
+	// ErrTLS reports a TLS handshake that failed: an untrusted or expired
+	// certificate, a certificate for another name than the node's TLS
+	// name, a client certificate the server refused, or a peer that does
+	// not speak TLS. The underlying crypto/tls or crypto/x509 error is
+	// wrapped too (errors.As with *x509.HostnameError,
+	// x509.UnknownAuthorityError, …).
+	ErrTLS = errors.New("info: TLS handshake failed")
 	// ErrMalformed reports a value or message that does not follow the
 	// expected grammar.
 	ErrMalformed = errors.New("info: malformed")

@@ -3,6 +3,7 @@ package info
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -47,14 +48,25 @@ func NewPool(opts PoolOptions) *Pool {
 // Request sends one info request for names to addr, reusing an idle
 // connection when there is one. See Conn.Request.
 func (p *Pool) Request(ctx context.Context, addr string, names ...string) (map[string]string, error) {
-	c, err := p.get(ctx, addr)
+	return p.RequestTLS(ctx, addr, "", names...)
+}
+
+// RequestTLS is Request to a node whose certificate carries tlsName (see
+// DialTLS; ignored without Options.TLS). Connections are kept per address
+// and TLS name.
+func (p *Pool) RequestTLS(ctx context.Context, addr, tlsName string, names ...string) (map[string]string, error) {
+	key := addr
+	if p.opts.TLS != nil {
+		key = addr + "\x00" + tlsName
+	}
+	c, err := p.get(ctx, key, addr, tlsName)
 	if err != nil {
 		return nil, err
 	}
 	before := c.RequestsSent()
 	reply, err := c.Request(ctx, names...)
 	p.sent.Add(c.RequestsSent() - before)
-	p.put(addr, c)
+	p.put(key, c)
 	return reply, err
 }
 
@@ -69,8 +81,13 @@ func (p *Pool) Dials() uint64 { return p.dials.Load() }
 // cluster.
 func (p *Pool) CloseAddr(addr string) {
 	p.mu.Lock()
-	conns := p.idle[addr]
-	delete(p.idle, addr)
+	var conns []*Conn
+	for k, cs := range p.idle {
+		if k == addr || strings.HasPrefix(k, addr+"\x00") { // any TLS name
+			conns = append(conns, cs...)
+			delete(p.idle, k)
+		}
+	}
 	p.mu.Unlock()
 	for _, c := range conns {
 		_ = c.Close()
@@ -93,21 +110,21 @@ func (p *Pool) Close() error {
 	return nil
 }
 
-func (p *Pool) get(ctx context.Context, addr string) (*Conn, error) {
+func (p *Pool) get(ctx context.Context, key, addr, tlsName string) (*Conn, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, fmt.Errorf("info: pool request to %s: %w", addr, ErrClosed)
 	}
-	if conns := p.idle[addr]; len(conns) > 0 {
+	if conns := p.idle[key]; len(conns) > 0 {
 		c := conns[len(conns)-1]
-		p.idle[addr] = conns[:len(conns)-1]
+		p.idle[key] = conns[:len(conns)-1]
 		p.mu.Unlock()
 		return c, nil
 	}
 	p.mu.Unlock()
 	p.dials.Add(1)
-	return Dial(ctx, addr, p.opts.Options)
+	return DialTLS(ctx, addr, tlsName, p.opts.Options)
 }
 
 func (p *Pool) put(addr string, c *Conn) {
