@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/shmkit/shmkit/lease"
 	"github.com/shmkit/shmkit/partmap"
 	"github.com/shmkit/shmkit/procid"
+	"github.com/shmkit/shmkit/tend/admin"
 	"github.com/shmkit/shmkit/tend/info"
 )
 
@@ -232,6 +234,20 @@ type Config struct {
 	// both. Empty: the tender records the name its first node answers,
 	// and from then on refuses nodes of other names the same way.
 	ClusterName string
+	// User and Password authenticate to servers with security enabled
+	// (AuthMode AuthInternal, the default when User is set): every info
+	// connection logs in over the admin protocol, keeps the session token
+	// in this process's memory and re-logs in when the token expires or
+	// a node restarts. AuthMode admin.ModePKI logs in with the TLS client
+	// certificate instead (no password). Neither the password, its hash
+	// nor a token is ever written to the shared segment; each process
+	// logs in for itself (Cluster.Authenticator serves its record
+	// connections). Wrong credentials show as Stats.AuthError, an
+	// *admin.Error naming the user.
+	User, Password string
+	// AuthMode selects the authentication (default: admin.ModeInternal
+	// with a User, admin.ModeNone without).
+	AuthMode admin.Mode
 	// RackAware has the tender ask every node for its "rack-ids" at each
 	// tend and keep them in the shared view (partmap.Node.Racks), for
 	// reads that prefer a rack (Cluster.RackReplica).
@@ -360,6 +376,13 @@ type Stats struct {
 	// ForeignNodes counts the nodes owners refused because they answered
 	// another cluster name, over all owners.
 	ForeignNodes uint64
+	// AuthError is the last refusal of this process's credentials by a
+	// node (an error wrapping *admin.Error, which names the user and
+	// wraps admin.ErrBadCredentials); nil once a login succeeds again.
+	AuthError error
+	// Logins counts the logins this process made (the first connection
+	// to each node, and again after a session expired).
+	Logins uint64
 	// Foreign is the *layout.MismatchError (wrapped) that lookups return
 	// once the segment turned out to record another cluster's name; nil
 	// otherwise.
@@ -393,7 +416,17 @@ type Cluster struct {
 	// foreign is set once the segment records another cluster name than
 	// the configured one (checkForeign).
 	foreign atomic.Pointer[foreignError]
+	// auth logs this process's connections in (nil without security);
+	// authErr is the last refusal of the credentials, cleared by the next
+	// successful authentication.
+	auth    *admin.Authenticator
+	authErr atomic.Pointer[error]
 }
+
+// Authenticator returns this process's authenticator (nil without
+// authentication), for the record client's connections: the same
+// credentials, sessions kept in this process only.
+func (c *Cluster) Authenticator() *admin.Authenticator { return c.auth }
 
 // MaxRetired is how many removed segments a Cluster keeps attached after
 // moving away from them (see Cluster.Map): an older one is detached, so a
@@ -472,6 +505,12 @@ func (c *Config) defaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.AuthMode == admin.ModeNone && c.User != "" {
+		c.AuthMode = admin.ModeInternal
+	}
+	if c.AuthMode == admin.ModePKI && c.TLS == nil {
+		return fmt.Errorf("%w: PKI authentication needs TLS with a client certificate", ErrConfig)
+	}
 	if c.TakeoverThreshold < 0 || c.TendInterval < 0 || c.InfoTimeout < 0 {
 		return fmt.Errorf("%w: negative TakeoverThreshold, TendInterval or InfoTimeout", ErrConfig)
 	}
@@ -507,7 +546,23 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	c.v.Store(v)
-	c.pool = info.NewPool(info.PoolOptions{Options: info.Options{ConnectTimeout: cfg.InfoTimeout, ReadTimeout: cfg.InfoTimeout, TLS: cfg.TLS}})
+	if c.auth, err = admin.NewAuthenticator(admin.Credentials{Mode: cfg.AuthMode, User: cfg.User, Password: cfg.Password}); err != nil {
+		v.m.Close()
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	opts := info.Options{ConnectTimeout: cfg.InfoTimeout, ReadTimeout: cfg.InfoTimeout, TLS: cfg.TLS}
+	if c.auth != nil {
+		opts.Auth = func(ctx context.Context, nc net.Conn, addr string) error {
+			err := c.auth.Auth(ctx, nc, addr, cfg.InfoTimeout)
+			if errors.Is(err, admin.ErrBadCredentials) {
+				c.authErr.Store(&err)
+			} else if err == nil {
+				c.authErr.Store(nil)
+			}
+			return err
+		}
+	}
+	c.pool = info.NewPool(info.PoolOptions{Options: opts})
 	runCtx, stop := context.WithCancel(context.Background())
 	c.stop, c.done = stop, make(chan struct{})
 	var first *tender
@@ -1033,6 +1088,12 @@ func (c *Cluster) Stats() Stats {
 	s.ClusterName, s.ForeignNodes = ms.Owner.ClusterName, ms.Owner.ForeignNodes
 	if fe := c.foreign.Load(); fe != nil {
 		s.Foreign = fe.err
+	}
+	if ae := c.authErr.Load(); ae != nil {
+		s.AuthError = *ae
+	}
+	if c.auth != nil {
+		s.Logins = c.auth.Logins()
 	}
 	return s
 }

@@ -44,6 +44,11 @@ type Options struct {
 	// tlsName; the host of addr when empty, or TLS.ServerName when set),
 	// and TLS.Certificates are offered for mutual TLS. Nil: clear text.
 	TLS *tls.Config
+	// Auth, when not nil, authenticates every new connection (after the
+	// TLS handshake) before its first request: tend passes an
+	// admin.Authenticator's login. An error closes the connection and is
+	// returned by the dial.
+	Auth func(ctx context.Context, nc net.Conn, addr string) error
 }
 
 func (o Options) withDefaults() Options {
@@ -111,6 +116,16 @@ func DialTLS(ctx context.Context, addr, tlsName string, opts Options) (*Conn, er
 			return nil, err
 		}
 		nc = tc
+	}
+	if opts.Auth != nil {
+		actx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+		err := opts.Auth(actx, nc, addr)
+		cancel()
+		if err != nil {
+			nc.Close()
+			opts.Logger.Debug("info authentication failed", "addr", addr, "err", err)
+			return nil, fmt.Errorf("info: authenticate to %s: %w", addr, err)
+		}
 	}
 	return NewConn(nc, opts), nil
 }
