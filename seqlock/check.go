@@ -1,6 +1,7 @@
 package seqlock
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/shmkit/shmkit/arena"
@@ -79,4 +80,37 @@ func CheckRegion(seg *arena.Segment, off arena.Offset, records, words int, probs
 			}
 		}
 	}
+}
+
+// ErrBusy: ReadRegion found the record busy (a write in progress, or left
+// by a writer that died) or changing on every attempt.
+var ErrBusy = errors.New("seqlock: record busy or changing")
+
+// ReadRegion reads record i of the table of records records of words
+// payload words at off in seg into dst (words long) without attaching a
+// Table: it writes nothing, never waits and makes at most 4 attempts,
+// failing with ErrBusy if the record is busy or changes during each, and
+// with ErrTorn for a record marked torn. For tools that examine a segment
+// they must not change (shmctl inspect, check); programs use Table.Read.
+func ReadRegion(seg *arena.Segment, off arena.Offset, records, words, i int, dst []uint64) error {
+	size := SizeOf(records, words)
+	if size == 0 || uint(i) >= uint(records) || len(dst) != words || off%8 != 0 || seg.CheckRange(off, size) != nil {
+		return fmt.Errorf("seqlock: read record %d of %d records of %d words at %d into %d words: %w", i, records, words, off, len(dst), ErrRegion)
+	}
+	rec := off + headerSize + arena.Offset(i)*arena.Offset(stride(words))
+	for range 4 {
+		s := seg.Load64(rec + offSeq)
+		if s&seqBusy != 0 {
+			continue
+		}
+		seg.LoadWords(rec+offPayload, dst)
+		if seg.Load64(rec+offSeq) != s {
+			continue
+		}
+		if s&seqTorn != 0 {
+			return fmt.Errorf("seqlock: record %d: %w", i, ErrTorn)
+		}
+		return nil
+	}
+	return fmt.Errorf("seqlock: record %d: %w", i, ErrBusy)
 }

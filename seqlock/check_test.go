@@ -103,3 +103,26 @@ func TestCheckRegionEmptyAndOutside(t *testing.T) {
 		t.Errorf("region past the end: %d problems", q.Len())
 	}
 }
+
+func TestReadRegion(t *testing.T) {
+	tab, seg, off := newHeapTable(t, 2, 3, seqlock.Options{})
+	if err := tab.Write(1, []uint64{7, 8, 9}); err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]uint64, 3)
+	if err := seqlock.ReadRegion(seg, off, 2, 3, 1, dst); err != nil || dst[0] != 7 || dst[2] != 9 {
+		t.Errorf("ReadRegion = %v, %v", dst, err)
+	}
+	s, _ := tab.RawState(1)
+	tab.SetRawState(1, s|seqlock.SeqBusy, seqlock.ClaimWord(1, 1))
+	if err := seqlock.ReadRegion(seg, off, 2, 3, 1, dst); !errors.Is(err, seqlock.ErrBusy) {
+		t.Errorf("busy record: %v", err)
+	}
+	tab.SetRawState(1, s+4|seqlock.SeqTorn, 0)
+	if err := seqlock.ReadRegion(seg, off, 2, 3, 1, dst); !errors.Is(err, seqlock.ErrTorn) {
+		t.Errorf("torn record: %v", err)
+	}
+	if err := seqlock.ReadRegion(seg, off, 2, 3, 2, dst); !errors.Is(err, seqlock.ErrRegion) {
+		t.Errorf("record 2 of 2: %v", err)
+	}
+}
