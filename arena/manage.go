@@ -43,6 +43,9 @@ func retire(loc Location, data []byte, nattch func() (int, error), force bool) e
 				Hint: "other processes are attached; stop them first, or force (they will see the segment as removed)"}
 		}
 	}
+	if st, _ := layout.SplitStateWord(s.Load64(layout.OffState)); magic != layout.Magic && (magic != 0 || st != layout.StateInitializing) {
+		return nil // forced removal of another program's segment: never write into it
+	}
 	for {
 		w := s.Load64(layout.OffState)
 		_, pid := layout.SplitStateWord(w)
