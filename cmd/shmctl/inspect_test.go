@@ -16,6 +16,7 @@ import (
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/arena/arenatest"
 	"github.com/shmkit/shmkit/index"
+	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/lease"
 	"github.com/shmkit/shmkit/partmap"
 )
@@ -235,4 +236,9 @@ func fileIndex(t *testing.T, dir string, n int) *index.Index {
 		}
 	}
 	return ix
+}
+
+// testSpec is a small segment of kind test.
+func testSpec() layout.Spec {
+	return layout.Spec{Kind: layout.KindTest, Sections: []layout.SectionSpec{{Name: "data", Size: 256}}}
 }

@@ -604,6 +604,12 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 // checkOne checks the segment at loc.
 func checkOne(ctx context.Context, loc arena.Location) checkResult {
 	r := checkResult{Location: loc.String(), Kind: "unknown", Status: "ok"}
+	if st, err := arena.StatOf(loc); err == nil && st.Path == "" && arena.OriginOf(st.Key).Foreign() {
+		o := arena.OriginOf(st.Key)
+		r.Kind = segmentKind(o.String())
+		r.Status, r.code, r.Problems = "problems", exitProblems, []string{fmt.Sprintf("not shmkit's: the key says it is %s's; its contents are not read", o)}
+		return r
+	}
 	seg, err := arena.Inspect(loc)
 	if err != nil {
 		r.Status, r.Note, r.code = "error", diagnose(err)+": "+err.Error(), exitFor(err)
@@ -697,15 +703,20 @@ func runRm(ctx context.Context, e *env, args []string) int {
 		return exitUsage
 	}
 	var locs []arena.Location
+	code := exitOK
 	for _, p := range pos {
 		loc, err := parseTarget(p)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "shmctl rm: %v\n", err)
 			return exitUsage
 		}
+		if k, ok := aerospikeKey(p); ok {
+			fmt.Fprintf(e.stderr, "shmctl rm: refused %s: its key is in Aerospike's range (%s); shmctl never removes those (use ipcrm -M %s if you are sure)\n", loc, arena.OriginOf(k), k)
+			code = exitRefused
+			continue
+		}
 		locs = append(locs, loc)
 	}
-	code := exitOK
 	if p := *prefix; p != "" {
 		opts := arena.ScanOptions{Foreign: true}
 		if strings.ContainsRune(p, '/') {
