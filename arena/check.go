@@ -62,6 +62,9 @@ func (p *Problems) Addf(format string, args ...any) {
 // Len returns how many problems were recorded (dropped ones included).
 func (p *Problems) Len() int { return len(p.list) + p.dropped }
 
+// List returns the problems recorded and how many more were dropped.
+func (p *Problems) List() ([]string, int) { return p.list, p.dropped }
+
 // Merge records the problems of err: each problem of a *CheckError, or
 // err itself prefixed with where; nil adds nothing.
 func (p *Problems) Merge(where string, err error) {
