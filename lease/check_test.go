@@ -1,12 +1,11 @@
 package lease_test
 
 import (
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 	"github.com/shmkit/shmkit/lease"
 )
 
@@ -83,20 +82,7 @@ func TestCheck(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.damage(seg, lo)
-			err := a.Check()
-			if c.want == "" {
-				if err != nil {
-					t.Errorf("Check: %v", err)
-				}
-				return
-			}
-			var ce *arena.CheckError
-			if !errors.As(err, &ce) || !errors.Is(err, arena.ErrDamaged) {
-				t.Fatalf("Check = %v, want an *arena.CheckError", err)
-			}
-			if !strings.Contains(strings.Join(ce.Problems, "\n"), c.want) {
-				t.Errorf("problems %q do not mention %q", ce.Problems, c.want)
-			}
+			arenatest.WantProblem(t, a.Check(), c.want)
 		})
 	}
 	seg, _, _ := heapSeg(t)

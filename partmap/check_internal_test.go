@@ -2,13 +2,12 @@ package partmap
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 	"github.com/shmkit/shmkit/lease"
 )
 
@@ -149,13 +148,7 @@ func TestCheckFindsPlantedDamage(t *testing.T) {
 			m, _, l := checkedMap(t)
 			c.damage(m, l)
 			err := m.Check()
-			var ce *arena.CheckError
-			if !errors.As(err, &ce) || !errors.Is(err, arena.ErrDamaged) {
-				t.Fatalf("Check = %v, want an *arena.CheckError", err)
-			}
-			if !strings.Contains(strings.Join(ce.Problems, "\n"), c.want) {
-				t.Errorf("problems %q do not mention %q", ce.Problems, c.want)
-			}
+			arenatest.WantProblem(t, err, c.want)
 			if err2 := CheckSegment(m.Segment()); err2 == nil || err2.Error() != err.Error() {
 				t.Errorf("CheckSegment = %v, Check = %v", err2, err)
 			}

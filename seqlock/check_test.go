@@ -2,10 +2,10 @@ package seqlock_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
 
 	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/arena/arenatest"
 	"github.com/shmkit/shmkit/seqlock"
 )
 
@@ -65,19 +65,7 @@ func TestCheck(t *testing.T) {
 			if (err == nil) != (probs.Len() == 0) {
 				t.Errorf("Check = %v but CheckRegion found %d problems", err, probs.Len())
 			}
-			if c.want == "" {
-				if err != nil {
-					t.Errorf("Check: %v", err)
-				}
-				return
-			}
-			var ce *arena.CheckError
-			if !errors.As(err, &ce) || !errors.Is(err, arena.ErrDamaged) {
-				t.Fatalf("Check = %v, want an *arena.CheckError", err)
-			}
-			if !strings.Contains(strings.Join(ce.Problems, "\n"), c.want) {
-				t.Errorf("problems %q do not mention %q", ce.Problems, c.want)
-			}
+			arenatest.WantProblem(t, err, c.want)
 		})
 	}
 }
