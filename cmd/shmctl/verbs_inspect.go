@@ -805,5 +805,8 @@ func rmOne(e *env, loc arena.Location, force bool) int {
 		extra = fmt.Sprintf(", was attached by %d processes", st.Attached)
 	}
 	fmt.Fprintf(e.stdout, "removed %s (%s, %d bytes%s)\n", loc, kind, st.Size, extra)
+	if kind == "pool" || kind == "index-main" {
+		fmt.Fprintf(e.stdout, "  its stage segments, if any, are separate segments: shmctl ls shows them, rm --prefix removes them\n")
+	}
 	return exitOK
 }
