@@ -395,10 +395,10 @@ func printInspect(w io.Writer, o *inspectOut) {
 		fmt.Fprintf(w, "  %-16s %d\n", f.Name, f.Value)
 	}
 	fmt.Fprintf(w, "\nsections:\n")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "  NAME\tOFFSET\tSIZE\t\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  NAME\tOFFSET\tSIZE\n")
 	for _, s := range h.Sections {
-		fmt.Fprintf(tw, "  %s\t%d\t%d\t\n", s.Name, s.Offset, s.Size)
+		fmt.Fprintf(tw, "  %s\t%d\t%d\n", s.Name, s.Offset, s.Size)
 	}
 	tw.Flush()
 	if r := o.Cluster; r != nil {
