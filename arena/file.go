@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -391,25 +390,4 @@ func (m *fileMap) stat() (Stat, error) {
 		return Stat{}, fileErr("stat", m.loc, err)
 	}
 	return fileStat(m.loc, fi, m.f), nil
-}
-
-// listFiles returns the file segments named shmkit.* in dir.
-func listFiles(dir string) ([]Stat, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("arena: list %s: %w", dir, err)
-	}
-	var out []Stat
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), FilePrefix) || !e.Type().IsRegular() {
-			continue
-		}
-		l := fileLoc{path: filepath.Join(dir, e.Name())}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		out = append(out, fileStat(l, fi, nil))
-	}
-	return out, nil
 }

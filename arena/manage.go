@@ -1,9 +1,6 @@
 package arena
 
 import (
-	"errors"
-	"sort"
-
 	"github.com/shmkit/shmkit/layout"
 )
 
@@ -46,6 +43,9 @@ func retire(loc Location, data []byte, nattch func() (int, error), force bool) e
 				Hint: "other processes are attached; stop them first, or force (they will see the segment as removed)"}
 		}
 	}
+	if st, _ := layout.SplitStateWord(s.Load64(layout.OffState)); magic != layout.Magic && (magic != 0 || st != layout.StateInitializing) {
+		return nil // forced removal of another program's segment: never write into it
+	}
 	for {
 		w := s.Load64(layout.OffState)
 		_, pid := layout.SplitStateWord(w)
@@ -59,17 +59,19 @@ func retire(loc Location, data []byte, nattch func() (int, error), force bool) e
 func StatOf(loc Location) (Stat, error) { return loc.statNoAttach() }
 
 // List returns shmkit's segments on this machine: SysV segments with the
-// shmkit key prefix, and files named shmkit.* in dir (DefaultDir when dir is
-// ""), sorted by location.
+// shmkit key prefix, and the file segments of dir (DefaultDir when dir is
+// ""; see ScanOptions.Dirs), sorted by location. Scan also returns their
+// headers and, on request, foreign segments.
 func List(dir string) ([]Stat, error) {
 	if dir == "" {
 		dir = DefaultDir
 	}
-	sv, err1 := listSysV()
-	fs, err2 := listFiles(dir)
-	out := append(sv, fs...)
-	sort.Slice(out, func(i, j int) bool { return out[i].Location < out[j].Location })
-	return out, errors.Join(err1, err2)
+	ls, err := Scan(ScanOptions{Dirs: []string{dir}})
+	out := make([]Stat, len(ls))
+	for i, l := range ls {
+		out[i] = l.Stat
+	}
+	return out, err
 }
 
 // Inspect attaches the segment at loc without a spec, validates its header

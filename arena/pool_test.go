@@ -359,6 +359,9 @@ func checkHammer(t *testing.T, p *arena.Pool, rs []hammerResult, a hammerArgs, n
 	if want := n * a.Rounds * 10 / 4; allocs != want { // 1+2+3+4 per 4 rounds
 		t.Errorf("%d allocations reported, want %d", allocs, want)
 	}
+	if err := p.Check(); err != nil {
+		t.Errorf("Check after the workers ended: %v", err)
+	}
 	st := stats(t, p)
 	dead := claimed // every owner is gone
 	if st.Linked != linked || st.Claimed != claimed || st.Dead != dead || st.Stages < 2 {
@@ -421,6 +424,9 @@ func TestPoolDeadOwner(t *testing.T) {
 	res, _ := g.Wait()
 	if res[0].Signal != syscall.SIGKILL {
 		t.Fatalf("worker: %+v", res[0])
+	}
+	if err := p.Check(); err != nil {
+		t.Errorf("Check after the kill: %v", err)
 	}
 	st := stats(t, p)
 	if st.Dead != 1 || st.Claimed != 2 || st.Linked != 3 || st.Free != 0 {

@@ -1,12 +1,9 @@
 package arena
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -201,40 +198,3 @@ func (m *sysvMap) removed() (bool, error) {
 }
 
 func (m *sysvMap) stat() (Stat, error) { return sysvStat(m.loc, m.id) }
-
-// listSysV returns the shmkit-prefixed SysV segments from /proc/sysvipc/shm.
-func listSysV() ([]Stat, error) {
-	f, err := os.Open("/proc/sysvipc/shm")
-	if err != nil {
-		return nil, fmt.Errorf("arena: list SysV segments: %w", err)
-	}
-	defer f.Close()
-	var out []Stat
-	sc := bufio.NewScanner(f)
-	first := true
-	for sc.Scan() {
-		if first {
-			first = false
-			continue
-		}
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 2 {
-			continue
-		}
-		k, err1 := strconv.ParseInt(fs[0], 10, 64)
-		id, err2 := strconv.Atoi(fs[1])
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		key := Key(uint32(k))
-		if !key.IsShmkit() {
-			continue
-		}
-		st, err := sysvStat(sysvLoc{key: key}, id)
-		if err != nil {
-			continue // removed meanwhile, or not readable by us
-		}
-		out = append(out, st)
-	}
-	return out, sc.Err()
-}

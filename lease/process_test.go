@@ -352,6 +352,9 @@ func TestFencedCounterUnderChaos(t *testing.T) {
 			c.groups[owner].Kill(0)
 			c.groups[owner].Wait()
 			c.groups[owner] = nil
+			if err := c.l.Check(); err != nil {
+				t.Errorf("round %d: Check after the kill: %v", r, err)
+			}
 			c.spawn(false)
 		case p < 8:
 			releases++
@@ -467,6 +470,9 @@ func TestTakeoverPaths(t *testing.T) {
 	owner, e := c.ownerSlot()
 	c.groups[owner].Kill(0)
 	c.waitFor("takeover after kill", func() bool { return c.l.Owner().Epoch > e })
+	if err := c.l.Check(); err != nil {
+		t.Errorf("Check after the kill: %v", err)
+	}
 	if got := c.acquisition(e + 1); got != lease.ReasonOwnerDead {
 		t.Fatalf("after SIGKILL: %v", got)
 	}

@@ -265,6 +265,9 @@ func TestStaleOwnerCannotPublish(t *testing.T) {
 	if st := m.Stats(); !st.Publishing || st.Owner.PID != 0 {
 		t.Fatalf("A should be stopped mid-publish: %+v", st)
 	}
+	if err := m.Check(); err != nil {
+		t.Errorf("Check with A stopped mid-publish: %v", err)
+	}
 
 	// B takes over once A's heartbeat is 100 ms old.
 	l, w := owner(t, m, 100*time.Millisecond)
@@ -307,6 +310,9 @@ func TestStaleOwnerCannotPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkZ(t, openMore(t, loc, partmap.Config{}))
+	if err := m.Check(); err != nil {
+		t.Errorf("Check after B's publish: %v", err)
+	}
 }
 
 // TestStaleOwnerStepwise runs the same scenario in one process on a heap
@@ -421,4 +427,7 @@ func TestTakeoverRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkZ(t, openMore(t, loc, partmap.Config{}))
+	if err := mB.Check(); err != nil {
+		t.Errorf("Check after B's publish: %v", err)
+	}
 }

@@ -208,6 +208,9 @@ func TestProcessesWriterKilled(t *testing.T) {
 	if wres[0].Signal != syscall.SIGKILL {
 		t.Fatalf("writer: %+v, want killed", wres[0])
 	}
+	if err := tab.Check(); err != nil {
+		t.Errorf("Check after the kill: %v", err)
+	}
 	rres, err := rg.Wait()
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,17 @@
 // them). Every read-only verb takes -json. "shmctl help VERB" describes a
 // verb, its flags and its output.
 //
+// # Looking at segments in place
+//
+// ls lists shmkit's SysV and file segments (--all adds foreign SysV
+// segments, labelled by Aerospike's key ranges); inspect shows one
+// segment's header, fingerprint, sections and contents (a cluster view's
+// nodes, namespaces and lease; an index's counts and stage use) or says
+// why it cannot (not shmkit's, damaged); check runs every kind's
+// structural Check and lists every problem (exit 1 when there are any);
+// rm removes segments, refusing attached and foreign ones without --force
+// and Aerospike's keys always. ls, inspect and check take -json.
+//
 // # Exit codes
 //
 //	0  success
