@@ -238,7 +238,11 @@ func examine(seg *arena.Segment, cfg Config, offs map[string]arena.Offset) *Repo
 	}
 	statsCtl := nsCtl + arena.Offset(8*s)
 	if rec := read(secStats, 2, statsWords, statsCtl, 0, "stats", 0); rec != nil {
-		r.Owner = decodeStats(rec)
+		owner, err := decodeStats(rec)
+		if err != nil {
+			probs.Addf("stats record: %v", err)
+		}
+		r.Owner = owner
 	}
 	_, msize, _ := seg.Section(secMeta)
 	for o := statsCtl + 8; o < meta+arena.Offset(msize); o += 8 {

@@ -140,7 +140,7 @@ func TestCheckFindsPlantedDamage(t *testing.T) {
 		}, "takeovers counted"},
 		{"seqlock table", func(m *Map, l *lease.Lease) {
 			off, _, _ := m.seg.Section(secNodes)
-			rec5 := off + 64 + 5*320                  // table header, then records of 32+2 words padded to 320 bytes
+			rec5 := off + 64 + 5*448                  // table header, then records of 48+2 words padded to 448 bytes
 			m.seg.Store64(rec5, m.seg.Load64(rec5)|1) // busy, no claim
 		}, "node_recs: record 5: busy"},
 	} {
