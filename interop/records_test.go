@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"net"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -512,4 +513,104 @@ func TestDumpOfficialRequests(t *testing.T) {
 	dump("add")
 	client.Delete(nil, key)
 	dump("delete")
+}
+
+// TestOfficialClientRecordsThroughMigrations writes records with the
+// official client, then adds a node, moves partitions, removes a node and
+// stops one: after each change, commands issued before the client has
+// caught up still succeed (tendtest answers for the right node and counts
+// the proxy), and once the client's map agrees with the simulator every
+// record is read back with its value and no request is proxied.
+func TestOfficialClientRecordsThroughMigrations(t *testing.T) {
+	sim := newRecordSim(t)
+	client := newClient(t, sim.Seeds()[0], "")
+	waitAgree(t, "start", sim.Cluster, client, shmkit{})
+	const records = 200
+	keys := make([]*as.Key, records)
+	round := 0
+	writeAll := func(step string) {
+		t.Helper()
+		for i, k := range keys {
+			if err := client.Put(nil, k, as.BinMap{"v": round*1000 + i}); err != nil {
+				t.Fatalf("%s: put %d: %v", step, i, err)
+			}
+		}
+	}
+	readAll := func(step string) {
+		t.Helper()
+		for i, k := range keys {
+			r, err := client.Get(nil, k)
+			if err != nil {
+				t.Fatalf("%s: get %d: %v", step, i, err)
+			}
+			if r.Bins["v"] != round*1000+i {
+				t.Fatalf("%s: record %d holds %v, want %d", step, i, r.Bins["v"], round*1000+i)
+			}
+		}
+	}
+	for i := range keys {
+		keys[i] = officialKey(t, i)
+	}
+	writeAll("start")
+	readAll("start")
+	if p := sim.TotalProxied(); p != 0 {
+		t.Fatalf("start: %d requests proxied", p)
+	}
+	third := func(pid uint32) int {
+		owners, _ := sim.Replicas("test", pid)
+		for _, n := range sim.Nodes() {
+			if n.Member && !slices.Contains(owners, n.Name) {
+				return n.Index
+			}
+		}
+		t.Fatal("no third node")
+		return -1
+	}
+	steps := []struct {
+		name   string
+		change func() error
+		// early: commands may be sent before the client catches up (the
+		// node they reach is still up).
+		early bool
+	}{
+		{"AddNode", func() error { _, err := sim.AddNode(); return err }, true},
+		{"MovePartition", func() error {
+			for _, k := range keys[:20] {
+				pid := uint32(k.PartitionId())
+				if err := sim.MovePartition("test", pid, 0, third(pid)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, true},
+		{"RemoveNode", func() error { return sim.RemoveNode(0) }, false},
+		{"StopNode+Rebalance", func() error {
+			if err := sim.StopNode(1); err != nil {
+				return err
+			}
+			return sim.Rebalance()
+		}, false},
+	}
+	for _, st := range steps {
+		if err := st.change(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		sim.ResetCounters()
+		if st.early {
+			readAll(st.name + " (early)")
+			t.Logf("%s: %d of %d early reads were proxied", st.name, sim.TotalProxied(), records)
+		}
+		waitAgree(t, st.name, sim.Cluster, client, shmkit{})
+		sim.ResetCounters()
+		readAll(st.name)
+		round++
+		writeAll(st.name)
+		readAll(st.name)
+		if p := sim.TotalProxied(); p != 0 {
+			t.Fatalf("%s: %d requests proxied with the map converged", st.name, p)
+		}
+		if n, _ := sim.OwnedRecordCount("test"); n != records {
+			t.Fatalf("%s: the cluster owns %d records, want %d", st.name, n, records)
+		}
+	}
 }
