@@ -116,10 +116,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Clock is the time records expire by (nil: time.Now).
 	Clock func() time.Time
-	// RecordTrace, when set, is called after node answered a record
-	// message, with copies of the request body and of the complete reply
-	// (protocol header included). Tests use it to see what a client sent.
-	// It is called from the node's connection goroutine, outside any lock.
+	// RecordTrace, when set, is called when node has answered a record
+	// message, before the reply is sent, with copies of the request body
+	// and of the complete reply (protocol header included). Tests use it
+	// to see what a client sent. It is called from the node's connection
+	// goroutine, outside any lock.
 	RecordTrace func(node int, request, reply []byte)
 }
 
@@ -961,11 +962,13 @@ func (c *Cluster) serve(n *node, conn net.Conn, stop chan struct{}) {
 				return
 			}
 			out = reply[:0]
+			if c.trace != nil {
+				// Before the reply leaves: a client that got its reply
+				// finds its request traced.
+				c.trace(n.idx, bytes.Clone(buf[:h.Length]), bytes.Clone(reply))
+			}
 			if _, err := conn.Write(reply); err != nil {
 				return
-			}
-			if c.trace != nil {
-				c.trace(n.idx, bytes.Clone(buf[:h.Length]), bytes.Clone(reply))
 			}
 			continue
 		}
