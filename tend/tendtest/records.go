@@ -14,6 +14,14 @@ import (
 // max-record-size does; a larger write gets ResultRecordTooBig.
 const MaxRecordSize = 8 << 20
 
+// MaxBins bounds the operations of one request and the bins of one
+// record (a server's limit is higher; the simulator keeps bins in a list).
+// More gives ResultParameterError.
+const MaxBins = 4096
+
+// maxReplyOps bounds the bins of one reply: its op count is 16 bits.
+const maxReplyOps = 0xFFFF
+
 // maxRecordBody bounds a record request a node accepts.
 const maxRecordBody = MaxRecordSize + 1<<20
 
@@ -324,7 +332,7 @@ func fail(code wire.ResultCode) (wire.Header, []wire.Op) {
 // node that received it.
 func (c *Cluster) executeLocked(n *node, m *wire.Message) (wire.Header, []wire.Op) {
 	k, err := m.Key()
-	if err != nil {
+	if err != nil || len(m.Ops) > MaxBins {
 		return fail(wire.ResultParameterError)
 	}
 	st, err := c.nsLocked(k.Namespace)
@@ -410,6 +418,9 @@ func readRecord(r *record, m *wire.Message) (wire.Header, []wire.Op) {
 		}
 		if op.Bin == "" {
 			out = allBins(r, out)
+			if len(out) > maxReplyOps {
+				return fail(wire.ResultParameterError)
+			}
 			continue
 		}
 		if i := r.find(op.Bin); i >= 0 {
@@ -518,6 +529,9 @@ func (c *Cluster) writeRecord(st *nsState, old *record, k *wire.Key, m *wire.Mes
 		case wire.OpRead:
 			if op.Bin == "" {
 				ops = allBins(next, ops)
+				if len(ops) > maxReplyOps {
+					code = wire.ResultParameterError
+				}
 			} else if i := next.find(op.Bin); i >= 0 {
 				ops = append(ops, wire.Op{Type: wire.OpRead, Bin: op.Bin, Value: next.bins[i].value})
 			}
@@ -535,6 +549,10 @@ func (c *Cluster) writeRecord(st *nsState, old *record, k *wire.Key, m *wire.Mes
 			return h, ops, nil, false
 		}
 		return h, ops, nil, true
+	}
+	if len(next.bins) > MaxBins {
+		h, ops = fail(wire.ResultParameterError)
+		return h, ops, nil, false
 	}
 	for _, b := range next.bins {
 		next.size += len(b.name) + b.value.EncodedLen()
