@@ -1,7 +1,19 @@
 // Package tendtest runs a simulated Aerospike cluster in-process for tests:
 // every node is a TCP listener on 127.0.0.1 that answers the info protocol
 // the way a server does for cluster tending (node, build, peers-*,
-// partition-generation, replicas, ...). It speaks no data protocol.
+// partition-generation, replicas, ...) and serves single-record commands
+// (message type 3: get, exists, put, add, append, touch, delete, operate
+// with reads) on the records it stores.
+//
+// Records live on the nodes, per namespace and partition. A write executes
+// on the partition's master and is copied to its other replicas that are
+// up; a read executes on the receiving node when it is one of the
+// partition's replicas. A request that reached a node not holding the
+// partition in the needed role is answered as the right node would answer
+// it (a server proxies it) and counted (Proxied). Whenever ownership
+// changes (Rebalance, MovePartition, ClaimPartition, SetRegime,
+// RemoveNode, RestartNode), every owner that is up receives the newest copy
+// of its partitions any live node has: records follow their partitions.
 //
 // The simulator keeps, per node, exactly what that node reports: its peers
 // list, its generations, and per namespace its regime and one ownership
@@ -29,6 +41,7 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/partmap"
+	"github.com/shmkit/shmkit/record/wire"
 	"github.com/shmkit/shmkit/tend/info"
 )
 
@@ -80,6 +93,9 @@ type NamespaceSpec struct {
 	// SC makes the namespace strong-consistency: nodes report a non-zero
 	// regime that every rebalance raises.
 	SC bool
+	// DefaultTTL is the TTL of records written with TTL 0 (the namespace
+	// default); 0 means such records never expire.
+	DefaultTTL time.Duration
 }
 
 // Options configures New.
@@ -97,6 +113,8 @@ type Options struct {
 	// Logger receives debug records about connections and cluster events
 	// (nil: discard).
 	Logger *slog.Logger
+	// Clock is the time records expire by (nil: time.Now).
+	Clock func() time.Time
 }
 
 // NodeInfo describes one simulated node.
@@ -126,11 +144,15 @@ type Cluster struct {
 	log   *slog.Logger
 	build string
 	cname string
+	clock func() time.Time
 
 	mu     sync.Mutex
 	closed bool
 	ns     []nsState
 	nodes  []*node
+	// dataSeq numbers record writes: partition copies carry the number of
+	// the last write they received (partData.version).
+	dataSeq uint64
 
 	wg sync.WaitGroup
 }
@@ -152,10 +174,16 @@ type node struct {
 	claims map[string][]info.Bitmap // namespace -> one bitmap per replica index
 	regime map[string]uint32
 
-	requests map[string]uint64
-	messages uint64
-	nonInfo  uint64
-	accepted uint64
+	// data holds the node's partition copies: namespace -> partition id
+	// -> copy (nil: none).
+	data map[string][]*partData
+
+	requests   map[string]uint64
+	messages   uint64
+	nonInfo    uint64
+	accepted   uint64
+	recordMsgs uint64
+	proxied    uint64
 
 	delay     time.Duration
 	dropNext  int
@@ -186,7 +214,7 @@ func New(opts Options) (*Cluster, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{log: log, build: opts.Build, cname: opts.ClusterName}
+	c := &Cluster{log: log, build: opts.Build, cname: opts.ClusterName, clock: opts.Clock}
 	seen := map[string]bool{}
 	for _, spec := range opts.Namespaces {
 		if spec.Name == "" || len(spec.Name) > info.MaxNamespaceLen || strings.ContainsAny(spec.Name, ":;,\n\t") {
@@ -235,6 +263,7 @@ func (c *Cluster) startNewNodeLocked() (*node, error) {
 		regime:    map[string]uint32{},
 		requests:  map[string]uint64{},
 		malformed: map[string]string{},
+		data:      map[string][]*partData{},
 		member:    true,
 	}
 	if err := c.listenLocked(n, "127.0.0.1:0"); err != nil {
@@ -361,6 +390,7 @@ func (c *Cluster) RestartNode(i int) error {
 	if err := c.listenLocked(n, n.addr); err != nil {
 		return err
 	}
+	c.migrateLocked()
 	c.log.Debug("tendtest node restarted", "node", n.name)
 	return nil
 }
@@ -381,6 +411,7 @@ func (c *Cluster) RemoveNode(i int) error {
 	c.stopNodeLocked(n)
 	n.removed = true
 	n.member = false
+	n.data = map[string][]*partData{}
 	return c.rebalanceLocked()
 }
 
@@ -458,6 +489,7 @@ func (c *Cluster) rebalanceLocked() error {
 			n.partGen++
 		}
 	}
+	c.migrateLocked()
 	c.log.Debug("tendtest rebalanced", "members", len(members))
 	return nil
 }
@@ -508,6 +540,7 @@ func (c *Cluster) MovePartition(ns string, pid uint32, replicaIndex, toNode int)
 		from.partGen++
 	}
 	to.partGen++
+	c.migratePartLocked(st, pid)
 	return nil
 }
 
@@ -526,6 +559,7 @@ func (c *Cluster) ClaimPartition(ns string, pid uint32, replicaIndex, node int) 
 	ensureLen(n, st.spec.Name, replicaIndex+1)
 	n.claims[st.spec.Name][replicaIndex].Set(pid)
 	n.partGen++
+	c.migratePartLocked(st, pid)
 	return nil
 }
 
@@ -572,6 +606,7 @@ func (c *Cluster) SetRegime(ns string, node int, regime uint32) error {
 	}
 	n.regime[st.spec.Name] = regime
 	n.partGen++
+	c.migrateLocked()
 	return nil
 }
 
@@ -626,32 +661,16 @@ func (c *Cluster) replicas(ns string, pid uint32, byPartition bool) ([]string, e
 	if pid >= partmap.Partitions {
 		return nil, fmt.Errorf("%w: partition %d", ErrBadPartition, pid)
 	}
-	top := uint32(0)
+	var owners []*node
 	if byPartition {
-		for _, n := range c.nodes {
-			if n.removed {
-				continue
-			}
-			for _, bm := range n.claims[ns] {
-				if bm.Has(pid) {
-					top = max(top, n.regime[ns])
-				}
-			}
-		}
+		owners = c.ownersLocked(st, pid)
+	} else {
+		owners = c.rankOwnersLocked(st, pid, 0)
 	}
-	out := make([]string, st.rf)
-	for r := range out {
-		var best *node
-		for _, n := range c.nodes {
-			if n.removed || len(n.claims[ns]) <= r || !n.claims[ns][r].Has(pid) || n.regime[ns] < top {
-				continue
-			}
-			if best == nil || beats(n, best, ns) {
-				best = n
-			}
-		}
-		if best != nil {
-			out[r] = best.name
+	out := make([]string, len(owners))
+	for r, n := range owners {
+		if n != nil {
+			out[r] = n.name
 		}
 	}
 	return out, nil
@@ -768,8 +787,10 @@ func (c *Cluster) Messages(i int) uint64 {
 	return c.nodeCounter(i, func(n *node) uint64 { return n.messages })
 }
 
-// NonInfoMessages returns how many non-info messages (login, data) node i
-// received; the simulator closes the connection on each.
+// NonInfoMessages returns how many messages node i received that it does
+// not serve — neither info nor a well-formed record message (login and
+// other types, a record message it cannot decode); the simulator closes
+// the connection on each.
 func (c *Cluster) NonInfoMessages(i int) uint64 {
 	return c.nodeCounter(i, func(n *node) uint64 { return n.nonInfo })
 }
@@ -803,18 +824,20 @@ func (c *Cluster) InfoRequests() uint64 {
 	return total
 }
 
-// ResetCounters zeroes every node's request, message and connection
-// counters.
+// ResetCounters zeroes every node's request, message, connection, record
+// and proxy counters.
 func (c *Cluster) ResetCounters() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range c.nodes {
 		n.requests = map[string]uint64{}
 		n.messages, n.nonInfo, n.accepted = 0, 0, 0
+		n.recordMsgs, n.proxied = 0, 0
 	}
 }
 
-// SetDelay makes node i wait d before answering each info message.
+// SetDelay makes node i wait d before answering each info or record
+// message.
 func (c *Cluster) SetDelay(i int, d time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -903,11 +926,38 @@ func (c *Cluster) serve(n *node, conn net.Conn, stop chan struct{}) {
 		delete(n.conns, conn)
 		c.mu.Unlock()
 	}()
-	var buf []byte
+	var buf, out []byte
+	var msg wire.Message
 	for {
 		h, err := info.ReadHeader(conn)
 		if err != nil {
 			return
+		}
+		if h.Version == info.ProtoVersion && h.Type == info.TypeMessage {
+			ph := wire.ProtoHeader{Version: h.Version, Type: h.Type, Length: h.Length}
+			var body []byte
+			if err = ph.Validate(maxRecordBody); err == nil {
+				if body, err = info.ReadBody(conn, h, buf); err == nil {
+					buf = body[:0]
+					err = msg.Decode(body)
+				}
+			}
+			if err != nil {
+				c.mu.Lock()
+				n.nonInfo++
+				c.mu.Unlock()
+				c.log.Debug("tendtest bad record message", "node", n.name, "err", err)
+				return
+			}
+			reply, delay, ok := c.answerRecord(n, &msg, stop, out[:0])
+			if !ok || !sleep(delay, stop) {
+				return
+			}
+			out = reply[:0]
+			if _, err := conn.Write(reply); err != nil {
+				return
+			}
+			continue
 		}
 		if h.Version != info.ProtoVersion || h.Type != info.TypeInfo {
 			c.mu.Lock()
@@ -925,17 +975,8 @@ func (c *Cluster) serve(n *node, conn net.Conn, stop chan struct{}) {
 		}
 		buf = body[:0]
 		reply, delay, ok := c.answer(n, info.ParseRequest(body), stop)
-		if !ok {
+		if !ok || !sleep(delay, stop) {
 			return
-		}
-		if delay > 0 {
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-stop:
-				t.Stop()
-				return
-			}
 		}
 		msg, err := info.AppendMessage(nil, reply)
 		if err != nil {
@@ -944,6 +985,21 @@ func (c *Cluster) serve(n *node, conn net.Conn, stop chan struct{}) {
 		if _, err := conn.Write(msg); err != nil {
 			return
 		}
+	}
+}
+
+// sleep waits d, or until stop is closed (then it returns false).
+func sleep(d time.Duration, stop chan struct{}) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
 	}
 }
 
