@@ -155,15 +155,15 @@ func TestRoundTrip(t *testing.T) {
 	}{
 		{record.UPDATE_ONLY, record.NONE, 0, record.BinMap{"a": 1}, record.ErrKeyNotFound},
 		{record.REPLACE_ONLY, record.NONE, 0, record.BinMap{"a": 1}, record.ErrKeyNotFound},
-		{record.CREATE_ONLY, record.NONE, 0, record.BinMap{"a": 1, "b": 2}, nil},                  // gen 1
-		{record.CREATE_ONLY, record.NONE, 0, record.BinMap{"a": 1}, record.ErrKeyExists},          //
-		{record.UPDATE_ONLY, record.NONE, 0, record.BinMap{"c": 3}, nil},                          // gen 2: a b c
+		{record.CREATE_ONLY, record.NONE, 0, record.BinMap{"a": 1, "b": 2}, nil},         // gen 1
+		{record.CREATE_ONLY, record.NONE, 0, record.BinMap{"a": 1}, record.ErrKeyExists}, //
+		{record.UPDATE_ONLY, record.NONE, 0, record.BinMap{"c": 3}, nil},                 // gen 2: a b c
 		{record.UPDATE, record.EXPECT_GEN_EQUAL, 1, record.BinMap{"d": 4}, record.ErrGenerationMismatch},
-		{record.UPDATE, record.EXPECT_GEN_EQUAL, 2, record.BinMap{"d": 4}, nil},                   // gen 3: a b c d
+		{record.UPDATE, record.EXPECT_GEN_EQUAL, 2, record.BinMap{"d": 4}, nil}, // gen 3: a b c d
 		{record.UPDATE, record.EXPECT_GEN_GT, 3, record.BinMap{"e": 5}, record.ErrGenerationMismatch},
-		{record.UPDATE, record.EXPECT_GEN_GT, 4, record.BinMap{"e": 5}, nil},                      // gen 4: a b c d e
-		{record.REPLACE, record.NONE, 0, record.BinMap{"z": 26}, nil},                             // gen 5: z
-		{record.REPLACE_ONLY, record.NONE, 0, record.BinMap{"y": 25}, nil},                        // gen 6: y
+		{record.UPDATE, record.EXPECT_GEN_GT, 4, record.BinMap{"e": 5}, nil}, // gen 4: a b c d e
+		{record.REPLACE, record.NONE, 0, record.BinMap{"z": 26}, nil},        // gen 5: z
+		{record.REPLACE_ONLY, record.NONE, 0, record.BinMap{"y": 25}, nil},   // gen 6: y
 	} {
 		if err := put(s.a, s.g, s.gen, s.bins); !errors.Is(err, s.want) || (s.want == nil && err != nil) {
 			t.Fatalf("%v %v gen %d: %v, want %v", s.a, s.g, s.gen, err, s.want)
