@@ -203,10 +203,10 @@ func shmkitOps(ctx context.Context, w *harness.Worker, a recordsArgs) (recordOps
 	return recordOps{
 		put: func(i int) error {
 			bins["v"] = i
-			return rc.Put(ctx, nil, keys[i], bins)
+			return rc.Put(context.Background(), nil, keys[i], bins)
 		},
 		get: func(i int) error {
-			_, err := rc.Get(ctx, nil, keys[i])
+			_, err := rc.Get(context.Background(), nil, keys[i])
 			return err
 		},
 		close: func() { rc.Close(); c.Close() },

@@ -189,15 +189,18 @@ func (c *Client) execute(ctx context.Context, p *Policy, cmd *command) error {
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 		deadline = d
 	}
-	var stopCancel func() bool
-	var cur atomic.Pointer[conn] // the connection of the running attempt, for cancellation
+	// cur is the connection of the running attempt, for cancellation: a
+	// context that can be cancelled gets a watcher that cuts it short
+	// (the only allocation it costs; context.Background() costs none).
+	var cur *atomic.Pointer[conn]
 	if ctx.Done() != nil {
-		stopCancel = context.AfterFunc(ctx, func() {
+		cur = new(atomic.Pointer[conn])
+		stop := context.AfterFunc(ctx, func() {
 			if cn := cur.Load(); cn != nil {
 				cn.nc.SetDeadline(time.Unix(1, 0))
 			}
 		})
-		defer stopCancel()
+		defer stop()
 	}
 	pid := cmd.key.Digest.PartitionID()
 	seq := 0
@@ -206,7 +209,7 @@ func (c *Client) execute(ctx context.Context, p *Policy, cmd *command) error {
 		if attempt > 0 {
 			c.retries.Add(1)
 		}
-		err := c.attempt(ctx, p, cmd, pid, &seq, deadline, &cur)
+		err := c.attempt(ctx, p, cmd, pid, &seq, deadline, cur)
 		if err == nil || !retryable(err) {
 			return err
 		}
@@ -293,8 +296,10 @@ func (c *Client) attempt(ctx context.Context, p *Policy, cmd *command, pid uint3
 		return fmt.Errorf("%w: %w", ErrNetwork, err)
 	}
 	pool.requests.Add(1)
-	cur.Store(cn)
-	defer cur.Store(nil)
+	if cur != nil {
+		cur.Store(cn)
+		defer cur.Store(nil)
+	}
 	if err := cn.nc.SetDeadline(ad); err != nil {
 		pool.discard(cn)
 		return fmt.Errorf("%w: node %s: %w", ErrNetwork, n.Name, err)

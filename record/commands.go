@@ -42,7 +42,7 @@ func (k kind) String() string { return kindNames[k] }
 // command is one command's request and its outcome.
 type command struct {
 	kind  kind
-	key   *Key
+	key   Key
 	bins  BinMap   // put, add
 	names []string // get: the bins to read (nil: all)
 	wp    *WritePolicy
@@ -72,7 +72,7 @@ func writePolicy(p *WritePolicy) *WritePolicy {
 // does not exist gives an error wrapping ErrKeyNotFound. A nil policy
 // means NewPolicy().
 func (c *Client) Get(ctx context.Context, p *Policy, key Key, binNames ...string) (*Record, error) {
-	cmd := command{kind: kindGet, key: &key, names: binNames}
+	cmd := command{kind: kindGet, key: key, names: binNames}
 	if err := c.execute(ctx, readPolicy(p), &cmd); err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func (c *Client) Get(ctx context.Context, p *Policy, key Key, binNames ...string
 
 // Exists reports whether the record of key exists.
 func (c *Client) Exists(ctx context.Context, p *Policy, key Key) (bool, error) {
-	cmd := command{kind: kindExists, key: &key}
+	cmd := command{kind: kindExists, key: key}
 	if err := c.execute(ctx, readPolicy(p), &cmd); err != nil {
 		return false, err
 	}
@@ -96,7 +96,7 @@ func (c *Client) Put(ctx context.Context, p *WritePolicy, key Key, bins BinMap) 
 		return fmt.Errorf("record: put %s without bins: %w", keyString(&key), ErrInvalid)
 	}
 	wp := writePolicy(p)
-	cmd := command{kind: kindPut, key: &key, bins: bins, wp: wp}
+	cmd := command{kind: kindPut, key: key, bins: bins, wp: wp}
 	return c.execute(ctx, &wp.Policy, &cmd)
 }
 
@@ -108,14 +108,14 @@ func (c *Client) Add(ctx context.Context, p *WritePolicy, key Key, bins BinMap) 
 		return fmt.Errorf("record: add %s without bins: %w", keyString(&key), ErrInvalid)
 	}
 	wp := writePolicy(p)
-	cmd := command{kind: kindAdd, key: &key, bins: bins, wp: wp}
+	cmd := command{kind: kindAdd, key: key, bins: bins, wp: wp}
 	return c.execute(ctx, &wp.Policy, &cmd)
 }
 
 // Delete deletes the record of key and reports whether it existed.
 func (c *Client) Delete(ctx context.Context, p *WritePolicy, key Key) (bool, error) {
 	wp := writePolicy(p)
-	cmd := command{kind: kindDelete, key: &key, wp: wp}
+	cmd := command{kind: kindDelete, key: key, wp: wp}
 	if err := c.execute(ctx, &wp.Policy, &cmd); err != nil {
 		return false, err
 	}
@@ -126,6 +126,6 @@ func (c *Client) Delete(ctx context.Context, p *WritePolicy, key Key) (bool, err
 // A record that does not exist gives an error wrapping ErrKeyNotFound.
 func (c *Client) Touch(ctx context.Context, p *WritePolicy, key Key) error {
 	wp := writePolicy(p)
-	cmd := command{kind: kindTouch, key: &key, wp: wp}
+	cmd := command{kind: kindTouch, key: key, wp: wp}
 	return c.execute(ctx, &wp.Policy, &cmd)
 }

@@ -107,7 +107,7 @@ func (cmd *command) encode(cn *conn, p *Policy) error {
 			}
 		}
 	}
-	b, err := wire.AppendCommand(cn.wbuf[:0], &h, cmd.key, sendKey, ops)
+	b, err := wire.AppendCommand(cn.wbuf[:0], &h, &cmd.key, sendKey, ops)
 	clear(ops) // drop references to the caller's values
 	cn.ops = ops[:0]
 	if err != nil {
@@ -131,13 +131,13 @@ func (cmd *command) decode(cn *conn, body []byte) error {
 		cmd.found = false
 		return nil
 	default:
-		return fmt.Errorf("record: %s %s: %w", cmd.kind, keyString(cmd.key), rc)
+		return fmt.Errorf("record: %s %s: %w", cmd.kind, keyString(&cmd.key), rc)
 	}
 	cmd.found = true
 	if cmd.kind != kindGet {
 		return nil
 	}
-	rec := &Record{Key: *cmd.key, Generation: m.Generation, Expiration: wire.VoidTimeTTL(m.Expiration, time.Now()),
+	rec := &Record{Key: cmd.key, Generation: m.Generation, Expiration: wire.VoidTimeTTL(m.Expiration, time.Now()),
 		Bins: make(BinMap, len(m.Ops))}
 	for i := range m.Ops {
 		op := &m.Ops[i]

@@ -140,6 +140,7 @@ func (h *hostileNode) accept() {
 
 func (h *hostileNode) serve(c net.Conn) {
 	var back net.Conn
+	var buf []byte // reused: the node allocates nothing per record message
 	defer func() {
 		if back != nil {
 			back.Close()
@@ -154,7 +155,10 @@ func (h *hostileNode) serve(c net.Conn) {
 		if n > 1<<20 {
 			return
 		}
-		body := make([]byte, n)
+		if uint64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		body := buf[:n]
 		if _, err := io.ReadFull(c, body); err != nil {
 			return
 		}
