@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -415,7 +414,7 @@ func recordsRunOne(ctx context.Context, sim *tendtest.Cluster, cfg RecordsConfig
 	res.infoPerS = float64(sim.InfoRequests()) / time.Since(start).Seconds()
 	for _, r := range results {
 		var rr recordsResult
-		if err := json.Unmarshal(r.Value, &rr); err != nil {
+		if err := r.Decode(&rr); err != nil {
 			return res, err
 		}
 		mergePhase(&res.put, rr.Put)

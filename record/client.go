@@ -250,12 +250,14 @@ func (c *Client) execute(ctx context.Context, p *Policy, cmd *command) error {
 func expired(deadline time.Time) bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
 
 // retryable reports whether an attempt's error lets the command go on to
-// the next attempt: a network error or timeout, no connection, no node, or
+// the next attempt: a network error or timeout, no connection, no node, a
+// namespace the view does not have (yet: a view opened a moment ago), or
 // the server's timeout result (as the official client, which retries
 // result code 9 like a network timeout: e.g. a node whose proxy to the
 // partition's unreachable master timed out).
 func retryable(err error) bool {
-	return errors.Is(err, ErrNetwork) || errors.Is(err, ErrNoConnection) || errors.Is(err, ErrNoNode) || errors.Is(err, ErrServerTimeout)
+	return errors.Is(err, ErrNetwork) || errors.Is(err, ErrNoConnection) || errors.Is(err, ErrNoNode) ||
+		errors.Is(err, tend.ErrNamespace) || errors.Is(err, ErrServerTimeout)
 }
 
 // attempt sends cmd once, to the node the map names at rank *seq or the

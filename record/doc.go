@@ -34,7 +34,8 @@
 // command (the context's deadline applies too), MaxRetries 2 for reads and
 // 0 for writes (which may not be idempotent), SleepBetweenRetries 1 ms.
 // A network error, a socket timeout, a node without a free connection, a
-// partition without an active node, or the server's timeout result (code
+// partition without an active node or a namespace not in the view (yet),
+// or the server's timeout result (code
 // 9, which the official client retries too) is retried within those
 // bounds; any other server answer is not. A command that runs out of time
 // fails with ErrTimeout, wrapping the last attempt's error.

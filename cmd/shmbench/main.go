@@ -46,7 +46,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -178,9 +177,7 @@ func benchmarks() []benchmark {
 }
 
 func main() {
-	reg := bench.Workloads()
-	maps.Copy(reg, bench.RecordsWorkloads())
-	harness.Dispatch(reg)
+	harness.Dispatch(bench.Workloads())
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
