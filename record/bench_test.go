@@ -13,12 +13,8 @@ import (
 // benchmarks measure the client's own cost (CPU beside the loopback round
 // trip, and allocations).
 func benchClient(b *testing.B, reply []byte) (*record.Client, record.Key) {
-	h := newHostileNode(b)
+	h, c := hostileClient(b)
 	h.setReply(writeReply(reply))
-	c, err := record.NewClient(openView(b, []string{h.addr()}, "test"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	b.Cleanup(func() { c.Close() })
 	return c, mustKey(b, "bench")
 }

@@ -92,23 +92,23 @@ func (c *Client) Exists(ctx context.Context, p *Policy, key Key) (bool, error) {
 // RecordExistsAction (create-only, update-only, replace, ...), generation
 // check and TTL (Expiration). A nil policy means NewWritePolicy(0, 0).
 func (c *Client) Put(ctx context.Context, p *WritePolicy, key Key, bins BinMap) error {
-	if len(bins) == 0 {
-		return fmt.Errorf("record: put %s without bins: %w", keyString(&key), ErrInvalid)
-	}
-	wp := writePolicy(p)
-	cmd := command{kind: kindPut, key: key, bins: bins, wp: wp}
-	return c.execute(ctx, &wp.Policy, &cmd)
+	return c.writeBins(ctx, kindPut, p, key, bins)
 }
 
 // Add adds the integer value of every bin of bins to the record's bin of
 // that name (a missing bin counts as 0; a missing record is created),
 // atomically on the server.
 func (c *Client) Add(ctx context.Context, p *WritePolicy, key Key, bins BinMap) error {
+	return c.writeBins(ctx, kindAdd, p, key, bins)
+}
+
+// writeBins runs a Put or an Add.
+func (c *Client) writeBins(ctx context.Context, k kind, p *WritePolicy, key Key, bins BinMap) error {
 	if len(bins) == 0 {
-		return fmt.Errorf("record: add %s without bins: %w", keyString(&key), ErrInvalid)
+		return fmt.Errorf("record: %s %s without bins: %w", k, keyString(&key), ErrInvalid)
 	}
 	wp := writePolicy(p)
-	cmd := command{kind: kindAdd, key: key, bins: bins, wp: wp}
+	cmd := command{kind: k, key: key, bins: bins, wp: wp}
 	return c.execute(ctx, &wp.Policy, &cmd)
 }
 

@@ -34,18 +34,23 @@ func writeReply(b []byte) func(net.Conn, []byte) bool {
 	return func(c net.Conn, _ []byte) bool { c.Write(b); return true }
 }
 
+// hostileClient returns a hostile node and a client on a view of it.
+func hostileClient(t testing.TB) (*hostileNode, *record.Client) {
+	h := newHostileNode(t)
+	c, err := record.NewClient(openView(t, []string{h.addr()}, "test"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, c
+}
+
 // TestHostileReplies sends commands to a node that answers with damaged,
 // truncated, oversized or no replies: every command ends, within its
 // policy's time, with a typed error, and no goroutine or connection is
 // left behind.
 func TestHostileReplies(t *testing.T) {
 	checkGoroutines(t)
-	h := newHostileNode(t)
-	cl := openView(t, []string{h.addr()}, "test")
-	c, err := record.NewClient(cl, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, c := hostileClient(t)
 	key, _ := record.NewKey("test", "demo", "k")
 	pol := record.NewPolicy()
 	pol.SocketTimeout, pol.TotalTimeout = 100*time.Millisecond, 400*time.Millisecond
@@ -130,12 +135,7 @@ func TestHostileReplies(t *testing.T) {
 // Delete.
 func TestResultCodes(t *testing.T) {
 	checkGoroutines(t)
-	h := newHostileNode(t)
-	cl := openView(t, []string{h.addr()}, "test")
-	c, err := record.NewClient(cl, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, c := hostileClient(t)
 	defer c.Close()
 	key, _ := record.NewKey("test", "demo", 1)
 	ctx := context.Background()

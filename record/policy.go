@@ -23,11 +23,14 @@ const (
 var replicaNames = [...]string{"MASTER", "SEQUENCE"}
 
 // String returns the official client's name of r.
-func (r ReplicaPolicy) String() string {
-	if int(r) < len(replicaNames) {
-		return replicaNames[r]
+func (r ReplicaPolicy) String() string { return enumName(replicaNames[:], uint8(r), "ReplicaPolicy") }
+
+// enumName returns names[v], or type(v) for a value without a name.
+func enumName(names []string, v uint8, typ string) string {
+	if int(v) < len(names) {
+		return names[v]
 	}
-	return fmt.Sprintf("ReplicaPolicy(%d)", uint8(r))
+	return fmt.Sprintf("%s(%d)", typ, v)
 }
 
 // RecordExistsAction says what a Put does with a record that exists (or
@@ -55,10 +58,7 @@ var existsNames = [...]string{"UPDATE", "UPDATE_ONLY", "REPLACE", "REPLACE_ONLY"
 
 // String returns the official client's name of a.
 func (a RecordExistsAction) String() string {
-	if int(a) < len(existsNames) {
-		return existsNames[a]
-	}
-	return fmt.Sprintf("RecordExistsAction(%d)", uint8(a))
+	return enumName(existsNames[:], uint8(a), "RecordExistsAction")
 }
 
 // GenerationPolicy says whether a write checks the record's generation.
@@ -80,10 +80,7 @@ var genNames = [...]string{"NONE", "EXPECT_GEN_EQUAL", "EXPECT_GEN_GT"}
 
 // String returns the official client's name of g.
 func (g GenerationPolicy) String() string {
-	if int(g) < len(genNames) {
-		return genNames[g]
-	}
-	return fmt.Sprintf("GenerationPolicy(%d)", uint8(g))
+	return enumName(genNames[:], uint8(g), "GenerationPolicy")
 }
 
 // TTL values of WritePolicy.Expiration with a special meaning (the
