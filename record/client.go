@@ -336,12 +336,17 @@ func (c *Client) attempt(ctx context.Context, p *Policy, cmd *command, pid uint3
 // retried); a header that announces anything but a record message of at
 // most MaxReply bytes is a protocol error.
 func readReply(cn *conn) ([]byte, error) {
-	body, err := wire.ReadMessage(cn.nc, cn.rbuf[:0], MaxReply)
+	body, err := wire.ReadMessage(cn.br, cn.rbuf[:0], MaxReply)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, wire.ErrTruncated) {
 			return nil, netErr("reply", err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	if n := cn.br.Buffered(); n > 0 {
+		// A server answers one request with one reply: bytes after it
+		// would be taken for the next command's reply.
+		return nil, fmt.Errorf("%w: %d bytes after the reply", ErrProtocol, n)
 	}
 	cn.rbuf = body
 	return body, nil

@@ -76,6 +76,7 @@ func TestHostileReplies(t *testing.T) {
 		{"short body", writeReply(append(header(2, 3, 5), make([]byte, 5)...)), record.ErrProtocol},
 		{"zero message header", writeReply(append(header(2, 3, 22), make([]byte, 22)...)), record.ErrProtocol},
 		{"ops beyond the body", writeReply(badOps), record.ErrProtocol},
+		{"two replies", writeReply(append(append([]byte(nil), valid...), valid...)), record.ErrProtocol},
 		{"no reply", func(net.Conn, []byte) bool { return true }, record.ErrTimeout},
 		{"half a reply then silence", writeReply(valid[:len(valid)-3]), record.ErrTimeout},
 	} {

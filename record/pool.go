@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -12,9 +13,14 @@ import (
 	"github.com/shmkit/shmkit/record/wire"
 )
 
+// connReadBuffer is the size of a connection's read buffer: a reply up to
+// this size is read with one system call.
+const connReadBuffer = 4096
+
 // conn is one pooled connection to a node with its reusable buffers.
 type conn struct {
 	nc        net.Conn
+	br        *bufio.Reader // replies usually arrive whole: one read syscall, not two
 	p         *nodePool
 	wbuf      []byte // the request being sent
 	rbuf      []byte // the reply being read
@@ -86,7 +92,7 @@ func (p *nodePool) get(ctx context.Context, deadline time.Time) (*conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	return &conn{nc: nc, p: p}, nil
+	return &conn{nc: nc, p: p, br: bufio.NewReaderSize(nc, connReadBuffer)}, nil
 }
 
 // put returns a healthy connection (its last exchange complete) to the
