@@ -17,7 +17,7 @@ import (
 // package; pass them to harness.Dispatch first thing in main.
 func Workloads() harness.Registry {
 	reg := harness.Registry{}
-	for _, r := range []harness.Registry{SeqlockWorkloads(), PoolWorkloads(), LeaseWorkloads(), LookupWorkloads(), TendWorkloads(), IndexWorkloads()} {
+	for _, r := range []harness.Registry{SeqlockWorkloads(), PoolWorkloads(), LeaseWorkloads(), LookupWorkloads(), TendWorkloads(), IndexWorkloads(), RecordsWorkloads()} {
 		maps.Copy(reg, r)
 	}
 	return reg

@@ -1,7 +1,7 @@
 // Command shmbench runs shmkit's benchmarks across real processes and
 // prints each figure beside its baseline, measured in the same run.
 //
-//	shmbench [flags] [seqlock|pool|lease|lookup|tend|index|restart|takeover ...] [flags]
+//	shmbench [flags] [seqlock|pool|lease|lookup|tend|index|restart|takeover|records|prefork ...] [flags]
 //
 // With no benchmark named it runs every benchmark in quick mode (under two
 // minutes in all). Flags may come before, between or after the names
@@ -152,6 +152,26 @@ func benchmarks() []benchmark {
 				cfg.Trials = 8
 			}
 			return bench.TakeoverBench(ctx, cfg)
+		}},
+		{"records", "record Get/Put ops/s, p50/p99 and allocs/op with 1-8 processes: shmkit's client on a shared view vs the official Go client", func(ctx context.Context, o options) ([]bench.Result, error) {
+			cfg := bench.RecordsConfig{Duration: o.duration, Stderr: o.stderr}
+			if o.quick {
+				cfg.Procs = []int{1, 2}
+				if cfg.Duration == 0 {
+					cfg.Duration = 500 * time.Millisecond
+				}
+			}
+			return bench.RecordsBench(ctx, cfg)
+		}},
+		{"prefork", "HTTP req/s through examples/prefork with 4 workers: shared cluster view vs per-process tending", func(ctx context.Context, o options) ([]bench.Result, error) {
+			cfg := bench.PreforkConfig{Duration: o.duration, Stderr: o.stderr}
+			if o.quick {
+				cfg.Rounds = 1
+				if cfg.Duration == 0 {
+					cfg.Duration = 500 * time.Millisecond
+				}
+			}
+			return bench.PreforkBench(ctx, cfg)
 		}},
 	}
 }

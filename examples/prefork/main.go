@@ -6,10 +6,21 @@
 // The master opens the listener and hands its file descriptor to every
 // worker (exec.Cmd.ExtraFiles); each worker re-executes this binary with
 // PREFORK_WORKER=1, rebuilds the listener with net.FileListener, opens the
-// cluster view with tend.Open and serves
+// cluster view with tend.Open, a record client on it (package record), and
+// serves
 //
-//	GET /route/{ns}/{set}/{key}   where a record lives (digest, partition, master, replicas)
-//	GET /stats                    this worker's tend statistics
+//	GET    /{key}                 the record's bins as JSON; 404 if there is none
+//	POST   /{key}                 writes the JSON object in the body as the record's bins;
+//	                              answers {"ns","set","key","digest":{"type":"Buffer","data":[...]}}
+//	DELETE /{key}                 deletes the record; 404 if there was none
+//	GET    /route/{ns}/{set}/{key} where a record lives (digest, partition, master, replicas)
+//	GET    /stats                 this worker's tend statistics and record client counts
+//
+// Records are in namespace test, set demo (flags -ns and -set), with the
+// path as a string key, as in the Node.js example; JSON numbers that are
+// integers are stored as integer bins, others as floats, arrays as lists
+// and objects as maps. -v logs every request with the worker's id, as
+// NODE_DEBUG=server does there.
 //
 // GET /stats also reports the worker's Pid and Worker id; its Role and
 // OwnerPID tell which worker tends.
@@ -29,6 +40,8 @@
 // its own.
 //
 //	prefork -sim 3 -workers 4 -addr :8000
+//	curl -i -H "Content-Type: application/json" http://localhost:8000/myTestKey
+//	curl -i -H "Content-Type: application/json" --data-binary '{"x": 1234, "y": "abcd"}' http://localhost:8000/myTestKey
 //	curl localhost:8000/route/test/demo/myTestKey
 package main
 
@@ -51,6 +64,7 @@ import (
 
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/partmap"
+	"github.com/shmkit/shmkit/record"
 	"github.com/shmkit/shmkit/tend"
 	"github.com/shmkit/shmkit/tend/tendtest"
 )
@@ -64,8 +78,10 @@ const (
 type options struct {
 	workers            int
 	addr, seeds, key   string
+	ns, set            string
 	sim                int
 	interval, takeover time.Duration
+	verbose, noShm     bool
 }
 
 func main() {
@@ -77,6 +93,10 @@ func main() {
 	flag.StringVar(&o.key, "shm-key", "", "SysV key of the shared cluster view (default shmkit's cluster key)")
 	flag.DurationVar(&o.interval, "tend-interval", time.Second, "tend interval")
 	flag.DurationVar(&o.takeover, "takeover-threshold", 30*time.Second, "takeover threshold")
+	flag.StringVar(&o.ns, "ns", "test", "namespace of the records")
+	flag.StringVar(&o.set, "set", "demo", "set of the records")
+	flag.BoolVar(&o.verbose, "v", false, "log every request with the worker's id")
+	flag.BoolVar(&o.noShm, "no-shm", false, "every worker tends for itself (no shared view; the benchmark baseline)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
 	var err error
@@ -270,12 +290,28 @@ type routeJSON struct {
 	Replicas    []nodeJSON `json:"replicas"`
 }
 
-// statsJSON is a /stats answer: the worker's pid and id, and its
-// tend.Stats fields (Role, OwnerPID, Epoch, Takeovers, ...).
+// statsJSON is a /stats answer: the worker's pid and id, its tend.Stats
+// fields (Role, OwnerPID, Epoch, Takeovers, ...) and its record client's
+// counts.
 type statsJSON struct {
 	Pid    int
 	Worker int
 	tend.Stats
+	Records record.Stats
+}
+
+// bufferJSON is how the Node.js client's JSON shows a Buffer.
+type bufferJSON struct {
+	Type string `json:"type"`
+	Data []int  `json:"data"`
+}
+
+// keyJSON is a POST (and DELETE) answer, the Node.js example's record key.
+type keyJSON struct {
+	NS     string     `json:"ns"`
+	Set    string     `json:"set"`
+	Key    string     `json:"key"`
+	Digest bufferJSON `json:"digest"`
 }
 
 func toJSON(n *partmap.Node) nodeJSON {
@@ -298,14 +334,24 @@ func worker(o options, log *slog.Logger) error {
 		return fmt.Errorf("inherited listener: %w", err)
 	}
 	c, err := tend.Open(ctx, tend.Config{
-		Seeds: strings.Split(os.Getenv(envSeeds), ","), UseShm: true, ShmKey: key,
+		Seeds: strings.Split(os.Getenv(envSeeds), ","), UseShm: !o.noShm, ShmKey: key,
 		TendInterval: o.interval, TakeoverThreshold: o.takeover, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
+	rc, err := record.NewClient(c, nil)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	id, _ := strconv.Atoi(os.Getenv(envID))
 	log.Info("worker starting", "role", c.Stats().Role)
 	mux := http.NewServeMux()
+	h := &handler{rc: rc, ns: o.ns, set: o.set}
+	mux.HandleFunc("GET /{key}", h.get)
+	mux.HandleFunc("POST /{key}", h.post)
+	mux.HandleFunc("DELETE /{key}", h.del)
 	mux.HandleFunc("GET /route/{ns}/{set}/{key}", func(w http.ResponseWriter, r *http.Request) {
 		ns, set, k := r.PathValue("ns"), r.PathValue("set"), r.PathValue("key")
 		d := partmap.StringKeyDigest(set, k)
@@ -327,18 +373,179 @@ func worker(o options, log *slog.Logger) error {
 		}
 		writeJSON(w, out)
 	})
-	id, _ := strconv.Atoi(os.Getenv(envID))
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, statsJSON{Pid: os.Getpid(), Worker: id, Stats: c.Stats()})
+		writeJSON(w, statsJSON{Pid: os.Getpid(), Worker: id, Stats: c.Stats(), Records: rc.Stats()})
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	var hd http.Handler = mux
+	if o.verbose {
+		hd = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			log.Info(fmt.Sprintf("incoming %s request for %s on worker %d", r.Method, r.URL.Path, id))
+			mux.ServeHTTP(w, r)
+		})
+	}
+	srv := &http.Server{Handler: hd, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	<-ctx.Done()
 	log.Info("worker exiting")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
+	rc.Close()
 	return c.Close()
+}
+
+// handler serves the record endpoints.
+type handler struct {
+	rc      *record.Client
+	ns, set string
+}
+
+// maxBody bounds a POST body.
+const maxBody = 1 << 20
+
+func (h *handler) key(w http.ResponseWriter, r *http.Request) (record.Key, bool) {
+	k, err := record.NewKey(h.ns, h.set, r.PathValue("key"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return k, false
+	}
+	return k, true
+}
+
+// fail answers err: 404 without a body for a missing record, as the
+// Node.js example does, and 500 with the error otherwise.
+func fail(w http.ResponseWriter, err error) {
+	if errors.Is(err, record.ErrKeyNotFound) {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	http.Error(w, err.Error(), http.StatusInternalServerError)
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	k, ok := h.key(w, r)
+	if !ok {
+		return
+	}
+	rec, err := h.rc.Get(r.Context(), nil, k)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeRecordJSON(w, jsonValue(map[string]any(rec.Bins)))
+}
+
+func (h *handler) post(w http.ResponseWriter, r *http.Request) {
+	k, ok := h.key(w, r)
+	if !ok {
+		return
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.UseNumber()
+	var body map[string]any
+	if err := dec.Decode(&body); err != nil || body == nil {
+		http.Error(w, fmt.Sprintf("the body must be a JSON object: %v", err), http.StatusBadRequest)
+		return
+	}
+	bins := make(record.BinMap, len(body))
+	for name, v := range body {
+		bins[name] = binValue(v)
+	}
+	if err := h.rc.Put(r.Context(), nil, k, bins); err != nil {
+		fail(w, err)
+		return
+	}
+	writeRecordJSON(w, keyAnswer(k, r.PathValue("key")))
+}
+
+func (h *handler) del(w http.ResponseWriter, r *http.Request) {
+	k, ok := h.key(w, r)
+	if !ok {
+		return
+	}
+	existed, err := h.rc.Delete(r.Context(), nil, k)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if !existed {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	writeRecordJSON(w, keyAnswer(k, r.PathValue("key")))
+}
+
+func keyAnswer(k record.Key, userKey string) keyJSON {
+	out := keyJSON{NS: k.Namespace, Set: k.Set, Key: userKey, Digest: bufferJSON{Type: "Buffer", Data: make([]int, len(k.Digest))}}
+	for i, b := range k.Digest {
+		out.Digest.Data[i] = int(b)
+	}
+	return out
+}
+
+// binValue converts a decoded JSON value (with UseNumber) to a bin value:
+// integers to int64, other numbers to float64, arrays to lists, objects
+// to maps.
+func binValue(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return i
+		}
+		f, _ := v.Float64() // the decoder only produces valid numbers
+		return f
+	case []any:
+		l := make([]any, len(v))
+		for i, e := range v {
+			l[i] = binValue(e)
+		}
+		return l
+	case map[string]any:
+		m := make(map[any]any, len(v))
+		for k, e := range v {
+			m[k] = binValue(e)
+		}
+		return m
+	}
+	return v // string, bool, nil
+}
+
+// jsonValue converts a bin value to something encoding/json writes: maps
+// with non-string keys get their keys formatted.
+func jsonValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			m[k] = jsonValue(e)
+		}
+		return m
+	case map[any]any:
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			m[fmt.Sprint(k)] = jsonValue(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(v))
+		for i, e := range v {
+			l[i] = jsonValue(e)
+		}
+		return l
+	}
+	return v
+}
+
+// writeRecordJSON writes v as the Node.js example does: compact, without
+// a trailing newline.
+func writeRecordJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -26,33 +26,8 @@ func TestPrefork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a binary")
 	}
-	bin := filepath.Join(t.TempDir(), "prefork")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	key := arenatest.SysVKey(t)
-	loc := arena.SysV(key)
-
-	cmd := exec.Command(bin, "-sim", "3", "-workers", "2", "-addr", "127.0.0.1:0",
-		"-shm-key", fmt.Sprintf("%#x", uint32(key)), "-tend-interval", "100ms", "-takeover-threshold", "1s")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no address: %v\n%s", err, stderr.String())
-	}
-	addr := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
-	base := "http://" + addr
-	// A new connection per request, so that requests reach every worker.
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	pf := startPrefork(t, "-workers", "2")
+	stderr, base, client := pf.stderr, pf.base, pf.client
 
 	var route struct {
 		NS, Set, Key string
@@ -100,22 +75,9 @@ func TestPrefork(t *testing.T) {
 	}
 	t.Logf("roles seen: %v", roles)
 
-	killOwner(t, client, base, route.Master.Name, &stderr)
+	killOwner(t, client, base, route.Master.Name, stderr)
 
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no exit after SIGINT\n%s", stderr.String())
-	}
-	out := stderr.String()
+	out := pf.interrupt(t)
 	// The new owner and the restarted worker; the killed one never got to.
 	if n := strings.Count(out, "worker exiting"); n != 2 {
 		t.Errorf("%d workers exited cleanly, want 2\n%s", n, out)
@@ -123,9 +85,71 @@ func TestPrefork(t *testing.T) {
 	if !strings.Contains(out, "tend: released lease") {
 		t.Errorf("owner did not release the lease\n%s", out)
 	}
-	if _, err := arena.StatOf(loc); !errors.Is(err, arena.ErrNotFound) {
+}
+
+// interrupt sends SIGINT to the master, waits for a clean exit, checks that
+// no segment is left behind and returns the log.
+func (pf *prefork) interrupt(t *testing.T) string {
+	t.Helper()
+	if err := pf.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- pf.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, pf.stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no exit after SIGINT\n%s", pf.stderr.String())
+	}
+	if _, err := arena.StatOf(pf.loc); !errors.Is(err, arena.ErrNotFound) {
 		t.Errorf("segment left behind: %v", err)
 	}
+	return pf.stderr.String()
+}
+
+// prefork is a running example: the master process, its stderr, the
+// base URL and the segment of its view.
+type prefork struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	base   string
+	client *http.Client
+	loc    arena.Location
+}
+
+// startPrefork builds the example and runs it with a simulated 3-node
+// cluster, a fresh test key and the extra arguments; it waits for the
+// address the master prints.
+func startPrefork(t *testing.T, args ...string) *prefork {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "prefork")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	key := arenatest.SysVKey(t)
+	cmd := exec.Command(bin, append([]string{"-sim", "3", "-addr", "127.0.0.1:0",
+		"-shm-key", fmt.Sprintf("%#x", uint32(key)), "-tend-interval", "100ms", "-takeover-threshold", "1s"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no address: %v\n%s", err, stderr.String())
+	}
+	addr := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+	// A new connection per request, so that requests reach every worker.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	return &prefork{cmd: cmd, stderr: stderr, base: "http://" + addr, client: client, loc: arena.SysV(key)}
 }
 
 // lockedBuffer is an io.Writer safe for a writer and a reader at once.

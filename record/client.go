@@ -1,0 +1,362 @@
+package record
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shmkit/shmkit/partmap"
+	"github.com/shmkit/shmkit/record/wire"
+	"github.com/shmkit/shmkit/tend"
+)
+
+// Errors of the client itself; server result codes have their own (see
+// errors.go). Every error a command returns wraps one of them.
+var (
+	// ErrClosed reports use of a closed Client.
+	ErrClosed = errors.New("record: client closed")
+	// ErrNoNode reports a partition with no active node in the view (the
+	// map is not converged yet, or every replica is marked inactive).
+	ErrNoNode = errors.New("record: no active node holds the partition")
+	// ErrNoConnection reports a node whose ConnectionQueueSize
+	// connections are all in use.
+	ErrNoConnection = errors.New("record: no connection available")
+	// ErrTimeout reports a command that did not complete within its
+	// TotalTimeout or its context's deadline; it wraps the last
+	// attempt's error too.
+	ErrTimeout = errors.New("record: timeout")
+	// ErrNetwork reports a connection that failed during an attempt
+	// (refused, reset, closed by the server, or a SocketTimeout).
+	ErrNetwork = errors.New("record: network error")
+	// ErrProtocol reports a reply that is not a well-formed answer to the
+	// request (wrong header, bad length, truncated or malformed content).
+	// The connection is closed; the command is not retried.
+	ErrProtocol = errors.New("record: malformed reply")
+	// ErrInvalid reports a bad argument (key, bin, policy).
+	ErrInvalid = errors.New("record: invalid argument")
+)
+
+// MaxReply bounds the size of a reply the client accepts (the protocol's
+// 48-bit length is checked against it before anything is allocated).
+const MaxReply = 128 << 20
+
+// Client sends record commands to the nodes of a shared cluster view.
+// Routing reads the view's partition map (tend.Cluster.Map) on every
+// attempt, with no lock and no polling; each process keeps its own
+// connections, a pool per node. A Client is safe for concurrent use.
+type Client struct {
+	cl  *tend.Cluster
+	pol ClientPolicy
+	log *slog.Logger
+
+	mu     sync.Mutex // guards pool creation and replacement, and closed
+	pools  sync.Map   // node name → *nodePool
+	closed atomic.Bool
+
+	retries  atomic.Uint64
+	timeouts atomic.Uint64
+}
+
+// NewClient returns a client on cluster view cl. A nil policy means
+// NewClientPolicy(). The Client does not own cl: close the Client before
+// cl.
+func NewClient(cl *tend.Cluster, policy *ClientPolicy) (*Client, error) {
+	if cl == nil {
+		return nil, fmt.Errorf("record: nil cluster: %w", ErrInvalid)
+	}
+	p := NewClientPolicy()
+	if policy != nil {
+		p = policy
+	}
+	if p.ConnectionQueueSize <= 0 || p.IdleTimeout < 0 {
+		return nil, fmt.Errorf("record: ConnectionQueueSize %d, IdleTimeout %v: %w", p.ConnectionQueueSize, p.IdleTimeout, ErrInvalid)
+	}
+	c := &Client{cl: cl, pol: *p, log: p.Logger}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// Close closes every idle connection; connections in use are closed when
+// their command ends. Commands after Close fail with ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed.Store(true)
+	c.mu.Unlock()
+	c.pools.Range(func(_, v any) bool {
+		v.(*nodePool).close()
+		return true
+	})
+	return nil
+}
+
+// NodeStats are one node's counts in a Client.
+type NodeStats struct {
+	// Name is the node's name.
+	Name string
+	// Requests counts the attempts sent to the node.
+	Requests uint64
+	// Dials counts the connections opened to it.
+	Dials uint64
+	// Open and Idle are the connections open now, and idle among them.
+	Open, Idle int
+}
+
+// Stats are a Client's counts.
+type Stats struct {
+	// Nodes has one entry per node the client ever sent to.
+	Nodes []NodeStats
+	// Retries counts attempts after the first of a command.
+	Retries uint64
+	// Timeouts counts commands that failed with ErrTimeout.
+	Timeouts uint64
+}
+
+// Stats returns the client's counts.
+func (c *Client) Stats() Stats {
+	s := Stats{Retries: c.retries.Load(), Timeouts: c.timeouts.Load()}
+	c.pools.Range(func(_, v any) bool {
+		p := v.(*nodePool)
+		o, i := p.counts()
+		s.Nodes = append(s.Nodes, NodeStats{Name: p.name, Requests: p.requests.Load(), Dials: p.dials.Load(), Open: o, Idle: i})
+		return true
+	})
+	return s
+}
+
+// pool returns the pool of node n, creating it (or replacing it, if the
+// node's preferred address changed).
+func (c *Client) pool(n *partmap.Node) (*nodePool, error) {
+	if len(n.Addresses) == 0 {
+		return nil, fmt.Errorf("record: node %s has no address: %w", n.Name, ErrNoNode)
+	}
+	if v, ok := c.pools.Load(n.Name); ok {
+		if p := v.(*nodePool); p.addr == n.Addresses[0] {
+			return p, nil
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if v, ok := c.pools.Load(n.Name); ok {
+		p := v.(*nodePool)
+		if p.addr == n.Addresses[0] {
+			return p, nil
+		}
+		c.log.Debug("node moved", "node", n.Name, "from", p.addr.String(), "to", n.Addresses[0].String())
+		p.close()
+	}
+	p := &nodePool{name: n.Name, addr: n.Addresses[0], max: c.pol.ConnectionQueueSize, idle: c.pol.IdleTimeout}
+	c.pools.Store(n.Name, p)
+	return p, nil
+}
+
+// route returns the first active node at replica rank seq or after it
+// (wrapping), and the rank it was found at.
+func route(m *partmap.Map, h partmap.NS, pid uint32, seq int) (*partmap.Node, int) {
+	for k := range partmap.StoredReplicas {
+		r := (seq + k) % partmap.StoredReplicas
+		if n, ok := m.Replica(h, pid, r); ok && n.Active {
+			return n, r
+		}
+	}
+	return nil, 0
+}
+
+// execute runs cmd under policy p: routes each attempt by the shared map,
+// retries network failures and timeouts on the next replica (SEQUENCE) or
+// the master again (MASTER) within MaxRetries and TotalTimeout.
+func (c *Client) execute(ctx context.Context, p *Policy, cmd *command) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if p.MaxRetries < 0 || p.SocketTimeout < 0 || p.TotalTimeout < 0 || p.SleepBetweenRetries < 0 || p.ReplicaPolicy > SEQUENCE {
+		return fmt.Errorf("record: policy %+v: %w", *p, ErrInvalid)
+	}
+	var deadline time.Time
+	if p.TotalTimeout > 0 {
+		deadline = time.Now().Add(p.TotalTimeout)
+	}
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+	// cur is the connection of the running attempt, for cancellation: a
+	// context that can be cancelled gets a watcher that cuts it short
+	// (the only allocation it costs; context.Background() costs none).
+	var cur *atomic.Pointer[conn]
+	if ctx.Done() != nil {
+		cur = new(atomic.Pointer[conn])
+		stop := context.AfterFunc(ctx, func() {
+			if cn := cur.Load(); cn != nil {
+				cn.nc.SetDeadline(time.Unix(1, 0))
+			}
+		})
+		defer stop()
+	}
+	pid := cmd.key.Digest.PartitionID()
+	seq := 0
+	var last error
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			c.retries.Add(1)
+		}
+		err := c.attempt(ctx, p, cmd, pid, &seq, deadline, cur)
+		if err == nil || !retryable(err) {
+			return err
+		}
+		last = err
+		if p.ReplicaPolicy == SEQUENCE {
+			seq++
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("record: %s: %w (last attempt: %w)", cmd.kind, err, last)
+		}
+		if attempt >= p.MaxRetries {
+			if expired(deadline) {
+				c.timeouts.Add(1)
+				return fmt.Errorf("record: %s after %d attempts: %w (last attempt: %w)", cmd.kind, attempt+1, ErrTimeout, last)
+			}
+			return last
+		}
+		if p.SleepBetweenRetries > 0 {
+			if !deadline.IsZero() && time.Until(deadline) < p.SleepBetweenRetries {
+				c.timeouts.Add(1)
+				return fmt.Errorf("record: %s after %d attempts: %w (last attempt: %w)", cmd.kind, attempt+1, ErrTimeout, last)
+			}
+			t := time.NewTimer(p.SleepBetweenRetries)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("record: %s: %w (last attempt: %w)", cmd.kind, ctx.Err(), last)
+			case <-t.C:
+			}
+		}
+		if expired(deadline) {
+			c.timeouts.Add(1)
+			return fmt.Errorf("record: %s after %d attempts: %w (last attempt: %w)", cmd.kind, attempt+1, ErrTimeout, last)
+		}
+	}
+}
+
+func expired(deadline time.Time) bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
+
+// retryable reports whether an attempt's error lets the command go on to
+// the next attempt: a network error or timeout, no connection, no node, a
+// namespace the view does not have (yet: a view opened a moment ago), or
+// the server's timeout result (as the official client, which retries
+// result code 9 like a network timeout: e.g. a node whose proxy to the
+// partition's unreachable master timed out).
+func retryable(err error) bool {
+	return errors.Is(err, ErrNetwork) || errors.Is(err, ErrNoConnection) || errors.Is(err, ErrNoNode) ||
+		errors.Is(err, tend.ErrNamespace) || errors.Is(err, ErrServerTimeout)
+}
+
+// attempt sends cmd once, to the node the map names at rank *seq or the
+// next active one after it (*seq is set to the rank used).
+func (c *Client) attempt(ctx context.Context, p *Policy, cmd *command, pid uint32, seq *int, deadline time.Time, cur *atomic.Pointer[conn]) error {
+	if expired(deadline) {
+		return fmt.Errorf("record: %s: %w", cmd.kind, ErrTimeout)
+	}
+	m := c.cl.Map()
+	h, ok := m.Namespace(cmd.key.Namespace)
+	if !ok {
+		return fmt.Errorf("record: namespace %q: %w", cmd.key.Namespace, tend.ErrNamespace)
+	}
+	rank := 0
+	if p.ReplicaPolicy == SEQUENCE {
+		rank = *seq
+	}
+	n, r := route(m, h, pid, rank)
+	if n == nil {
+		return fmt.Errorf("record: %s partition %d: %w", cmd.key.Namespace, pid, ErrNoNode)
+	}
+	*seq = r
+	pool, err := c.pool(n)
+	if err != nil {
+		return err
+	}
+	ad := deadline
+	if p.SocketTimeout > 0 {
+		if s := time.Now().Add(p.SocketTimeout); ad.IsZero() || s.Before(ad) {
+			ad = s
+		}
+	}
+	cn, err := pool.get(ctx, ad)
+	if err != nil {
+		if errors.Is(err, ErrNoConnection) || errors.Is(err, ErrClosed) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrNetwork, err)
+	}
+	pool.requests.Add(1)
+	if cur != nil {
+		cur.Store(cn)
+		defer cur.Store(nil)
+	}
+	if err := cn.nc.SetDeadline(ad); err != nil {
+		pool.discard(cn)
+		return fmt.Errorf("%w: node %s: %w", ErrNetwork, n.Name, err)
+	}
+	if err := cmd.encode(cn, p); err != nil {
+		pool.put(cn)
+		return err
+	}
+	if _, err := cn.nc.Write(cn.wbuf); err != nil {
+		pool.discard(cn)
+		return fmt.Errorf("%w: node %s: send: %w", ErrNetwork, n.Name, err)
+	}
+	body, err := readReply(cn)
+	if err != nil {
+		pool.discard(cn)
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	if err := cmd.decode(cn, body); err != nil {
+		if errors.Is(err, ErrProtocol) {
+			pool.discard(cn)
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		pool.put(cn)
+		return err
+	}
+	pool.put(cn)
+	return nil
+}
+
+// readReply reads one reply into cn.rbuf and returns its body. A stream
+// that ends or times out early is a network error (the command may be
+// retried); a header that announces anything but a record message of at
+// most MaxReply bytes is a protocol error.
+func readReply(cn *conn) ([]byte, error) {
+	body, err := wire.ReadMessage(cn.br, cn.rbuf[:0], MaxReply)
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, wire.ErrTruncated) {
+			return nil, netErr("reply", err)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	if n := cn.br.Buffered(); n > 0 {
+		// A server answers one request with one reply: bytes after it
+		// would be taken for the next command's reply.
+		return nil, fmt.Errorf("%w: %d bytes after the reply", ErrProtocol, n)
+	}
+	cn.rbuf = body
+	return body, nil
+}
+
+// netErr wraps an error of a read: a timeout or a closed stream.
+func netErr(what string, err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: %w: %s: socket timeout: %w", ErrTimeout, ErrNetwork, what, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrNetwork, what, err)
+}

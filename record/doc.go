@@ -1,0 +1,63 @@
+// Package record reads and writes Aerospike records through a shared
+// cluster view (package tend): Get (every bin or the bins named), Exists,
+// Put (TTL, generation check, create-only, update-only, replace), Delete,
+// Touch and Add (an atomic integer increment), each with a
+// context.Context, in Aerospike's message-type-3 protocol (package
+// record/wire).
+//
+// # Routing
+//
+// Every attempt of a command reads the partition's replicas from the view's
+// shared map (tend.Cluster.Map): one atomic load on the hot path, no lock,
+// no polling, whichever process tends. A process that opens the view with
+// tend.Config.UseShm true therefore sends its commands to the nodes one
+// tender per host found, and asks the servers nothing else. The first
+// attempt goes to the master; a node the view marks inactive is skipped
+// (the next replica is asked instead). With ReplicaPolicy SEQUENCE (the
+// default) each retry goes to the next replica, master, first prole,
+// second prole, master, ...; with MASTER every attempt goes to the
+// master as the map says at that moment.
+//
+// # Connections
+//
+// Each process keeps its own connections: a pool per node (a LIFO stack,
+// at most ClientPolicy.ConnectionQueueSize connections, idle ones closed
+// after ClientPolicy.IdleTimeout at the next use of the pool). A
+// connection goes back to its pool only after a complete exchange; one
+// that failed or timed out mid-exchange, or read a malformed reply, is
+// closed, so a late reply never answers the next command.
+//
+// # Policies, retries and timeouts
+//
+// Policy and WritePolicy have the official Go client's field names and
+// defaults: SocketTimeout 30 s bounds each attempt, TotalTimeout 1 s the
+// command (the context's deadline applies too), MaxRetries 2 for reads and
+// 0 for writes (which may not be idempotent), SleepBetweenRetries 1 ms.
+// A network error, a socket timeout, a node without a free connection, a
+// partition without an active node or a namespace not in the view (yet),
+// or the server's timeout result (code
+// 9, which the official client retries too) is retried within those
+// bounds; any other server answer is not. A command that runs out of time
+// fails with ErrTimeout, wrapping the last attempt's error.
+//
+// # Errors
+//
+// Server result codes are wire.ResultCode errors: errors.Is(err,
+// ErrKeyNotFound), ErrGenerationMismatch, ErrKeyExists, ... and
+// ResultCode(err) returns the code. Client-side failures wrap ErrTimeout,
+// ErrNetwork, ErrProtocol (a reply that is not a well-formed answer: the
+// connection is closed, the command not retried), ErrNoNode,
+// ErrNoConnection, ErrInvalid or ErrClosed. A hostile or truncated reply
+// gives one of these, never a panic or a hang: every length is checked
+// before it is used (MaxReply bounds a reply) and every read has a
+// deadline.
+//
+// # Values
+//
+// Bins are a BinMap. Values written may be any Go integer type, float64,
+// string, []byte, bool, []any (a list) and maps (map[any]any,
+// map[string]any, ...); lists and maps are encoded as the server and the
+// official clients encode them, so every Aerospike client reads them as
+// lists and maps. Values read are int64, float64, string, []byte, bool,
+// []any and map[any]any, and own their memory.
+package record

@@ -1,0 +1,141 @@
+package record
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shmkit/shmkit/record/wire"
+)
+
+// connReadBuffer is the size of a connection's read buffer: a reply up to
+// this size is read with one system call.
+const connReadBuffer = 4096
+
+// conn is one pooled connection to a node with its reusable buffers.
+type conn struct {
+	nc        net.Conn
+	br        *bufio.Reader // replies usually arrive whole: one read syscall, not two
+	p         *nodePool
+	wbuf      []byte // the request being sent
+	rbuf      []byte // the reply being read
+	ops       []wire.Op
+	msg       wire.Message
+	idleSince time.Time
+}
+
+// nodePool is this process's connections to one node: a LIFO stack of idle
+// connections (the most recently used on top, so that the ones at the
+// bottom age out under IdleTimeout) and the count of open ones, capped by
+// ClientPolicy.ConnectionQueueSize.
+type nodePool struct {
+	name string
+	addr netip.AddrPort
+	max  int
+	idle time.Duration
+
+	mu     sync.Mutex
+	stack  []*conn
+	open   int
+	closed bool
+
+	requests atomic.Uint64 // attempts sent to this node
+	dials    atomic.Uint64
+}
+
+// get returns an idle connection or dials a new one (bounded by deadline).
+func (p *nodePool) get(ctx context.Context, deadline time.Time) (*conn, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("record: node %s: %w", p.name, ErrClosed)
+	}
+	for n := len(p.stack); n > 0; n = len(p.stack) {
+		c := p.stack[n-1]
+		p.stack[n-1] = nil
+		p.stack = p.stack[:n-1]
+		if p.idle > 0 && time.Since(c.idleSince) > p.idle {
+			// Every connection below c is older: drop them all.
+			stale := append(p.stack, c)
+			p.stack = p.stack[:0]
+			p.open -= len(stale)
+			p.mu.Unlock()
+			for _, s := range stale {
+				s.nc.Close()
+			}
+			p.mu.Lock()
+			continue
+		}
+		p.mu.Unlock()
+		return c, nil
+	}
+	if p.open >= p.max {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("record: node %s: %d connections in use: %w", p.name, p.max, ErrNoConnection)
+	}
+	p.open++
+	p.mu.Unlock()
+	d := net.Dialer{Deadline: deadline}
+	p.dials.Add(1)
+	nc, err := d.DialContext(ctx, "tcp", p.addr.String())
+	if err != nil {
+		p.mu.Lock()
+		p.open--
+		p.mu.Unlock()
+		return nil, fmt.Errorf("record: node %s at %s: %w", p.name, p.addr, err)
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	return &conn{nc: nc, p: p, br: bufio.NewReaderSize(nc, connReadBuffer)}, nil
+}
+
+// put returns a healthy connection (its last exchange complete) to the
+// pool.
+func (p *nodePool) put(c *conn) {
+	c.idleSince = time.Now()
+	p.mu.Lock()
+	if p.closed {
+		p.open--
+		p.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	p.stack = append(p.stack, c)
+	p.mu.Unlock()
+}
+
+// discard closes a connection whose stream can no longer be trusted (an
+// error or a timeout mid-exchange).
+func (p *nodePool) discard(c *conn) {
+	c.nc.Close()
+	p.mu.Lock()
+	p.open--
+	p.mu.Unlock()
+}
+
+// close closes the idle connections and makes the pool close the busy ones
+// when they come back.
+func (p *nodePool) close() {
+	p.mu.Lock()
+	p.closed = true
+	stale := p.stack
+	p.stack = nil
+	p.open -= len(stale)
+	p.mu.Unlock()
+	for _, c := range stale {
+		c.nc.Close()
+	}
+}
+
+// counts returns the open and idle connection counts.
+func (p *nodePool) counts() (open, idle int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.open, len(p.stack)
+}
