@@ -200,6 +200,8 @@ type Plan struct {
 	Segments []Segment // manifest entries without chunks
 	Bytes    uint64    // segment bytes in all
 	Chunks   int
+	// ChunkSize is the chunk size the backup would use.
+	ChunkSize uint64
 	// Need is the disk space the backup needs at most (the data
 	// uncompressed, plus the manifest).
 	Need uint64
@@ -218,7 +220,7 @@ func Analyze(src Source, dir string, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{}
+	p := &Plan{ChunkSize: opts.ChunkSize}
 	for _, s := range segs {
 		p.Segments = append(p.Segments, s.desc)
 		p.Bytes += s.desc.Size
