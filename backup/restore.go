@@ -38,7 +38,7 @@ func openBackup(dir string) (*reader, error) {
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return nil, fail(ErrMissing, dir, "%v", err)
+		return nil, fail(ErrIO, dir, "no backup directory: %v", err)
 	}
 	if !fi.IsDir() {
 		return nil, fail(ErrMissing, dir, "not a directory")
