@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -22,8 +23,15 @@ import (
 type kvServer struct {
 	cmd  *exec.Cmd
 	addr string
+	mu   sync.Mutex // guards log
 	log  strings.Builder
 	done chan error
+}
+
+func (s *kvServer) logged() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
 }
 
 func startKV(t *testing.T, bin string, args ...string) *kvServer {
@@ -52,7 +60,9 @@ func startKV(t *testing.T, bin string, args ...string) *kvServer {
 	}
 	go func() {
 		b, _ := io.ReadAll(r)
+		s.mu.Lock()
 		s.log.Write(b)
+		s.mu.Unlock()
 		s.done <- s.cmd.Wait()
 	}()
 	return s
@@ -62,14 +72,14 @@ func (s *kvServer) stop(t *testing.T) {
 	t.Helper()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-s.done; err != nil {
-		t.Fatalf("kvstore stopped with %v: %s", err, s.log.String())
+		t.Fatalf("kvstore stopped with %v: %s", err, s.logged())
 	}
 }
 
 // modes returns the start mode logged for each namespace.
 func (s *kvServer) modes() map[string]string {
 	m := map[string]string{}
-	for _, line := range strings.Split(s.log.String(), "\n") {
+	for _, line := range strings.Split(s.logged(), "\n") {
 		var l struct{ Msg, NS, Mode, Reason string }
 		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "namespace ready" {
 			m[l.NS] = l.Mode + " " + l.Reason
