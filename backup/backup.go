@@ -90,6 +90,9 @@ type Options struct {
 
 	// probe replaces the free memory and disk figures (tests).
 	probe spaceProbe
+	// afterVerify, if set, runs between Restore's verification and its
+	// first creation (tests: a backup changed in between).
+	afterVerify func()
 }
 
 func (o *Options) defaults() error {

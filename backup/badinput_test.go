@@ -216,3 +216,28 @@ func TestNoSpaceRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestChangedAfterVerifyRefused: a chunk changed between Restore's
+// verification and its copy is refused, and what was created removed.
+// Negative control: the same restore without the change succeeds.
+func TestChangedAfterVerifyRefused(t *testing.T) {
+	for _, c := range compressions() {
+		t.Run(c.String(), func(t *testing.T) {
+			dir, locs := plainBackup(t, c)
+			_, err := Restore(ctx, dir, Options{afterVerify: func() { flipBit(t, filepath.Join(dir, "seg-001.data"), 300) }})
+			if !errors.Is(err, ErrChecksum) {
+				t.Errorf("restore of a backup changed after verification: %v, want ErrChecksum", err)
+			}
+			for _, l := range locs {
+				if _, err := arena.StatOf(l); !errors.Is(err, arena.ErrNotFound) {
+					t.Errorf("%s left by the failed restore", l)
+				}
+			}
+			flipBit(t, filepath.Join(dir, "seg-001.data"), 300) // back as it was
+			if _, err := Restore(ctx, dir, Options{afterVerify: func() {}}); err != nil {
+				t.Fatal(err)
+			}
+			removeAll(t, locs...)
+		})
+	}
+}

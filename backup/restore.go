@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -27,6 +28,11 @@ type reader struct {
 	dir   string
 	m     *Manifest
 	files []*os.File // per segment
+	// stored holds, per segment and chunk, the CRC-32C of the stored
+	// bytes as verify read them: the restore's second read of a chunk is
+	// checked against it (a chunk that changed since it was verified is
+	// refused) without computing SHA-256 twice.
+	stored [][]uint32
 }
 
 // openBackup reads and validates the manifest of dir, refuses foreign
@@ -56,6 +62,7 @@ func openBackup(dir string) (*reader, error) {
 	}
 	r := &reader{dir: dir, m: m}
 	for _, s := range m.Segments {
+		r.stored = append(r.stored, make([]uint32, len(s.Chunks)))
 		p := filepath.Join(dir, s.File)
 		f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 		if err != nil {
@@ -135,8 +142,11 @@ func (w *worker) close() {
 
 // chunk reads chunk j of segment si, decompresses it into dst (len(dst)
 // == the chunk's Len; nil: a buffer of the worker) and checks its length
-// and checksum. It returns the chunk's bytes.
-func (r *reader) chunk(w *worker, si, j int, dst []byte) ([]byte, error) {
+// and SHA-256, recording the CRC-32C of its stored bytes. With again, it
+// checks the stored bytes against that CRC instead of the SHA-256 (the
+// chunk was verified before: this is the restore's second read). It
+// returns the chunk's bytes.
+func (r *reader) chunk(w *worker, si, j int, dst []byte, again bool) ([]byte, error) {
 	s := &r.m.Segments[si]
 	c := s.Chunks[j]
 	name := filepath.Join(r.dir, s.File)
@@ -156,6 +166,12 @@ func (r *reader) chunk(w *worker, si, j int, dst []byte) ([]byte, error) {
 			return nil, fail(ErrIO, name, "chunk %d: %v", j, err)
 		}
 		got = dst
+		if err := r.storedSum(si, j, dst, again); err != nil {
+			return nil, err
+		}
+		if again {
+			return got, nil
+		}
 	case Zstd:
 		if uint64(cap(w.in)) < c.FileLen {
 			w.in = make([]byte, maxStored(r.m.ChunkSize))
@@ -166,6 +182,9 @@ func (r *reader) chunk(w *worker, si, j int, dst []byte) ([]byte, error) {
 				return nil, fail(ErrTruncated, name, "chunk %d: %d of %d bytes", j, n, c.FileLen)
 			}
 			return nil, fail(ErrIO, name, "chunk %d: %v", j, err)
+		}
+		if err := r.storedSum(si, j, in, again); err != nil {
+			return nil, err
 		}
 		out, err := w.dec.DecodeAll(in, dst[:0])
 		if err != nil {
@@ -181,6 +200,9 @@ func (r *reader) chunk(w *worker, si, j int, dst []byte) ([]byte, error) {
 			copy(dst, out)
 		}
 		got = dst
+		if again {
+			return got, nil
+		}
 	}
 	sum := sha256.Sum256(got)
 	if hex.EncodeToString(sum[:]) != c.SHA256 {
@@ -192,6 +214,23 @@ func (r *reader) chunk(w *worker, si, j int, dst []byte) ([]byte, error) {
 
 // parallel runs fn over n items on opts.Workers goroutines, each with its
 // own worker, and returns the first error (the others stop early).
+// storedSum records (first read) or checks (again) the CRC-32C of the
+// stored bytes b of chunk j of segment si.
+func (r *reader) storedSum(si, j int, b []byte, again bool) error {
+	sum := crc32.Checksum(b, castagnoli)
+	if !again {
+		r.stored[si][j] = sum
+		return nil
+	}
+	if r.stored[si][j] != sum {
+		s := &r.m.Segments[si]
+		return fail(ErrChecksum, filepath.Join(r.dir, s.File), "chunk %d changed since it was verified (CRC-32C %08x, verified %08x)", j, sum, r.stored[si][j])
+	}
+	return nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 func (r *reader) parallel(ctx context.Context, workers, n int, fn func(w *worker, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -251,7 +290,7 @@ func (r *reader) verify(ctx context.Context, opts *Options, prog *progress) erro
 	var mu sync.Mutex
 	return r.parallel(ctx, opts.Workers, len(refs), func(w *worker, i int) error {
 		c := refs[i]
-		if _, err := r.chunk(w, c.seg, c.chunk, nil); err != nil {
+		if _, err := r.chunk(w, c.seg, c.chunk, nil, false); err != nil {
 			return err
 		}
 		mu.Lock()
@@ -353,6 +392,9 @@ func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, err
 	}
 	if err := r.verify(ctx, &opts, &progress{}); err != nil {
 		return nil, err
+	}
+	if opts.afterVerify != nil {
+		opts.afterVerify()
 	}
 	if err := checkRoom(m, &opts); err != nil {
 		return nil, err
@@ -495,11 +537,11 @@ func (r *reader) restoreBody(ctx context.Context, opts *Options, t *target, prog
 		c := t.desc.Chunks[j]
 		dst := mem[c.Off : c.Off+c.Len : c.Off+c.Len]
 		if !overlaps(skips, c.Off, c.Len) {
-			if _, err := r.chunk(w, t.si, j, dst); err != nil {
+			if _, err := r.chunk(w, t.si, j, dst, true); err != nil {
 				return err
 			}
 		} else {
-			b, err := r.chunk(w, t.si, j, nil)
+			b, err := r.chunk(w, t.si, j, nil, true)
 			if err != nil {
 				return err
 			}
@@ -555,7 +597,7 @@ func (r *reader) restoreRange(w *worker, t *target, off, n uint64) error {
 		if lo >= hi {
 			continue
 		}
-		b, err := r.chunk(w, t.si, j, nil)
+		b, err := r.chunk(w, t.si, j, nil, true)
 		if err != nil {
 			return err
 		}
