@@ -1,7 +1,7 @@
 // Command shmbench runs shmkit's benchmarks across real processes and
 // prints each figure beside its baseline, measured in the same run.
 //
-//	shmbench [flags] [seqlock|pool|lease|lookup|tend|index|restart|takeover|records|prefork ...] [flags]
+//	shmbench [flags] [seqlock|pool|lease|lookup|tend|index|restart|takeover|records|prefork|backup ...] [flags]
 //
 // With no benchmark named it runs every benchmark in quick mode (under two
 // minutes in all). Flags may come before, between or after the names
@@ -172,6 +172,13 @@ func benchmarks() []benchmark {
 				}
 			}
 			return bench.PreforkBench(ctx, cfg)
+		}},
+		{"backup", "backup, verify and restore of a 4 GiB index arena (quick: 256 MiB), checksums on, plain and zstd, vs cp+sync to the same disk", func(ctx context.Context, o options) ([]bench.Result, error) {
+			cfg := bench.BackupConfig{Stderr: o.stderr}
+			if o.quick {
+				cfg.Size = 256 << 20
+			}
+			return bench.BackupBench(ctx, cfg)
 		}},
 	}
 }
