@@ -946,11 +946,7 @@ func (c *Cluster) Nodes() []*partmap.Node { return c.m().Nodes() }
 // namespace ns. Errors wrap ErrNamespace or partmap's errors (ErrNotFound
 // for a partition without master).
 func (c *Cluster) Master(name string, d partmap.Digest) (*partmap.Node, error) {
-	if fe := c.foreign.Load(); fe != nil {
-		return nil, fe.err
-	}
-	m := c.m()
-	h, err := ns(m, name)
+	m, h, err := c.resolve(name)
 	if err != nil {
 		return nil, err
 	}
@@ -963,11 +959,7 @@ func (c *Cluster) Master(name string, d partmap.Digest) (*partmap.Node, error) {
 // Replica returns replica i (0 master, 1 and 2 proles) of the partition
 // digest d belongs to in namespace ns.
 func (c *Cluster) Replica(name string, d partmap.Digest, i int) (*partmap.Node, error) {
-	if fe := c.foreign.Load(); fe != nil {
-		return nil, fe.err
-	}
-	m := c.m()
-	h, err := ns(m, name)
+	m, h, err := c.resolve(name)
 	if err != nil {
 		return nil, err
 	}
@@ -976,6 +968,17 @@ func (c *Cluster) Replica(name string, d partmap.Digest, i int) (*partmap.Node, 
 		return n, nil
 	}
 	return lookupErr(m, name, h, pid, i)
+}
+
+// resolve returns the current map and the handle of namespace name in it,
+// or the error every lookup returns on another cluster's segment.
+func (c *Cluster) resolve(name string) (*partmap.Map, partmap.NS, error) {
+	if fe := c.foreign.Load(); fe != nil {
+		return nil, partmap.NS{}, fe.err
+	}
+	m := c.m()
+	h, err := ns(m, name)
+	return m, h, err
 }
 
 // lookupErr is the lookup of Master and Replica when the fast path found
@@ -1009,11 +1012,7 @@ func (c *Cluster) peersCmd() string {
 // without it no node has a rack and the choice is the first active
 // replica). Errors are Replica's.
 func (c *Cluster) RackReplica(name string, d partmap.Digest, racks []int) (*partmap.Node, error) {
-	if fe := c.foreign.Load(); fe != nil {
-		return nil, fe.err
-	}
-	m := c.m()
-	h, err := ns(m, name)
+	m, h, err := c.resolve(name)
 	if err != nil {
 		return nil, err
 	}
@@ -1043,11 +1042,7 @@ func (c *Cluster) RackReplica(name string, d partmap.Digest, racks []int) (*part
 
 // Snapshot returns a consistent copy of namespace ns's partition map.
 func (c *Cluster) Snapshot(name string) (*partmap.Snapshot, error) {
-	if fe := c.foreign.Load(); fe != nil {
-		return nil, fe.err
-	}
-	m := c.m()
-	h, err := ns(m, name)
+	m, h, err := c.resolve(name)
 	if err != nil {
 		return nil, err
 	}
