@@ -227,6 +227,7 @@ and the sections (name, offset, size). Then, by kind:
                 in use and the fullest one, stage use (stages, entries
                 handed out, free list), clean shutdowns
   index-stage   which index it belongs to
+  pool          elements by state (linked, claimed, free, never used)
   lease         the lease record
 
 KEY is a SysV key (0x53… or decimal); anything else, or anything with a
@@ -253,6 +254,8 @@ type inspectOut struct {
 	Cluster     *partmap.Report  `json:"cluster,omitempty"`
 	Index       *index.Summary   `json:"index,omitempty"`
 	IndexError  string           `json:"index_error,omitempty"`
+	Pool        *arena.PoolStats `json:"pool,omitempty"`
+	PoolError   string           `json:"pool_error,omitempty"`
 	LeaseRecord *leaseRecordView `json:"lease,omitempty"`
 }
 
@@ -318,6 +321,10 @@ func runInspect(ctx context.Context, e *env, args []string) int {
 			}
 		}
 		seg.Close()
+		if out.Kind == "pool" {
+			ps, err := arena.ExaminePool(loc)
+			out.Pool, out.PoolError = &ps, errText(err)
+		}
 		if out.Kind == "index-main" {
 			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			s, err := index.InspectAt(ictx, loc)
@@ -408,6 +415,13 @@ func printInspect(w io.Writer, o *inspectOut) {
 		printIndex(w, o.Index)
 	} else if o.IndexError != "" {
 		fmt.Fprintf(w, "\nindex: cannot be read: %s\n", o.IndexError)
+	}
+	if p := o.Pool; p != nil {
+		fmt.Fprintf(w, "\npool: %d stages, capacity %d: %d linked, %d claimed (Reclaim frees those of dead owners), %d free, %d never used\n",
+			p.Stages, p.Capacity, p.Linked, p.Claimed, p.Free, p.Unused)
+		if o.PoolError != "" {
+			fmt.Fprintf(w, "  problems: %s\n", o.PoolError)
+		}
 	}
 	if o.Kind == "index-stage" {
 		b, _ := h.Field("block")
