@@ -114,7 +114,7 @@ func (p *Pool) Check() error {
 			return nil, 0, 0, err
 		}
 		return sm.seg, sm.base, sm.cap, nil
-	}, &probs)
+	}, &probs, &PoolStats{})
 	return probs.Err("pool " + p.loc.String())
 }
 
@@ -125,14 +125,24 @@ func (p *Pool) Check() error {
 // an *Error if loc is not a pool's main segment or cannot be attached, and
 // a *CheckError listing the problems found.
 func CheckPool(loc Location) error {
+	_, err := ExaminePool(loc)
+	return err
+}
+
+// ExaminePool is CheckPool that also counts the elements by state (Dead
+// stays zero: judging owners needs the pool's liveness registry, which
+// only an opened Pool has). The counts describe what the walk could read
+// when it also returns problems.
+func ExaminePool(loc Location) (PoolStats, error) {
+	var pst PoolStats
 	seg, err := Inspect(loc)
 	if err != nil {
-		return err
+		return pst, err
 	}
 	defer seg.Close()
 	h := seg.Header()
 	if h.Kind != layout.KindPool {
-		return &Error{Op: "check pool", Seg: loc.String(), Err: fmt.Errorf("%w: a %s segment, not a pool's main segment", ErrPoolState, h.Kind)}
+		return pst, &Error{Op: "check pool", Seg: loc.String(), Err: fmt.Errorf("%w: a %s segment, not a pool's main segment", ErrPoolState, h.Kind)}
 	}
 	var probs Problems
 	esize, ok1 := h.Field("elem_size")
@@ -148,7 +158,7 @@ func CheckPool(loc Location) error {
 		probs.Addf("sections: pool %d bytes (want %d), elems %d bytes (want %d)", csize, poolCtlSize, esz, (8+(esize+7)&^7)*cap0)
 	}
 	if probs.Len() > 0 {
-		return probs.Err("pool " + loc.String())
+		return pst, probs.Err("pool " + loc.String())
 	}
 	stride := 8 + (esize+7)&^7
 	stages := []*Segment{seg}
@@ -180,13 +190,14 @@ func CheckPool(loc Location) error {
 		}
 		b, _, err := ss.Section("elems")
 		return ss, b, c, err
-	}, &probs)
-	return probs.Err("pool " + loc.String())
+	}, &probs, &pst)
+	return pst, probs.Err("pool " + loc.String())
 }
 
 // checkPool is the walk of Pool.Check; stage(n) resolves stage n's
-// segment, the offset of its element 0 and its capacity.
-func checkPool(main *Segment, ctl Offset, stride uint64, stage func(n int) (*Segment, Offset, int, error), probs *Problems) {
+// segment, the offset of its element 0 and its capacity. It counts the
+// elements of the stages it could read into st.
+func checkPool(main *Segment, ctl Offset, stride uint64, stage func(n int) (*Segment, Offset, int, error), probs *Problems, st *PoolStats) {
 	n := main.Load64(ctl + poolOffStages)
 	if got := main.Load64(ctl + poolOffElem); got != stride {
 		probs.Addf("control block: element stride %d, the header implies %d", got, stride)
@@ -206,7 +217,7 @@ func checkPool(main *Segment, ctl Offset, stride uint64, stage func(n int) (*Seg
 		base Offset
 		used uint64
 	}
-	var st []stageInfo
+	var stg []stageInfo
 	for s := 0; s < int(n); s++ {
 		seg, base, c, err := stage(s)
 		if err != nil {
@@ -226,9 +237,12 @@ func checkPool(main *Segment, ctl Offset, stride uint64, stage func(n int) (*Seg
 			probs.Addf("stage %d: elements: %v", s, err)
 			break
 		}
-		st = append(st, stageInfo{seg: seg, base: base, used: used})
+		stg = append(stg, stageInfo{seg: seg, base: base, used: used})
+		st.Stages++
+		st.Capacity += c
+		st.Unused += c - int(used)
 	}
-	for s := len(st); s < MaxStages; s++ {
+	for s := len(stg); s < MaxStages; s++ {
 		if s >= int(n) && (main.Load64(ctl+stageUsedOff(s)) != 0 || (s > int(n) && main.Load64(ctl+stageCapOff(s)) != 0)) {
 			// Stage n's capacity may be set by a grower killed before
 			// it bumped the stage count; nothing else is.
@@ -237,31 +251,35 @@ func checkPool(main *Segment, ctl Offset, stride uint64, stage func(n int) (*Seg
 	}
 	header := func(h Handle) (uint64, bool) {
 		s, i := h.Stage(), h.Index()
-		if h.IsNull() || s >= len(st) || i < 0 || uint64(i) >= st[s].used {
+		if h.IsNull() || s >= len(stg) || i < 0 || uint64(i) >= stg[s].used {
 			return 0, false
 		}
-		return st[s].seg.Load64(st[s].base + Offset(uint64(i)*stride)), true
+		return stg[s].seg.Load64(stg[s].base + Offset(uint64(i)*stride)), true
 	}
 	free := 0
-	for s, si := range st {
+	for s, si := range stg {
 		for i := uint64(0); i < si.used; i++ {
 			h := makeHandle(s, int(i))
 			w, _ := header(h)
 			switch elemState(w) {
 			case elemUnused:
+				st.Unused++ // handed out by the bump counter, header never written
 				if w != 0 {
 					probs.Addf("element %s: never-used header %#x has bits set", h, w)
 				}
 			case elemFree:
 				free++
+				st.Free++
 				if w>>32&(1<<30-1) != 0 || Handle(uint32(w))>>24 >= MaxStages {
 					probs.Addf("element %s: free header %#x has bits set outside the next handle", h, w)
 				}
 			case elemClaimed:
+				st.Claimed++
 				if w>>48&(1<<14-1) != 0 {
 					probs.Addf("element %s: claimed header %#x has bits set outside slot and pid", h, w)
 				}
 			case elemLinked:
+				st.Linked++
 				if w != linkedElem {
 					probs.Addf("element %s: linked header %#x has bits set", h, w)
 				}

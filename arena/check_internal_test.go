@@ -155,3 +155,38 @@ func TestCheckPoolNotAPool(t *testing.T) {
 		t.Errorf("CheckPool of a test segment = %v, want a refusal", err)
 	}
 }
+
+// TestExaminePoolCounts: ExaminePool's counts are Stats' (Dead aside).
+func TestExaminePoolCounts(t *testing.T) {
+	ctx := context.Background()
+	loc := NewHeapStore().At("count")
+	p, err := OpenPool(ctx, loc, PoolConfig{ElemSize: 8, StageElems: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := range 5 { // stages 0 (2) and 1 (4): 5 handed out
+		h, err := p.Alloc(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch i % 3 {
+		case 0:
+			err = p.Commit(h)
+		case 1:
+			err = p.Free(h)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := p.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Dead = 0
+	got, err := ExaminePool(loc)
+	if err != nil || got != want {
+		t.Errorf("ExaminePool = %+v, %v; Stats %+v", got, err, want)
+	}
+}

@@ -130,3 +130,20 @@ func (r *Reader) summary() *Summary {
 	}
 	return s
 }
+
+// StageLocations returns the locations of the stage segments (blocks 1
+// and up) of the index cfg describes that exist now, in block order, for
+// tools that remove or copy a whole index (its main segment is block 0).
+func StageLocations(cfg Config) ([]arena.Location, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	var out []arena.Location
+	for b := 1; b < MaxStages; b++ {
+		loc := cfg.Store.block(&cfg, b)
+		if _, err := arena.StatOf(loc); err == nil {
+			out = append(out, loc)
+		}
+	}
+	return out, nil
+}

@@ -38,6 +38,10 @@ func TestInspectAndCheckAt(t *testing.T) {
 			if err := CheckAt(ctx, loc); err != nil {
 				t.Fatalf("CheckAt of an undamaged index: %v", err)
 			}
+			stages, err := StageLocations(s.Config)
+			if err != nil || len(stages) != 2 || stages[0].String() != cfg.Store.block(&cfg, 1).String() || stages[1].String() != cfg.Store.block(&cfg, 2).String() {
+				t.Errorf("StageLocations = %v, %v; want blocks 1 and 2", stages, err)
+			}
 			if _, err := ConfigAt(cfg.Store.block(&cfg, 1)); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("ConfigAt of stage block 1 = %v", err)
 			}

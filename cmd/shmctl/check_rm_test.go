@@ -146,6 +146,32 @@ func TestRm(t *testing.T) {
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("rm --prefix removed an unrelated file: %v", err)
 	}
+	// A pool's and an index's stage segments go with their main segment.
+	pdir := t.TempDir()
+	ppath := filepath.Join(pdir, "shmkit.pool")
+	pool, err := arena.OpenPool(ctx, arena.File(ppath), arena.PoolConfig{ElemSize: 8, StageElems: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // stages 0, 1 (2 elements)
+		if _, err := pool.Alloc(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool.Close()
+	code, out, errs = shmctl(t, "rm", ppath)
+	if code != exitOK || !strings.Contains(out, "removed file "+ppath+".s1 (stage of") {
+		t.Errorf("rm of a pool: exit %d %s\n%s", code, errs, out)
+	}
+	idir := t.TempDir()
+	fileIndex(t, idir, 150).Close() // blocks 0, 1, 2
+	code, out, errs = shmctl(t, "rm", "--prefix", filepath.Join(idir, "index-"))
+	if code != exitOK || strings.Count(out, "removed") != 3 || !strings.Contains(out, "index-i2-n1.b002 (stage of") {
+		t.Errorf("rm --prefix of an index: exit %d %s\n%s", code, errs, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(idir, "*")); len(left) != 0 {
+		t.Errorf("left after rm: %v", left)
+	}
 	if code, _, _ := shmctl(t, "rm", "--prefix", "53"); code != exitUsage {
 		t.Errorf("rm --prefix without 0x: exit %d", code)
 	}

@@ -191,6 +191,9 @@ func TestInspect(t *testing.T) {
 		t.Errorf("inspect junk: exit %d\n%s", code, out)
 	}
 	ppath, _ := filePool(t, dir)
+	if code, out, _ := shmctl(t, "inspect", ppath); code != exitOK || !strings.Contains(out, "pool: 1 stages, capacity 4: 1 linked, 1 claimed (Reclaim frees those of dead owners), 1 free, 1 never used") {
+		t.Errorf("inspect pool: exit %d\n%s", code, out)
+	}
 	b, _ := os.ReadFile(ppath)
 	b[300] ^= 0x10 // inside the checksummed header
 	damaged := filepath.Join(dir, "damaged")

@@ -227,6 +227,7 @@ and the sections (name, offset, size). Then, by kind:
                 in use and the fullest one, stage use (stages, entries
                 handed out, free list), clean shutdowns
   index-stage   which index it belongs to
+  pool          elements by state (linked, claimed, free, never used)
   lease         the lease record
 
 KEY is a SysV key (0x53… or decimal); anything else, or anything with a
@@ -253,6 +254,8 @@ type inspectOut struct {
 	Cluster     *partmap.Report  `json:"cluster,omitempty"`
 	Index       *index.Summary   `json:"index,omitempty"`
 	IndexError  string           `json:"index_error,omitempty"`
+	Pool        *arena.PoolStats `json:"pool,omitempty"`
+	PoolError   string           `json:"pool_error,omitempty"`
 	LeaseRecord *leaseRecordView `json:"lease,omitempty"`
 }
 
@@ -318,6 +321,10 @@ func runInspect(ctx context.Context, e *env, args []string) int {
 			}
 		}
 		seg.Close()
+		if out.Kind == "pool" {
+			ps, err := arena.ExaminePool(loc)
+			out.Pool, out.PoolError = &ps, errText(err)
+		}
 		if out.Kind == "index-main" {
 			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			s, err := index.InspectAt(ictx, loc)
@@ -408,6 +415,13 @@ func printInspect(w io.Writer, o *inspectOut) {
 		printIndex(w, o.Index)
 	} else if o.IndexError != "" {
 		fmt.Fprintf(w, "\nindex: cannot be read: %s\n", o.IndexError)
+	}
+	if p := o.Pool; p != nil {
+		fmt.Fprintf(w, "\npool: %d stages, capacity %d: %d linked, %d claimed (Reclaim frees those of dead owners), %d free, %d never used\n",
+			p.Stages, p.Capacity, p.Linked, p.Claimed, p.Free, p.Unused)
+		if o.PoolError != "" {
+			fmt.Fprintf(w, "  problems: %s\n", o.PoolError)
+		}
 	}
 	if o.Kind == "index-stage" {
 		b, _ := h.Field("block")
@@ -677,10 +691,11 @@ without a shmkit header. Keys in Aerospike's ranges (0xA2…, 0xA5…-0xAC…,
 0xAD…, 0xAE…) are refused even with --force: use ipcrm for those, knowing
 whose they are.
 
-A SysV segment removed while attached goes on existing until its last
-process detaches (ipcs shows it as dest); those processes see it as
-removed and reattach. Removing a pool's or an index's main segment does
-not remove its stage segments: name them too, or use --prefix.
+Removing a pool's or an index's main segment removes its stage segments
+too (each is named; an attached stage refuses the whole removal without
+--force). A SysV segment removed while attached goes on existing until
+its last process detaches (ipcs shows it as dest); those processes see
+it as removed and reattach.
 
   --prefix P  remove every segment whose key (written 0x…, e.g. 0x537e01)
               or path (e.g. /dev/shm/shmkit.test) starts with P
@@ -717,6 +732,7 @@ func runRm(ctx context.Context, e *env, args []string) int {
 		}
 		locs = append(locs, loc)
 	}
+	nArgs := len(locs)
 	if p := *prefix; p != "" {
 		opts := arena.ScanOptions{Foreign: true}
 		if strings.ContainsRune(p, '/') {
@@ -755,7 +771,10 @@ func runRm(ctx context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stdout, "no segment matches prefix %s\n", *prefix)
 		}
 	}
-	for _, loc := range locs {
+	for i, loc := range locs {
+		if _, err := arena.StatOf(loc); i >= nArgs && errors.Is(err, arena.ErrNotFound) {
+			continue // a prefix match removed meanwhile, e.g. as a stage of a main segment
+		}
 		code = max(code, rmOne(e, loc, *force))
 	}
 	return code
@@ -787,9 +806,12 @@ func rmOne(e *env, loc arena.Location, force bool) int {
 		fmt.Fprintf(e.stderr, "shmctl rm: refused %s: %s (%v); --force removes it\n", loc, diagnose(err), err)
 		return exitRefused
 	}
-	if st.Attached > 0 && !force {
-		fmt.Fprintf(e.stderr, "shmctl rm: refused %s (%s): attached by %d processes; stop them first, or --force (they will see it removed)\n", loc, kind, st.Attached)
-		return exitRefused
+	stages := stagesOf(loc, kind)
+	for _, l := range append([]arena.Location{loc}, stages...) {
+		if lst, err := arena.StatOf(l); err == nil && lst.Attached > 0 && !force {
+			fmt.Fprintf(e.stderr, "shmctl rm: refused %s (%s): %s is attached by %d processes; stop them first, or --force (they will see it removed)\n", loc, kind, l, lst.Attached)
+			return exitRefused
+		}
 	}
 	if err := arena.Remove(loc, arena.RemoveOptions{Force: force}); err != nil {
 		switch {
@@ -805,8 +827,38 @@ func rmOne(e *env, loc arena.Location, force bool) int {
 		extra = fmt.Sprintf(", was attached by %d processes", st.Attached)
 	}
 	fmt.Fprintf(e.stdout, "removed %s (%s, %d bytes%s)\n", loc, kind, st.Size, extra)
-	if kind == "pool" || kind == "index-main" {
-		fmt.Fprintf(e.stdout, "  its stage segments, if any, are separate segments: shmctl ls shows them, rm --prefix removes them\n")
+	code := exitOK
+	for _, l := range stages {
+		lst, _ := arena.StatOf(l)
+		if err := arena.Remove(l, arena.RemoveOptions{Force: force}); err != nil {
+			fmt.Fprintf(e.stderr, "shmctl rm: stage %s of %s: %v\n", l, loc, err)
+			code = exitFailed
+			continue
+		}
+		fmt.Fprintf(e.stdout, "removed %s (stage of %s, %d bytes)\n", l, loc, lst.Size)
 	}
-	return exitOK
+	return code
+}
+
+// stagesOf returns the existing stage segments of a pool's or an index's
+// main segment at loc (none for other kinds), which rm removes with it.
+func stagesOf(loc arena.Location, kind segmentKind) []arena.Location {
+	var out []arena.Location
+	switch kind {
+	case "pool":
+		for n := 1; n < arena.MaxStages; n++ {
+			sl, err := loc.Stage(n)
+			if err != nil {
+				break
+			}
+			if _, err := arena.StatOf(sl); err == nil {
+				out = append(out, sl)
+			}
+		}
+	case "index-main":
+		if cfg, err := index.ConfigAt(loc); err == nil {
+			out, _ = index.StageLocations(cfg)
+		}
+	}
+	return out
 }
