@@ -439,3 +439,17 @@ func simMasters(t testing.TB, sim *tendtest.Cluster, ns string) []string {
 	}
 	return out
 }
+
+// checkSegment attaches the cluster view at loc and runs partmap's deep
+// check on it (what shmctl check does).
+func checkSegment(t testing.TB, loc arena.Location) {
+	t.Helper()
+	m, err := partmap.Open(context.Background(), loc, partmap.Config{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Check(); err != nil {
+		t.Errorf("deep check of the segment: %v", err)
+	}
+}

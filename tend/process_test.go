@@ -222,6 +222,9 @@ func TestTakeoverReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "survivor sees the move", func() bool { return allAgree(t, sim, dir, "b", []int{last}) })
+	// After a heartbeat expiry, a release and a SIGKILL, the segment
+	// passes its deep check (shmctl check).
+	checkSegment(t, arena.SysV(key))
 
 	if err := gb.Signal(last, syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -223,6 +223,10 @@ func TestFlippedBitsRepairedInProcesses(t *testing.T) {
 	if st := sh.m.Stats(); st.Repairs < 2*100+3 {
 		t.Errorf("Stats.Repairs %d, want at least %d", st.Repairs, 2*100+3)
 	}
+	// The owner killed, the damage repaired: the deep check passes.
+	if err := sh.m.Check(); err != nil {
+		t.Errorf("deep check after the kill and the repairs: %v", err)
+	}
 
 	elapsed := time.Since(start)
 	recs := logRecords(dir, "f", n) - logs0
