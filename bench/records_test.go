@@ -9,7 +9,7 @@ import (
 
 func TestRecordsBenchTiny(t *testing.T) {
 	before := ourSegments(t)
-	rs, err := RecordsBench(context.Background(), RecordsConfig{Procs: []int{2, 1}, Keys: 50, Duration: 200 * time.Millisecond, TendInterval: 50 * time.Millisecond})
+	rs, err := RecordsBench(context.Background(), RecordsConfig{Procs: []int{2, 1}, Keys: 50, Duration: 200 * time.Millisecond, TendInterval: 50 * time.Millisecond, Rounds: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
