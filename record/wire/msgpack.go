@@ -238,6 +238,9 @@ func DecodeMsgpack(b []byte) (any, int, error) {
 	if err != nil {
 		return nil, d.off, err
 	}
+	if _, ext := x.(extElement); ext {
+		return nil, 0, decodeErr(ErrUnsupported, "element", 0, "an extension element outside a list or map")
+	}
 	return x, d.off, nil
 }
 
@@ -471,8 +474,12 @@ func (d *mpDecoder) decodeMap(n, depth int) (any, error) {
 			}
 			continue
 		}
-		switch k.(type) {
-		case nil, bool, int64, uint64, float64, string, BlobKey:
+		switch kv := k.(type) {
+		case float64:
+			if math.IsNaN(kv) {
+				return nil, decodeErr(ErrUnsupported, "map key", at, "NaN cannot be a Go map key")
+			}
+		case nil, bool, int64, uint64, string, BlobKey:
 		default:
 			return nil, decodeErr(ErrUnsupported, "map key", at, "key of type %T cannot be a Go map key", k)
 		}

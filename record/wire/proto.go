@@ -1,27 +1,29 @@
 package wire
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
+
+	"github.com/shmkit/shmkit/tend/info"
 )
 
-// Protocol header constants.
+// Protocol header constants, shared with the info protocol (package
+// tend/info), which frames its messages the same way.
 const (
 	// ProtoVersion is byte 0 of every message.
-	ProtoVersion = 2
+	ProtoVersion = info.ProtoVersion
 	// TypeInfo is the message type of info messages (package tend/info).
-	TypeInfo = 1
+	TypeInfo = info.TypeInfo
 	// TypeMessage is the message type of record messages (AS_MSG).
-	TypeMessage = 3
+	TypeMessage = info.TypeMessage
 	// TypeCompressed is the message type of a zlib-compressed record
 	// message; this package neither sends nor accepts it (it never sets
 	// Info1CompressResponse).
 	TypeCompressed = 4
 	// ProtoHeaderSize is the size of the protocol header.
-	ProtoHeaderSize = 8
+	ProtoHeaderSize = info.HeaderSize
 	// MaxBodyLen is the largest body length the 48-bit field can carry.
-	MaxBodyLen = 1<<48 - 1
+	MaxBodyLen = info.MaxBodyLen
 	// DefaultMaxBody bounds a body ReadMessage accepts when the caller
 	// passes no limit: twice the largest record a server stores by default
 	// (8 MiB), so that no reply to a record command is refused.
@@ -41,16 +43,13 @@ type ProtoHeader struct {
 // DecodeProtoHeader decodes the 8 bytes of a protocol header without
 // validating them (see ProtoHeader.Validate).
 func DecodeProtoHeader(b [ProtoHeaderSize]byte) ProtoHeader {
-	v := binary.BigEndian.Uint64(b[:])
-	return ProtoHeader{Version: b[0], Type: b[1], Length: v & MaxBodyLen}
+	h := info.DecodeHeader(b)
+	return ProtoHeader{Version: h.Version, Type: h.Type, Length: h.Length}
 }
 
 // Encode returns the wire form of h (Length truncated to 48 bits).
 func (h ProtoHeader) Encode() [ProtoHeaderSize]byte {
-	var b [ProtoHeaderSize]byte
-	binary.BigEndian.PutUint64(b[:], h.Length&MaxBodyLen)
-	b[0], b[1] = h.Version, h.Type
-	return b
+	return info.Header{Version: h.Version, Type: h.Type, Length: h.Length}.Encode()
 }
 
 // Validate checks that h announces a record message (version 2, type 3)

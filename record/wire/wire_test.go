@@ -328,3 +328,19 @@ func TestVoidTime(t *testing.T) {
 		t.Fatal("past void time")
 	}
 }
+
+// TestMsgpackOddities are inputs the fuzzer found: an extension element on
+// its own and a NaN map key are refused with ErrUnsupported.
+func TestMsgpackOddities(t *testing.T) {
+	if _, _, err := wire.DecodeMsgpack([]byte{0xd4, 0x00, 0x01}); !errors.Is(err, wire.ErrUnsupported) {
+		t.Fatalf("lone extension: %v", err)
+	}
+	nanKey := []byte{0x81, 0xca, 0xff, 0xc0, 0x00, 0x00, 0x01}
+	if _, _, err := wire.DecodeMsgpack(nanKey); !errors.Is(err, wire.ErrUnsupported) {
+		t.Fatalf("NaN key: %v", err)
+	}
+	// A NaN value is fine.
+	if x, _, err := wire.DecodeMsgpack([]byte{0x91, 0xca, 0xff, 0xc0, 0x00, 0x00}); err != nil || !math.IsNaN(x.([]any)[0].(float64)) {
+		t.Fatalf("NaN value: %v %v", x, err)
+	}
+}

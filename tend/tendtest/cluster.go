@@ -29,6 +29,7 @@
 package tendtest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,6 +116,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Clock is the time records expire by (nil: time.Now).
 	Clock func() time.Time
+	// RecordTrace, when set, is called when node has answered a record
+	// message, before the reply is sent, with copies of the request body
+	// and of the complete reply (protocol header included). Tests use it
+	// to see what a client sent. It is called from the node's connection
+	// goroutine, outside any lock.
+	RecordTrace func(node int, request, reply []byte)
 }
 
 // NodeInfo describes one simulated node.
@@ -145,6 +152,7 @@ type Cluster struct {
 	build string
 	cname string
 	clock func() time.Time
+	trace func(node int, request, reply []byte)
 
 	mu     sync.Mutex
 	closed bool
@@ -214,7 +222,7 @@ func New(opts Options) (*Cluster, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{log: log, build: opts.Build, cname: opts.ClusterName, clock: opts.Clock}
+	c := &Cluster{log: log, build: opts.Build, cname: opts.ClusterName, clock: opts.Clock, trace: opts.RecordTrace}
 	seen := map[string]bool{}
 	for _, spec := range opts.Namespaces {
 		if spec.Name == "" || len(spec.Name) > info.MaxNamespaceLen || strings.ContainsAny(spec.Name, ":;,\n\t") {
@@ -954,6 +962,11 @@ func (c *Cluster) serve(n *node, conn net.Conn, stop chan struct{}) {
 				return
 			}
 			out = reply[:0]
+			if c.trace != nil {
+				// Before the reply leaves: a client that got its reply
+				// finds its request traced.
+				c.trace(n.idx, bytes.Clone(buf[:h.Length]), bytes.Clone(reply))
+			}
 			if _, err := conn.Write(reply); err != nil {
 				return
 			}

@@ -14,6 +14,14 @@ import (
 // max-record-size does; a larger write gets ResultRecordTooBig.
 const MaxRecordSize = 8 << 20
 
+// MaxBins bounds the operations of one request and the bins of one
+// record (a server's limit is higher; the simulator keeps bins in a list).
+// More gives ResultParameterError.
+const MaxBins = 4096
+
+// maxReplyOps bounds the bins of one reply: its op count is 16 bits.
+const maxReplyOps = 0xFFFF
+
 // maxRecordBody bounds a record request a node accepts.
 const maxRecordBody = MaxRecordSize + 1<<20
 
@@ -324,7 +332,7 @@ func fail(code wire.ResultCode) (wire.Header, []wire.Op) {
 // node that received it.
 func (c *Cluster) executeLocked(n *node, m *wire.Message) (wire.Header, []wire.Op) {
 	k, err := m.Key()
-	if err != nil {
+	if err != nil || len(m.Ops) > MaxBins {
 		return fail(wire.ResultParameterError)
 	}
 	st, err := c.nsLocked(k.Namespace)
@@ -410,6 +418,9 @@ func readRecord(r *record, m *wire.Message) (wire.Header, []wire.Op) {
 		}
 		if op.Bin == "" {
 			out = allBins(r, out)
+			if len(out) > maxReplyOps {
+				return fail(wire.ResultParameterError)
+			}
 			continue
 		}
 		if i := r.find(op.Bin); i >= 0 {
@@ -518,6 +529,9 @@ func (c *Cluster) writeRecord(st *nsState, old *record, k *wire.Key, m *wire.Mes
 		case wire.OpRead:
 			if op.Bin == "" {
 				ops = allBins(next, ops)
+				if len(ops) > maxReplyOps {
+					code = wire.ResultParameterError
+				}
 			} else if i := next.find(op.Bin); i >= 0 {
 				ops = append(ops, wire.Op{Type: wire.OpRead, Bin: op.Bin, Value: next.bins[i].value})
 			}
@@ -535,6 +549,10 @@ func (c *Cluster) writeRecord(st *nsState, old *record, k *wire.Key, m *wire.Mes
 			return h, ops, nil, false
 		}
 		return h, ops, nil, true
+	}
+	if len(next.bins) > MaxBins {
+		h, ops = fail(wire.ResultParameterError)
+		return h, ops, nil, false
 	}
 	for _, b := range next.bins {
 		next.size += len(b.name) + b.value.EncodedLen()
@@ -572,42 +590,37 @@ func (c *Cluster) voidTime(st *nsState, old *record, ttl, now uint32) uint32 {
 // add applies an OpAdd: integers add (wrapping as the server's do), floats
 // add, a missing bin takes the operand.
 func (r *record) add(op wire.Op) wire.ResultCode {
-	switch op.Value.Type() {
-	case wire.ParticleInteger, wire.ParticleFloat:
-	default:
-		return wire.ResultParameterError
-	}
-	i := r.find(op.Bin)
-	if i < 0 {
-		r.set(op.Bin, own(op.Value))
-		return wire.ResultOK
-	}
-	cur := r.bins[i].value
-	if cur.Type() != op.Value.Type() {
-		return wire.ResultBinTypeError
-	}
-	if cur.Type() == wire.ParticleInteger {
-		a, err1 := cur.AsInt()
-		b, err2 := op.Value.AsInt()
-		if err1 != nil || err2 != nil {
-			return wire.ResultParameterError
+	return r.modify(op, wire.ParticleInteger, wire.ParticleFloat, func(cur wire.Value) (wire.Value, bool) {
+		if cur.Type() == wire.ParticleInteger {
+			a, err1 := cur.AsInt()
+			b, err2 := op.Value.AsInt()
+			return wire.IntValue(a + b), err1 == nil && err2 == nil
 		}
-		r.bins[i].value = wire.IntValue(a + b)
-		return wire.ResultOK
-	}
-	a, err1 := cur.AsFloat()
-	b, err2 := op.Value.AsFloat()
-	if err1 != nil || err2 != nil {
-		return wire.ResultParameterError
-	}
-	r.bins[i].value = wire.FloatValue(a + b)
-	return wire.ResultOK
+		a, err1 := cur.AsFloat()
+		b, err2 := op.Value.AsFloat()
+		return wire.FloatValue(a + b), err1 == nil && err2 == nil
+	})
 }
 
 // concat applies OpAppend and OpPrepend to string and blob bins.
 func (r *record) concat(op wire.Op) wire.ResultCode {
-	t := op.Value.Type()
-	if t != wire.ParticleString && t != wire.ParticleBlob {
+	return r.modify(op, wire.ParticleString, wire.ParticleBlob, func(cur wire.Value) (wire.Value, bool) {
+		var b []byte
+		if op.Type == wire.OpAppend {
+			b = append(bytes.Clone(cur.Encoded()), op.Value.Encoded()...)
+		} else {
+			b = append(bytes.Clone(op.Value.Encoded()), cur.Encoded()...)
+		}
+		return wire.RawValue(cur.Type(), b), true
+	})
+}
+
+// modify applies an operation whose operand must be of particle type t1
+// or t2: a missing bin takes the operand, a bin of another type than the
+// operand refuses it (ResultBinTypeError), otherwise combine computes the
+// new value from the current one (false: a malformed value).
+func (r *record) modify(op wire.Op, t1, t2 wire.ParticleType, combine func(cur wire.Value) (wire.Value, bool)) wire.ResultCode {
+	if t := op.Value.Type(); t != t1 && t != t2 {
 		return wire.ResultParameterError
 	}
 	i := r.find(op.Bin)
@@ -615,16 +628,13 @@ func (r *record) concat(op wire.Op) wire.ResultCode {
 		r.set(op.Bin, own(op.Value))
 		return wire.ResultOK
 	}
-	cur := r.bins[i].value
-	if cur.Type() != t {
+	if r.bins[i].value.Type() != op.Value.Type() {
 		return wire.ResultBinTypeError
 	}
-	var b []byte
-	if op.Type == wire.OpAppend {
-		b = append(bytes.Clone(cur.Encoded()), op.Value.Encoded()...)
-	} else {
-		b = append(bytes.Clone(op.Value.Encoded()), cur.Encoded()...)
+	v, ok := combine(r.bins[i].value)
+	if !ok {
+		return wire.ResultParameterError
 	}
-	r.bins[i].value = wire.RawValue(t, b)
+	r.bins[i].value = v
 	return wire.ResultOK
 }

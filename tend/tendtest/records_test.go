@@ -2,6 +2,7 @@ package tendtest
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"reflect"
 	"sync"
@@ -273,6 +274,24 @@ func TestRecordCommands(t *testing.T) {
 	big := make([]byte, MaxRecordSize+1)
 	if rc := r.put(k, wire.Header{}, wire.Op{Type: wire.OpWrite, Bin: "big", Value: wire.BytesValue(big)}); rc != wire.ResultRecordTooBig {
 		t.Fatalf("record too big: %v", rc)
+	}
+	// Too many operations, and a reply that would list too many bins.
+	many := make([]wire.Op, MaxBins+1)
+	for i := range many {
+		many[i] = w(fmt.Sprintf("b%d", i), i)
+	}
+	if rc := r.put(k, wire.Header{}, many...); rc != wire.ResultParameterError {
+		t.Fatalf("%d ops: %v", len(many), rc)
+	}
+	if rc := r.put(k, wire.Header{}, many[:MaxBins-1]...); rc != wire.ResultOK {
+		t.Fatalf("%d bins: %v", MaxBins-1, rc)
+	}
+	readAll := make([]wire.Op, 20)
+	for i := range readAll {
+		readAll[i] = wire.Op{Type: wire.OpRead}
+	}
+	if m := r.do(wire.Header{Info1: wire.Info1Read}, k, readAll...); m.ResultCode != wire.ResultParameterError {
+		t.Fatalf("reply of %d bins: %v", 20*(MaxBins-1), m.ResultCode)
 	}
 	// The user key sent was stored.
 	info, ok, err := c.StoredRecord(0, "test", k.Digest)
