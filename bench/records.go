@@ -13,6 +13,7 @@ import (
 	"time"
 
 	as "github.com/aerospike/aerospike-client-go/v8"
+	"golang.org/x/sys/unix"
 
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/bench/harness"
@@ -26,8 +27,8 @@ import (
 const (
 	// BenchRecordsGet and BenchRecordsPut are the Benches of the Get and
 	// Put figures; Metric is ProcsMetric(P, KindRecordClient or
-	// KindOfficialClient) followed by ", ops/s", ", p50", ", p99" or
-	// ", allocs/op".
+	// KindOfficialClient) followed by ", ops/s", ", p50", ", p99",
+	// ", allocs/op" or ", client CPU/op".
 	BenchRecordsGet = "records.get"
 	BenchRecordsPut = "records.put"
 	// BenchRecordsInfo is the Bench of the info requests per second the
@@ -160,6 +161,7 @@ type phaseResult struct {
 	Errors  uint64
 	Mallocs uint64
 	Secs    float64
+	CPUSecs float64 // the process's user+system CPU time over the phase
 	Lat     latHist
 }
 
@@ -269,6 +271,7 @@ func runPhase(d time.Duration, keys, offset int, op func(int) error) phaseResult
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m0 := ms.Mallocs
+	cpu0 := processCPU()
 	start := time.Now()
 	end := start.Add(d)
 	for i := offset; ; i++ {
@@ -283,9 +286,21 @@ func runPhase(d time.Duration, keys, offset int, op func(int) error) phaseResult
 		r.Ops++
 	}
 	r.Secs = time.Since(start).Seconds()
+	r.CPUSecs = processCPU() - cpu0
 	runtime.ReadMemStats(&ms)
 	r.Mallocs = ms.Mallocs - m0
 	return r
+}
+
+// processCPU returns the user+system CPU time this process has used, in
+// seconds: unlike wall time, it does not count the time other processes
+// held the CPUs.
+func processCPU() float64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // recordsMember opens its client, waits for the parent's release, runs
@@ -330,6 +345,7 @@ type recordsRun struct {
 }
 
 func mergePhase(dst *phaseResult, p phaseResult) {
+	dst.CPUSecs += p.CPUSecs
 	dst.Ops += p.Ops
 	dst.Errors += p.Errors
 	dst.Mallocs += p.Mallocs
@@ -346,10 +362,12 @@ func mergePhase(dst *phaseResult, p phaseResult) {
 // Each configuration runs cfg.Rounds times per client, the clients
 // alternating. Per configuration and operation it reports ops/s (all
 // processes; the median over rounds), p50 and p99 latency in µs, and heap
-// allocations per operation
-// (runtime.MemStats.Mallocs over the phase, which includes the background
-// work of the client: its tender or the shared view's); and the info
-// requests per second the nodes received.
+// allocations per operation (runtime.MemStats.Mallocs over the phase,
+// which includes the background work of the client: its tender or the
+// shared view's), the client processes' CPU time per operation
+// (getrusage: user+system, background work included; unlike wall time,
+// not inflated by other load on the machine); and the info requests per
+// second the nodes received.
 // The caller's binary must dispatch RecordsWorkloads.
 func RecordsBench(ctx context.Context, cfg RecordsConfig) ([]Result, error) {
 	cfg.defaults()
@@ -395,12 +413,15 @@ func RecordsBench(ctx context.Context, cfg RecordsConfig) ([]Result, error) {
 				}
 			}
 			allocs := func(r phaseResult) float64 { return float64(r.Mallocs) / float64(max(r.Ops, 1)) }
+			cpu := func(r phaseResult) float64 { return r.CPUSecs * 1e6 / float64(max(r.Ops, 1)) }
 			d := fmt.Sprintf("%s; errors %d (official %d)", detail, all[0].Errors, all[1].Errors)
 			out = append(out,
 				Result{Bench: bench, Metric: mine + ", ops/s", Detail: d, Value: quantile(rate[0], 0.5), Unit: "ops/s"}.WithBaseline(base+", ops/s", quantile(rate[1], 0.5)),
 				Result{Bench: bench, Metric: mine + ", p50", Detail: d, Value: all[0].Lat.quantile(0.5), Unit: "µs"}.WithBaseline(base+", p50", all[1].Lat.quantile(0.5)),
 				Result{Bench: bench, Metric: mine + ", p99", Detail: d, Value: all[0].Lat.quantile(0.99), Unit: "µs"}.WithBaseline(base+", p99", all[1].Lat.quantile(0.99)),
-				Result{Bench: bench, Metric: mine + ", allocs/op", Detail: d, Value: allocs(all[0]), Unit: "allocs/op"}.WithBaseline(base+", allocs/op", allocs(all[1])))
+				Result{Bench: bench, Metric: mine + ", allocs/op", Detail: d, Value: allocs(all[0]), Unit: "allocs/op"}.WithBaseline(base+", allocs/op", allocs(all[1])),
+				Result{Bench: bench, Metric: mine + ", client CPU/op", Detail: d + "; the client processes' user+system CPU time per operation, which the machine's other load does not inflate as it does wall time",
+					Value: cpu(all[0]), Unit: "µs"}.WithBaseline(base+", client CPU/op", cpu(all[1])))
 		}
 		var info [2][]float64
 		for i := range rounds {

@@ -17,7 +17,7 @@ func TestRecordsBenchTiny(t *testing.T) {
 	checkNoLeak(t, before)
 	for _, p := range []int{1, 2} {
 		for _, bench := range []string{BenchRecordsGet, BenchRecordsPut} {
-			for _, what := range []string{"ops/s", "p50", "p99", "allocs/op"} {
+			for _, what := range []string{"ops/s", "p50", "p99", "allocs/op", "client CPU/op"} {
 				m := ProcsMetric(p, KindRecordClient) + ", " + what
 				got := find(rs, bench, m)
 				if len(got) != 1 || got[0].Value <= 0 || got[0].BaselineValue <= 0 || got[0].BaselineName != ProcsMetric(p, KindOfficialClient)+", "+what {
