@@ -25,9 +25,9 @@
 // after ClientPolicy.IdleTimeout at the next use of the pool). A
 // connection goes back to its pool only after a complete exchange; one
 // that failed or timed out mid-exchange, or read a malformed reply, is
-// closed, so a late reply never answers the next command. A node that left
-// the cluster keeps its pool (and its idle connections, which the server
-// has closed) until the Client is closed.
+// closed, so a late reply never answers the next command. Every 1024
+// commands the client retires the pools of nodes that are no longer in the
+// view's node table, closing their idle connections.
 //
 // # Policies, retries and timeouts
 //
