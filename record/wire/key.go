@@ -73,7 +73,11 @@ func KeyDigest(set string, uk Value) (partmap.Digest, error) {
 		}
 		return partmap.IntKeyDigest(set, i), nil
 	case ParticleString:
-		return partmap.StringKeyDigest(set, uk.str), nil
+		s, err := uk.AsString()
+		if err != nil {
+			return partmap.Digest{}, err
+		}
+		return partmap.StringKeyDigest(set, s), nil
 	case ParticleBlob:
 		return partmap.BytesKeyDigest(set, uk.raw), nil
 	}

@@ -101,6 +101,10 @@ func TestParticleRoundTrip(t *testing.T) {
 			if s, err := gk.UserKey.AsString(); err != nil || s != "k1" {
 				t.Fatalf("user key %q %v", s, err)
 			}
+			// The decoded user key hashes to the digest sent.
+			if d, err := wire.KeyDigest(gk.Set, gk.UserKey); err != nil || d != k.Digest {
+				t.Fatalf("digest of the decoded user key %v %v, want %v", d, err, k.Digest)
+			}
 			// Re-encoding the decoded message gives the same bytes.
 			again, err := m.Append(nil)
 			if err != nil {

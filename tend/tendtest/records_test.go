@@ -500,3 +500,61 @@ func TestBadRecordMessageClosesConnection(t *testing.T) {
 		t.Fatal("bad message counted as served")
 	}
 }
+
+// TestConcurrentAdds: adds to one record from many connections, through
+// every node (so most are proxied), are each applied once: the final value
+// and generation count them all.
+func TestConcurrentAdds(t *testing.T) {
+	c := newCluster(t, Options{Nodes: 3})
+	k := mustKey(t, "test", "", "counter")
+	const workers, adds = 6, 150
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for i := range workers {
+		addr := c.Nodes()[i%3].Addr
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			var buf []byte
+			for range adds {
+				req, _ := wire.AppendCommand(nil, &wire.Header{Info2: wire.Info2Write}, &k, false,
+					[]wire.Op{{Type: wire.OpAdd, Bin: "n", Value: wire.IntValue(1)}})
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := conn.Write(req); err != nil {
+					errs <- err
+					return
+				}
+				body, err := wire.ReadMessage(conn, buf, 0)
+				if err != nil {
+					errs <- err
+					return
+				}
+				buf = body[:0]
+				var m wire.Message
+				if err := m.Decode(body); err != nil || m.ResultCode != wire.ResultOK {
+					errs <- fmt.Errorf("add: %v %v", m.ResultCode, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	r, _ := masterConn(t, c, k)
+	m, got := r.get(k)
+	if got["n"] != int64(workers*adds) || m.Generation != workers*adds {
+		t.Fatalf("counter %v generation %d, want %d", got["n"], m.Generation, workers*adds)
+	}
+	if p := c.TotalProxied(); p == 0 {
+		t.Fatal("no add was proxied: the test did not reach the non-masters")
+	}
+}
