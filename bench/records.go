@@ -13,6 +13,7 @@ import (
 	"time"
 
 	as "github.com/aerospike/aerospike-client-go/v8"
+	"golang.org/x/sys/unix"
 
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/bench/harness"
@@ -26,8 +27,8 @@ import (
 const (
 	// BenchRecordsGet and BenchRecordsPut are the Benches of the Get and
 	// Put figures; Metric is ProcsMetric(P, KindRecordClient or
-	// KindOfficialClient) followed by ", ops/s", ", p50", ", p99" or
-	// ", allocs/op".
+	// KindOfficialClient) followed by ", ops/s", ", p50", ", p99",
+	// ", allocs/op" or ", client CPU/op".
 	BenchRecordsGet = "records.get"
 	BenchRecordsPut = "records.put"
 	// BenchRecordsInfo is the Bench of the info requests per second the
@@ -56,6 +57,10 @@ type RecordsConfig struct {
 	// TendInterval is the tend interval of both clients (default 1 s,
 	// both clients' default).
 	TendInterval time.Duration
+	// Rounds is the number of runs per client and process count, the
+	// clients alternating (default 3); ops/s and info requests are the
+	// medians over rounds, latencies and allocations over all of them.
+	Rounds int
 	// Stderr receives the worker processes' stderr (nil: discarded).
 	Stderr io.Writer
 }
@@ -75,6 +80,9 @@ func (c *RecordsConfig) defaults() {
 	}
 	if c.TendInterval <= 0 {
 		c.TendInterval = tend.DefaultTendInterval
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 3
 	}
 }
 
@@ -153,6 +161,7 @@ type phaseResult struct {
 	Errors  uint64
 	Mallocs uint64
 	Secs    float64
+	CPUSecs float64 // the process's user+system CPU time over the phase
 	Lat     latHist
 }
 
@@ -262,6 +271,7 @@ func runPhase(d time.Duration, keys, offset int, op func(int) error) phaseResult
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m0 := ms.Mallocs
+	cpu0 := processCPU()
 	start := time.Now()
 	end := start.Add(d)
 	for i := offset; ; i++ {
@@ -276,9 +286,21 @@ func runPhase(d time.Duration, keys, offset int, op func(int) error) phaseResult
 		r.Ops++
 	}
 	r.Secs = time.Since(start).Seconds()
+	r.CPUSecs = processCPU() - cpu0
 	runtime.ReadMemStats(&ms)
 	r.Mallocs = ms.Mallocs - m0
 	return r
+}
+
+// processCPU returns the user+system CPU time this process has used, in
+// seconds: unlike wall time, it does not count the time other processes
+// held the CPUs.
+func processCPU() float64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // recordsMember opens its client, waits for the parent's release, runs
@@ -316,14 +338,14 @@ func recordsMember(ctx context.Context, w *harness.Worker) (any, error) {
 	return res, nil
 }
 
-// recordsRun is one configuration's merged figures.
+// recordsRun is one run's figures, merged over its processes.
 type recordsRun struct {
-	put, get  phaseResult
-	infoPerS  float64
-	errorsAll uint64
+	put, get phaseResult
+	infoPerS float64
 }
 
 func mergePhase(dst *phaseResult, p phaseResult) {
+	dst.CPUSecs += p.CPUSecs
 	dst.Ops += p.Ops
 	dst.Errors += p.Errors
 	dst.Mallocs += p.Mallocs
@@ -337,11 +359,15 @@ func mergePhase(dst *phaseResult, p phaseResult) {
 // per process, with shmkit's record client on a shared view (one tender
 // for all processes) and with the official Go client (each process
 // tending for itself, the baseline), in the same run on the same cluster.
-// Per configuration and operation it reports ops/s (all processes), p50
-// and p99 latency in µs, and heap allocations per operation
-// (runtime.MemStats.Mallocs over the phase, which includes the background
-// work of the client: its tender or the shared view's); and the info
-// requests per second the nodes received.
+// Each configuration runs cfg.Rounds times per client, the clients
+// alternating. Per configuration and operation it reports ops/s (all
+// processes; the median over rounds), p50 and p99 latency in µs, and heap
+// allocations per operation (runtime.MemStats.Mallocs over the phase,
+// which includes the background work of the client: its tender or the
+// shared view's), the client processes' CPU time per operation
+// (getrusage: user+system, background work included; unlike wall time,
+// not inflated by other load on the machine); and the info requests per
+// second the nodes received.
 // The caller's binary must dispatch RecordsWorkloads.
 func RecordsBench(ctx context.Context, cfg RecordsConfig) ([]Result, error) {
 	cfg.defaults()
@@ -354,31 +380,57 @@ func RecordsBench(ctx context.Context, cfg RecordsConfig) ([]Result, error) {
 	slices.Sort(procs)
 	var out []Result
 	for _, p := range procs {
-		var runs [2]recordsRun
-		for i, official := range []bool{false, true} {
-			r, err := recordsRunOne(ctx, sim, cfg, p, official)
-			if err != nil {
-				return out, fmt.Errorf("bench: records with %d procs (official %v): %w", p, official, err)
+		// Per client (0 shmkit, 1 official): the rounds' figures. The
+		// clients alternate which goes first, so that drift in the
+		// machine's load falls on both.
+		var rounds [2][]recordsRun
+		for round := range cfg.Rounds {
+			order := []int{0, 1}
+			if round%2 == 1 {
+				order = []int{1, 0}
 			}
-			runs[i] = r
+			for _, i := range order {
+				r, err := recordsRunOne(ctx, sim, cfg, p, i == 1)
+				if err != nil {
+					return out, fmt.Errorf("bench: records with %d procs (official %v): %w", p, i == 1, err)
+				}
+				rounds[i] = append(rounds[i], r)
+			}
 		}
 		mine, base := ProcsMetric(p, KindRecordClient), ProcsMetric(p, KindOfficialClient)
-		detail := fmt.Sprintf("%d nodes RF 2, %d keys, %v per phase, 1 goroutine per process", cfg.Nodes, cfg.Keys, cfg.Duration)
-		for _, ph := range []struct {
-			bench string
-			m, b  phaseResult
-		}{{BenchRecordsPut, runs[0].put, runs[1].put}, {BenchRecordsGet, runs[0].get, runs[1].get}} {
-			ops := func(r phaseResult) float64 { return float64(r.Ops) / r.Secs }
+		detail := fmt.Sprintf("%d nodes RF 2, %d keys, %v per phase, 1 goroutine per process, median of %d rounds in alternating order", cfg.Nodes, cfg.Keys, cfg.Duration, cfg.Rounds)
+		for _, bench := range []string{BenchRecordsPut, BenchRecordsGet} {
+			var all [2]phaseResult // merged over rounds: latencies, allocations, errors
+			var rate [2][]float64  // ops/s per round
+			for i := range rounds {
+				for _, r := range rounds[i] {
+					ph := r.put
+					if bench == BenchRecordsGet {
+						ph = r.get
+					}
+					mergePhase(&all[i], ph)
+					rate[i] = append(rate[i], float64(ph.Ops)/ph.Secs)
+				}
+			}
 			allocs := func(r phaseResult) float64 { return float64(r.Mallocs) / float64(max(r.Ops, 1)) }
-			d := fmt.Sprintf("%s; errors %d (official %d)", detail, ph.m.Errors, ph.b.Errors)
+			cpu := func(r phaseResult) float64 { return r.CPUSecs * 1e6 / float64(max(r.Ops, 1)) }
+			d := fmt.Sprintf("%s; errors %d (official %d)", detail, all[0].Errors, all[1].Errors)
 			out = append(out,
-				Result{Bench: ph.bench, Metric: mine + ", ops/s", Detail: d, Value: ops(ph.m), Unit: "ops/s"}.WithBaseline(base+", ops/s", ops(ph.b)),
-				Result{Bench: ph.bench, Metric: mine + ", p50", Detail: d, Value: ph.m.Lat.quantile(0.5), Unit: "µs"}.WithBaseline(base+", p50", ph.b.Lat.quantile(0.5)),
-				Result{Bench: ph.bench, Metric: mine + ", p99", Detail: d, Value: ph.m.Lat.quantile(0.99), Unit: "µs"}.WithBaseline(base+", p99", ph.b.Lat.quantile(0.99)),
-				Result{Bench: ph.bench, Metric: mine + ", allocs/op", Detail: d, Value: allocs(ph.m), Unit: "allocs/op"}.WithBaseline(base+", allocs/op", allocs(ph.b)))
+				Result{Bench: bench, Metric: mine + ", ops/s", Detail: d, Value: quantile(rate[0], 0.5), Unit: "ops/s"}.WithBaseline(base+", ops/s", quantile(rate[1], 0.5)),
+				Result{Bench: bench, Metric: mine + ", p50", Detail: d, Value: all[0].Lat.quantile(0.5), Unit: "µs"}.WithBaseline(base+", p50", all[1].Lat.quantile(0.5)),
+				Result{Bench: bench, Metric: mine + ", p99", Detail: d, Value: all[0].Lat.quantile(0.99), Unit: "µs"}.WithBaseline(base+", p99", all[1].Lat.quantile(0.99)),
+				Result{Bench: bench, Metric: mine + ", allocs/op", Detail: d, Value: allocs(all[0]), Unit: "allocs/op"}.WithBaseline(base+", allocs/op", allocs(all[1])),
+				Result{Bench: bench, Metric: mine + ", client CPU/op", Detail: d + "; the client processes' user+system CPU time per operation, which the machine's other load does not inflate as it does wall time",
+					Value: cpu(all[0]), Unit: "µs"}.WithBaseline(base+", client CPU/op", cpu(all[1])))
 		}
-		out = append(out, Result{Bench: BenchRecordsInfo, Metric: mine, Detail: fmt.Sprintf("tend interval %v", cfg.TendInterval),
-			Value: runs[0].infoPerS, Unit: "req/s"}.WithBaseline(base, runs[1].infoPerS))
+		var info [2][]float64
+		for i := range rounds {
+			for _, r := range rounds[i] {
+				info[i] = append(info[i], r.infoPerS)
+			}
+		}
+		out = append(out, Result{Bench: BenchRecordsInfo, Metric: mine, Detail: fmt.Sprintf("tend interval %v, median of %d rounds", cfg.TendInterval, cfg.Rounds),
+			Value: quantile(info[0], 0.5), Unit: "req/s"}.WithBaseline(base, quantile(info[1], 0.5)))
 	}
 	return out, nil
 }

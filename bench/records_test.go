@@ -9,7 +9,7 @@ import (
 
 func TestRecordsBenchTiny(t *testing.T) {
 	before := ourSegments(t)
-	rs, err := RecordsBench(context.Background(), RecordsConfig{Procs: []int{2, 1}, Keys: 50, Duration: 200 * time.Millisecond, TendInterval: 50 * time.Millisecond})
+	rs, err := RecordsBench(context.Background(), RecordsConfig{Procs: []int{2, 1}, Keys: 50, Duration: 200 * time.Millisecond, TendInterval: 50 * time.Millisecond, Rounds: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,7 +17,7 @@ func TestRecordsBenchTiny(t *testing.T) {
 	checkNoLeak(t, before)
 	for _, p := range []int{1, 2} {
 		for _, bench := range []string{BenchRecordsGet, BenchRecordsPut} {
-			for _, what := range []string{"ops/s", "p50", "p99", "allocs/op"} {
+			for _, what := range []string{"ops/s", "p50", "p99", "allocs/op", "client CPU/op"} {
 				m := ProcsMetric(p, KindRecordClient) + ", " + what
 				got := find(rs, bench, m)
 				if len(got) != 1 || got[0].Value <= 0 || got[0].BaselineValue <= 0 || got[0].BaselineName != ProcsMetric(p, KindOfficialClient)+", "+what {

@@ -61,7 +61,12 @@ type Client struct {
 
 	retries  atomic.Uint64
 	timeouts atomic.Uint64
+	commands atomic.Uint64 // counts commands, to sweep pools every sweepEvery
 }
+
+// sweepEvery is how many commands pass between two sweeps of the pools of
+// nodes that left the view.
+const sweepEvery = 1024
 
 // NewClient returns a client on cluster view cl. A nil policy means
 // NewClientPolicy(). The Client does not own cl: close the Client before
@@ -111,7 +116,8 @@ type NodeStats struct {
 
 // Stats are a Client's counts.
 type Stats struct {
-	// Nodes has one entry per node the client ever sent to.
+	// Nodes has one entry per node the client has a pool for: every node
+	// it sent to, until the node leaves the view's node table.
 	Nodes []NodeStats
 	// Retries counts attempts after the first of a command.
 	Retries uint64
@@ -160,6 +166,28 @@ func (c *Client) pool(n *partmap.Node) (*nodePool, error) {
 	return p, nil
 }
 
+// sweep retires the pools of nodes that are no longer in the view's node
+// table (they left the cluster and their slot was freed), closing their
+// idle connections, which the servers have closed on their side.
+func (c *Client) sweep() {
+	nodes := c.cl.Map().Nodes()
+	c.pools.Range(func(k, v any) bool {
+		p := v.(*nodePool)
+		for _, n := range nodes {
+			if n.Name == p.name {
+				return true
+			}
+		}
+		c.mu.Lock()
+		if c.pools.CompareAndDelete(k, v) {
+			p.close()
+			c.log.Debug("node pool retired", "node", p.name)
+		}
+		c.mu.Unlock()
+		return true
+	})
+}
+
 // route returns the first active node at replica rank seq or after it
 // (wrapping), and the rank it was found at.
 func route(m *partmap.Map, h partmap.NS, pid uint32, seq int) (*partmap.Node, int) {
@@ -178,6 +206,9 @@ func route(m *partmap.Map, h partmap.NS, pid uint32, seq int) (*partmap.Node, in
 func (c *Client) execute(ctx context.Context, p *Policy, cmd *command) error {
 	if c.closed.Load() {
 		return ErrClosed
+	}
+	if c.commands.Add(1)%sweepEvery == 0 {
+		c.sweep()
 	}
 	if p.MaxRetries < 0 || p.SocketTimeout < 0 || p.TotalTimeout < 0 || p.SleepBetweenRetries < 0 || p.ReplicaPolicy > SEQUENCE {
 		return fmt.Errorf("record: policy %+v: %w", *p, ErrInvalid)

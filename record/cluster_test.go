@@ -443,3 +443,60 @@ func TestNodeKilledMidCommand(t *testing.T) {
 		t.Fatalf("MASTER read without retries, master killed: %v after %v", err, took)
 	}
 }
+
+// TestDepartedNodePoolsRetired removes a node the client holds an idle
+// connection to: once the view has dropped the node, the connection stays
+// open (the control) until the next sweep, after at most 1024 commands,
+// closes it and forgets the pool.
+func TestDepartedNodePoolsRetired(t *testing.T) {
+	checkGoroutines(t)
+	sim := newSim(t, 3)
+	cl := openView(t, sim.Seeds(), "test")
+	c := newClient(t, cl)
+	ctx := context.Background()
+	forEachPartition(t, func(pid uint32, k record.Key) {
+		if pid < 64 {
+			if err := c.Put(ctx, nil, k, record.BinMap{"p": int64(pid)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	gone := sim.Nodes()[2].Name
+	pool := func() (record.NodeStats, bool) {
+		for _, n := range c.Stats().Nodes {
+			if n.Name == gone {
+				return n, true
+			}
+		}
+		return record.NodeStats{}, false
+	}
+	if n, ok := pool(); !ok || n.Open != 1 || n.Idle != 1 {
+		t.Fatalf("before the removal: pool of %s %+v %v, want one idle connection", gone, n, ok)
+	}
+	if err := sim.RemoveNode(2); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the view to drop the node", func() bool {
+		for _, n := range cl.Nodes() {
+			if n.Name == gone {
+				return false
+			}
+		}
+		return true
+	})
+	if n, ok := pool(); !ok || n.Open != 1 {
+		t.Fatalf("control: before a sweep the pool of %s is %+v %v, want its idle connection still open", gone, n, ok)
+	}
+	k := mustKey(t, "sweep")
+	if err := c.Put(ctx, nil, k, record.BinMap{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	for range 1024 {
+		if _, err := c.Get(ctx, nil, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, ok := pool(); ok {
+		t.Fatalf("after 1024 commands the pool of %s is still there: %+v", gone, n)
+	}
+}

@@ -25,7 +25,9 @@
 // after ClientPolicy.IdleTimeout at the next use of the pool). A
 // connection goes back to its pool only after a complete exchange; one
 // that failed or timed out mid-exchange, or read a malformed reply, is
-// closed, so a late reply never answers the next command.
+// closed, so a late reply never answers the next command. Every 1024
+// commands the client retires the pools of nodes that are no longer in the
+// view's node table, closing their idle connections.
 //
 // # Policies, retries and timeouts
 //
@@ -50,7 +52,9 @@
 // ErrNoConnection, ErrInvalid or ErrClosed. A hostile or truncated reply
 // gives one of these, never a panic or a hang: every length is checked
 // before it is used (MaxReply bounds a reply) and every read has a
-// deadline.
+// deadline: the sooner of SocketTimeout, TotalTimeout and the context's (a
+// policy with both timeouts 0 and a context without a deadline waits as
+// long as the server does, as the official client's would).
 //
 // # Values
 //

@@ -196,17 +196,30 @@ func keyString(k *Key) string {
 // values): errors.Is(err, ErrKeyNotFound) holds for a command that found
 // no record.
 const (
-	ErrKeyNotFound          = wire.ErrKeyNotFound
-	ErrGenerationMismatch   = wire.ErrGenerationMismatch
-	ErrKeyExists            = wire.ErrKeyExists
-	ErrBinTypeMismatch      = wire.ErrBinTypeMismatch
-	ErrRecordTooBig         = wire.ErrRecordTooBig
-	ErrKeyBusy              = wire.ErrKeyBusy
-	ErrServerTimeout        = wire.ErrServerTimeout
+	// ErrKeyNotFound: the record does not exist (2).
+	ErrKeyNotFound = wire.ErrKeyNotFound
+	// ErrGenerationMismatch: a generation-checked write found another
+	// generation (3).
+	ErrGenerationMismatch = wire.ErrGenerationMismatch
+	// ErrKeyExists: a CREATE_ONLY write found the record (5).
+	ErrKeyExists = wire.ErrKeyExists
+	// ErrBinTypeMismatch: e.g. an Add to a string bin (12).
+	ErrBinTypeMismatch = wire.ErrBinTypeMismatch
+	// ErrRecordTooBig: the record exceeds the namespace's limit (13).
+	ErrRecordTooBig = wire.ErrRecordTooBig
+	// ErrKeyBusy: too many concurrent commands on the record (14).
+	ErrKeyBusy = wire.ErrKeyBusy
+	// ErrServerTimeout: the server gave up on the command (9); retried
+	// like a network timeout.
+	ErrServerTimeout = wire.ErrServerTimeout
+	// ErrPartitionUnavailable: no available copy of the partition (11).
 	ErrPartitionUnavailable = wire.ErrPartitionUnavailable
-	ErrParameter            = wire.ErrParameter
-	ErrInvalidNamespace     = wire.ErrInvalidNamespace
-	ErrBinNameTooLong       = wire.ErrBinNameTooLong
+	// ErrParameter: the server rejected a parameter (4).
+	ErrParameter = wire.ErrParameter
+	// ErrInvalidNamespace: the server has no such namespace (20).
+	ErrInvalidNamespace = wire.ErrInvalidNamespace
+	// ErrBinNameTooLong: a bin name over 15 bytes (21).
+	ErrBinNameTooLong = wire.ErrBinNameTooLong
 )
 
 // ResultCode returns the server result code err holds, if any.

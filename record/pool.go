@@ -52,8 +52,10 @@ type nodePool struct {
 func (p *nodePool) get(ctx context.Context, deadline time.Time) (*conn, error) {
 	p.mu.Lock()
 	if p.closed {
+		// Retired (the node left the view or moved) or the client closed:
+		// the next attempt finds the node's new pool, or ErrClosed.
 		p.mu.Unlock()
-		return nil, fmt.Errorf("record: node %s: %w", p.name, ErrClosed)
+		return nil, fmt.Errorf("record: node %s: pool retired: %w", p.name, ErrNoConnection)
 	}
 	for n := len(p.stack); n > 0; n = len(p.stack) {
 		c := p.stack[n-1]

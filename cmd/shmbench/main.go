@@ -156,7 +156,7 @@ func benchmarks() []benchmark {
 		{"records", "record Get/Put ops/s, p50/p99 and allocs/op with 1-8 processes: shmkit's client on a shared view vs the official Go client", func(ctx context.Context, o options) ([]bench.Result, error) {
 			cfg := bench.RecordsConfig{Duration: o.duration, Stderr: o.stderr}
 			if o.quick {
-				cfg.Procs = []int{1, 2}
+				cfg.Procs, cfg.Rounds = []int{1, 2}, 1
 				if cfg.Duration == 0 {
 					cfg.Duration = 500 * time.Millisecond
 				}
