@@ -18,14 +18,11 @@ import (
 func TestRackAware(t *testing.T) {
 	for _, aware := range []bool{true, false} {
 		t.Run(fmt.Sprintf("aware=%v", aware), func(t *testing.T) {
-			sim := newSim(t, tendtest.Options{Nodes: 3})
+			sim := newSim(t, tendtest.Options{Nodes: 3, Racks: []int{10, 11, 12}})
 			ns := tendtest.DefaultNamespace
 			rackOf := map[string]int{}
 			for i, n := range sim.Nodes() {
 				rackOf[n.Name] = 10 + i
-				if err := sim.SetMalformed(i, "rack-ids", fmt.Sprintf("%s:%d", ns, 10+i)); err != nil {
-					t.Fatal(err)
-				}
 			}
 			c, err := openIdentity(t, tend.Config{Seeds: sim.Seeds(), ShmKey: testKey(t), RackAware: aware})
 			if err != nil {
@@ -82,23 +79,55 @@ func TestRackAware(t *testing.T) {
 	}
 }
 
-// TestServicesAlternate: with UseServicesAlternate the tender learns peers
-// from peers-clear-alt and never asks peers-clear-std; the control asks
-// the standard list only.
+// TestServicesAlternate: with UseServicesAlternate the tender, seeded
+// with an alternate address, learns peers from peers-clear-alt (never
+// asking peers-clear-std), routes to the nodes' alternate addresses and
+// never connects to a standard one; the control asks the standard list
+// only and never touches an alternate listener.
 func TestServicesAlternate(t *testing.T) {
 	for _, alt := range []bool{true, false} {
 		t.Run(fmt.Sprintf("alternate=%v", alt), func(t *testing.T) {
-			sim := newSim(t, tendtest.Options{Nodes: 3})
-			c, err := openIdentity(t, tend.Config{Seeds: sim.Seeds()[:1], ShmKey: testKey(t), UseServicesAlternate: alt})
+			sim := newSim(t, tendtest.Options{Nodes: 3, Alternate: true})
+			seed := sim.Nodes()[0].Addr
+			if alt {
+				seed = sim.Nodes()[0].AltAddr
+			}
+			c, err := openIdentity(t, tend.Config{Seeds: []string{seed}, ShmKey: testKey(t), UseServicesAlternate: alt})
 			if err != nil {
 				t.Fatal(err)
 			}
 			eventually(t, "three nodes from the seed's peers", func() bool { return len(c.Nodes()) == 3 })
+			eventually(t, "the map converged", func() bool {
+				return viewHash(c, tendtest.DefaultNamespace) == simHash(t, sim, tendtest.DefaultNamespace)
+			})
+			byName := map[string]tendtest.NodeInfo{}
+			for _, n := range sim.Nodes() {
+				byName[n.Name] = n
+			}
+			for _, n := range c.Nodes() {
+				want := byName[n.Name].Addr
+				if alt {
+					want = byName[n.Name].AltAddr
+				}
+				if len(n.Addresses) != 1 || n.Addresses[0].String() != want {
+					t.Errorf("node %s at %v, want %s", n.Name, n.Addresses, want)
+				}
+			}
+			used, unused := tendtest.EndpointClear, tendtest.EndpointClearAlt
+			if alt {
+				used, unused = unused, used
+			}
 			var std, altN uint64
 			for i := range 3 {
 				r := sim.Requests(i)
 				std += r["peers-clear-std"]
 				altN += r["peers-clear-alt"]
+				if got := sim.EndpointConnections(i, unused); got != 0 {
+					t.Errorf("node %d: %d connections on its %v endpoint", i, got, unused)
+				}
+				if sim.EndpointConnections(i, used) == 0 {
+					t.Errorf("node %d: no connection on its %v endpoint", i, used)
+				}
 			}
 			if alt && (altN == 0 || std != 0) || !alt && (std == 0 || altN != 0) {
 				t.Errorf("peers-clear-std asked %d times, peers-clear-alt %d times", std, altN)
