@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,7 +37,7 @@ const (
 	nsRacks3       = "r3" // a namespace with three copies
 )
 
-func newSecureSetup(t *testing.T) *secureSetup {
+func newSecureSetup(t *testing.T, alternate bool) *secureSetup {
 	t.Helper()
 	sim, err := tendtest.New(tendtest.Options{
 		Nodes:       4,
@@ -45,10 +46,11 @@ func newSecureSetup(t *testing.T) *secureSetup {
 			{Name: nsAP, ReplicationFactor: 2},
 			{Name: nsRacks3, ReplicationFactor: 3},
 		},
-		TLS:    &tendtest.TLSOptions{RequireClientCert: true},
-		Users:  map[string]string{secureUser: securePassword},
-		Racks:  []int{1, 2, 1, 1},
-		Logger: quietLogger(),
+		TLS:       &tendtest.TLSOptions{RequireClientCert: true},
+		Users:     map[string]string{secureUser: securePassword},
+		Racks:     []int{1, 2, 1, 1},
+		Alternate: alternate,
+		Logger:    quietLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +184,7 @@ func (s *secureSetup) secureDisagreements(client *as.Client, c *tend.Cluster) (d
 // client's PREFER_RACK picks. Then a node restarts (its sessions gone) and
 // both clients log in again and agree again.
 func TestOfficialClientSecureCluster(t *testing.T) {
-	s := newSecureSetup(t)
+	s := newSecureSetup(t, false)
 	seeds := s.sim.TLSSeeds()
 	client, aerr := as.NewClientWithPolicyAndHost(s.clientPolicy(), tlsHost(t, seeds[0]))
 	if aerr != nil {
@@ -288,7 +290,7 @@ func TestOfficialClientSecureCluster(t *testing.T) {
 // client certificate it finds no node; shmkit's tender with the wrong
 // password reports an error naming the user and adds no node.
 func TestOfficialClientSecureRefusals(t *testing.T) {
-	s := newSecureSetup(t)
+	s := newSecureSetup(t, false)
 	seed := s.sim.TLSSeeds()[0]
 	p := s.clientPolicy()
 	p.Password = "wrong"
@@ -317,5 +319,64 @@ func TestOfficialClientSecureRefusals(t *testing.T) {
 	waitFor(t, "shmkit's refusal", func() bool { return c.Stats().AuthError != nil }, func() {})
 	if err := c.Stats().AuthError; !strings.Contains(err.Error(), strconv.Quote(s.user)) || len(c.Nodes()) != 0 {
 		t.Errorf("shmkit tend with a wrong password: %v, %d nodes", err, len(c.Nodes()))
+	}
+}
+
+// TestOfficialClientServicesAlternate: with alternate addresses on the
+// TLS service, the official client (UseServicesAlternate) and shmkit's
+// tender (UseServicesAlternate), both seeded with node 0's alternate TLS
+// address, agree on the map and the rack choices, route every node to its
+// alternate TLS address, and never connect to a standard TLS endpoint.
+func TestOfficialClientServicesAlternate(t *testing.T) {
+	s := newSecureSetup(t, true)
+	n0 := s.sim.Nodes()[0]
+	host, port, _ := net.SplitHostPort(n0.AltTLSAddr)
+	seed := host + ":" + n0.TLSName + ":" + port
+	p := s.clientPolicy()
+	p.UseServicesAlternate = true
+	client, aerr := as.NewClientWithPolicyAndHost(p, tlsHost(t, seed))
+	if aerr != nil {
+		t.Fatalf("official client could not connect to the alternate addresses: %v", aerr)
+	}
+	t.Cleanup(client.Close)
+	cfg := tendConfig(testKey(t), []string{seed}, quietLogger())
+	cfg.TLS, cfg.User, cfg.Password, cfg.ClusterName, cfg.RackAware = s.tls.Clone(), s.user, s.pw, s.name, true
+	cfg.UseServicesAlternate = true
+	c, err := tend.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	deadline := time.Now().Add(agreeTimeout)
+	for {
+		diffs, _, _ := s.secureDisagreements(client, c)
+		if len(diffs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no agreement after %v:\n  %s", agreeTimeout, strings.Join(diffs, "\n  "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	alt := map[string]string{}
+	for _, n := range s.sim.Nodes() {
+		alt[n.Name] = n.AltTLSAddr
+	}
+	for _, n := range client.GetNodes() {
+		h := n.GetHost()
+		if got := net.JoinHostPort(h.Name, strconv.Itoa(h.Port)); got != alt[n.GetName()] {
+			t.Errorf("official client: node %s at %s, want its alternate %s", n.GetName(), got, alt[n.GetName()])
+		}
+	}
+	for _, n := range c.Nodes() {
+		if len(n.Addresses) != 1 || n.Addresses[0].String() != alt[n.Name] {
+			t.Errorf("shmkit tend: node %s at %v, want its alternate %s", n.Name, n.Addresses, alt[n.Name])
+		}
+	}
+	for _, n := range s.sim.Nodes() {
+		std, altConns := s.sim.EndpointConnections(n.Index, tendtest.EndpointTLS), s.sim.EndpointConnections(n.Index, tendtest.EndpointTLSAlt)
+		if std != 0 || altConns == 0 {
+			t.Errorf("node %d: %d connections on the standard TLS endpoint, %d on the alternate", n.Index, std, altConns)
+		}
 	}
 }
