@@ -148,7 +148,8 @@ type Options struct {
 	SessionTTL time.Duration
 	// Racks gives node i the rack id Racks[i] in every namespace ("rack-ids"
 	// answers it); nodes beyond the slice are on rack 0. SetRack changes a
-	// node's rack per namespace.
+	// node's rack per namespace. Replica placement is rack-aware (see
+	// Rebalance).
 	Racks []int
 	// Alternate gives every node a second listener per service (clear
 	// text, and TLS when on) on another port of 127.0.0.1: the alternate
@@ -525,7 +526,10 @@ func (c *Cluster) RemoveNode(i int) error {
 // the members, each lists the others as peers, and every namespace's
 // partitions are assigned deterministically — replica r of partition p
 // goes to member (p+r) mod n, members in index order — with the effective
-// replication factor min(configured, n). Strong-consistency namespaces get
+// replication factor min(configured, n). With racks (Options.Racks,
+// SetRack) placement is rack-aware: the master stays member p mod n and
+// each further replica goes to the next member in that order on a rack
+// the partition has no copy on yet, while there is one. Strong-consistency namespaces get
 // a regime one above any regime reported so far. Nodes whose answers
 // change get their generations bumped.
 func (c *Cluster) Rebalance() error {
@@ -535,6 +539,37 @@ func (c *Cluster) Rebalance() error {
 		return ErrClosed
 	}
 	return c.rebalanceLocked()
+}
+
+// place appends the rf owners of partition p of namespace ns to dst:
+// the master is members[p mod n]; each further replica is the next member
+// in ring order (from the master) on a rack no earlier replica is on, or,
+// when every rack is used, the next member not chosen yet. With every node
+// on one rack this is member (p+r) mod n for replica r.
+func place(dst, members []*node, ns string, p uint32, rf int) []*node {
+	n := len(members)
+	start := int(p) % n
+	dst = append(dst, members[start])
+	for len(dst) < rf {
+		var pick, fallback *node
+		for k := 1; k < n && pick == nil; k++ {
+			m := members[(start+k)%n]
+			if slices.Contains(dst, m) {
+				continue
+			}
+			if fallback == nil {
+				fallback = m
+			}
+			if !slices.ContainsFunc(dst, func(o *node) bool { return o.racks[ns] == m.racks[ns] }) {
+				pick = m
+			}
+		}
+		if pick == nil {
+			pick = fallback
+		}
+		dst = append(dst, pick)
+	}
+	return dst
 }
 
 func (c *Cluster) rebalanceLocked() error {
@@ -575,9 +610,10 @@ func (c *Cluster) rebalanceLocked() error {
 		for _, n := range members {
 			fresh[n] = make([]info.Bitmap, ns.rf)
 		}
+		owners := make([]*node, 0, ns.rf)
 		for p := range uint32(partmap.Partitions) {
-			for r := range ns.rf {
-				owner := members[(int(p)+r)%len(members)]
+			owners = place(owners[:0], members, ns.spec.Name, p, ns.rf)
+			for r, owner := range owners {
 				fresh[owner][r].Set(p)
 			}
 		}

@@ -486,8 +486,9 @@ func (c *Cluster) SessionTokens() [][]byte {
 }
 
 // SetRack puts node on rack in namespace ns ("" for every namespace):
-// its "rack-ids" answer changes at once, as after the server's rack-id was
-// changed and the cluster rebalanced (partitions do not move).
+// its "rack-ids" answer changes at once; partitions move to a rack-aware
+// placement at the next rebalance (see Rebalance), as on a server whose
+// rack-id changed.
 func (c *Cluster) SetRack(node int, ns string, rack int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
