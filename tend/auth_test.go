@@ -31,10 +31,7 @@ func TestAuthLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "three secured nodes", func() bool { return len(c.Nodes()) == 3 })
-	eventually(t, "the map converged", func() bool {
-		return viewHash(c, tendtest.DefaultNamespace) == simHash(t, sim, tendtest.DefaultNamespace)
-	})
+	waitConverged(t, c, sim, 3)
 	if s := c.Stats(); s.AuthError != nil || s.Logins < 3 {
 		t.Fatalf("after the first tends: AuthError %v, Logins %d (want nil and 3+)", s.AuthError, s.Logins)
 	}
@@ -172,10 +169,7 @@ func TestAuthPKIOverMutualTLS(t *testing.T) {
 			}
 			continue
 		}
-		eventually(t, "two nodes", func() bool { return len(c.Nodes()) == 2 })
-		eventually(t, "the map converged", func() bool {
-			return viewHash(c, tendtest.DefaultNamespace) == simHash(t, sim, tendtest.DefaultNamespace)
-		})
+		waitConverged(t, c, sim, 2)
 		if s := c.Stats(); s.AuthError != nil || s.Logins < 2 {
 			t.Errorf("PKI tender: AuthError %v, Logins %d", s.AuthError, s.Logins)
 		}

@@ -96,38 +96,22 @@ func TestServicesAlternate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "three nodes from the seed's peers", func() bool { return len(c.Nodes()) == 3 })
-			eventually(t, "the map converged", func() bool {
-				return viewHash(c, tendtest.DefaultNamespace) == simHash(t, sim, tendtest.DefaultNamespace)
-			})
-			byName := map[string]tendtest.NodeInfo{}
-			for _, n := range sim.Nodes() {
-				byName[n.Name] = n
-			}
-			for _, n := range c.Nodes() {
-				want := byName[n.Name].Addr
-				if alt {
-					want = byName[n.Name].AltAddr
-				}
-				if len(n.Addresses) != 1 || n.Addresses[0].String() != want {
-					t.Errorf("node %s at %v, want %s", n.Name, n.Addresses, want)
-				}
-			}
+			waitConverged(t, c, sim, 3)
 			used, unused := tendtest.EndpointClear, tendtest.EndpointClearAlt
 			if alt {
 				used, unused = unused, used
 			}
+			checkEndpoints(t, c, sim, func(n tendtest.NodeInfo) string {
+				if alt {
+					return n.AltAddr
+				}
+				return n.Addr
+			}, used, unused)
 			var std, altN uint64
 			for i := range 3 {
 				r := sim.Requests(i)
 				std += r["peers-clear-std"]
 				altN += r["peers-clear-alt"]
-				if got := sim.EndpointConnections(i, unused); got != 0 {
-					t.Errorf("node %d: %d connections on its %v endpoint", i, got, unused)
-				}
-				if sim.EndpointConnections(i, used) == 0 {
-					t.Errorf("node %d: no connection on its %v endpoint", i, used)
-				}
 			}
 			if alt && (altN == 0 || std != 0) || !alt && (std == 0 || altN != 0) {
 				t.Errorf("peers-clear-std asked %d times, peers-clear-alt %d times", std, altN)

@@ -25,6 +25,40 @@ func tlsPool(t testing.TB, sim *tendtest.Cluster) *x509.CertPool {
 	return pool
 }
 
+// waitConverged waits until c has nodes nodes and its map of the default
+// namespace is the sim's.
+func waitConverged(t testing.TB, c *tend.Cluster, sim *tendtest.Cluster, nodes int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d nodes", nodes), func() bool { return len(c.Nodes()) == nodes })
+	eventually(t, "the map converged", func() bool {
+		return viewHash(c, tendtest.DefaultNamespace) == simHash(t, sim, tendtest.DefaultNamespace)
+	})
+}
+
+// checkEndpoints checks that every node of c's view is at the address
+// addr gives for its sim node, and that every sim node accepted
+// connections on endpoint used and none on unused.
+func checkEndpoints(t testing.TB, c *tend.Cluster, sim *tendtest.Cluster, addr func(tendtest.NodeInfo) string, used, unused tendtest.Endpoint) {
+	t.Helper()
+	byName := map[string]tendtest.NodeInfo{}
+	for _, n := range sim.Nodes() {
+		byName[n.Name] = n
+	}
+	for _, n := range c.Nodes() {
+		if want := addr(byName[n.Name]); len(n.Addresses) != 1 || n.Addresses[0].String() != want {
+			t.Errorf("node %s at %v, want %s", n.Name, n.Addresses, want)
+		}
+	}
+	for _, n := range sim.Nodes() {
+		if got := sim.EndpointConnections(n.Index, unused); got != 0 {
+			t.Errorf("node %d: %d connections on its %v endpoint", n.Index, got, unused)
+		}
+		if sim.EndpointConnections(n.Index, used) == 0 {
+			t.Errorf("node %d: no connection on its %v endpoint (the control)", n.Index, used)
+		}
+	}
+}
+
 // TestTLSCluster: a tender with TLS learns a 3-node TLS cluster from one
 // "host:tlsname:port" seed, verifies every node against its TLS name from
 // peers-tls-std, keeps the TLS names and TLS addresses in the view, and
@@ -47,18 +81,15 @@ func TestTLSCluster(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "three TLS nodes", func() bool { return len(c.Nodes()) == 3 })
-			eventually(t, "the map converged", func() bool {
-				return viewHash(c, tendtest.DefaultNamespace) == simHash(t, sim, tendtest.DefaultNamespace)
-			})
+			waitConverged(t, c, sim, 3)
+			checkEndpoints(t, c, sim, func(n tendtest.NodeInfo) string { return n.TLSAddr }, tendtest.EndpointTLS, tendtest.EndpointClear)
 			byName := map[string]tendtest.NodeInfo{}
 			for _, n := range sim.Nodes() {
 				byName[n.Name] = n
 			}
 			for _, n := range c.Nodes() {
-				want := byName[n.Name]
-				if n.TLSName != want.TLSName || len(n.Addresses) != 1 || n.Addresses[0].String() != want.TLSAddr {
-					t.Errorf("node %s: TLS name %q, addresses %v; want %s at %s", n.Name, n.TLSName, n.Addresses, want.TLSName, want.TLSAddr)
+				if want := byName[n.Name]; n.TLSName != want.TLSName {
+					t.Errorf("node %s: TLS name %q, want %s", n.Name, n.TLSName, want.TLSName)
 				}
 			}
 			for i := range 3 {
@@ -104,31 +135,13 @@ func TestTLSNotMixed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "three nodes", func() bool { return len(c.Nodes()) == 3 })
-			eventually(t, "the map converged", func() bool {
-				return viewHash(c, tendtest.DefaultNamespace) == simHash(t, sim, tendtest.DefaultNamespace)
-			})
-			byName := map[string]tendtest.NodeInfo{}
-			for _, n := range sim.Nodes() {
-				byName[n.Name] = n
-			}
-			for _, n := range c.Nodes() {
-				want := byName[n.Name].Addr
+			waitConverged(t, c, sim, 3)
+			checkEndpoints(t, c, sim, func(n tendtest.NodeInfo) string {
 				if useTLS {
-					want = byName[n.Name].TLSAddr
+					return n.TLSAddr
 				}
-				if len(n.Addresses) != 1 || n.Addresses[0].String() != want {
-					t.Errorf("node %s at %v, want %s", n.Name, n.Addresses, want)
-				}
-			}
-			for i := range 3 {
-				if got := sim.EndpointConnections(i, unused); got != 0 {
-					t.Errorf("node %d: %d connections on its %v endpoint", i, got, unused)
-				}
-				if sim.EndpointConnections(i, used) == 0 {
-					t.Errorf("node %d: no connection on its %v endpoint (the control)", i, used)
-				}
-			}
+				return n.Addr
+			}, used, unused)
 		})
 	}
 }

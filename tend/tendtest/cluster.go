@@ -738,15 +738,11 @@ func (c *Cluster) partitionArgsLocked(ns string, pid uint32, replicaIndex, node 
 func (c *Cluster) SetRegime(ns string, node int, regime uint32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, err := c.nodeLocked(node)
+	n, name, err := c.nodeNSLocked(node, ns)
 	if err != nil {
 		return err
 	}
-	st, err := c.nsLocked(ns)
-	if err != nil {
-		return err
-	}
-	n.regime[st.spec.Name] = regime
+	n.regime[name] = regime
 	n.partGen++
 	c.migrateLocked()
 	return nil
@@ -756,15 +752,25 @@ func (c *Cluster) SetRegime(ns string, node int, regime uint32) error {
 func (c *Cluster) Regime(ns string, node int) (uint32, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, err := c.nodeLocked(node)
+	n, name, err := c.nodeNSLocked(node, ns)
 	if err != nil {
 		return 0, err
+	}
+	return n.regime[name], nil
+}
+
+// nodeNSLocked returns node i and the name of namespace ns for a control
+// method; c.mu must be held.
+func (c *Cluster) nodeNSLocked(i int, ns string) (*node, string, error) {
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return nil, "", err
 	}
 	st, err := c.nsLocked(ns)
 	if err != nil {
-		return 0, err
+		return nil, "", err
 	}
-	return n.regime[st.spec.Name], nil
+	return n, st.spec.Name, nil
 }
 
 // Replicas returns the expected owners of partition pid of namespace ns:

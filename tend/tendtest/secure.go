@@ -505,11 +505,11 @@ func (c *Cluster) SetRack(node int, ns string, rack int) error {
 		}
 		return nil
 	}
-	st, err := c.nsLocked(ns)
+	_, name, err := c.nodeNSLocked(node, ns)
 	if err != nil {
 		return err
 	}
-	n.racks[st.spec.Name] = rack
+	n.racks[name] = rack
 	return nil
 }
 
@@ -517,13 +517,9 @@ func (c *Cluster) SetRack(node int, ns string, rack int) error {
 func (c *Cluster) Rack(node int, ns string) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, err := c.nodeLocked(node)
+	n, name, err := c.nodeNSLocked(node, ns)
 	if err != nil {
 		return 0, err
 	}
-	st, err := c.nsLocked(ns)
-	if err != nil {
-		return 0, err
-	}
-	return n.racks[st.spec.Name], nil
+	return n.racks[name], nil
 }
