@@ -139,7 +139,10 @@ type Options struct {
 	// admin.HashPassword of the password, or PKI: the TLS client
 	// certificate's common name as the user, which must be listed here)
 	// or authenticate with a session token before any info or record
-	// command. An empty map enables security with no user.
+	// command; an info command before that closes the connection, a record
+	// command gets result 80 (not authenticated) first. Sessions are per
+	// node: a token is valid on the node that issued it, until SessionTTL
+	// or a RestartNode. An empty map enables security with no user.
 	Users map[string]string
 	// SessionTTL is the session time to live a login grants, rounded down
 	// to whole seconds (0: 24 hours, Aerospike's default session-ttl). A
@@ -214,6 +217,7 @@ type node struct {
 	idx     int
 	name    string
 	tlsName string
+	tlsCfg  *tls.Config          // the TLS endpoints' server configuration
 	addrs   [numEndpoints]string // "" for an endpoint that is off
 	lns     [numEndpoints]net.Listener
 	stop    chan struct{} // closed when the node stops
@@ -346,7 +350,7 @@ func (c *Cluster) startNewNodeLocked() (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.sec.nodeTLS = append(c.sec.nodeTLS, cfg)
+		n.tlsCfg = cfg
 	}
 	if err := c.listenLocked(n); err != nil {
 		return nil, err
@@ -975,8 +979,9 @@ func (c *Cluster) InfoRequests() uint64 {
 	return total
 }
 
-// ResetCounters zeroes every node's request, message, connection, record
-// and proxy counters.
+// ResetCounters zeroes every node's request, message, connection
+// (EndpointConnections too), record, proxy and security (AuthStats)
+// counters.
 func (c *Cluster) ResetCounters() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -1068,7 +1073,7 @@ func (c *Cluster) acceptLoop(n *node, ep Endpoint, ln net.Listener, stop chan st
 		n.conns[conn] = struct{}{}
 		var tcfg *tls.Config
 		if ep.TLS() {
-			tcfg = c.sec.nodeTLS[n.idx]
+			tcfg = n.tlsCfg
 		}
 		c.wg.Add(1)
 		c.mu.Unlock()

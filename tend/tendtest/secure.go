@@ -122,11 +122,10 @@ type session struct {
 // security is the cluster-wide part of TLS, users, racks and alternate
 // addresses; it is set up by New and then guarded by Cluster.mu.
 type security struct {
-	tls     *TLSOptions
-	ca      *x509.Certificate
-	caKey   *ecdsa.PrivateKey
-	pool    *x509.CertPool
-	nodeTLS []*tls.Config // per node index
+	tls   *TLSOptions
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
+	pool  *x509.CertPool
 
 	users     map[string]string // user -> admin.HashPassword; nil: security off
 	ttl       time.Duration
