@@ -37,21 +37,26 @@ const (
 	nsRacks3       = "r3" // a namespace with three copies
 )
 
-func newSecureSetup(t *testing.T, alternate bool) *secureSetup {
+// newSecureSetup starts the cluster; more, when not nil, changes its
+// options first.
+func newSecureSetup(t *testing.T, more func(*tendtest.Options)) *secureSetup {
 	t.Helper()
-	sim, err := tendtest.New(tendtest.Options{
+	opts := tendtest.Options{
 		Nodes:       4,
 		ClusterName: secureCluster,
 		Namespaces: []tendtest.NamespaceSpec{
 			{Name: nsAP, ReplicationFactor: 2},
 			{Name: nsRacks3, ReplicationFactor: 3},
 		},
-		TLS:       &tendtest.TLSOptions{RequireClientCert: true},
-		Users:     map[string]string{secureUser: securePassword},
-		Racks:     []int{1, 2, 1, 1},
-		Alternate: alternate,
-		Logger:    quietLogger(),
-	})
+		TLS:    &tendtest.TLSOptions{RequireClientCert: true},
+		Users:  map[string]string{secureUser: securePassword},
+		Racks:  []int{1, 2, 1, 1},
+		Logger: quietLogger(),
+	}
+	if more != nil {
+		more(&opts)
+	}
+	sim, err := tendtest.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +189,7 @@ func (s *secureSetup) secureDisagreements(client *as.Client, c *tend.Cluster) (d
 // client's PREFER_RACK picks. Then a node restarts (its sessions gone) and
 // both clients log in again and agree again.
 func TestOfficialClientSecureCluster(t *testing.T) {
-	s := newSecureSetup(t, false)
+	s := newSecureSetup(t, nil)
 	seeds := s.sim.TLSSeeds()
 	client, aerr := as.NewClientWithPolicyAndHost(s.clientPolicy(), tlsHost(t, seeds[0]))
 	if aerr != nil {
@@ -290,7 +295,7 @@ func TestOfficialClientSecureCluster(t *testing.T) {
 // client certificate it finds no node; shmkit's tender with the wrong
 // password reports an error naming the user and adds no node.
 func TestOfficialClientSecureRefusals(t *testing.T) {
-	s := newSecureSetup(t, false)
+	s := newSecureSetup(t, nil)
 	seed := s.sim.TLSSeeds()[0]
 	p := s.clientPolicy()
 	p.Password = "wrong"
@@ -328,7 +333,7 @@ func TestOfficialClientSecureRefusals(t *testing.T) {
 // address, agree on the map and the rack choices, route every node to its
 // alternate TLS address, and never connect to a standard TLS endpoint.
 func TestOfficialClientServicesAlternate(t *testing.T) {
-	s := newSecureSetup(t, true)
+	s := newSecureSetup(t, func(o *tendtest.Options) { o.Alternate = true })
 	n0 := s.sim.Nodes()[0]
 	host, port, _ := net.SplitHostPort(n0.AltTLSAddr)
 	seed := host + ":" + n0.TLSName + ":" + port
@@ -378,5 +383,52 @@ func TestOfficialClientServicesAlternate(t *testing.T) {
 		if std != 0 || altConns == 0 {
 			t.Errorf("node %d: %d connections on the standard TLS endpoint, %d on the alternate", n.Index, std, altConns)
 		}
+	}
+}
+
+// TestOfficialClientSessionExpiry: with a session TTL of 61 s the
+// official client's session is good for one second (it takes a minute
+// off); while it writes and reads for two seconds it logs in again on its
+// tend connections (a login on an authenticated connection) and no
+// command fails. The control, the default TTL of a day, logs in once per
+// node.
+func TestOfficialClientSessionExpiry(t *testing.T) {
+	for _, ttl := range []time.Duration{61 * time.Second, 0} {
+		t.Run(fmt.Sprintf("ttl=%v", ttl), func(t *testing.T) {
+			s := newSecureSetup(t, func(o *tendtest.Options) { o.SessionTTL = ttl })
+			client, aerr := as.NewClientWithPolicyAndHost(s.clientPolicy(), tlsHost(t, s.sim.TLSSeeds()[0]))
+			if aerr != nil {
+				t.Fatalf("official client could not connect: %v", aerr)
+			}
+			t.Cleanup(client.Close)
+			logins := func() (total uint64) {
+				for _, n := range s.sim.Nodes() {
+					total += s.sim.AuthStats(n.Index).Logins
+				}
+				return total
+			}
+			before := logins()
+			rp := as.NewPolicy()
+			rp.ReplicaPolicy = as.PREFER_RACK
+			ops := 0
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); ops++ {
+				key, _ := as.NewKey(nsAP, "expiry", ops%100)
+				if aerr := client.Put(nil, key, as.BinMap{"n": ops}); aerr != nil {
+					t.Fatalf("put %d: %v", ops, aerr)
+				}
+				if rec, aerr := client.Get(rp, key); aerr != nil || rec.Bins["n"] != ops {
+					t.Fatalf("get %d: %v %v", ops, rec, aerr)
+				}
+			}
+			after := logins()
+			t.Logf("%d writes and reads; logins %d -> %d", ops, before, after)
+			nodes := uint64(len(s.sim.Nodes()))
+			if ttl > 0 && after < before+nodes {
+				t.Errorf("logins %d -> %d over 2 s with 1 s sessions: the client did not log in again on every node", before, after)
+			}
+			if ttl == 0 && after != before {
+				t.Errorf("logins %d -> %d with day-long sessions", before, after)
+			}
+		})
 	}
 }
