@@ -16,6 +16,7 @@ import (
 
 	"github.com/shmkit/shmkit/partmap"
 	"github.com/shmkit/shmkit/tend"
+	"github.com/shmkit/shmkit/tend/admin"
 	"github.com/shmkit/shmkit/tend/tendtest"
 )
 
@@ -430,5 +431,53 @@ func TestOfficialClientSessionExpiry(t *testing.T) {
 				t.Errorf("logins %d -> %d with day-long sessions", before, after)
 			}
 		})
+	}
+}
+
+// TestOfficialClientPKI: in PKI mode (the client certificate's common
+// name is the user, no password) the official client and shmkit's tender
+// both log in to every node, agree on the map and the rack choices, and
+// the official client writes and reads over TLS.
+func TestOfficialClientPKI(t *testing.T) {
+	s := newSecureSetup(t, func(o *tendtest.Options) { o.Users["interop-client"] = "" })
+	p := s.clientPolicy()
+	p.AuthMode, p.User, p.Password = as.AuthModePKI, "", ""
+	client, aerr := as.NewClientWithPolicyAndHost(p, tlsHost(t, s.sim.TLSSeeds()[0]))
+	if aerr != nil {
+		t.Fatalf("official client could not connect in PKI mode: %v", aerr)
+	}
+	t.Cleanup(client.Close)
+	cfg := tendConfig(testKey(t), s.sim.TLSSeeds()[:1], quietLogger())
+	cfg.TLS, cfg.AuthMode, cfg.ClusterName, cfg.RackAware = s.tls.Clone(), admin.ModePKI, s.name, true
+	c, err := tend.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	deadline := time.Now().Add(agreeTimeout)
+	for {
+		diffs, _, _ := s.secureDisagreements(client, c)
+		if len(diffs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no agreement after %v:\n  %s", agreeTimeout, strings.Join(diffs, "\n  "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	key, _ := as.NewKey(nsRacks3, "pki", "k")
+	if aerr := client.Put(nil, key, as.BinMap{"v": "pki"}); aerr != nil {
+		t.Fatalf("put in PKI mode: %v", aerr)
+	}
+	if rec, aerr := client.Get(nil, key); aerr != nil || rec.Bins["v"] != "pki" {
+		t.Fatalf("get in PKI mode: %v %v", rec, aerr)
+	}
+	if st := c.Stats(); st.AuthError != nil || st.Logins < 4 {
+		t.Errorf("shmkit tend in PKI mode: AuthError %v, %d logins", st.AuthError, st.Logins)
+	}
+	for _, n := range s.sim.Nodes() {
+		if st := s.sim.AuthStats(n.Index); st.Logins < 2 || st.Refused != 0 || st.Unauthenticated != 0 {
+			t.Errorf("node %d: %+v, want logins by both clients and no refusal", n.Index, st)
+		}
 	}
 }
