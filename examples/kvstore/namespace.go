@@ -70,9 +70,6 @@ type namespace struct {
 	// ignoreSeq makes a rebuild apply defragmenter copies like any other
 	// record: only for the tests' negative control of the Seq rule.
 	ignoreSeq bool
-	// preScan is the log scan started before index.Open when the start
-	// is known to be cold (see scanner.go); the rebuild takes it.
-	preScan *scanner
 }
 
 // storageID folds the log's identity into the index's.
@@ -129,23 +126,7 @@ func openNamespace(ctx context.Context, o *options, num int, fps *failpoint.Set,
 	}
 	n.st = st
 	cfg.Storage = storageID(st.Identity())
-	if cfg.ForceCold {
-		// Cold for certain: read the log while the index discards the old
-		// segments and creates new ones.
-		n.preScan = n.startScan(ctx)
-	}
 	ix, info, err := index.Open(ctx, cfg, n.rebuild())
-	if n.preScan != nil {
-		// Not taken by a rebuild (Open failed before it): the scan reset
-		// the log's accounting, which only a rebuild restores.
-		n.preScan.stop()
-		n.preScan = nil
-		if err == nil {
-			ix.Close()
-			st.Close()
-			return nil, info, fmt.Errorf("namespace %s: a forced cold start came out %s without a rebuild", name, info.Mode)
-		}
-	}
 	if err != nil {
 		st.Close()
 		if errors.Is(err, index.ErrWriterRunning) {

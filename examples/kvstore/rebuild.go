@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"time"
 
+	"github.com/shmkit/shmkit/examples/kvstore/storage"
 	"github.com/shmkit/shmkit/index"
 )
 
@@ -48,31 +48,43 @@ func (n *namespace) rebuild() index.RebuildFunc {
 }
 
 func (n *namespace) rebuildFrom(ctx context.Context, ix *index.Index) (rebuildStats, error) {
-	// What a rebuild allocates stays live until it ends (the builder's
-	// records, the sort of Finish) or is recycled (the scan batches):
-	// garbage collections during it find next to nothing to free.
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	sc := n.preScan
-	n.preScan = nil
-	if sc == nil {
-		sc = n.startScan(ctx)
-	}
-	var superseded uint64
+	var st rebuildStats
 	b, err := ix.NewBuilder(index.BuildOptions{Superseded: func(r index.Record) {
-		superseded++
+		st.superseded++
 		n.release(&r)
 	}})
 	if err != nil {
-		sc.stop()
-		return rebuildStats{}, fmt.Errorf("namespace %s: rebuild: %w", n.name, err)
+		return st, fmt.Errorf("namespace %s: rebuild: %w", n.name, err)
 	}
-	if err := sc.feed(b); err != nil {
-		return sc.stats, fmt.Errorf("namespace %s: scan log: %w", n.name, err)
+	// order is the Builder's order key: the write sequence, or (the
+	// negative control of the tests) nothing, so that log order decides.
+	order := func(rec *storage.Record) uint64 {
+		if n.ignoreSeq {
+			return 0
+		}
+		return rec.Seq
 	}
-	st := sc.stats
+	scanErr := n.st.Scan(func(rec storage.Record, loc storage.Location) error {
+		st.records++
+		if st.records%65536 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if rec.Tombstone {
+			st.deletes++
+			return b.Delete(order(&rec), rec.Digest)
+		}
+		r, err := n.indexRecord(&rec, loc)
+		if err != nil {
+			return err
+		}
+		st.puts++
+		return b.Add(order(&rec), r)
+	})
+	if scanErr != nil {
+		return st, fmt.Errorf("namespace %s: scan log: %w", n.name, scanErr)
+	}
 	if _, err := b.Finish(ctx); err != nil {
 		return st, fmt.Errorf("namespace %s: build the index from the log: %w", n.name, err)
 	}
-	st.superseded = superseded
 	return st, nil
 }

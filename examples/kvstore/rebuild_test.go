@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"testing"
 
@@ -108,83 +106,4 @@ func TestRebuildSeqRuleForDefragCopies(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestRebuildPipeline: the scanner and the builder run in two goroutines
-// with batches between them. A log of several batches (with deletes and
-// overwrites) rebuilds to exactly the live keys; a record the scanner
-// cannot turn into an index record (a data-in-index namespace over a log
-// written without -dii) fails the rebuild with that error; and a scan
-// started and stopped unused (a forced cold start whose index.Open
-// failed) ends.
-func TestRebuildPipeline(t *testing.T) {
-	st, err := storage.Open(t.TempDir(), storage.Options{FileSize: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	const keys = 3*scanBatch + 77
-	rec := func(k int, v byte) storage.Record {
-		key := fmt.Sprintf("k%d", k)
-		return storage.Record{Namespace: []byte("test"), Digest: partmap.StringKeyDigest("demo", key), Set: []byte("demo"),
-			Key: []byte(key), Generation: 1, Bins: []byte{v}}
-	}
-	for k := range keys {
-		if _, err := st.Append(rec(k, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deleted := 0
-	for k := 0; k < keys; k += 3 {
-		r := rec(k, 0)
-		if k%2 == 0 {
-			r.Tombstone, r.Bins = true, nil
-			deleted++
-		} else {
-			r.Bins = []byte{2}
-		}
-		if _, err := st.Append(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	open := func(dii bool) (*index.Index, error) {
-		n := &namespace{name: "test", st: st, dii: dii, log: slog.New(slog.DiscardHandler)}
-		ix, _, err := index.Open(context.Background(), index.Config{Store: index.Heap(arena.NewHeapStore(), "t"),
-			Sprigs: 16, StageEntries: 1 << 14, DataInIndex: dii, Logger: n.log}, n.rebuild())
-		return ix, err
-	}
-	ix, err := open(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := ix.Count(); got != uint64(keys-deleted) {
-		t.Fatalf("rebuilt %d records, want %d", got, keys-deleted)
-	}
-	for k := range keys {
-		r, found, err := ix.Get(index.Digest(partmap.StringKeyDigest("demo", fmt.Sprintf("k%d", k))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := byte(1)
-		if k%3 == 0 {
-			want = 2
-		}
-		if deletedKey := k%3 == 0 && k%2 == 0; found == deletedKey {
-			t.Fatalf("k%d: found %v, deleted %v", k, found, deletedKey)
-		}
-		if found {
-			got, err := st.Read(location(&r))
-			if err != nil || got.Bins[0] != want {
-				t.Fatalf("k%d: %v %v, want version %d", k, got.Bins, err, want)
-			}
-		}
-	}
-	ix.Close()
-
-	if _, err := open(true); !errors.Is(err, ErrNotInteger) {
-		t.Fatalf("data-in-index rebuild of 1-byte bins: %v, want ErrNotInteger", err)
-	}
-
-	n := &namespace{name: "test", st: st, log: slog.New(slog.DiscardHandler)}
-	n.startScan(context.Background()).stop()
 }

@@ -9,11 +9,8 @@ import (
 	"slices"
 )
 
-// scanBufSize is the size of Scan's sequential reads: 1 MiB, large
-// enough that the read calls cost nothing next to the decoding, small
-// enough that faulting the fresh buffer in (256 pages) does not add to a
-// cold start's fixed cost (4 MiB cost about 1000 page faults).
-const scanBufSize = 1 << 20
+// scanBufSize is the size of Scan's sequential reads.
+const scanBufSize = 4 << 20
 
 // frameError is an invalid frame met by readFrames.
 type frameError struct {
