@@ -102,14 +102,8 @@ func TestDataInIndexDefragBoundsTheLog(t *testing.T) {
 		t.Fatalf("the log reached %d bytes in %d files under a steady load; want at most %d files", maxBytes, maxFiles, boundFiles)
 	}
 	m.check(t, p.client())
-	p.stop(t)
-	p = in.mustStart("")
-	p.expectStart(t, "warm", "")
-	m.check(t, p.client())
-	p.stop(t)
-	p = in.mustStart("", "-coldstart")
-	p.expectStart(t, "cold", "forced")
-	m.check(t, p.client())
+	p = in.restartChecked(t, p, m, "warm", "")
+	p = in.restartChecked(t, p, m, "cold", "forced", "-coldstart")
 	// The cold rebuild's accounting lets the next pass go on bounding it.
 	if err := diiWorkload(m, p.client(), "r0", 40, 0, 400); err != nil {
 		t.Fatal(err)
@@ -133,8 +127,8 @@ func TestDataInIndexDefragBoundsTheLog(t *testing.T) {
 // TestDataInIndexKilledMidDefrag kills a server with a data-in-index
 // namespace in the middle of a defragmentation pass (at its first, and at
 // a later, copy) while clients write and delete, restarts it and checks
-// the start is cold (unclean shutdown), every acknowledged write is there
-// and no deleted record is back; then a clean stop restarts warm.
+// the start is cold (see expectKilledMidDefrag), every acknowledged write
+// is there and no deleted record is back; then a clean stop restarts warm.
 func TestDataInIndexKilledMidDefrag(t *testing.T) {
 	for _, hit := range []int{1, 7} {
 		t.Run(fmt.Sprintf("copy %d", hit), func(t *testing.T) {
@@ -154,18 +148,14 @@ func TestDataInIndexKilledMidDefrag(t *testing.T) {
 			p.waitKilled(t)
 
 			p = in.mustStart("")
-			p.expectStart(t, "cold", "unclean shutdown")
+			p.expectKilledMidDefrag(t)
 			m.check(t, p.client())
 			if err := diiWorkload(m, p.client(), "k", 41, 0, 200); err != nil {
 				t.Fatal(err)
 			}
 			defragPass(t, p.client(), "cnt")
 			m.check(t, p.client())
-			p.stop(t)
-			p = in.mustStart("")
-			p.expectStart(t, "warm", "")
-			m.check(t, p.client())
-			p.stop(t)
+			in.restartChecked(t, p, m, "warm", "").stop(t)
 		})
 	}
 }

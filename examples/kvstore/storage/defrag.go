@@ -92,10 +92,7 @@ func (s *Storage) survey(ctx context.Context, live Liveness, files []*logFile, s
 		})
 		switch {
 		case errors.Is(err, stop):
-			if s.closed.Load() {
-				return ErrClosed
-			}
-			return ctx.Err()
+			return s.stopErr(ctx)
 		case err != nil:
 			return fmt.Errorf("storage: survey %s: %w", fileName(lf.id), err)
 		}
@@ -257,6 +254,14 @@ func (s *Storage) Defrag(ctx context.Context, live Liveness) (DefragStats, error
 	return st, nil
 }
 
+// stopErr is why a pass stopped early: the Storage closed, or ctx is done.
+func (s *Storage) stopErr(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
 // tomb is a tombstone met in a file being defragmented, copied out of the
 // read buffer.
 type tomb struct {
@@ -306,10 +311,7 @@ func (s *Storage) defragFile(ctx context.Context, lf *logFile, live Liveness, st
 	case opErr != nil:
 		return opErr
 	case errors.Is(err, stop):
-		if s.closed.Load() {
-			return ErrClosed
-		}
-		return ctx.Err()
+		return s.stopErr(ctx)
 	case err != nil:
 		return fmt.Errorf("storage: defragment %s: %w (the file is left as it is)", fileName(lf.id), err)
 	}
