@@ -70,6 +70,9 @@ type namespace struct {
 	// ignoreSeq makes a rebuild apply defragmenter copies like any other
 	// record: only for the tests' negative control of the Seq rule.
 	ignoreSeq bool
+	// unlockedLiveness makes Live and Moved skip the digest's write lock:
+	// only for the tests' negative control of that lock.
+	unlockedLiveness bool
 }
 
 // storageID folds the log's identity into the index's.
@@ -422,15 +425,23 @@ func (n *namespace) holds(r *index.Record, rec *storage.Record, loc storage.Loca
 	return err == nil && r.Value == v && r.Generation == uint16(rec.Generation) && r.LastUpdate == rec.LastUpdate
 }
 
+// lockDigest takes the write lock of rec's digest and returns its unlock.
+func (n *namespace) lockDigest(rec *storage.Record) func() {
+	if n.unlockedLiveness {
+		return func() {}
+	}
+	mu := n.lock((*index.Digest)(&rec.Digest))
+	mu.Lock()
+	return mu.Unlock
+}
+
 // Live implements storage.Liveness: the index holds rec (see holds). It
 // takes the digest's write lock, so that a write whose record is in the
 // log but not yet in the index (a file can be sealed, and picked by the
 // defragmenter, in between) is judged after its index update, not before:
 // judged before, its record would be dropped as dead.
 func (n *namespace) Live(rec *storage.Record, loc storage.Location) bool {
-	mu := n.lock((*index.Digest)(&rec.Digest))
-	mu.Lock()
-	defer mu.Unlock()
+	defer n.lockDigest(rec)()
 	r, found, err := n.ix.Get(rec.Digest)
 	return err == nil && found && n.holds(&r, rec, loc)
 }
@@ -441,9 +452,7 @@ func (n *namespace) Live(rec *storage.Record, loc storage.Location) bool {
 // nothing changes in it: Moved reports whether it still holds the record
 // (the copy is then the live version; otherwise the copy is dead).
 func (n *namespace) Moved(rec *storage.Record, from, to storage.Location) bool {
-	mu := n.lock((*index.Digest)(&rec.Digest))
-	mu.Lock()
-	defer mu.Unlock()
+	defer n.lockDigest(rec)()
 	if n.dii {
 		r, found, err := n.ix.Get(rec.Digest)
 		return err == nil && found && n.holds(&r, rec, from)
