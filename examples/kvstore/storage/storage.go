@@ -348,7 +348,10 @@ func (s *Storage) readState() *savedState {
 		reason = "sequence numbers behind the files"
 	}
 	for id := range s.files {
-		if _, ok := st.dead[id]; !ok && reason == "" {
+		if reason != "" {
+			break // st may be nil (a state file that did not decode)
+		}
+		if _, ok := st.dead[id]; !ok {
 			reason = fmt.Sprintf("%s not in the state", fileName(id))
 		}
 	}
