@@ -54,6 +54,11 @@ type RestartConfig struct {
 	// server's default store; here at free keys of the test class,
 	// kvstore -sysv-base). Either is removed afterwards.
 	FileSegments bool
+	// Sprigs is the kvstore's -sprigs (index.Config.Sprigs, trees per
+	// partition; 0: the kvstore's default, the index's 256). The sprig
+	// table (4096 partitions × Sprigs × 32 bytes, 32 MiB at 256) is
+	// written and page-faulted in by every cold rebuild: a fixed cost.
+	Sprigs int
 	// Stderr receives progress lines (nil: none).
 	Stderr io.Writer
 }
@@ -144,6 +149,11 @@ func restartSize(ctx context.Context, cfg RestartConfig, bin string, n int, prog
 	}
 	defer os.RemoveAll(dataDir)
 	args := []string{"-dir", dataDir, "-ns", "test", "-addr", "127.0.0.1:0", "-defrag-interval", "0"}
+	sprigs := ""
+	if cfg.Sprigs > 0 {
+		args = append(args, "-sprigs", strconv.Itoa(cfg.Sprigs))
+		sprigs = fmt.Sprintf(", -sprigs %d", cfg.Sprigs)
+	}
 	store := "SysV segments"
 	if cfg.FileSegments {
 		shmDir, err := os.MkdirTemp("/dev/shm", "shmbench-restart-")
@@ -197,7 +207,7 @@ func restartSize(ctx context.Context, cfg RestartConfig, bin string, n int, prog
 	}
 	w, c, k := median(warm), median(cold), median(checked)
 	rate := float64(n) / (c / 1e3)
-	trials := fmt.Sprintf("median of %d; exec until the first GET is answered", cfg.Trials)
+	trials := fmt.Sprintf("median of %d; exec until the first GET is answered%s", cfg.Trials, sprigs)
 	return []Result{
 		Result{Bench: BenchRestart, Metric: RecordsMetric(KindWarm, n), Value: w, Unit: "ms",
 			Detail: "index reattached from " + store + " after a clean stop; " + trials}.

@@ -1,6 +1,9 @@
 package bench
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRecordsMetricRoundTrip(t *testing.T) {
 	for _, n := range []int{100_000, 1_000_000, 10_000_000, 12345} {
@@ -34,5 +37,29 @@ func TestRestartPlot(t *testing.T) {
 	}
 	if _, ok := RestartPlot(nil); ok {
 		t.Fatal("a plot without figures")
+	}
+}
+
+// TestRestartBenchSmall runs the restart benchmark end to end on a small
+// log with -sprigs: the kvstore built, loaded, started warm and cold (the
+// benchmark checks each start's mode), and the figures name the setting.
+func TestRestartBenchSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the kvstore")
+	}
+	rs, err := RestartBench(t.Context(), RestartConfig{Records: []int{2000}, Trials: 1, Sprigs: 16, FileSegments: true, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 5 {
+		t.Fatalf("%d figures, want 5", len(rs))
+	}
+	for _, r := range rs {
+		if r.Value <= 0 {
+			t.Errorf("%s: %v", r.Metric, r.Value)
+		}
+		if (r.Metric == RecordsMetric(KindWarm, 2000) || r.Metric == RecordsMetric(KindCold, 2000)) && !strings.Contains(r.Detail, "-sprigs 16") {
+			t.Errorf("%s: detail %q does not name -sprigs 16", r.Metric, r.Detail)
+		}
 	}
 }

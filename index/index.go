@@ -455,6 +455,7 @@ func discard(cfg *Config, ix *Index) error {
 		ix.closeSegments()
 	}
 	var errs []error
+blocks:
 	for b := range MaxStages {
 		loc := cfg.Store.block(cfg, b)
 		if _, err := arena.StatOf(loc); errors.Is(err, arena.ErrNotFound) {
@@ -463,11 +464,21 @@ func discard(cfg *Config, ix *Index) error {
 			}
 			break
 		}
-		if b > 0 && !isIndexSegment(loc) {
-			break
-		}
-		if err := arena.Remove(loc, arena.RemoveOptions{Force: true}); err != nil && !errors.Is(err, arena.ErrNotFound) {
+		// Block 0 whatever it holds; a stage only if it is an index
+		// segment. The segment checked is the one removed (RemoveIf), not
+		// whatever a newer writer may have created at loc meanwhile.
+		removed, err := arena.RemoveIf(loc, arena.RemoveOptions{Force: true}, func(seg *arena.Segment, hdrErr error) bool {
+			return b == 0 || (hdrErr == nil && seg.Header().Kind == layout.KindIndex)
+		})
+		switch {
+		case errors.Is(err, arena.ErrNotFound): // removed meanwhile by another
+		case err != nil:
 			errs = append(errs, err)
+			if b > 0 {
+				break blocks
+			}
+		case !removed:
+			break blocks // not an index's stage: the index ends before it
 		}
 	}
 	if len(errs) > 0 {

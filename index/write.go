@@ -626,7 +626,13 @@ func (ix *Index) addStage(k int) error {
 		if rerr := ix.replaced(); rerr != nil {
 			return fmt.Errorf("index: add stage %d: %s exists: %w", k, loc, rerr)
 		}
-		if rerr := arena.Remove(loc, arena.RemoveOptions{Force: true}); rerr != nil {
+		// Remove the segment checked to be an index's, not one a newer
+		// writer may have created at loc since (RemoveIf removes by
+		// identity); one gone meanwhile needs no removal.
+		_, rerr := arena.RemoveIf(loc, arena.RemoveOptions{Force: true}, func(seg *arena.Segment, hdrErr error) bool {
+			return hdrErr == nil && seg.Header().Kind == cfg.stageSpec(k).Kind
+		})
+		if rerr != nil && !errors.Is(rerr, arena.ErrNotFound) {
 			return fmt.Errorf("index: add stage %d: remove the stale segment: %w", k, rerr)
 		}
 		seg, err = arena.Create(ctx, loc, cfg.segOptions(cfg.stageSpec(k)))

@@ -33,7 +33,7 @@
 //	                (default; skipped, with the reason, where no huge pages
 //	                are reserved: echo N > /proc/sys/vm/nr_hugepages),
 //	                try (falls back to 4 KiB pages, logged) or off
-//	-sprigs N       the index benchmark's trees per partition
+//	-sprigs N       the index and restart benchmarks' trees per partition
 //	                (index.Config.Sprigs: a power of two from 1 to 4096;
 //	                default the index's, 256)
 //	-quick          quick mode even with benchmarks named
@@ -137,7 +137,7 @@ func benchmarks() []benchmark {
 			return bench.IndexBench(ctx, cfg)
 		}},
 		{"restart", "kvstore restart, exec until the first request is answered: warm (index in shared memory) vs cold rebuild from the log, 100k, 1M and 10M records", func(ctx context.Context, o options) ([]bench.Result, error) {
-			cfg := bench.RestartConfig{Stderr: o.stderr}
+			cfg := bench.RestartConfig{Sprigs: o.sprigs, Stderr: o.stderr}
 			if o.quick {
 				cfg.Records = []int{100_000}
 			}
@@ -220,7 +220,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		c.o.hugePages = p
 		return err
 	})
-	fs.Func("sprigs", "the index benchmark's trees per partition (index.Config.Sprigs): a power of two from 1 to 4096 (default 256)", func(s string) error {
+	fs.Func("sprigs", "the index and restart benchmarks' trees per partition (index.Config.Sprigs): a power of two from 1 to 4096 (default 256)", func(s string) error {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 4096 || n&(n-1) != 0 {
 			return fmt.Errorf("want a power of two from 1 to 4096")

@@ -70,6 +70,9 @@ type namespace struct {
 	// ignoreSeq makes a rebuild apply defragmenter copies like any other
 	// record: only for the tests' negative control of the Seq rule.
 	ignoreSeq bool
+	// unlockedLiveness makes Live and Moved skip the digest's write lock:
+	// only for the tests' negative control of that lock.
+	unlockedLiveness bool
 }
 
 // storageID folds the log's identity into the index's.
@@ -200,17 +203,42 @@ func location(r *index.Record) storage.Location {
 }
 
 // indexRecord is the index entry of a log record at loc.
+//
+// A data-in-index entry keeps the value where a regular one keeps the
+// offset, and no file id (the index refuses one); it keeps the frame
+// size, so that an overwrite or delete can tell the log how many bytes
+// died. See holds for how a data-in-index record's liveness is decided
+// without a location.
 func (n *namespace) indexRecord(rec *storage.Record, loc storage.Location) (index.Record, error) {
-	r := index.Record{Digest: rec.Digest, Generation: uint16(rec.Generation), VoidTime: rec.VoidTime, LastUpdate: rec.LastUpdate}
+	r := index.Record{Digest: rec.Digest, Generation: uint16(rec.Generation), VoidTime: rec.VoidTime, LastUpdate: rec.LastUpdate, Size: loc.Size}
 	if n.dii {
-		if len(rec.Bins) != 8 {
-			return r, fmt.Errorf("namespace %s: record at %v has %d bytes of bins, a data-in-index record has 8: was the namespace written without -dii? %w", n.name, loc, len(rec.Bins), ErrNotInteger)
-		}
-		r.Value = int64(binary.LittleEndian.Uint64(rec.Bins))
-		return r, nil
+		v, err := n.diiValue(rec, loc)
+		r.Value = v
+		return r, err
 	}
-	r.FileID, r.Offset, r.Size = uint16(loc.File), loc.Offset, loc.Size
+	r.FileID, r.Offset = uint16(loc.File), loc.Offset
 	return r, nil
+}
+
+// release tells the log that the record the index entry r held is dead
+// (overwritten, deleted, or superseded in a rebuild). A data-in-index
+// entry does not say which file holds it, only its size: the log counts
+// it as unplaced, and its defragmenter finds out where by surveying (see
+// storage.Storage.ReleaseUnplaced).
+func (n *namespace) release(r *index.Record) {
+	if n.dii {
+		n.st.ReleaseUnplaced(uint64(r.Size))
+		return
+	}
+	n.st.Release(location(r))
+}
+
+// diiValue is the integer bin of a data-in-index log record.
+func (n *namespace) diiValue(rec *storage.Record, loc storage.Location) (int64, error) {
+	if len(rec.Bins) != 8 {
+		return 0, fmt.Errorf("namespace %s: record at %v has %d bytes of bins, a data-in-index record has 8: was the namespace written without -dii? %w", n.name, loc, len(rec.Bins), ErrNotInteger)
+	}
+	return int64(binary.LittleEndian.Uint64(rec.Bins)), nil
 }
 
 // result is what a read or write answers.
@@ -290,8 +318,8 @@ func (n *namespace) put(set, key string, bins []byte, value int64) (result, erro
 	}); err != nil {
 		return result{}, fmt.Errorf("namespace %s: index: %w (the record is in the log: a cold restart applies it)", n.name, err)
 	}
-	if had && !n.dii {
-		n.st.Release(location(&prev))
+	if had {
+		n.release(&prev)
 	}
 	n.fps.Hit(FailAfterIndex)
 	return result{Found: true, Generation: gen, Bins: bins, Value: value}, nil
@@ -323,8 +351,8 @@ func (n *namespace) del(set, key string) (bool, error) {
 	}); err != nil {
 		return false, fmt.Errorf("namespace %s: index: %w (the tombstone is in the log: a cold restart applies it)", n.name, err)
 	}
-	if had && !n.dii {
-		n.st.Release(location(&prev))
+	if had {
+		n.release(&prev)
 	}
 	n.fps.Hit(FailAfterIndex)
 	return true, nil
@@ -358,11 +386,8 @@ func (n *namespace) closeUnclean() {
 }
 
 // recount rebuilds the log's live-byte accounting from a warm index: every
-// record the index does not point at is released.
+// record the index does not hold is released.
 func (n *namespace) recount() error {
-	if n.dii {
-		return nil // the index holds no locations; data-in-index logs are not defragmented
-	}
 	return n.st.Scan(func(rec storage.Record, loc storage.Location) error {
 		if rec.Tombstone {
 			return nil
@@ -371,25 +396,70 @@ func (n *namespace) recount() error {
 		if err != nil {
 			return err
 		}
-		if !found || location(&r) != loc {
+		if !found || !n.holds(&r, &rec, loc) {
 			n.st.Release(loc)
 		}
 		return nil
 	})
 }
 
-// Live implements storage.Liveness: the index points at loc.
-func (n *namespace) Live(digest [20]byte, loc storage.Location) bool {
-	r, found, err := n.ix.Get(digest)
-	return err == nil && found && location(&r) == loc
+// holds reports whether the index entry r is the log record rec at loc.
+//
+// A regular entry points at its record: r holds rec iff its location is
+// loc. A data-in-index entry has no location, so it holds rec iff they
+// agree on what the entry keeps of the record: value, generation and
+// last-update time. Two versions of a key agree on all three only if
+// written in the same millisecond with the same value and generation (a
+// delete and a re-creation in between, or 65536 writes): then both count
+// as live and the defragmenter copies both, which costs one record's
+// space and loses nothing, since a cold rebuild still keeps the largest
+// Seq and a copy, like its original, keeps newer tombstones of its key
+// from being dropped. What must never happen is a live record judged
+// dead, and the version the index holds always agrees with itself. The
+// frame size is deliberately not compared: it only feeds the accounting.
+func (n *namespace) holds(r *index.Record, rec *storage.Record, loc storage.Location) bool {
+	if !n.dii {
+		return location(r) == loc
+	}
+	v, err := n.diiValue(rec, loc)
+	return err == nil && r.Value == v && r.Generation == uint16(rec.Generation) && r.LastUpdate == rec.LastUpdate
+}
+
+// lockDigest takes the write lock of rec's digest and returns its unlock.
+func (n *namespace) lockDigest(rec *storage.Record) func() {
+	if n.unlockedLiveness {
+		return func() {}
+	}
+	mu := n.lock((*index.Digest)(&rec.Digest))
+	mu.Lock()
+	return mu.Unlock
+}
+
+// Live implements storage.Liveness: the index holds rec (see holds). It
+// takes the digest's write lock, so that a write whose record is in the
+// log but not yet in the index (a file can be sealed, and picked by the
+// defragmenter, in between) is judged after its index update, not before:
+// judged before, its record would be dropped as dead.
+func (n *namespace) Live(rec *storage.Record, loc storage.Location) bool {
+	defer n.lockDigest(rec)()
+	r, found, err := n.ix.Get(rec.Digest)
+	return err == nil && found && n.holds(&r, rec, loc)
 }
 
 // Moved implements storage.Liveness: a compare-and-set of the index entry
-// from one location to another.
-func (n *namespace) Moved(digest [20]byte, from, to storage.Location) bool {
+// from the record at one location to its copy at another, under the
+// digest's write lock. A data-in-index entry names no location, so
+// nothing changes in it: Moved reports whether it still holds the record
+// (the copy is then the live version; otherwise the copy is dead).
+func (n *namespace) Moved(rec *storage.Record, from, to storage.Location) bool {
+	defer n.lockDigest(rec)()
+	if n.dii {
+		r, found, err := n.ix.Get(rec.Digest)
+		return err == nil && found && n.holds(&r, rec, from)
+	}
 	moved := false
-	_, err := n.ix.Update(digest, func(c index.Record, found bool) (index.Record, index.Action) {
-		if !found || location(&c) != from {
+	_, err := n.ix.Update(rec.Digest, func(c index.Record, found bool) (index.Record, index.Action) {
+		if !found || !n.holds(&c, rec, from) {
 			return c, index.Keep
 		}
 		c.FileID, c.Offset, c.Size = uint16(to.File), to.Offset, to.Size

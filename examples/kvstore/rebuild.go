@@ -51,9 +51,7 @@ func (n *namespace) rebuildFrom(ctx context.Context, ix *index.Index) (rebuildSt
 	var st rebuildStats
 	b, err := ix.NewBuilder(index.BuildOptions{Superseded: func(r index.Record) {
 		st.superseded++
-		if !n.dii { // a data-in-index entry names no log location
-			n.st.Release(location(&r))
-		}
+		n.release(&r)
 	}})
 	if err != nil {
 		return st, fmt.Errorf("namespace %s: rebuild: %w", n.name, err)
@@ -70,11 +68,6 @@ func (n *namespace) rebuildFrom(ctx context.Context, ix *index.Index) (rebuildSt
 		st.records++
 		if st.records%65536 == 0 && ctx.Err() != nil {
 			return ctx.Err()
-		}
-		if rec.Copied && n.dii {
-			// Data-in-index logs are never defragmented (an entry holds
-			// the value, not a location to move).
-			return fmt.Errorf("namespace %s: defragmenter copy at %v in a data-in-index log: %w", n.name, loc, storage.ErrCorrupt)
 		}
 		if rec.Tombstone {
 			st.deletes++

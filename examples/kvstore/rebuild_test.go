@@ -17,8 +17,8 @@ import (
 // the server rewrites a key while the defragmenter copies it.
 type lyingLiveness map[storage.Location]bool
 
-func (l lyingLiveness) Live(_ [20]byte, loc storage.Location) bool { return l[loc] }
-func (l lyingLiveness) Moved(_ [20]byte, _, _ storage.Location) bool {
+func (l lyingLiveness) Live(_ *storage.Record, loc storage.Location) bool { return l[loc] }
+func (l lyingLiveness) Moved(_ *storage.Record, _, _ storage.Location) bool {
 	return false
 }
 

@@ -83,9 +83,6 @@ func serve(ctx context.Context, o *options, fps *failpoint.Set, log *slog.Logger
 	var defrag sync.WaitGroup
 	if o.defragEvery > 0 {
 		for _, n := range opened {
-			if n.dii {
-				continue // the index holds no locations to repoint
-			}
 			defrag.Add(1)
 			go func() {
 				defer defrag.Done()
@@ -130,14 +127,11 @@ func (s *server) routes() http.Handler {
 	return mux
 }
 
-// handleDefrag runs one defragmentation pass on every namespace that has
-// one (not data-in-index) and answers what each did.
+// handleDefrag runs one defragmentation pass on every namespace and
+// answers what each did.
 func (s *server) handleDefrag(w http.ResponseWriter, r *http.Request) {
 	out := map[string]storage.DefragStats{}
 	for name, n := range s.ns {
-		if n.dii {
-			continue
-		}
 		st, err := n.st.Defrag(r.Context(), n)
 		if err != nil {
 			s.fail(w, fmt.Errorf("namespace %s: defrag: %w", name, err))

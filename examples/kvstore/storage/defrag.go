@@ -14,15 +14,21 @@ import (
 )
 
 // Liveness is what the defragmenter asks the index, which alone knows
-// which records are live. The server implements it.
+// which records are live. The server implements it. Both methods get the
+// record itself (its slices alias a read buffer: valid during the call
+// only), so an index that keeps no location (data in the index) can judge
+// a record by what it holds: generation, last-update time, value.
 type Liveness interface {
-	// Live reports whether the index entry of digest points at loc.
-	Live(digest [20]byte, loc Location) bool
-	// Moved is a compare-and-set on the index: if the entry of digest
-	// still points at from, point it at to and report true; otherwise
-	// change nothing and report false (the record was rewritten or
-	// deleted meanwhile, and the copy at to is dead).
-	Moved(digest [20]byte, from, to Location) bool
+	// Live reports whether rec, found at loc, is the version of its
+	// digest that the index holds. A false "live" only costs a copy (a
+	// cold rebuild still goes by Seq); a false "dead" loses the record.
+	Live(rec *Record, loc Location) bool
+	// Moved is a compare-and-set on the index: if the entry of
+	// rec.Digest still holds the record at from, make it hold the copy
+	// at to and report true; otherwise change nothing and report false
+	// (the record was rewritten or deleted meanwhile, and the copy at to
+	// is dead).
+	Moved(rec *Record, from, to Location) bool
 }
 
 // DefragStats counts what one Defrag pass did.
@@ -34,6 +40,68 @@ type DefragStats struct {
 	TombstonesKept    int   // tombstones copied because an older record may still need them
 	TombstonesDropped int   // tombstones dropped: nothing left for them to shadow
 	FreedBytes        int64 // bytes of the removed files
+	Surveyed          int   // files whose dead bytes were recounted (see ReleaseUnplaced)
+}
+
+// ReleaseUnplaced tells the storage that a record of size bytes is dead
+// without saying where it is: for a server whose index keeps no log
+// location (data in the index), so that an overwrite knows the old
+// version's size but not its file. The bytes count towards a survey:
+// once they reach a share of the log (see surveyDue), the next Defrag
+// pass first reads every sealed file, asks Live about each record and
+// recounts each file's dead bytes from the answers, then picks files as
+// usual. The unplaced count is saved by Close (so restarts do not reset
+// it), and a survey costs one read of the sealed files per
+// (1-threshold)/2 of the log's bytes that died, whatever the log's size.
+func (s *Storage) ReleaseUnplaced(size uint64) error {
+	if err := s.mutating(); err != nil {
+		return err
+	}
+	s.unplaced.Add(size)
+	return nil
+}
+
+// surveyDue reports whether the unplaced dead bytes warrant a survey of
+// the sealed files, which hold used bytes: at least one file's capacity
+// and (1-threshold)/2 of the sealed bytes. So between surveys the log
+// grows by at most that share; after one, every sealed file left is at
+// least threshold live, as with placed releases.
+func (s *Storage) surveyDue(used uint64) bool {
+	u := s.unplaced.Load()
+	return u > 0 && u >= max(s.opts.FileSize-HeaderSize, uint64(float64(used)*(1-s.opts.DefragThreshold)/2))
+}
+
+// survey recounts the dead bytes of every sealed file from live: a
+// record is dead unless Live says the index holds it (tombstones are
+// always dead, as at append). It then takes the unplaced bytes it
+// started from off the count: deaths since then count towards the next.
+func (s *Storage) survey(ctx context.Context, live Liveness, files []*logFile, st *DefragStats, buf *[]byte) error {
+	u := s.unplaced.Load()
+	stop := errors.New("stop")
+	for _, lf := range files {
+		var liveBytes uint64
+		end := lf.end.Load()
+		err := readFrames(lf.f, HeaderSize, end, buf, func(rec *Record, off uint64, n int) error {
+			if s.closed.Load() || ctx.Err() != nil {
+				return stop
+			}
+			if !rec.Tombstone && live.Live(rec, Location{File: lf.id, Offset: off, Size: uint32(n)}) {
+				liveBytes += uint64(n)
+			}
+			return nil
+		})
+		switch {
+		case errors.Is(err, stop):
+			return s.stopErr(ctx)
+		case err != nil:
+			return fmt.Errorf("storage: survey %s: %w", fileName(lf.id), err)
+		}
+		used := end - HeaderSize
+		lf.dead.Store(int64(used - min(used, liveBytes)))
+		st.Surveyed++
+	}
+	s.unplaced.Add(-u)
+	return nil
 }
 
 // filter is a Bloom filter of the digests in one file. Digests are
@@ -139,16 +207,28 @@ func (s *Storage) Defrag(ctx context.Context, live Liveness) (DefragStats, error
 	s.mu.Lock()
 	head := s.head
 	s.mu.Unlock()
+	var buf, fbuf []byte
+	var sealed []*logFile
+	var sealedUsed uint64
+	s.filesMu.RLock()
+	for _, lf := range s.files {
+		if lf != head {
+			sealed = append(sealed, lf)
+			sealedUsed += lf.end.Load() - HeaderSize
+		}
+	}
+	s.filesMu.RUnlock()
+	if s.surveyDue(sealedUsed) {
+		if err := s.survey(ctx, live, sealed, &st, &buf); err != nil {
+			return st, err
+		}
+	}
 	type cand struct {
 		lf    *logFile
 		share float64
 	}
 	var cands []cand
-	s.filesMu.RLock()
-	for _, lf := range s.files {
-		if lf == head {
-			continue
-		}
+	for _, lf := range sealed {
 		used := lf.end.Load() - HeaderSize
 		liveBytes := used - min(used, uint64(max(0, lf.dead.Load())))
 		share := float64(liveBytes) / float64(lf.capacity-HeaderSize)
@@ -156,11 +236,9 @@ func (s *Storage) Defrag(ctx context.Context, live Liveness) (DefragStats, error
 			cands = append(cands, cand{lf, share})
 		}
 	}
-	s.filesMu.RUnlock()
 	slices.SortFunc(cands, func(a, b cand) int {
 		return cmp.Or(cmp.Compare(a.share, b.share), cmp.Compare(a.lf.order, b.lf.order))
 	})
-	var buf, fbuf []byte
 	for _, c := range cands {
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -169,11 +247,19 @@ func (s *Storage) Defrag(ctx context.Context, live Liveness) (DefragStats, error
 			return st, err
 		}
 	}
-	if st.Files > 0 {
-		s.log.Info("defragmented", "files", st.Files, "copied", st.Copied, "lost", st.Lost, "dead", st.Dead,
+	if st.Files > 0 || st.Surveyed > 0 {
+		s.log.Info("defragmented", "surveyed", st.Surveyed, "files", st.Files, "copied", st.Copied, "lost", st.Lost, "dead", st.Dead,
 			"tombstones_kept", st.TombstonesKept, "tombstones_dropped", st.TombstonesDropped, "freed_bytes", st.FreedBytes)
 	}
 	return st, nil
+}
+
+// stopErr is why a pass stopped early: the Storage closed, or ctx is done.
+func (s *Storage) stopErr(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
 }
 
 // tomb is a tombstone met in a file being defragmented, copied out of the
@@ -199,7 +285,7 @@ func (s *Storage) defragFile(ctx context.Context, lf *logFile, live Liveness, st
 			tombs = append(tombs, t)
 			return nil
 		}
-		if !live.Live(rec.Digest, loc) {
+		if !live.Live(rec, loc) {
 			st.Dead++
 			return nil
 		}
@@ -211,7 +297,7 @@ func (s *Storage) defragFile(ctx context.Context, lf *logFile, live Liveness, st
 			return stop
 		}
 		st.Copied++
-		if !live.Moved(rec.Digest, loc, to) {
+		if !live.Moved(rec, loc, to) {
 			st.Lost++
 			if err := s.Release(to); err != nil {
 				opErr = err
@@ -225,10 +311,7 @@ func (s *Storage) defragFile(ctx context.Context, lf *logFile, live Liveness, st
 	case opErr != nil:
 		return opErr
 	case errors.Is(err, stop):
-		if s.closed.Load() {
-			return ErrClosed
-		}
-		return ctx.Err()
+		return s.stopErr(ctx)
 	case err != nil:
 		return fmt.Errorf("storage: defragment %s: %w (the file is left as it is)", fileName(lf.id), err)
 	}

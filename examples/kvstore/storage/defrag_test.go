@@ -304,18 +304,18 @@ type racingIndex struct {
 	newer  storage.Location
 }
 
-func (r *racingIndex) Live(d [20]byte, loc storage.Location) bool {
-	live := r.mapIndex.Live(d, loc)
-	if live && d == r.victim && r.newer == (storage.Location{}) {
+func (r *racingIndex) Live(rec *storage.Record, loc storage.Location) bool {
+	live := r.mapIndex.Live(rec, loc)
+	if live && rec.Digest == r.victim && r.newer == (storage.Location{}) {
 		r.newer = mustAppend(r.t, r.s, mkRec("victim", "newer"))
 	}
 	return live
 }
 
-func (r *racingIndex) Moved(d [20]byte, from, to storage.Location) bool {
-	ok := r.mapIndex.Moved(d, from, to)
-	if d == r.victim && r.newer != (storage.Location{}) {
-		r.mapIndex.put(r.t, d, r.newer) // the server's write completes
+func (r *racingIndex) Moved(rec *storage.Record, from, to storage.Location) bool {
+	ok := r.mapIndex.Moved(rec, from, to)
+	if rec.Digest == r.victim && r.newer != (storage.Location{}) {
+		r.mapIndex.put(r.t, rec.Digest, r.newer) // the server's write completes
 	}
 	return ok
 }

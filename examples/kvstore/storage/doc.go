@@ -88,6 +88,17 @@
 // threshold live, so the log stays within about live/threshold bytes plus
 // the head file and the files filled since the last pass.
 //
+// An index that keeps no location (data in the index) cannot say which
+// file a dead version is in, only its size: it calls
+// [Storage.ReleaseUnplaced], and judges liveness by the record's
+// contents. Once the unplaced bytes reach one file's capacity and
+// (1-threshold)/2 of the sealed bytes, the next pass surveys: it reads
+// every sealed file, asks Liveness about each record and recounts each
+// file's dead bytes, then proceeds as above. The log then stays within
+// about live/threshold plus that share of itself (at most 8/3 of the
+// live bytes at threshold 0.5), and the surveys cost one read of the
+// sealed files per (1-threshold)/2 of the log that dies.
+//
 // # Failpoints
 //
 // [FailAppendMid], [FailAppendAfter] and [FailDefragMid] name the points

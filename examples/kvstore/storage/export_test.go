@@ -6,3 +6,6 @@ func UnsafeDropTombstones(s *Storage) { s.unsafeDropTombstones = true }
 
 // LimitFileIDs makes s use file ids 1..n only, to test their reuse.
 func LimitFileIDs(s *Storage, n uint32) { s.maxID = n }
+
+// Unplaced returns s's count of unplaced dead bytes.
+func Unplaced(s *Storage) uint64 { return s.unplaced.Load() }

@@ -3,6 +3,7 @@ package storage
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -129,7 +130,7 @@ func parseFileName(name string) (uint32, bool) {
 // State file (written at Close, removed by the first mutation after Open):
 //
 //	 0 magic "SHMKVSTA"  8 version u32  12 file count u32
-//	16 UUID [16]         32 head file id u32  36 reserved u32
+//	16 UUID [16]         32 head file id u32  36 unplaced bytes u32 (saturating)
 //	40 head end u64      48 next seq u64      56 next order u64
 //	64 count × {id u32, reserved u32, dead bytes u64}
 //	then checksum u64: metro hash64 of all that precedes
@@ -149,6 +150,7 @@ type savedState struct {
 	headEnd   uint64
 	nextSeq   uint64
 	nextOrder uint64
+	unplaced  uint64 // saved as at most 2^32-1: enough to say a survey is due
 	dead      map[uint32]uint64
 }
 
@@ -159,6 +161,7 @@ func (s *savedState) encode() []byte {
 	binary.LittleEndian.PutUint32(b[12:], uint32(len(s.dead)))
 	copy(b[16:], s.uuid[:])
 	binary.LittleEndian.PutUint32(b[32:], s.head)
+	binary.LittleEndian.PutUint32(b[36:], uint32(min(s.unplaced, math.MaxUint32)))
 	binary.LittleEndian.PutUint64(b[40:], s.headEnd)
 	binary.LittleEndian.PutUint64(b[48:], s.nextSeq)
 	binary.LittleEndian.PutUint64(b[56:], s.nextOrder)
@@ -188,6 +191,7 @@ func decodeState(b []byte) (*savedState, error) {
 	s := &savedState{dead: make(map[uint32]uint64, n)}
 	copy(s.uuid[:], b[16:32])
 	s.head = binary.LittleEndian.Uint32(b[32:])
+	s.unplaced = uint64(binary.LittleEndian.Uint32(b[36:]))
 	s.headEnd = binary.LittleEndian.Uint64(b[40:])
 	s.nextSeq = binary.LittleEndian.Uint64(b[48:])
 	s.nextOrder = binary.LittleEndian.Uint64(b[56:])

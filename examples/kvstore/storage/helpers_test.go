@@ -205,18 +205,18 @@ func (ix *mapIndex) get(d [20]byte) (storage.Location, bool) {
 	return loc, ok
 }
 
-func (ix *mapIndex) Live(d [20]byte, loc storage.Location) bool {
-	cur, ok := ix.get(d)
+func (ix *mapIndex) Live(rec *storage.Record, loc storage.Location) bool {
+	cur, ok := ix.get(rec.Digest)
 	return ok && cur == loc
 }
 
-func (ix *mapIndex) Moved(d [20]byte, from, to storage.Location) bool {
+func (ix *mapIndex) Moved(rec *storage.Record, from, to storage.Location) bool {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if cur, ok := ix.m[d]; !ok || cur != from {
+	if cur, ok := ix.m[rec.Digest]; !ok || cur != from {
 		return false
 	}
-	ix.m[d] = to
+	ix.m[rec.Digest] = to
 	return true
 }
 

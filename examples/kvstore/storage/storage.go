@@ -147,6 +147,9 @@ type Storage struct {
 
 	defragMu sync.Mutex // one defragmentation pass at a time
 	closed   atomic.Bool
+	// unplaced counts bytes of dead records whose file is not known
+	// (ReleaseUnplaced) since the last survey.
+	unplaced atomic.Uint64
 
 	// maxID is the largest file id used: MaxFileID, smaller in tests
 	// (export_test.go) of id reuse.
@@ -260,6 +263,7 @@ func (s *Storage) load() error {
 		for id, lf := range s.files {
 			lf.dead.Store(int64(st.dead[id]))
 		}
+		s.unplaced.Store(st.unplaced)
 		s.log.Info("opened storage after a clean close", "files", len(files), "identity", s.identityLocked())
 		return nil
 	}
@@ -344,7 +348,10 @@ func (s *Storage) readState() *savedState {
 		reason = "sequence numbers behind the files"
 	}
 	for id := range s.files {
-		if _, ok := st.dead[id]; !ok && reason == "" {
+		if reason != "" {
+			break // st may be nil (a state file that did not decode)
+		}
+		if _, ok := st.dead[id]; !ok {
 			reason = fmt.Sprintf("%s not in the state", fileName(id))
 		}
 	}
@@ -742,7 +749,7 @@ func (s *Storage) saveStateLocked() error {
 		return err
 	}
 	st := &savedState{uuid: s.uuid, head: s.head.id, headEnd: s.head.end.Load(), nextSeq: s.nextSeq,
-		nextOrder: s.nextOrder, dead: map[uint32]uint64{}}
+		nextOrder: s.nextOrder, unplaced: s.unplaced.Load(), dead: map[uint32]uint64{}}
 	s.filesMu.RLock()
 	for id, lf := range s.files {
 		st.dead[id] = uint64(max(0, lf.dead.Load()))
