@@ -31,7 +31,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	harness.Dispatch(harness.Registry{"member": member})
+	harness.Dispatch(harness.Registry{"member": member, "churner": churner})
 	os.Exit(m.Run())
 }
 
