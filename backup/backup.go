@@ -438,13 +438,15 @@ func Backup(ctx context.Context, src Source, dir string, opts Options) (*Result,
 		Compression: opts.Compression, ChunkSize: opts.ChunkSize}
 	prog := &progress{fn: opts.Progress, total: total}
 	var stored uint64
+	pool := newEncPool(&opts)
+	defer pool.close()
 	for _, h := range hs {
 		d := h.p.desc
 		var patches []patch
 		if h.lease != nil {
 			patches = append(patches, patch{off: d.LeaseOffset, data: h.image})
 		}
-		cs, size, err := writeSegment(ctx, h.seg, filepath.Join(tmp, d.File), patches, &opts, prog)
+		cs, size, err := writeSegment(ctx, h.seg, filepath.Join(tmp, d.File), patches, &opts, pool, prog)
 		if err != nil {
 			return nil, err
 		}
@@ -585,7 +587,7 @@ type patch struct {
 
 // writeSegment writes the chunks of seg into a new file at path and syncs
 // it, returning the chunks and the file's size.
-func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches []patch, opts *Options, prog *progress) ([]Chunk, uint64, error) {
+func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches []patch, opts *Options, pool *encPool, prog *progress) ([]Chunk, uint64, error) {
 	mem, err := seg.QuiescentBytes(0, seg.Len())
 	if err != nil {
 		return nil, 0, fail(ErrIO, seg.Location().String(), "%v", err)
@@ -610,21 +612,15 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	bufs := make(chan []byte, 2*opts.Workers) // bounds the chunks in flight
-	for range cap(bufs) {
-		bufs <- nil
-	}
+	bufs := pool.bufs
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range opts.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var enc *zstd.Encoder
-			if opts.Compression == Zstd {
-				enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
-				defer enc.Close()
-			}
+			enc := <-pool.encs
+			defer func() { pool.encs <- enc }()
 			var scratch []byte // this worker's: the patched copy when compressing
 			for j := range jobs {
 				r := &res[j]
@@ -652,8 +648,10 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 	go func() {
 		defer close(jobs)
 		for j := range n {
-			b, ok := <-bufs
-			if !ok {
+			var b []byte
+			select {
+			case b = <-bufs:
+			case <-ctx.Done():
 				return
 			}
 			res[j].buf = b
@@ -691,9 +689,6 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 		}
 	}
 	cancel()
-	close(bufs)
-	for range bufs {
-	}
 	wg.Wait()
 	if werr != nil {
 		return nil, 0, werr
@@ -705,6 +700,39 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 		return nil, 0, fail(ErrIO, path, "%v", err)
 	}
 	return chunks, foff, nil
+}
+
+// encPool holds the encoders and chunk buffers of one Backup, shared by
+// its segments (an index has up to 256 blocks: allocating them per
+// segment cost more than the copying).
+type encPool struct {
+	encs chan *zstd.Encoder // Workers of them (nil without compression)
+	bufs chan []byte        // 2×Workers: bounds the chunks in flight
+}
+
+func newEncPool(opts *Options) *encPool {
+	p := &encPool{encs: make(chan *zstd.Encoder, opts.Workers), bufs: make(chan []byte, 2*opts.Workers)}
+	for range opts.Workers {
+		var enc *zstd.Encoder
+		if opts.Compression == Zstd {
+			enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		}
+		p.encs <- enc
+	}
+	for range cap(p.bufs) {
+		p.bufs <- nil
+	}
+	return p
+}
+
+// close releases the encoders (all back in the pool: every writeSegment
+// has returned).
+func (p *encPool) close() {
+	for range cap(p.encs) {
+		if enc := <-p.encs; enc != nil {
+			enc.Close()
+		}
+	}
 }
 
 func overlaps(ps []patch, off, n uint64) bool {

@@ -33,6 +33,27 @@ type reader struct {
 	// checked against it (a chunk that changed since it was verified is
 	// refused) without computing SHA-256 twice.
 	stored [][]uint32
+
+	mu   sync.Mutex
+	idle []*worker // workers (decoders, buffers) kept between parallel runs
+}
+
+// worker returns an idle worker or a new one.
+func (r *reader) worker() *worker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.idle); n > 0 {
+		w := r.idle[n-1]
+		r.idle = r.idle[:n-1]
+		return w
+	}
+	return newWorker(r.m)
+}
+
+func (r *reader) putWorker(w *worker) {
+	r.mu.Lock()
+	r.idle = append(r.idle, w)
+	r.mu.Unlock()
 }
 
 // openBackup reads and validates the manifest of dir, refuses foreign
@@ -116,6 +137,10 @@ func (r *reader) close() {
 	for _, f := range r.files {
 		f.Close()
 	}
+	for _, w := range r.idle {
+		w.close()
+	}
+	r.idle = nil
 }
 
 // worker holds one goroutine's decoder and buffers.
@@ -242,8 +267,8 @@ func (r *reader) parallel(ctx context.Context, workers, n int, fn func(w *worker
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := newWorker(r.m)
-			defer w.close()
+			w := r.worker()
+			defer r.putWorker(w)
 			for i := range items {
 				if err := fn(w, i); err != nil {
 					mu.Lock()
@@ -450,8 +475,8 @@ func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, err
 			others = append(others, t)
 		}
 	}
-	w := newWorker(m)
-	defer w.close()
+	w := r.worker()
+	defer r.putWorker(w)
 	for _, t := range mains {
 		if err := create(t); err != nil {
 			return nil, err
