@@ -49,6 +49,22 @@ func restoreWorkload(ctx context.Context, w *harness.Worker) (any, error) {
 	return nil, err
 }
 
+// savedIndex makes an index of n records, backs it up (64 KiB chunks)
+// and removes its segments: the state before a restore.
+func savedIndex(t *testing.T, n int) (arena.Key, index.Config, string) {
+	t.Helper()
+	base := testBase(t)
+	cfg := indexConfig(index.SysVAt(base))
+	makeIndex(t, cfg, n)
+	dir := dirOf(t)
+	if _, err := Backup(ctx, Source{Indexes: []index.Config{cfg}}, dir, Options{ChunkSize: MinChunkSize}); err != nil {
+		t.Fatal(err)
+	}
+	blocks, _ := index.SavedBlocks(cfg)
+	removeAll(t, blocks...)
+	return base, cfg, dir
+}
+
 // runKilled runs workload in a process armed with fp=kill and waits until
 // it has reached fp and died.
 func runKilled(t *testing.T, workload, fp string, a pArgs) {
@@ -112,15 +128,7 @@ func TestBackupKilled(t *testing.T) {
 func TestRestoreKilled(t *testing.T) {
 	for _, fp := range []string{FailRestoreClaimed, FailRestoreSegment, FailRestoreMain} {
 		t.Run(fp, func(t *testing.T) {
-			base := testBase(t)
-			cfg := indexConfig(index.SysVAt(base))
-			makeIndex(t, cfg, 700)
-			dir := dirOf(t)
-			if _, err := Backup(ctx, Source{Indexes: []index.Config{cfg}}, dir, Options{ChunkSize: MinChunkSize}); err != nil {
-				t.Fatal(err)
-			}
-			blocks, _ := index.SavedBlocks(cfg)
-			removeAll(t, blocks...)
+			base, cfg, dir := savedIndex(t, 700)
 			runKilled(t, "restore", fp, pArgs{Base: uint32(base), Dir: dir})
 			main, _ := index.BlockLocation(cfg, 0)
 			if _, err := arena.StatOf(main); err != nil {
@@ -133,15 +141,7 @@ func TestRestoreKilled(t *testing.T) {
 	}
 	// Negative control: the same check on a completed restore sees warm.
 	t.Run("completed", func(t *testing.T) {
-		base := testBase(t)
-		cfg := indexConfig(index.SysVAt(base))
-		makeIndex(t, cfg, 700)
-		dir := dirOf(t)
-		if _, err := Backup(ctx, Source{Indexes: []index.Config{cfg}}, dir, Options{}); err != nil {
-			t.Fatal(err)
-		}
-		blocks, _ := index.SavedBlocks(cfg)
-		removeAll(t, blocks...)
+		base, cfg, dir := savedIndex(t, 700)
 		c, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		g, err := harness.Start(c, harness.Spec{Workload: "restore", N: 1, Args: pArgs{Base: uint32(base), Dir: dir}})
@@ -162,15 +162,7 @@ func TestRestoreKilled(t *testing.T) {
 // under way (stopped at its last failpoint) does not get the index; once
 // the restore finishes the index starts warm.
 func TestWriterWaitsForRestore(t *testing.T) {
-	base := testBase(t)
-	cfg := indexConfig(index.SysVAt(base))
-	makeIndex(t, cfg, 500)
-	dir := dirOf(t)
-	if _, err := Backup(ctx, Source{Indexes: []index.Config{cfg}}, dir, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	blocks, _ := index.SavedBlocks(cfg)
-	removeAll(t, blocks...)
+	base, cfg, dir := savedIndex(t, 500)
 	c, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	g, err := harness.Start(c, harness.Spec{Workload: "restore", N: 1, Args: pArgs{Base: uint32(base), Dir: dir},

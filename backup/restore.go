@@ -330,10 +330,7 @@ func (r *reader) verify(ctx context.Context, opts *Options, prog *progress) erro
 // file's size and every chunk's length and SHA-256 — and returns the
 // manifest. It creates nothing.
 func Verify(ctx context.Context, dir string, opts Options) (*Manifest, error) {
-	if err := opts.defaults(); err != nil {
-		return nil, err
-	}
-	r, err := openBackup(dir)
+	r, err := openWith(dir, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +339,14 @@ func Verify(ctx context.Context, dir string, opts Options) (*Manifest, error) {
 		return nil, err
 	}
 	return r.m, nil
+}
+
+// openWith completes opts and opens the backup in dir.
+func openWith(dir string, opts *Options) (*reader, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	return openBackup(dir)
 }
 
 func (m *Manifest) total() uint64 {
@@ -383,10 +388,7 @@ type target struct {
 // and modes are restored (another owner needs the privilege to chown).
 func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, error) {
 	start := time.Now()
-	if err := opts.defaults(); err != nil {
-		return nil, err
-	}
-	r, err := openBackup(dir)
+	r, err := openWith(dir, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +417,9 @@ func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, err
 	if len(existing) > 0 && !opts.Force {
 		return nil, fail(ErrExists, strings.Join(existing, ", "), "the target segment(s) exist; remove them (shmctl rm) or restore with --force to replace them")
 	}
-	if err := r.verify(ctx, &opts, &progress{}); err != nil {
+	// Progress counts every byte twice: verified, then copied.
+	prog := &progress{fn: opts.Progress, total: 2 * m.total()}
+	if err := r.verify(ctx, &opts, prog); err != nil {
 		return nil, err
 	}
 	if opts.afterVerify != nil {
@@ -495,7 +499,6 @@ func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, err
 		}
 		t.lease = l
 	}
-	prog := &progress{fn: opts.Progress, total: m.total()}
 	if len(mains) == 0 && len(others) > 0 {
 		if err := create(others[0]); err != nil {
 			return nil, err
