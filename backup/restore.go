@@ -431,7 +431,14 @@ func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, err
 	for _, t := range ts {
 		if _, err := arena.StatOf(t.loc); err == nil {
 			if err := arena.Remove(t.loc, arena.RemoveOptions{}); err != nil {
-				return nil, fail(ErrAttached, t.loc.String(), "replacing it: %v", err)
+				kind := ErrIO
+				switch {
+				case errors.Is(err, arena.ErrInUse):
+					kind = ErrAttached
+				case errors.Is(err, layout.ErrNotOurs):
+					kind = ErrNotShmkit
+				}
+				return nil, fail(kind, t.loc.String(), "replacing it: %v", err)
 			}
 		}
 	}
