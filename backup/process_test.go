@@ -197,3 +197,47 @@ func TestWriterWaitsForRestore(t *testing.T) {
 	}
 	checkWarm(t, cfg, 500)
 }
+
+// TestWriterRefusedDuringBackup: a writer that starts while a backup
+// holds the index (stopped at a failpoint) is refused; the backup then
+// completes and verifies.
+func TestWriterRefusedDuringBackup(t *testing.T) {
+	base := testBase(t)
+	cfg := indexConfig(index.SysVAt(base))
+	makeIndex(t, cfg, 500)
+	dir := dirOf(t)
+	c, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	g, err := harness.Start(c, harness.Spec{Workload: "backup", N: 1, Args: pArgs{Base: uint32(base), Dir: dir},
+		Failpoints: map[int]string{0: FailBackupSegment + "=stop@1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if name, err := g.WaitFailpoint(c, 0); err != nil || name != FailBackupSegment {
+		t.Fatalf("failpoint: %q %v", name, err)
+	}
+	if err := g.WaitStopped(c, 0); err != nil {
+		t.Fatal(err)
+	}
+	wcfg := cfg
+	wcfg.Storage = testStorage
+	ix, info, err := index.Open(ctx, wcfg, nil)
+	if err == nil {
+		ix.Close()
+		t.Fatalf("a writer opened the index during its backup (%s %s)", info.Mode, info.Reason)
+	}
+	if !errors.Is(err, index.ErrWriterRunning) {
+		t.Errorf("writer during the backup: %v, want ErrWriterRunning", err)
+	}
+	if err := g.Cont(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	checkWarm(t, cfg, 500)
+}
