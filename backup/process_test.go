@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -240,4 +241,61 @@ func TestWriterRefusedDuringBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkWarm(t, cfg, 500)
+}
+
+// TestKilledAtRandomPoints: backups and restores killed at random moments.
+// A backup leaves nothing Verify accepts unless it finished; a restore
+// leaves an index that starts cold, or warm with every record (killed
+// after its clean-shutdown state, or finished).
+func TestKilledAtRandomPoints(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	const n = 2000 // 8 stages of 256 entries
+	for i := range 6 {
+		base, cfg, dir := savedIndex(t, n)
+		c, cancel := context.WithTimeout(ctx, time.Minute)
+		// A restore killed at random.
+		g, err := harness.Start(c, harness.Spec{Workload: "restore", N: 1, Args: pArgs{Base: uint32(base), Dir: dir}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _, _ := g.KillRandom(0, 30*time.Millisecond, rng)
+		res, _ := g.Wait()
+		g.Close()
+		// Killed before its clean-shutdown state: cold. Killed after it
+		// (while releasing the lease or exiting), or finished: warm, and
+		// then complete.
+		mode, reason := startMode(t, cfg)
+		switch {
+		case mode == index.Warm:
+			checkWarm(t, cfg, n)
+		case res[0].ExitCode == 0:
+			t.Errorf("round %d: restore finished but the start is %s (%s)", i, mode, reason)
+		}
+		t.Logf("round %d: restore killed at %v (exit %d): %s", i, d, res[0].ExitCode, mode)
+		// A backup killed at random, of a fresh clean index.
+		for b := range index.MaxStages {
+			l, _ := index.BlockLocation(cfg, b)
+			removeAll(t, l)
+		}
+		makeIndex(t, cfg, n)
+		bdir := dirOf(t)
+		g, err = harness.Start(c, harness.Spec{Workload: "backup", N: 1, Args: pArgs{Base: uint32(base), Dir: bdir, Compression: Zstd}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _, _ = g.KillRandom(0, 30*time.Millisecond, rng)
+		res, _ = g.Wait()
+		g.Close()
+		cancel()
+		ents, _ := os.ReadDir(filepath.Dir(bdir))
+		for _, e := range ents {
+			p := filepath.Join(filepath.Dir(bdir), e.Name())
+			_, err := Verify(ctx, p, Options{})
+			if err == nil && (p != bdir || res[0].ExitCode != 0) {
+				t.Errorf("round %d: backup killed at %v left %s, which Verify accepts", i, d, p)
+			}
+		}
+	}
 }
