@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -99,8 +100,10 @@ func TestPlainRoundTrip(t *testing.T) {
 			for i, l := range locs {
 				patternSegment(t, l, 3*MinChunkSize+12345*uint64(i), uint64(i)+1)
 			}
-			if err := arena.SetOwnership(locs[2], arena.Ownership{UID: uint32(uidSelf()), GID: uint32(gidSelf()), Mode: 0o640}); err != nil {
-				t.Fatal(err)
+			for _, l := range []arena.Location{locs[0], locs[2]} {
+				if err := arena.SetOwnership(l, arena.Ownership{UID: uint32(uidSelf()), GID: uint32(gidSelf()), Mode: 0o640}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			before := map[string][]byte{}
 			for _, l := range locs {
@@ -123,8 +126,14 @@ func TestPlainRoundTrip(t *testing.T) {
 					t.Errorf("%s: restored bytes differ", l)
 				}
 			}
-			if o, err := arena.OwnershipOf(locs[2]); err != nil || o.Mode != 0o640 {
-				t.Errorf("mode of %s: %v %v, want 0640", locs[2], o, err)
+			for i, l := range locs {
+				want := os.FileMode(0o600)
+				if i != 1 {
+					want = 0o640
+				}
+				if o, err := arena.OwnershipOf(l); err != nil || o.Mode != want || o.UID != uint32(uidSelf()) {
+					t.Errorf("owner and mode of %s: %+v %v, want uid %d mode %#o", l, o, err, uidSelf(), want)
+				}
 			}
 			// A second restore refuses, naming the targets; Force replaces.
 			_, err = Restore(ctx, dir, Options{})
