@@ -438,13 +438,15 @@ func Backup(ctx context.Context, src Source, dir string, opts Options) (*Result,
 		Compression: opts.Compression, ChunkSize: opts.ChunkSize}
 	prog := &progress{fn: opts.Progress, total: total}
 	var stored uint64
+	pool := newEncPool(&opts)
+	defer pool.close()
 	for _, h := range hs {
 		d := h.p.desc
 		var patches []patch
 		if h.lease != nil {
 			patches = append(patches, patch{off: d.LeaseOffset, data: h.image})
 		}
-		cs, size, err := writeSegment(ctx, h.seg, filepath.Join(tmp, d.File), patches, &opts, prog)
+		cs, size, err := writeSegment(ctx, h.seg, filepath.Join(tmp, d.File), patches, &opts, pool, prog)
 		if err != nil {
 			return nil, err
 		}
@@ -452,6 +454,11 @@ func Backup(ctx context.Context, src Source, dir string, opts Options) (*Result,
 		stored += size
 		m.Segments = append(m.Segments, d)
 		opts.Failpoints.Hit(FailBackupSegment)
+	}
+	// All data files synced at once: one after the other, each file's
+	// fsync would wait for the disk while the next could be written.
+	if err := syncFiles(tmp, m.Segments, opts.Workers); err != nil {
+		return nil, err
 	}
 	// Nobody may have attached a segment while it was copied.
 	for _, h := range hs {
@@ -583,9 +590,10 @@ type patch struct {
 	data []byte
 }
 
-// writeSegment writes the chunks of seg into a new file at path and syncs
-// it, returning the chunks and the file's size.
-func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches []patch, opts *Options, prog *progress) ([]Chunk, uint64, error) {
+// writeSegment writes the chunks of seg into a new file at path (synced
+// later, with the others: syncFiles), returning the chunks and the file's
+// size.
+func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches []patch, opts *Options, pool *encPool, prog *progress) ([]Chunk, uint64, error) {
 	mem, err := seg.QuiescentBytes(0, seg.Len())
 	if err != nil {
 		return nil, 0, fail(ErrIO, seg.Location().String(), "%v", err)
@@ -599,10 +607,12 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 	n := int((size + opts.ChunkSize - 1) / opts.ChunkSize)
 	chunks := make([]Chunk, n)
 	type result struct {
-		data []byte
-		buf  []byte
-		sum  [32]byte
-		done chan struct{}
+		data    []byte
+		buf     []byte
+		sum     [32]byte
+		written bool  // by the worker (uncompressed: the file offset is the chunk's)
+		err     error // of that write
+		done    chan struct{}
 	}
 	res := make([]result, n)
 	for j := range res {
@@ -610,21 +620,15 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	bufs := make(chan []byte, 2*opts.Workers) // bounds the chunks in flight
-	for range cap(bufs) {
-		bufs <- nil
-	}
+	bufs := pool.bufs
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range opts.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var enc *zstd.Encoder
-			if opts.Compression == Zstd {
-				enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
-				defer enc.Close()
-			}
+			enc := <-pool.encs
+			defer func() { pool.encs <- enc }()
 			var scratch []byte // this worker's: the patched copy when compressing
 			for j := range jobs {
 				r := &res[j]
@@ -644,6 +648,14 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 					}
 					out := enc.EncodeAll(raw, r.buf[:0])
 					r.buf, r.data = out, out
+				} else {
+					// Uncompressed chunks lie at their own offsets: the
+					// workers write them in parallel (one writer copying
+					// into the page cache was the bottleneck).
+					if _, err := f.WriteAt(raw, int64(off)); err != nil {
+						r.err = fail(ErrIO, path, "%v", err)
+					}
+					r.written = true
 				}
 				close(r.done)
 			}
@@ -652,8 +664,10 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 	go func() {
 		defer close(jobs)
 		for j := range n {
-			b, ok := <-bufs
-			if !ok {
+			var b []byte
+			select {
+			case b = <-bufs:
+			case <-ctx.Done():
 				return
 			}
 			res[j].buf = b
@@ -676,7 +690,12 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 		if werr != nil {
 			break
 		}
-		if _, err := f.Write(r.data); err != nil {
+		if r.written {
+			if r.err != nil {
+				werr = r.err
+				break
+			}
+		} else if _, err := f.WriteAt(r.data, int64(foff)); err != nil {
 			werr = fail(ErrIO, path, "%v", err)
 			break
 		}
@@ -691,20 +710,47 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 		}
 	}
 	cancel()
-	close(bufs)
-	for range bufs {
-	}
 	wg.Wait()
 	if werr != nil {
 		return nil, 0, werr
-	}
-	if err := f.Sync(); err != nil {
-		return nil, 0, fail(ErrIO, path, "fsync: %v", err)
 	}
 	if err := f.Close(); err != nil {
 		return nil, 0, fail(ErrIO, path, "%v", err)
 	}
 	return chunks, foff, nil
+}
+
+// encPool holds the encoders and chunk buffers of one Backup, shared by
+// its segments (an index has up to 256 blocks: allocating them per
+// segment cost more than the copying).
+type encPool struct {
+	encs chan *zstd.Encoder // Workers of them (nil without compression)
+	bufs chan []byte        // 2×Workers: bounds the chunks in flight
+}
+
+func newEncPool(opts *Options) *encPool {
+	p := &encPool{encs: make(chan *zstd.Encoder, opts.Workers), bufs: make(chan []byte, 2*opts.Workers)}
+	for range opts.Workers {
+		var enc *zstd.Encoder
+		if opts.Compression == Zstd {
+			enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		}
+		p.encs <- enc
+	}
+	for range cap(p.bufs) {
+		p.bufs <- nil
+	}
+	return p
+}
+
+// close releases the encoders (all back in the pool: every writeSegment
+// has returned).
+func (p *encPool) close() {
+	for range cap(p.encs) {
+		if enc := <-p.encs; enc != nil {
+			enc.Close()
+		}
+	}
 }
 
 func overlaps(ps []patch, off, n uint64) bool {
@@ -738,6 +784,33 @@ func (p *progress) add(n uint64) {
 	if p.fn != nil {
 		p.fn(p.done, p.total)
 	}
+}
+
+// syncFiles fsyncs the data files of segs in dir, workers at a time.
+func syncFiles(dir string, segs []Segment, workers int) error {
+	errs := make([]error, len(segs))
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	for i, s := range segs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			p := filepath.Join(dir, s.File)
+			f, err := os.Open(p)
+			if err != nil {
+				errs[i] = fail(ErrIO, p, "%v", err)
+				return
+			}
+			defer f.Close()
+			if err := f.Sync(); err != nil {
+				errs[i] = fail(ErrIO, p, "fsync: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func writeFileSync(path string, b []byte) error {

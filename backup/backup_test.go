@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -17,66 +18,74 @@ var ctx = context.Background()
 
 func compressions() []Compression { return []Compression{None, Zstd} }
 
-// TestIndexRoundTripSysV: an index in SysV segments (4 stages) is backed
+// TestIndexRoundTrip: an index in SysV segments or files (4 stages) is backed
 // up, removed, restored bit-exact (but for the writer lease record, which
 // records the restore as its last holder) and starts warm with the same
 // records.
-func TestIndexRoundTripSysV(t *testing.T) {
-	for _, c := range compressions() {
-		t.Run(c.String(), func(t *testing.T) {
-			cfg := indexConfig(index.SysVAt(testBase(t)))
-			const n = 900
-			makeIndex(t, cfg, n)
-			blocks, err := index.SavedBlocks(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(blocks) < 4 {
-				t.Fatalf("%d blocks, want a main segment and stages", len(blocks))
-			}
-			before := map[string][]byte{}
-			for _, l := range blocks {
-				before[l.String()] = snapshot(t, l)
-			}
-			dir := dirOf(t)
-			res, err := Backup(ctx, Source{Indexes: []index.Config{cfg}}, dir, Options{Compression: c, ChunkSize: MinChunkSize, Logger: quiet()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			noLeftovers(t, dir)
-			if c == Zstd && res.Stored >= res.Bytes {
-				t.Errorf("compressed %d bytes into %d", res.Bytes, res.Stored)
-			}
-			// The backup did not disturb the index.
-			for _, l := range blocks {
-				if !bytes.Equal(snapshot(t, l), before[l.String()]) && l != blocks[0] {
-					t.Errorf("%s changed by the backup", l)
-				}
-			}
-			if _, err := Verify(ctx, dir, Options{}); err != nil {
-				t.Fatal(err)
-			}
-			removeAll(t, blocks...)
-			if _, err := Restore(ctx, dir, Options{Logger: quiet()}); err != nil {
-				t.Fatal(err)
-			}
-			m := res.Manifest.Segments[0]
-			for _, l := range blocks {
-				got, want := snapshot(t, l), before[l.String()]
-				if l == blocks[0] {
-					lo, hi := m.LeaseOffset, m.LeaseOffset+m.LeaseSize
-					if !bytes.Equal(got[:lo], want[:lo]) || !bytes.Equal(got[hi:], want[hi:]) {
-						t.Errorf("%s: restored bytes differ outside the lease record", l)
-					}
-					continue
-				}
-				if !bytes.Equal(got, want) {
-					t.Errorf("%s: restored bytes differ", l)
-				}
-			}
-			checkWarm(t, cfg, n)
-		})
+func TestIndexRoundTrip(t *testing.T) {
+	for _, store := range []string{"sysv", "dir"} {
+		for _, c := range compressions() {
+			t.Run(store+"/"+c.String(), func(t *testing.T) { indexRoundTrip(t, store, c) })
+		}
 	}
+}
+
+func indexRoundTrip(t *testing.T, store string, c Compression) {
+	st := index.SysVAt(testBase(t))
+	if store == "dir" {
+		st = index.Dir(t.TempDir())
+	}
+	cfg := indexConfig(st)
+	const n = 900
+	makeIndex(t, cfg, n)
+	blocks, err := index.SavedBlocks(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(blocks) < 4 {
+		t.Fatalf("%d blocks, want a main segment and stages", len(blocks))
+	}
+	before := map[string][]byte{}
+	for _, l := range blocks {
+		before[l.String()] = snapshot(t, l)
+	}
+	dir := dirOf(t)
+	res, err := Backup(ctx, Source{Indexes: []index.Config{cfg}}, dir, Options{Compression: c, ChunkSize: MinChunkSize, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noLeftovers(t, dir)
+	if c == Zstd && res.Stored >= res.Bytes {
+		t.Errorf("compressed %d bytes into %d", res.Bytes, res.Stored)
+	}
+	// The backup did not disturb the index.
+	for _, l := range blocks {
+		if !bytes.Equal(snapshot(t, l), before[l.String()]) && l != blocks[0] {
+			t.Errorf("%s changed by the backup", l)
+		}
+	}
+	if _, err := Verify(ctx, dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	removeAll(t, blocks...)
+	if _, err := Restore(ctx, dir, Options{Logger: quiet()}); err != nil {
+		t.Fatal(err)
+	}
+	m := res.Manifest.Segments[0]
+	for _, l := range blocks {
+		got, want := snapshot(t, l), before[l.String()]
+		if l == blocks[0] {
+			lo, hi := m.LeaseOffset, m.LeaseOffset+m.LeaseSize
+			if !bytes.Equal(got[:lo], want[:lo]) || !bytes.Equal(got[hi:], want[hi:]) {
+				t.Errorf("%s: restored bytes differ outside the lease record", l)
+			}
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: restored bytes differ", l)
+		}
+	}
+	checkWarm(t, cfg, n)
 }
 
 // TestPlainRoundTrip: plain SysV and file segments round-trip bit-exact,
@@ -91,8 +100,10 @@ func TestPlainRoundTrip(t *testing.T) {
 			for i, l := range locs {
 				patternSegment(t, l, 3*MinChunkSize+12345*uint64(i), uint64(i)+1)
 			}
-			if err := arena.SetOwnership(locs[2], arena.Ownership{UID: uint32(uidSelf()), GID: uint32(gidSelf()), Mode: 0o640}); err != nil {
-				t.Fatal(err)
+			for _, l := range []arena.Location{locs[0], locs[2]} {
+				if err := arena.SetOwnership(l, arena.Ownership{UID: uint32(uidSelf()), GID: uint32(gidSelf()), Mode: 0o640}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			before := map[string][]byte{}
 			for _, l := range locs {
@@ -115,8 +126,14 @@ func TestPlainRoundTrip(t *testing.T) {
 					t.Errorf("%s: restored bytes differ", l)
 				}
 			}
-			if o, err := arena.OwnershipOf(locs[2]); err != nil || o.Mode != 0o640 {
-				t.Errorf("mode of %s: %v %v, want 0640", locs[2], o, err)
+			for i, l := range locs {
+				want := os.FileMode(0o600)
+				if i != 1 {
+					want = 0o640
+				}
+				if o, err := arena.OwnershipOf(l); err != nil || o.Mode != want || o.UID != uint32(uidSelf()) {
+					t.Errorf("owner and mode of %s: %+v %v, want uid %d mode %#o", l, o, err, uidSelf(), want)
+				}
 			}
 			// A second restore refuses, naming the targets; Force replaces.
 			_, err = Restore(ctx, dir, Options{})

@@ -76,17 +76,3 @@ func TestBigSegmentRoundTrip(t *testing.T) {
 		})
 	}
 }
-
-func snapshotRange(t testing.TB, loc arena.Location, off, n uint64) []byte {
-	t.Helper()
-	seg, err := arena.Inspect(loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
-	b, err := seg.QuiescentBytes(off, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Clone(b)
-}

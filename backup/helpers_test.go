@@ -99,12 +99,22 @@ func startMode(t testing.TB, cfg index.Config) (index.Mode, index.Reason) {
 // snapshot copies the bytes of the segment at loc.
 func snapshot(t testing.TB, loc arena.Location) []byte {
 	t.Helper()
+	st, err := arena.StatOf(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snapshotRange(t, loc, 0, st.Size)
+}
+
+// snapshotRange copies n bytes from off of the segment at loc.
+func snapshotRange(t testing.TB, loc arena.Location, off, n uint64) []byte {
+	t.Helper()
 	seg, err := arena.Inspect(loc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer seg.Close()
-	b, err := seg.QuiescentBytes(0, seg.Len())
+	b, err := seg.QuiescentBytes(off, n)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -47,6 +48,22 @@ func restoreWorkload(ctx context.Context, w *harness.Worker) (any, error) {
 	}
 	_, err := Restore(ctx, a.Dir, Options{Failpoints: w.Failpoints, Logger: quiet()})
 	return nil, err
+}
+
+// savedIndex makes an index of n records, backs it up (64 KiB chunks)
+// and removes its segments: the state before a restore.
+func savedIndex(t *testing.T, n int) (arena.Key, index.Config, string) {
+	t.Helper()
+	base := testBase(t)
+	cfg := indexConfig(index.SysVAt(base))
+	makeIndex(t, cfg, n)
+	dir := dirOf(t)
+	if _, err := Backup(ctx, Source{Indexes: []index.Config{cfg}}, dir, Options{ChunkSize: MinChunkSize}); err != nil {
+		t.Fatal(err)
+	}
+	blocks, _ := index.SavedBlocks(cfg)
+	removeAll(t, blocks...)
+	return base, cfg, dir
 }
 
 // runKilled runs workload in a process armed with fp=kill and waits until
@@ -112,15 +129,7 @@ func TestBackupKilled(t *testing.T) {
 func TestRestoreKilled(t *testing.T) {
 	for _, fp := range []string{FailRestoreClaimed, FailRestoreSegment, FailRestoreMain} {
 		t.Run(fp, func(t *testing.T) {
-			base := testBase(t)
-			cfg := indexConfig(index.SysVAt(base))
-			makeIndex(t, cfg, 700)
-			dir := dirOf(t)
-			if _, err := Backup(ctx, Source{Indexes: []index.Config{cfg}}, dir, Options{ChunkSize: MinChunkSize}); err != nil {
-				t.Fatal(err)
-			}
-			blocks, _ := index.SavedBlocks(cfg)
-			removeAll(t, blocks...)
+			base, cfg, dir := savedIndex(t, 700)
 			runKilled(t, "restore", fp, pArgs{Base: uint32(base), Dir: dir})
 			main, _ := index.BlockLocation(cfg, 0)
 			if _, err := arena.StatOf(main); err != nil {
@@ -133,15 +142,7 @@ func TestRestoreKilled(t *testing.T) {
 	}
 	// Negative control: the same check on a completed restore sees warm.
 	t.Run("completed", func(t *testing.T) {
-		base := testBase(t)
-		cfg := indexConfig(index.SysVAt(base))
-		makeIndex(t, cfg, 700)
-		dir := dirOf(t)
-		if _, err := Backup(ctx, Source{Indexes: []index.Config{cfg}}, dir, Options{}); err != nil {
-			t.Fatal(err)
-		}
-		blocks, _ := index.SavedBlocks(cfg)
-		removeAll(t, blocks...)
+		base, cfg, dir := savedIndex(t, 700)
 		c, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		g, err := harness.Start(c, harness.Spec{Workload: "restore", N: 1, Args: pArgs{Base: uint32(base), Dir: dir}})
@@ -162,15 +163,7 @@ func TestRestoreKilled(t *testing.T) {
 // under way (stopped at its last failpoint) does not get the index; once
 // the restore finishes the index starts warm.
 func TestWriterWaitsForRestore(t *testing.T) {
-	base := testBase(t)
-	cfg := indexConfig(index.SysVAt(base))
-	makeIndex(t, cfg, 500)
-	dir := dirOf(t)
-	if _, err := Backup(ctx, Source{Indexes: []index.Config{cfg}}, dir, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	blocks, _ := index.SavedBlocks(cfg)
-	removeAll(t, blocks...)
+	base, cfg, dir := savedIndex(t, 500)
 	c, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	g, err := harness.Start(c, harness.Spec{Workload: "restore", N: 1, Args: pArgs{Base: uint32(base), Dir: dir},
@@ -204,4 +197,111 @@ func TestWriterWaitsForRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkWarm(t, cfg, 500)
+}
+
+// TestWriterRefusedDuringBackup: a writer that starts while a backup
+// holds the index (stopped at a failpoint) is refused; the backup then
+// completes and verifies.
+func TestWriterRefusedDuringBackup(t *testing.T) {
+	base := testBase(t)
+	cfg := indexConfig(index.SysVAt(base))
+	makeIndex(t, cfg, 500)
+	dir := dirOf(t)
+	c, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	g, err := harness.Start(c, harness.Spec{Workload: "backup", N: 1, Args: pArgs{Base: uint32(base), Dir: dir},
+		Failpoints: map[int]string{0: FailBackupSegment + "=stop@1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if name, err := g.WaitFailpoint(c, 0); err != nil || name != FailBackupSegment {
+		t.Fatalf("failpoint: %q %v", name, err)
+	}
+	if err := g.WaitStopped(c, 0); err != nil {
+		t.Fatal(err)
+	}
+	wcfg := cfg
+	wcfg.Storage = testStorage
+	ix, info, err := index.Open(ctx, wcfg, nil)
+	if err == nil {
+		ix.Close()
+		t.Fatalf("a writer opened the index during its backup (%s %s)", info.Mode, info.Reason)
+	}
+	if !errors.Is(err, index.ErrWriterRunning) {
+		t.Errorf("writer during the backup: %v, want ErrWriterRunning", err)
+	}
+	if err := g.Cont(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	checkWarm(t, cfg, 500)
+}
+
+// TestKilledAtRandomPoints: backups and restores killed at random moments.
+// A backup leaves nothing Verify accepts unless it finished; a restore
+// leaves an index that starts cold, or warm with every record (killed
+// after its clean-shutdown state, or finished).
+func TestKilledAtRandomPoints(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	const n = 2000 // 8 stages of 256 entries
+	for i := range 6 {
+		base, cfg, dir := savedIndex(t, n)
+		c, cancel := context.WithTimeout(ctx, time.Minute)
+		// A restore killed at random.
+		g, err := harness.Start(c, harness.Spec{Workload: "restore", N: 1, Args: pArgs{Base: uint32(base), Dir: dir}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _, _ := g.KillRandom(0, 30*time.Millisecond, rng)
+		res, _ := g.Wait()
+		g.Close()
+		// Killed before its clean-shutdown state: cold. Killed after it
+		// (while releasing the lease or exiting), or finished: warm, and
+		// then complete.
+		mode, reason := startMode(t, cfg)
+		switch {
+		case mode == index.Warm:
+			checkWarm(t, cfg, n)
+		case res[0].ExitCode == 0:
+			t.Errorf("round %d: restore finished but the start is %s (%s)", i, mode, reason)
+		}
+		t.Logf("round %d: restore killed at %v (exit %d): %s", i, d, res[0].ExitCode, mode)
+		// A backup killed at random, of a fresh clean index.
+		for b := range index.MaxStages {
+			l, _ := index.BlockLocation(cfg, b)
+			removeAll(t, l)
+		}
+		makeIndex(t, cfg, n)
+		bdir := dirOf(t)
+		g, err = harness.Start(c, harness.Spec{Workload: "backup", N: 1, Args: pArgs{Base: uint32(base), Dir: bdir, Compression: Zstd}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _, _ = g.KillRandom(0, 30*time.Millisecond, rng)
+		res, _ = g.Wait()
+		g.Close()
+		cancel()
+		ents, _ := os.ReadDir(filepath.Dir(bdir))
+		for _, e := range ents {
+			p := filepath.Join(filepath.Dir(bdir), e.Name())
+			_, err := Verify(ctx, p, Options{})
+			// Only the final directory can be accepted, and it exists only
+			// once complete (the kill may land after the rename, while
+			// the process exits).
+			if err == nil && p != bdir {
+				t.Errorf("round %d: backup killed at %v left %s, which Verify accepts", i, d, p)
+			}
+			if p == bdir && res[0].ExitCode == 0 && err != nil {
+				t.Errorf("round %d: finished backup refused: %v", i, err)
+			}
+		}
+	}
 }

@@ -33,6 +33,27 @@ type reader struct {
 	// checked against it (a chunk that changed since it was verified is
 	// refused) without computing SHA-256 twice.
 	stored [][]uint32
+
+	mu   sync.Mutex
+	idle []*worker // workers (decoders, buffers) kept between parallel runs
+}
+
+// worker returns an idle worker or a new one.
+func (r *reader) worker() *worker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.idle); n > 0 {
+		w := r.idle[n-1]
+		r.idle = r.idle[:n-1]
+		return w
+	}
+	return newWorker(r.m)
+}
+
+func (r *reader) putWorker(w *worker) {
+	r.mu.Lock()
+	r.idle = append(r.idle, w)
+	r.mu.Unlock()
 }
 
 // openBackup reads and validates the manifest of dir, refuses foreign
@@ -116,6 +137,10 @@ func (r *reader) close() {
 	for _, f := range r.files {
 		f.Close()
 	}
+	for _, w := range r.idle {
+		w.close()
+	}
+	r.idle = nil
 }
 
 // worker holds one goroutine's decoder and buffers.
@@ -242,8 +267,8 @@ func (r *reader) parallel(ctx context.Context, workers, n int, fn func(w *worker
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := newWorker(r.m)
-			defer w.close()
+			w := r.worker()
+			defer r.putWorker(w)
 			for i := range items {
 				if err := fn(w, i); err != nil {
 					mu.Lock()
@@ -305,10 +330,7 @@ func (r *reader) verify(ctx context.Context, opts *Options, prog *progress) erro
 // file's size and every chunk's length and SHA-256 — and returns the
 // manifest. It creates nothing.
 func Verify(ctx context.Context, dir string, opts Options) (*Manifest, error) {
-	if err := opts.defaults(); err != nil {
-		return nil, err
-	}
-	r, err := openBackup(dir)
+	r, err := openWith(dir, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -317,6 +339,14 @@ func Verify(ctx context.Context, dir string, opts Options) (*Manifest, error) {
 		return nil, err
 	}
 	return r.m, nil
+}
+
+// openWith completes opts and opens the backup in dir.
+func openWith(dir string, opts *Options) (*reader, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	return openBackup(dir)
 }
 
 func (m *Manifest) total() uint64 {
@@ -358,10 +388,7 @@ type target struct {
 // and modes are restored (another owner needs the privilege to chown).
 func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, error) {
 	start := time.Now()
-	if err := opts.defaults(); err != nil {
-		return nil, err
-	}
-	r, err := openBackup(dir)
+	r, err := openWith(dir, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +417,9 @@ func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, err
 	if len(existing) > 0 && !opts.Force {
 		return nil, fail(ErrExists, strings.Join(existing, ", "), "the target segment(s) exist; remove them (shmctl rm) or restore with --force to replace them")
 	}
-	if err := r.verify(ctx, &opts, &progress{}); err != nil {
+	// Progress counts every byte twice: verified, then copied.
+	prog := &progress{fn: opts.Progress, total: 2 * m.total()}
+	if err := r.verify(ctx, &opts, prog); err != nil {
 		return nil, err
 	}
 	if opts.afterVerify != nil {
@@ -402,7 +431,14 @@ func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, err
 	for _, t := range ts {
 		if _, err := arena.StatOf(t.loc); err == nil {
 			if err := arena.Remove(t.loc, arena.RemoveOptions{}); err != nil {
-				return nil, fail(ErrAttached, t.loc.String(), "replacing it: %v", err)
+				kind := ErrIO
+				switch {
+				case errors.Is(err, arena.ErrInUse):
+					kind = ErrAttached
+				case errors.Is(err, layout.ErrNotOurs):
+					kind = ErrNotShmkit
+				}
+				return nil, fail(kind, t.loc.String(), "replacing it: %v", err)
 			}
 		}
 	}
@@ -450,8 +486,8 @@ func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, err
 			others = append(others, t)
 		}
 	}
-	w := newWorker(m)
-	defer w.close()
+	w := r.worker()
+	defer r.putWorker(w)
 	for _, t := range mains {
 		if err := create(t); err != nil {
 			return nil, err
@@ -470,7 +506,6 @@ func Restore(ctx context.Context, dir string, opts Options) (*RestoreResult, err
 		}
 		t.lease = l
 	}
-	prog := &progress{fn: opts.Progress, total: m.total()}
 	if len(mains) == 0 && len(others) > 0 {
 		if err := create(others[0]); err != nil {
 			return nil, err

@@ -27,9 +27,6 @@ type BackupConfig struct {
 	// Size is the index arena's size in bytes, rounded to whole stages
 	// (default 4 GiB; quick mode 256 MiB).
 	Size uint64
-	// Fill is the share of the arena's entries that hold records
-	// (default 0.75); it matters only to the compressed figures.
-	Fill float64
 	// Rounds is how many times each operation is timed (default 3); the
 	// median is reported and the range in the detail.
 	Rounds int
@@ -52,9 +49,6 @@ type BackupConfig struct {
 func BackupBench(ctx context.Context, cfg BackupConfig) ([]Result, error) {
 	if cfg.Size == 0 {
 		cfg.Size = 4 << 30
-	}
-	if cfg.Fill <= 0 || cfg.Fill > 1 {
-		cfg.Fill = 0.75
 	}
 	if cfg.Rounds <= 0 {
 		cfg.Rounds = 3
@@ -79,16 +73,16 @@ func BackupBench(ctx context.Context, cfg BackupConfig) ([]Result, error) {
 	}
 	defer os.RemoveAll(shm)
 
-	// 16 blocks at most: stages of Size/16 bytes, rounded to a power of
-	// two entries.
+	// Stages of Size/16 bytes (a power of two entries), filled with
+	// records but for the last sixteenth: the index creates stages as it
+	// needs them, so the arena is about Size (plus the sprig table).
 	stage := uint64(1) << 12
-	for stage*index.EntrySize*index.MaxStages < cfg.Size && stage < 1<<28 {
+	for stage*index.EntrySize*16 < cfg.Size && stage < 1<<28 {
 		stage <<= 1
 	}
-	blocks := int(min((cfg.Size+stage*index.EntrySize-1)/(stage*index.EntrySize), index.MaxStages))
-	records := int(float64(uint64(blocks)*stage) * cfg.Fill)
+	records := int(cfg.Size / index.EntrySize * 15 / 16)
 	icfg := index.Config{Store: index.Dir(shm), StageEntries: int(stage), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	logf("building an index of %d records in %d blocks of %d entries under %s", records, blocks, stage, shm)
+	logf("building an index of %d records in stages of %d entries under %s", records, stage, shm)
 	if err := buildArena(ctx, icfg, records); err != nil {
 		return nil, err
 	}
@@ -181,7 +175,7 @@ func BackupBench(ctx context.Context, cfg BackupConfig) ([]Result, error) {
 				r, c, bk, vf, rs, s.cpSync[r], s.cpBack[r])
 		}
 	}
-	size := fmt.Sprintf("%s index arena (%d files, %.0f%% full)", humanSize(total), len(files), cfg.Fill*100)
+	size := fmt.Sprintf("%s index arena (%d files, %d records)", humanSize(total), len(files), records)
 	cpName, backName := "cp + sync to the same disk", "cp back from the disk, cache dropped"
 	res := func(metric string, v []float64, baseName string, base []float64) Result {
 		r := Result{Bench: BenchBackup, Metric: metric, Value: median(v), Unit: "MiB/s",

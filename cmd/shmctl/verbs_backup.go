@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -175,7 +176,7 @@ func runBackup(ctx context.Context, e *env, args []string) int {
 		}
 		src.Keys = append(src.Keys, k)
 	}
-	opts := backup.Options{ChunkSize: uint64(*chunkMiB) << 20, Tool: "shmctl " + toolVersion()}
+	opts := backup.Options{ChunkSize: uint64(*chunkMiB) << 20, Tool: "shmctl " + toolVersion(), Logger: warnLogger(e.stderr)}
 	if *compress {
 		opts.Compression = backup.Zstd
 	}
@@ -200,6 +201,12 @@ func runBackup(ctx context.Context, e *env, args []string) int {
 		len(res.Manifest.Segments), humanBytes(res.Bytes), res.Dir, humanBytes(res.Stored), res.Duration.Round(1e6),
 		humanBytes(uint64(float64(res.Bytes)/max(res.Duration.Seconds(), 1e-9))))
 	return exitOK
+}
+
+// warnLogger logs warnings and errors (a lease taken over from a dead
+// holder, say) to w; the routine lease messages stay out of the output.
+func warnLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // toolVersion is the module version this binary was built from.
@@ -246,7 +253,7 @@ func runRestore(ctx context.Context, e *env, args []string) int {
 		return exitUsage
 	}
 	bar := newProgressBar(e.stderr, "restore")
-	res, err := backup.Restore(ctx, *dir, backup.Options{Force: *force, Progress: bar.update})
+	res, err := backup.Restore(ctx, *dir, backup.Options{Force: *force, Progress: bar.update, Logger: warnLogger(e.stderr)})
 	bar.finish()
 	if err != nil {
 		fmt.Fprintf(e.stderr, "shmctl restore: %v (nothing restored)\n", err)
@@ -275,7 +282,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		return exitUsage
 	}
 	bar := newProgressBar(e.stderr, "verify")
-	m, err := backup.Verify(ctx, *dir, backup.Options{Progress: bar.update})
+	m, err := backup.Verify(ctx, *dir, backup.Options{Progress: bar.update, Logger: warnLogger(e.stderr)})
 	bar.finish()
 	if *asJSON {
 		out := struct {
