@@ -24,12 +24,20 @@
 // must conclude. Faults (delays, dropped connections, malformed values)
 // can be injected per node.
 //
+// Production features are simulated too (see Options): TLS listeners
+// with certificates from the simulator's own authority (CertPool,
+// ClientCertificate) and per-node TLS names answered in peers-tls-std;
+// security with users and passwords over the admin protocol (login,
+// session tokens with a TTL, PKI); per-node, per-namespace rack ids; and
+// alternate addresses answered in peers-clear-alt and peers-tls-alt.
+//
 // A Cluster is safe for concurrent use. Close stops every goroutine it
 // started.
 package tendtest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -122,6 +130,32 @@ type Options struct {
 	// to see what a client sent. It is called from the node's connection
 	// goroutine, outside any lock.
 	RecordTrace func(node int, request, reply []byte)
+
+	// TLS, when not nil, gives every node TLS listeners (see TLSOptions);
+	// nil: clear text only.
+	TLS *TLSOptions
+	// Users, when not nil, enables security: user name -> password. Every
+	// connection must then log in (admin protocol LOGIN with the user and
+	// admin.HashPassword of the password, or PKI: the TLS client
+	// certificate's common name as the user, which must be listed here)
+	// or authenticate with a session token before any info or record
+	// command. An empty map enables security with no user.
+	Users map[string]string
+	// SessionTTL is the session time to live a login grants, rounded down
+	// to whole seconds (0: 24 hours, Aerospike's default session-ttl). A
+	// token is refused (result 66, expired session) once it is older, by
+	// Clock.
+	SessionTTL time.Duration
+	// Racks gives node i the rack id Racks[i] in every namespace ("rack-ids"
+	// answers it); nodes beyond the slice are on rack 0. SetRack changes a
+	// node's rack per namespace.
+	Racks []int
+	// Alternate gives every node a second listener per service (clear
+	// text, and TLS when on) on another port of 127.0.0.1: the alternate
+	// access address that "peers-clear-alt", "service-clear-alt",
+	// "peers-tls-alt" and "service-tls-alt" answer. Without it the
+	// alternate lists answer the standard addresses.
+	Alternate bool
 }
 
 // NodeInfo describes one simulated node.
@@ -130,8 +164,16 @@ type NodeInfo struct {
 	Index int
 	// Name is the node name, 15 uppercase hex digits.
 	Name string
-	// Addr is the node's host:port.
+	// Addr is the node's clear-text host:port ("" for a TLS-only node).
 	Addr string
+	// TLSName is the name in the node's certificate ("" without TLS).
+	TLSName string
+	// TLSAddr is the node's TLS host:port ("" without TLS).
+	TLSAddr string
+	// AltAddr and AltTLSAddr are the node's alternate clear-text and TLS
+	// host:port (Options.Alternate; "" otherwise or when the service is
+	// off).
+	AltAddr, AltTLSAddr string
 	// Up is true while the node accepts connections.
 	Up bool
 	// Member is true while the node is part of the cluster (listed in its
@@ -154,6 +196,8 @@ type Cluster struct {
 	clock func() time.Time
 	trace func(node int, request, reply []byte)
 
+	sec security // TLS, users, racks, alternate addresses
+
 	mu     sync.Mutex
 	closed bool
 	ns     []nsState
@@ -168,8 +212,9 @@ type Cluster struct {
 type node struct {
 	idx     int
 	name    string
-	addr    string
-	ln      net.Listener
+	tlsName string
+	addrs   [numEndpoints]string // "" for an endpoint that is off
+	lns     [numEndpoints]net.Listener
 	stop    chan struct{} // closed when the node stops
 	conns   map[net.Conn]struct{}
 	up      bool
@@ -190,12 +235,17 @@ type node struct {
 	messages   uint64
 	nonInfo    uint64
 	accepted   uint64
+	epAccepts  [numEndpoints]uint64
 	recordMsgs uint64
 	proxied    uint64
 
 	delay     time.Duration
 	dropNext  int
 	malformed map[string]string
+
+	racks    map[string]int     // namespace -> rack id
+	sessions map[string]session // session token -> session (Options.Users)
+	auth     AuthStats
 }
 
 // New starts a simulated cluster.
@@ -223,6 +273,9 @@ func New(opts Options) (*Cluster, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{log: log, build: opts.Build, cname: opts.ClusterName, clock: opts.Clock, trace: opts.RecordTrace}
+	if err := c.sec.init(opts); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	for _, spec := range opts.Namespaces {
 		if spec.Name == "" || len(spec.Name) > info.MaxNamespaceLen || strings.ContainsAny(spec.Name, ":;,\n\t") {
@@ -273,27 +326,66 @@ func (c *Cluster) startNewNodeLocked() (*node, error) {
 		malformed: map[string]string{},
 		data:      map[string][]*partData{},
 		member:    true,
+		racks:     map[string]int{},
+		sessions:  map[string]session{},
 	}
-	if err := c.listenLocked(n, "127.0.0.1:0"); err != nil {
+	if n.idx < len(c.sec.racks) {
+		for _, ns := range c.ns {
+			n.racks[ns.spec.Name] = c.sec.racks[n.idx]
+		}
+	}
+	for ep := range Endpoint(numEndpoints) {
+		if c.sec.enabled(ep) {
+			n.addrs[ep] = "127.0.0.1:0"
+		}
+	}
+	if c.sec.tls != nil {
+		n.tlsName = nodeTLSName(n.idx)
+		cfg, err := c.sec.serverConfig(n.tlsName)
+		if err != nil {
+			return nil, err
+		}
+		c.sec.nodeTLS = append(c.sec.nodeTLS, cfg)
+	}
+	if err := c.listenLocked(n); err != nil {
 		return nil, err
 	}
-	n.addr = n.ln.Addr().String()
 	c.nodes = append(c.nodes, n)
-	c.log.Debug("tendtest node started", "node", n.name, "addr", n.addr)
+	c.log.Debug("tendtest node started", "node", n.name, "addrs", n.addrs)
 	return n, nil
 }
 
-func (c *Cluster) listenLocked(n *node, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("tendtest: node %d listen on %s: %w", n.idx, addr, err)
+// listenLocked opens node n's listeners on n.addrs (port 0 at the first
+// start, the old ports on a restart) and starts their accept loops.
+func (c *Cluster) listenLocked(n *node) error {
+	var lns [numEndpoints]net.Listener
+	for ep, addr := range n.addrs {
+		if addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				if l != nil {
+					_ = l.Close()
+				}
+			}
+			return fmt.Errorf("tendtest: node %d listen on %s (%v): %w", n.idx, addr, Endpoint(ep), err)
+		}
+		lns[ep] = ln
 	}
-	n.ln = ln
 	n.up = true
 	n.stop = make(chan struct{})
 	n.conns = map[net.Conn]struct{}{}
-	c.wg.Add(1)
-	go c.acceptLoop(n, ln, n.stop)
+	for ep, ln := range lns {
+		if ln == nil {
+			continue
+		}
+		n.lns[ep] = ln
+		n.addrs[ep] = ln.Addr().String()
+		c.wg.Add(1)
+		go c.acceptLoop(n, Endpoint(ep), ln, n.stop)
+	}
 	return nil
 }
 
@@ -303,7 +395,11 @@ func (c *Cluster) stopNodeLocked(n *node) {
 	}
 	n.up = false
 	close(n.stop)
-	_ = n.ln.Close()
+	for _, ln := range n.lns {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
 	for conn := range n.conns {
 		_ = conn.Close()
 	}
@@ -380,8 +476,9 @@ func (c *Cluster) StopNode(i int) error {
 	return nil
 }
 
-// RestartNode makes a stopped node reachable again on its old address,
-// with its old state. It does not rebalance.
+// RestartNode makes a stopped node reachable again on its old addresses,
+// with its old state, except that it has forgotten every session it
+// issued (clients must log in again). It does not rebalance.
 func (c *Cluster) RestartNode(i int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -395,9 +492,10 @@ func (c *Cluster) RestartNode(i int) error {
 	if n.up {
 		return nil
 	}
-	if err := c.listenLocked(n, n.addr); err != nil {
+	if err := c.listenLocked(n); err != nil {
 		return err
 	}
+	clear(n.sessions)
 	c.migrateLocked()
 	c.log.Debug("tendtest node restarted", "node", n.name)
 	return nil
@@ -738,19 +836,22 @@ func (c *Cluster) Nodes() []NodeInfo {
 	defer c.mu.Unlock()
 	out := make([]NodeInfo, len(c.nodes))
 	for i, n := range c.nodes {
-		out[i] = NodeInfo{Index: n.idx, Name: n.name, Addr: n.addr, Up: n.up, Member: n.member, Removed: n.removed}
+		out[i] = NodeInfo{Index: n.idx, Name: n.name, Addr: n.addrs[EndpointClear], TLSName: n.tlsName,
+			TLSAddr: n.addrs[EndpointTLS], AltAddr: n.addrs[EndpointClearAlt], AltTLSAddr: n.addrs[EndpointTLSAlt],
+			Up: n.up, Member: n.member, Removed: n.removed}
 	}
 	return out
 }
 
-// Seeds returns the host:port of every node that is up and not removed.
+// Seeds returns the clear-text host:port of every node that is up and
+// not removed (none for a TLS-only cluster: see TLSSeeds).
 func (c *Cluster) Seeds() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []string
 	for _, n := range c.nodes {
-		if n.up && !n.removed {
-			out = append(out, n.addr)
+		if n.up && !n.removed && n.addrs[EndpointClear] != "" {
+			out = append(out, n.addrs[EndpointClear])
 		}
 	}
 	return out
@@ -796,8 +897,8 @@ func (c *Cluster) Messages(i int) uint64 {
 }
 
 // NonInfoMessages returns how many messages node i received that it does
-// not serve — neither info nor a well-formed record message (login and
-// other types, a record message it cannot decode); the simulator closes
+// not serve — neither info, nor a well-formed admin (login) or record
+// message (other types, a message it cannot decode); the simulator closes
 // the connection on each.
 func (c *Cluster) NonInfoMessages(i int) uint64 {
 	return c.nodeCounter(i, func(n *node) uint64 { return n.nonInfo })
@@ -840,6 +941,8 @@ func (c *Cluster) ResetCounters() {
 	for _, n := range c.nodes {
 		n.requests = map[string]uint64{}
 		n.messages, n.nonInfo, n.accepted = 0, 0, 0
+		n.epAccepts = [numEndpoints]uint64{}
+		n.auth = AuthStats{}
 		n.recordMsgs, n.proxied = 0, 0
 	}
 }
@@ -898,7 +1001,7 @@ func (c *Cluster) ClearFaults(i int) error {
 	return nil
 }
 
-func (c *Cluster) acceptLoop(n *node, ln net.Listener, stop chan struct{}) {
+func (c *Cluster) acceptLoop(n *node, ep Endpoint, ln net.Listener, stop chan struct{}) {
 	defer c.wg.Done()
 	for {
 		conn, err := ln.Accept()
@@ -912,6 +1015,7 @@ func (c *Cluster) acceptLoop(n *node, ln net.Listener, stop chan struct{}) {
 			return
 		}
 		n.accepted++
+		n.epAccepts[ep]++
 		if n.dropNext > 0 {
 			n.dropNext--
 			c.mu.Unlock()
@@ -920,25 +1024,48 @@ func (c *Cluster) acceptLoop(n *node, ln net.Listener, stop chan struct{}) {
 			continue
 		}
 		n.conns[conn] = struct{}{}
+		var tcfg *tls.Config
+		if ep.TLS() {
+			tcfg = c.sec.nodeTLS[n.idx]
+		}
 		c.wg.Add(1)
 		c.mu.Unlock()
-		go c.serve(n, conn, stop)
+		go c.serve(n, conn, tcfg, stop)
 	}
 }
 
-func (c *Cluster) serve(n *node, conn net.Conn, stop chan struct{}) {
+func (c *Cluster) serve(n *node, raw net.Conn, tcfg *tls.Config, stop chan struct{}) {
 	defer c.wg.Done()
 	defer func() {
-		_ = conn.Close()
+		_ = raw.Close()
 		c.mu.Lock()
-		delete(n.conns, conn)
+		delete(n.conns, raw)
 		c.mu.Unlock()
 	}()
+	conn := raw
+	if tcfg != nil {
+		tc, ok := c.handshake(n, raw, tcfg)
+		if !ok {
+			return
+		}
+		conn = tc
+	}
+	cs := c.sec.newConnState(conn)
 	var buf, out []byte
 	var msg wire.Message
 	for {
 		h, err := info.ReadHeader(conn)
 		if err != nil {
+			return
+		}
+		if h.Version == info.ProtoVersion && h.Type == info.TypeAdmin {
+			if !c.serveAdmin(n, conn, h, &cs, stop) {
+				return
+			}
+			continue
+		}
+		if !cs.authed {
+			c.refuseUnauthenticated(n, conn, h)
 			return
 		}
 		if h.Version == info.ProtoVersion && h.Type == info.TypeMessage {
@@ -1067,19 +1194,32 @@ func (c *Cluster) valueLocked(n *node, cmd string) string {
 		return strconv.FormatInt(n.peersGen, 10)
 	case info.CmdRebalanceGeneration:
 		return strconv.FormatInt(n.rebalanceGen, 10)
-	case info.CmdPeersClearStd, info.CmdPeersClearAlt, "alumni-clear-std", "alumni-clear-alt":
-		return info.FormatPeers(c.peersLocked(n))
-	case info.CmdPeersTLSStd, info.CmdPeersTLSAlt, "alumni-tls-std", "alumni-tls-alt":
-		// No TLS service: the generation with an empty list.
-		return info.FormatPeers(info.Peers{Generation: n.peersGen})
-	case info.CmdServiceClearStd, info.CmdServiceClearAlt, "service":
-		return n.addr
-	case info.CmdServiceTLSStd, info.CmdServiceTLSAlt:
-		return ""
+	case info.CmdPeersClearStd, "alumni-clear-std":
+		return info.FormatPeers(c.peersLocked(n, EndpointClear))
+	case info.CmdPeersClearAlt, "alumni-clear-alt":
+		return info.FormatPeers(c.peersLocked(n, c.sec.alt(EndpointClearAlt)))
+	case info.CmdPeersTLSStd, "alumni-tls-std":
+		return info.FormatPeers(c.peersLocked(n, EndpointTLS))
+	case info.CmdPeersTLSAlt, "alumni-tls-alt":
+		return info.FormatPeers(c.peersLocked(n, c.sec.alt(EndpointTLSAlt)))
+	case info.CmdServiceClearStd, "service":
+		return n.addrs[EndpointClear]
+	case info.CmdServiceClearAlt:
+		return n.addrs[c.sec.alt(EndpointClearAlt)]
+	case info.CmdServiceTLSStd:
+		return n.addrs[EndpointTLS]
+	case info.CmdServiceTLSAlt:
+		return n.addrs[c.sec.alt(EndpointTLSAlt)]
 	case "services", "services-alternate":
+		ep := EndpointClear
+		if cmd == "services-alternate" {
+			ep = c.sec.alt(EndpointClearAlt)
+		}
 		var addrs []string
 		for _, p := range n.peers {
-			addrs = append(addrs, c.nodes[p].addr)
+			if a := c.nodes[p].addrs[ep]; a != "" {
+				addrs = append(addrs, a)
+			}
 		}
 		return strings.Join(addrs, ";")
 	case info.CmdReplicas:
@@ -1095,7 +1235,7 @@ func (c *Cluster) valueLocked(n *node, cmd string) string {
 	case info.CmdRackIDs:
 		var parts []string
 		for _, ns := range c.ns {
-			parts = append(parts, ns.spec.Name+":0")
+			parts = append(parts, ns.spec.Name+":"+strconv.Itoa(n.racks[ns.spec.Name]))
 		}
 		return strings.Join(parts, ";")
 	case "namespaces":
@@ -1120,16 +1260,29 @@ func (c *Cluster) valueLocked(n *node, cmd string) string {
 	}
 }
 
-// peersLocked is node n's peers-clear-std view.
-func (c *Cluster) peersLocked(n *node) info.Peers {
-	_, portStr, _ := net.SplitHostPort(n.addr)
-	port, _ := strconv.Atoi(portStr)
-	out := info.Peers{Generation: n.peersGen, DefaultPort: port}
+// peersLocked is node n's peers list of endpoint ep (peers-clear-std for
+// EndpointClear, ...): every peer with that endpoint, with its TLS name
+// for a TLS endpoint. A node without the endpoint answers the generation
+// and an empty list, as a server without that service does.
+func (c *Cluster) peersLocked(n *node, ep Endpoint) info.Peers {
+	out := info.Peers{Generation: n.peersGen}
+	if n.addrs[ep] == "" {
+		return out
+	}
+	_, portStr, _ := net.SplitHostPort(n.addrs[ep])
+	out.DefaultPort, _ = strconv.Atoi(portStr)
 	for _, i := range n.peers {
 		p := c.nodes[i]
-		host, pstr, _ := net.SplitHostPort(p.addr)
+		if p.addrs[ep] == "" {
+			continue
+		}
+		host, pstr, _ := net.SplitHostPort(p.addrs[ep])
 		pport, _ := strconv.Atoi(pstr)
-		out.Peers = append(out.Peers, info.Peer{Name: p.name, Hosts: []info.HostPort{{Host: host, Port: pport}}})
+		peer := info.Peer{Name: p.name, Hosts: []info.HostPort{{Host: host, Port: pport}}}
+		if ep.TLS() {
+			peer.TLSName = p.tlsName
+		}
+		out.Peers = append(out.Peers, peer)
 	}
 	return out
 }
