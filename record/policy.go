@@ -18,9 +18,20 @@ const (
 	// the next replica (master, first prole, second prole, master, ...).
 	// It is the default, as in the official clients.
 	SEQUENCE
+	// PREFER_RACK sends a read to a replica on one of
+	// ClientPolicy.RackIds (tried in order; on a rack, the replicas in
+	// sequence order), and to the master (or the next active replica) when
+	// no active replica is on those racks. A retry goes on in the
+	// sequence, preferring the racks again but not the node of the
+	// previous attempt, as the official clients' getRackNode does. Writes
+	// under PREFER_RACK route as SEQUENCE, as in the official clients.
+	// Racks come from the view: the tender must be rack-aware
+	// (tend.Config.RackAware); without racks in the view PREFER_RACK
+	// routes as SEQUENCE.
+	PREFER_RACK
 )
 
-var replicaNames = [...]string{"MASTER", "SEQUENCE"}
+var replicaNames = [...]string{"MASTER", "SEQUENCE", "PREFER_RACK"}
 
 // String returns the official client's name of r.
 func (r ReplicaPolicy) String() string { return enumName(replicaNames[:], uint8(r), "ReplicaPolicy") }
@@ -167,6 +178,13 @@ type ClientPolicy struct {
 	// next use of its pool; set it a few seconds below the server's
 	// proto-fd-idle-ms. 0 (the default) keeps idle connections.
 	IdleTimeout time.Duration
+	// RackIds are the racks PREFER_RACK reads prefer, most preferred
+	// first (the official client's ClientPolicy.RackIds): usually the
+	// one rack this host is in. Each is 0..partmap.MaxRackID. They are
+	// this process's choice, not the shared view's: processes on one
+	// host share the view (and the nodes' racks in it) whatever racks
+	// they prefer. Default none (PREFER_RACK then routes as SEQUENCE).
+	RackIds []int
 	// Logger receives debug records (dials, dropped connections); nil
 	// discards them.
 	Logger *slog.Logger
