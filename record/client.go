@@ -249,13 +249,29 @@ func replicaCount(m *partmap.Map, h partmap.NS, seq int) int {
 	return min(ni.ReplicaCount, partmap.StoredReplicas)
 }
 
-// sequence returns the first active node at replica rank rt.seq or after
-// it (wrapping over count ranks), moving rt.seq to its rank, as the
+// replicas is where a router reads a partition's replicas: the view's map
+// (mapReplicas), or a fixed list in tests.
+type replicas interface {
+	// replica returns the node at rank r, if the partition has one.
+	replica(r int) (*partmap.Node, bool)
+}
+
+// mapReplicas reads partition pid of namespace h in m.
+type mapReplicas struct {
+	m   *partmap.Map
+	h   partmap.NS
+	pid uint32
+}
+
+func (s mapReplicas) replica(r int) (*partmap.Node, bool) { return s.m.Replica(s.h, s.pid, r) }
+
+// sequenceNode returns the first active node at replica rank rt.seq or
+// after it (wrapping over count ranks), moving rt.seq to its rank, as the
 // official clients' getSequenceNode.
-func (rt *router) sequence(m *partmap.Map, h partmap.NS, pid uint32, count int) *partmap.Node {
+func sequenceNode[R replicas](rt *router, src R, count int) *partmap.Node {
 	start := rt.seq
 	for range count {
-		if n, ok := m.Replica(h, pid, rt.seq%count); ok && n.Active {
+		if n, ok := src.replica(rt.seq % count); ok && n.Active {
 			rt.prev = n.Name
 			return n
 		}
@@ -267,16 +283,17 @@ func (rt *router) sequence(m *partmap.Map, h partmap.NS, pid uint32, count int) 
 	return nil
 }
 
-// rack returns the node a PREFER_RACK read goes to, as the official
-// clients' getRackNode: for each rack of racks in order, the first active
-// replica on that rack from rank rt.seq on (wrapping) that is not the
-// previous attempt's node (rt.seq then moves past it); if there is none,
-// the first active replica from rt.seq on, the previous node included.
-func (rt *router) rack(m *partmap.Map, h partmap.NS, ns string, pid uint32, count int, racks []int) *partmap.Node {
+// rackNode returns the node a PREFER_RACK read of namespace ns goes to, as
+// the official clients' getRackNode: for each rack of racks in order, the
+// first active replica on that rack from rank rt.seq on (wrapping) that
+// is not the previous attempt's node (rt.seq then moves past it); if there
+// is none, the first active replica from rt.seq on (sequenceNode), the
+// previous node included.
+func rackNode[R replicas](rt *router, src R, ns string, count int, racks []int) *partmap.Node {
 	for _, rack := range racks {
 		seq := rt.seq
 		for range count {
-			if n, ok := m.Replica(h, pid, seq%count); ok && n.Active && n.Name != rt.prev {
+			if n, ok := src.replica(seq % count); ok && n.Active && n.Name != rt.prev {
 				if r, ok := n.Rack(ns); ok && r == rack {
 					rt.prev = n.Name
 					rt.seq = seq + 1
@@ -286,7 +303,7 @@ func (rt *router) rack(m *partmap.Map, h partmap.NS, ns string, pid uint32, coun
 			seq++
 		}
 	}
-	return rt.sequence(m, h, pid, count)
+	return sequenceNode(rt, src, count)
 }
 
 // execute runs cmd under policy p: routes each attempt by the shared map,
@@ -399,13 +416,14 @@ func (c *Client) attempt(ctx context.Context, p *Policy, cmd *command, pid uint3
 		rt.seq = 0
 	}
 	var n *partmap.Node
+	src := mapReplicas{m, h, pid}
 	switch count := replicaCount(m, h, rt.seq); {
 	case p.ReplicaPolicy == PREFER_RACK && !cmd.kind.isWrite():
-		n = rt.rack(m, h, cmd.key.Namespace, pid, count, c.racks)
+		n = rackNode(rt, src, cmd.key.Namespace, count, c.racks)
 	default:
 		// MASTER: the master, or the next active replica while the master
 		// is inactive (rt.seq stays 0 across attempts).
-		n = rt.sequence(m, h, pid, count)
+		n = sequenceNode(rt, src, count)
 	}
 	if n == nil {
 		return fmt.Errorf("record: %s partition %d: %w", cmd.key.Namespace, pid, ErrNoNode)

@@ -25,7 +25,15 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // until every partition of namespace ns has a master.
 func openView(t testing.TB, seeds []string, ns string) *tend.Cluster {
 	t.Helper()
-	c, err := tend.Open(context.Background(), tend.Config{Seeds: seeds, TendInterval: 20 * time.Millisecond, Logger: quiet()})
+	return openConfig(t, tend.Config{Seeds: seeds}, ns)
+}
+
+// openConfig opens a view with cfg (a 20 ms tend interval, a quiet logger)
+// and waits until every partition of namespace ns has a master.
+func openConfig(t testing.TB, cfg tend.Config, ns string) *tend.Cluster {
+	t.Helper()
+	cfg.TendInterval, cfg.Logger = 20*time.Millisecond, quiet()
+	c, err := tend.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
