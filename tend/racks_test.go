@@ -18,14 +18,11 @@ import (
 func TestRackAware(t *testing.T) {
 	for _, aware := range []bool{true, false} {
 		t.Run(fmt.Sprintf("aware=%v", aware), func(t *testing.T) {
-			sim := newSim(t, tendtest.Options{Nodes: 3})
+			sim := newSim(t, tendtest.Options{Nodes: 3, Racks: []int{10, 11, 12}})
 			ns := tendtest.DefaultNamespace
 			rackOf := map[string]int{}
 			for i, n := range sim.Nodes() {
 				rackOf[n.Name] = 10 + i
-				if err := sim.SetMalformed(i, "rack-ids", fmt.Sprintf("%s:%d", ns, 10+i)); err != nil {
-					t.Fatal(err)
-				}
 			}
 			c, err := openIdentity(t, tend.Config{Seeds: sim.Seeds(), ShmKey: testKey(t), RackAware: aware})
 			if err != nil {
@@ -82,18 +79,34 @@ func TestRackAware(t *testing.T) {
 	}
 }
 
-// TestServicesAlternate: with UseServicesAlternate the tender learns peers
-// from peers-clear-alt and never asks peers-clear-std; the control asks
-// the standard list only.
+// TestServicesAlternate: with UseServicesAlternate the tender, seeded
+// with an alternate address, learns peers from peers-clear-alt (never
+// asking peers-clear-std), routes to the nodes' alternate addresses and
+// never connects to a standard one; the control asks the standard list
+// only and never touches an alternate listener.
 func TestServicesAlternate(t *testing.T) {
 	for _, alt := range []bool{true, false} {
 		t.Run(fmt.Sprintf("alternate=%v", alt), func(t *testing.T) {
-			sim := newSim(t, tendtest.Options{Nodes: 3})
-			c, err := openIdentity(t, tend.Config{Seeds: sim.Seeds()[:1], ShmKey: testKey(t), UseServicesAlternate: alt})
+			sim := newSim(t, tendtest.Options{Nodes: 3, Alternate: true})
+			seed := sim.Nodes()[0].Addr
+			if alt {
+				seed = sim.Nodes()[0].AltAddr
+			}
+			c, err := openIdentity(t, tend.Config{Seeds: []string{seed}, ShmKey: testKey(t), UseServicesAlternate: alt})
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "three nodes from the seed's peers", func() bool { return len(c.Nodes()) == 3 })
+			waitConverged(t, c, sim, 3)
+			used, unused := tendtest.EndpointClear, tendtest.EndpointClearAlt
+			if alt {
+				used, unused = unused, used
+			}
+			checkEndpoints(t, c, sim, func(n tendtest.NodeInfo) string {
+				if alt {
+					return n.AltAddr
+				}
+				return n.Addr
+			}, used, unused)
 			var std, altN uint64
 			for i := range 3 {
 				r := sim.Requests(i)

@@ -2,19 +2,11 @@ package tend_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"io"
-	"math/big"
 	"net"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,185 +15,95 @@ import (
 	"github.com/shmkit/shmkit/tend/tendtest"
 )
 
-// testCA is a certificate authority for TLS tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newCA(t testing.TB) *testCA {
+// tlsPool returns the sim's certificate authority as a pool.
+func tlsPool(t testing.TB, sim *tendtest.Cluster) *x509.CertPool {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pool, err := sim.CertPool()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "shmkit test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
+	return pool
 }
 
-// issue returns a certificate for name (a server name, or a client's
-// common name), signed by the CA.
-func (ca *testCA) issue(t testing.TB, name string, client bool) tls.Certificate {
+// waitConverged waits until c has nodes nodes and its map of the default
+// namespace is the sim's.
+func waitConverged(t testing.TB, c *tend.Cluster, sim *tendtest.Cluster, nodes int) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	} else {
-		tmpl.DNSNames = []string{name}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// tlsFront terminates TLS in front of a clear-text node: every accepted
-// connection that completes its handshake is relayed to target.
-type tlsFront struct {
-	ln net.Listener
-}
-
-func startFront(t testing.TB, target string, cfg *tls.Config) *tlsFront {
-	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &tlsFront{ln: ln}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				if err := c.(*tls.Conn).Handshake(); err != nil {
-					return
-				}
-				b, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer b.Close()
-				done := make(chan struct{})
-				go func() { io.Copy(b, c); b.(*net.TCPConn).CloseWrite(); close(done) }()
-				io.Copy(c, b)
-				<-done
-			})
-		}
+	eventually(t, fmt.Sprintf("%d nodes", nodes), func() bool { return len(c.Nodes()) == nodes })
+	eventually(t, "the map converged", func() bool {
+		return viewHash(c, tendtest.DefaultNamespace) == simHash(t, sim, tendtest.DefaultNamespace)
 	})
-	return f
 }
 
-func (f *tlsFront) addr() string { return f.ln.Addr().String() }
-
-// tlsCluster puts a TLS front with a certificate for "n<i>.sim" before
-// each node of sim and makes every node answer peers-tls-std with the
-// fronts: a TLS cluster as the tender sees it.
-func tlsCluster(t testing.TB, sim *tendtest.Cluster, ca *testCA, clientCAs *x509.CertPool) []*tlsFront {
+// checkEndpoints checks that every node of c's view is at the address
+// addr gives for its sim node, and that every sim node accepted
+// connections on endpoint used and none on unused.
+func checkEndpoints(t testing.TB, c *tend.Cluster, sim *tendtest.Cluster, addr func(tendtest.NodeInfo) string, used, unused tendtest.Endpoint) {
 	t.Helper()
-	nodes := sim.Nodes()
-	fronts := make([]*tlsFront, len(nodes))
-	for i, n := range nodes {
-		cfg := &tls.Config{Certificates: []tls.Certificate{ca.issue(t, fmt.Sprintf("n%d.sim", i), false)}}
-		if clientCAs != nil {
-			cfg.ClientCAs, cfg.ClientAuth = clientCAs, tls.RequireAndVerifyClientCert
-		}
-		fronts[i] = startFront(t, n.Addr, cfg)
+	byName := map[string]tendtest.NodeInfo{}
+	for _, n := range sim.Nodes() {
+		byName[n.Name] = n
 	}
-	for i := range nodes {
-		gen, err := sim.PeersGeneration(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := info.Peers{Generation: gen}
-		for j, f := range fronts {
-			if j == i {
-				continue
-			}
-			_, port, _ := net.SplitHostPort(f.addr())
-			pn, _ := strconv.Atoi(port)
-			p.Peers = append(p.Peers, info.Peer{Name: nodes[j].Name, TLSName: fmt.Sprintf("n%d.sim", j),
-				Hosts: []info.HostPort{{Host: "127.0.0.1", Port: pn}}})
-		}
-		if err := sim.SetMalformed(i, info.CmdPeersTLSStd, info.FormatPeers(p)); err != nil {
-			t.Fatal(err)
+	for _, n := range c.Nodes() {
+		if want := addr(byName[n.Name]); len(n.Addresses) != 1 || n.Addresses[0].String() != want {
+			t.Errorf("node %s at %v, want %s", n.Name, n.Addresses, want)
 		}
 	}
-	return fronts
+	for _, n := range sim.Nodes() {
+		if got := sim.EndpointConnections(n.Index, unused); got != 0 {
+			t.Errorf("node %d: %d connections on its %v endpoint", n.Index, got, unused)
+		}
+		if sim.EndpointConnections(n.Index, used) == 0 {
+			t.Errorf("node %d: no connection on its %v endpoint (the control)", n.Index, used)
+		}
+	}
 }
 
 // TestTLSCluster: a tender with TLS learns a 3-node TLS cluster from one
 // "host:tlsname:port" seed, verifies every node against its TLS name from
-// peers-tls-std, keeps the TLS names in the view, and never connects to
-// the clear-text ports (only the fronts carry traffic). Mutual TLS works
-// with a client certificate and is refused without one.
+// peers-tls-std, keeps the TLS names and TLS addresses in the view, and
+// never asks for the clear-text peers. Mutual TLS works with a client
+// certificate and is refused without one.
 func TestTLSCluster(t *testing.T) {
-	ca := newCA(t)
-	clientCA := newCA(t)
 	for _, mutual := range []bool{false, true} {
 		t.Run(fmt.Sprintf("mutual=%v", mutual), func(t *testing.T) {
-			sim := newSim(t, tendtest.Options{Nodes: 3})
-			var clientCAs *x509.CertPool
+			sim := newSim(t, tendtest.Options{Nodes: 3, TLS: &tendtest.TLSOptions{RequireClientCert: mutual}})
+			pool := tlsPool(t, sim)
+			cfg := &tls.Config{RootCAs: pool}
 			if mutual {
-				clientCAs = clientCA.pool
+				cert, err := sim.ClientCertificate("shmkit-client")
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.Certificates = []tls.Certificate{cert}
 			}
-			fronts := tlsCluster(t, sim, ca, clientCAs)
-			_, port, _ := net.SplitHostPort(fronts[0].addr())
-			cfg := &tls.Config{RootCAs: ca.pool}
-			if mutual {
-				cfg.Certificates = []tls.Certificate{clientCA.issue(t, "shmkit-client", true)}
-			}
-			c, err := openIdentity(t, tend.Config{Seeds: []string{"127.0.0.1:n0.sim:" + port}, ShmKey: testKey(t), TLS: cfg})
+			c, err := openIdentity(t, tend.Config{Seeds: sim.TLSSeeds()[:1], ShmKey: testKey(t), TLS: cfg})
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "three TLS nodes", func() bool { return len(c.Nodes()) == 3 })
-			eventually(t, "the map converged", func() bool {
-				return viewHash(c, tendtest.DefaultNamespace) == simHash(t, sim, tendtest.DefaultNamespace)
-			})
-			byName := map[string]int{}
-			for i, n := range sim.Nodes() {
-				byName[n.Name] = i
+			waitConverged(t, c, sim, 3)
+			checkEndpoints(t, c, sim, func(n tendtest.NodeInfo) string { return n.TLSAddr }, tendtest.EndpointTLS, tendtest.EndpointClear)
+			byName := map[string]tendtest.NodeInfo{}
+			for _, n := range sim.Nodes() {
+				byName[n.Name] = n
 			}
 			for _, n := range c.Nodes() {
-				i := byName[n.Name]
-				if n.TLSName != fmt.Sprintf("n%d.sim", i) || len(n.Addresses) != 1 || n.Addresses[0].String() != fronts[i].addr() {
-					t.Errorf("node %s: TLS name %q, addresses %v; want n%d.sim at %s", n.Name, n.TLSName, n.Addresses, i, fronts[i].addr())
+				if want := byName[n.Name]; n.TLSName != want.TLSName {
+					t.Errorf("node %s: TLS name %q, want %s", n.Name, n.TLSName, want.TLSName)
 				}
 			}
 			for i := range 3 {
 				if got := sim.Requests(i)[info.CmdPeersClearStd]; got != 0 {
 					t.Errorf("node %d was asked for clear-text peers %d times", i, got)
 				}
+				if sim.AuthStats(i).HandshakeFailures != 0 {
+					t.Errorf("node %d: %d failed handshakes with the tender", i, sim.AuthStats(i).HandshakeFailures)
+				}
 			}
 			if mutual {
 				// The control: the same cluster without a client certificate.
-				conn, err := info.DialTLS(context.Background(), fronts[0].addr(), "n0.sim", info.Options{TLS: &tls.Config{RootCAs: ca.pool}})
+				n := sim.Nodes()[0]
+				conn, err := info.DialTLS(context.Background(), n.TLSAddr, n.TLSName, info.Options{TLS: &tls.Config{RootCAs: pool}})
 				if err == nil {
 					// A TLS 1.3 server refuses the client after the
 					// handshake: the first request fails.
@@ -216,41 +118,69 @@ func TestTLSCluster(t *testing.T) {
 	}
 }
 
+// TestTLSNotMixed: on nodes serving both clear text and TLS, a TLS tender
+// seeded with a TLS seed connects to TLS endpoints only, and a clear-text
+// tender to clear-text endpoints only: the two kinds are never mixed.
+func TestTLSNotMixed(t *testing.T) {
+	for _, useTLS := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
+			sim := newSim(t, tendtest.Options{Nodes: 3, TLS: &tendtest.TLSOptions{ClearText: true}})
+			cfg := tend.Config{Seeds: sim.Seeds()[:1], ShmKey: testKey(t)}
+			used, unused := tendtest.EndpointClear, tendtest.EndpointTLS
+			if useTLS {
+				cfg.Seeds, cfg.TLS = sim.TLSSeeds()[:1], &tls.Config{RootCAs: tlsPool(t, sim)}
+				used, unused = unused, used
+			}
+			c, err := openIdentity(t, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitConverged(t, c, sim, 3)
+			checkEndpoints(t, c, sim, func(n tendtest.NodeInfo) string {
+				if useTLS {
+					return n.TLSAddr
+				}
+				return n.Addr
+			}, used, unused)
+		})
+	}
+}
+
 // TestTLSRefusals: a certificate for another name, or from an untrusted
 // authority, or a clear-text server, is refused with an error wrapping
 // info.ErrTLS and the crypto error; the right name and root connect.
 func TestTLSRefusals(t *testing.T) {
-	ca, other := newCA(t), newCA(t)
-	sim := newSim(t, tendtest.Options{Nodes: 1})
-	front := startFront(t, sim.Nodes()[0].Addr, &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "n0.sim", false)}})
+	sim := newSim(t, tendtest.Options{Nodes: 1, TLS: &tendtest.TLSOptions{ClearText: true}})
+	other := newSim(t, tendtest.Options{Nodes: 1, TLS: &tendtest.TLSOptions{}})
+	n := sim.Nodes()[0]
 	ctx := context.Background()
-	good := info.Options{TLS: &tls.Config{RootCAs: ca.pool}}
-	c, err := info.DialTLS(ctx, front.addr(), "n0.sim", good)
+	good := info.Options{TLS: &tls.Config{RootCAs: tlsPool(t, sim)}}
+	c, err := info.DialTLS(ctx, n.TLSAddr, n.TLSName, good)
 	if err != nil {
 		t.Fatalf("the right name and root: %v", err)
 	}
-	if r, err := c.Request(ctx, "node"); err != nil || r["node"] != sim.Nodes()[0].Name {
+	if r, err := c.Request(ctx, "node"); err != nil || r["node"] != n.Name {
 		t.Errorf("request over TLS: %v %v", r, err)
 	}
 	c.Close()
 
-	_, err = info.DialTLS(ctx, front.addr(), "n1.sim", good)
+	_, err = info.DialTLS(ctx, n.TLSAddr, "node1.tendtest", good)
 	var he x509.HostnameError
 	if !errors.Is(err, info.ErrTLS) || !errors.As(err, &he) {
 		t.Errorf("wrong server name: %v, want ErrTLS wrapping an x509.HostnameError", err)
 	}
-	_, err = info.DialTLS(ctx, front.addr(), "n0.sim", info.Options{TLS: &tls.Config{RootCAs: other.pool}})
+	_, err = info.DialTLS(ctx, n.TLSAddr, n.TLSName, info.Options{TLS: &tls.Config{RootCAs: tlsPool(t, other)}})
 	var ua x509.UnknownAuthorityError
 	if !errors.Is(err, info.ErrTLS) || !errors.As(err, &ua) {
 		t.Errorf("untrusted certificate: %v, want ErrTLS wrapping an x509.UnknownAuthorityError", err)
 	}
-	_, err = info.DialTLS(ctx, sim.Nodes()[0].Addr, "n0.sim", info.Options{TLS: &tls.Config{RootCAs: ca.pool}, ConnectTimeout: time.Second})
+	_, err = info.DialTLS(ctx, n.Addr, n.TLSName, info.Options{TLS: &tls.Config{RootCAs: tlsPool(t, sim)}, ConnectTimeout: time.Second})
 	if !errors.Is(err, info.ErrTLS) {
 		t.Errorf("TLS to a clear-text port: %v, want ErrTLS", err)
 	}
 	// A tender seeded with the wrong name never adds the node.
-	_, port, _ := net.SplitHostPort(front.addr())
-	tc, err := openIdentity(t, tend.Config{Seeds: []string{"127.0.0.1:n9.sim:" + port}, ShmKey: testKey(t), TLS: &tls.Config{RootCAs: ca.pool}})
+	_, port, _ := net.SplitHostPort(n.TLSAddr)
+	tc, err := openIdentity(t, tend.Config{Seeds: []string{"127.0.0.1:n9.sim:" + port}, ShmKey: testKey(t), TLS: &tls.Config{RootCAs: tlsPool(t, sim)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,6 +188,9 @@ func TestTLSRefusals(t *testing.T) {
 	eventually(t, "two more tends", func() bool { return tc.Stats().Tends >= g+2 })
 	if n := len(tc.Nodes()); n != 0 {
 		t.Errorf("a node whose certificate does not match its seed's TLS name entered the map (%d nodes)", n)
+	}
+	if sim.AuthStats(0).HandshakeFailures == 0 {
+		t.Error("the node saw no failed handshake")
 	}
 }
 

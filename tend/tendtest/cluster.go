@@ -139,7 +139,10 @@ type Options struct {
 	// admin.HashPassword of the password, or PKI: the TLS client
 	// certificate's common name as the user, which must be listed here)
 	// or authenticate with a session token before any info or record
-	// command. An empty map enables security with no user.
+	// command; an info command before that closes the connection, a record
+	// command gets result 80 (not authenticated) first. Sessions are per
+	// node: a token is valid on the node that issued it, until SessionTTL
+	// or a RestartNode. An empty map enables security with no user.
 	Users map[string]string
 	// SessionTTL is the session time to live a login grants, rounded down
 	// to whole seconds (0: 24 hours, Aerospike's default session-ttl). A
@@ -148,7 +151,8 @@ type Options struct {
 	SessionTTL time.Duration
 	// Racks gives node i the rack id Racks[i] in every namespace ("rack-ids"
 	// answers it); nodes beyond the slice are on rack 0. SetRack changes a
-	// node's rack per namespace.
+	// node's rack per namespace. Replica placement is rack-aware (see
+	// Rebalance).
 	Racks []int
 	// Alternate gives every node a second listener per service (clear
 	// text, and TLS when on) on another port of 127.0.0.1: the alternate
@@ -213,6 +217,7 @@ type node struct {
 	idx     int
 	name    string
 	tlsName string
+	tlsCfg  *tls.Config          // the TLS endpoints' server configuration
 	addrs   [numEndpoints]string // "" for an endpoint that is off
 	lns     [numEndpoints]net.Listener
 	stop    chan struct{} // closed when the node stops
@@ -345,7 +350,7 @@ func (c *Cluster) startNewNodeLocked() (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.sec.nodeTLS = append(c.sec.nodeTLS, cfg)
+		n.tlsCfg = cfg
 	}
 	if err := c.listenLocked(n); err != nil {
 		return nil, err
@@ -525,7 +530,10 @@ func (c *Cluster) RemoveNode(i int) error {
 // the members, each lists the others as peers, and every namespace's
 // partitions are assigned deterministically — replica r of partition p
 // goes to member (p+r) mod n, members in index order — with the effective
-// replication factor min(configured, n). Strong-consistency namespaces get
+// replication factor min(configured, n). With racks (Options.Racks,
+// SetRack) placement is rack-aware: the master stays member p mod n and
+// each further replica goes to the next member in that order on a rack
+// the partition has no copy on yet, while there is one. Strong-consistency namespaces get
 // a regime one above any regime reported so far. Nodes whose answers
 // change get their generations bumped.
 func (c *Cluster) Rebalance() error {
@@ -535,6 +543,37 @@ func (c *Cluster) Rebalance() error {
 		return ErrClosed
 	}
 	return c.rebalanceLocked()
+}
+
+// place appends the rf owners of partition p of namespace ns to dst:
+// the master is members[p mod n]; each further replica is the next member
+// in ring order (from the master) on a rack no earlier replica is on, or,
+// when every rack is used, the next member not chosen yet. With every node
+// on one rack this is member (p+r) mod n for replica r.
+func place(dst, members []*node, ns string, p uint32, rf int) []*node {
+	n := len(members)
+	start := int(p) % n
+	dst = append(dst, members[start])
+	for len(dst) < rf {
+		var pick, fallback *node
+		for k := 1; k < n && pick == nil; k++ {
+			m := members[(start+k)%n]
+			if slices.Contains(dst, m) {
+				continue
+			}
+			if fallback == nil {
+				fallback = m
+			}
+			if !slices.ContainsFunc(dst, func(o *node) bool { return o.racks[ns] == m.racks[ns] }) {
+				pick = m
+			}
+		}
+		if pick == nil {
+			pick = fallback
+		}
+		dst = append(dst, pick)
+	}
+	return dst
 }
 
 func (c *Cluster) rebalanceLocked() error {
@@ -575,9 +614,10 @@ func (c *Cluster) rebalanceLocked() error {
 		for _, n := range members {
 			fresh[n] = make([]info.Bitmap, ns.rf)
 		}
+		owners := make([]*node, 0, ns.rf)
 		for p := range uint32(partmap.Partitions) {
-			for r := range ns.rf {
-				owner := members[(int(p)+r)%len(members)]
+			owners = place(owners[:0], members, ns.spec.Name, p, ns.rf)
+			for r, owner := range owners {
 				fresh[owner][r].Set(p)
 			}
 		}
@@ -702,15 +742,11 @@ func (c *Cluster) partitionArgsLocked(ns string, pid uint32, replicaIndex, node 
 func (c *Cluster) SetRegime(ns string, node int, regime uint32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, err := c.nodeLocked(node)
+	n, name, err := c.nodeNSLocked(node, ns)
 	if err != nil {
 		return err
 	}
-	st, err := c.nsLocked(ns)
-	if err != nil {
-		return err
-	}
-	n.regime[st.spec.Name] = regime
+	n.regime[name] = regime
 	n.partGen++
 	c.migrateLocked()
 	return nil
@@ -720,15 +756,25 @@ func (c *Cluster) SetRegime(ns string, node int, regime uint32) error {
 func (c *Cluster) Regime(ns string, node int) (uint32, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, err := c.nodeLocked(node)
+	n, name, err := c.nodeNSLocked(node, ns)
 	if err != nil {
 		return 0, err
+	}
+	return n.regime[name], nil
+}
+
+// nodeNSLocked returns node i and the name of namespace ns for a control
+// method; c.mu must be held.
+func (c *Cluster) nodeNSLocked(i int, ns string) (*node, string, error) {
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return nil, "", err
 	}
 	st, err := c.nsLocked(ns)
 	if err != nil {
-		return 0, err
+		return nil, "", err
 	}
-	return n.regime[st.spec.Name], nil
+	return n, st.spec.Name, nil
 }
 
 // Replicas returns the expected owners of partition pid of namespace ns:
@@ -933,8 +979,9 @@ func (c *Cluster) InfoRequests() uint64 {
 	return total
 }
 
-// ResetCounters zeroes every node's request, message, connection, record
-// and proxy counters.
+// ResetCounters zeroes every node's request, message, connection
+// (EndpointConnections too), record, proxy and security (AuthStats)
+// counters.
 func (c *Cluster) ResetCounters() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -1026,7 +1073,7 @@ func (c *Cluster) acceptLoop(n *node, ep Endpoint, ln net.Listener, stop chan st
 		n.conns[conn] = struct{}{}
 		var tcfg *tls.Config
 		if ep.TLS() {
-			tcfg = c.sec.nodeTLS[n.idx]
+			tcfg = n.tlsCfg
 		}
 		c.wg.Add(1)
 		c.mu.Unlock()

@@ -122,11 +122,10 @@ type session struct {
 // security is the cluster-wide part of TLS, users, racks and alternate
 // addresses; it is set up by New and then guarded by Cluster.mu.
 type security struct {
-	tls     *TLSOptions
-	ca      *x509.Certificate
-	caKey   *ecdsa.PrivateKey
-	pool    *x509.CertPool
-	nodeTLS []*tls.Config // per node index
+	tls   *TLSOptions
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
+	pool  *x509.CertPool
 
 	users     map[string]string // user -> admin.HashPassword; nil: security off
 	ttl       time.Duration
@@ -486,8 +485,9 @@ func (c *Cluster) SessionTokens() [][]byte {
 }
 
 // SetRack puts node on rack in namespace ns ("" for every namespace):
-// its "rack-ids" answer changes at once, as after the server's rack-id was
-// changed and the cluster rebalanced (partitions do not move).
+// its "rack-ids" answer changes at once; partitions move to a rack-aware
+// placement at the next rebalance (see Rebalance), as on a server whose
+// rack-id changed.
 func (c *Cluster) SetRack(node int, ns string, rack int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -504,11 +504,11 @@ func (c *Cluster) SetRack(node int, ns string, rack int) error {
 		}
 		return nil
 	}
-	st, err := c.nsLocked(ns)
+	_, name, err := c.nodeNSLocked(node, ns)
 	if err != nil {
 		return err
 	}
-	n.racks[st.spec.Name] = rack
+	n.racks[name] = rack
 	return nil
 }
 
@@ -516,13 +516,9 @@ func (c *Cluster) SetRack(node int, ns string, rack int) error {
 func (c *Cluster) Rack(node int, ns string) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, err := c.nodeLocked(node)
+	n, name, err := c.nodeNSLocked(node, ns)
 	if err != nil {
 		return 0, err
 	}
-	st, err := c.nsLocked(ns)
-	if err != nil {
-		return 0, err
-	}
-	return n.racks[st.spec.Name], nil
+	return n.racks[name], nil
 }

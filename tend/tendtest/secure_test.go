@@ -312,3 +312,41 @@ func TestRacksAndAlternate(t *testing.T) {
 		t.Errorf("peers-clear-alt without Alternate: %q", r[info.CmdPeersClearAlt])
 	}
 }
+
+// TestRackAwarePlacement: with racks, the two copies of every partition
+// are on different racks and the master is member p mod n; without racks
+// (the control) the round-robin placement puts both copies of some
+// partitions on nodes that the racks would share.
+func TestRackAwarePlacement(t *testing.T) {
+	racks := []int{1, 1, 2, 2}
+	for _, aware := range []bool{true, false} {
+		opts := Options{Nodes: 4}
+		if aware {
+			opts.Racks = racks
+		}
+		c := newCluster(t, opts)
+		idx := map[string]int{}
+		for _, n := range c.Nodes() {
+			idx[n.Name] = n.Index
+		}
+		sameRack := 0
+		for p := range uint32(4096) {
+			reps, err := c.Replicas(DefaultNamespace, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(reps) != 2 || idx[reps[0]] != int(p)%4 {
+				t.Fatalf("aware=%v partition %d: replicas %v", aware, p, reps)
+			}
+			if racks[idx[reps[0]]] == racks[idx[reps[1]]] {
+				sameRack++
+			}
+		}
+		if aware && sameRack != 0 || !aware && sameRack == 0 {
+			t.Errorf("aware=%v: %d partitions with both copies on one rack", aware, sameRack)
+		}
+		if aware {
+			checkTable(t, c)
+		}
+	}
+}
