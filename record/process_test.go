@@ -3,7 +3,6 @@ package record_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"testing"
@@ -143,6 +142,55 @@ func recorder(ctx context.Context, w *harness.Worker) (any, error) {
 	return r, nil
 }
 
+// startProcesses starts a tender process, then (once it tends) three
+// recorders with a, and releases them; both groups are closed at cleanup.
+func startProcesses(t *testing.T, a procArgs) (tender, recorders *harness.Group) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	for _, spec := range []harness.Spec{{Workload: "tender", N: 1}, {Workload: "recorder", N: 3}} {
+		spec.Args, spec.Stderr = a, os.Stderr
+		g, err := harness.Start(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Close() })
+		if err := g.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if tender == nil {
+			tender = g
+		} else {
+			recorders = g
+		}
+	}
+	return tender, recorders
+}
+
+// recorderResults waits for the recorders and returns their results,
+// failing t for every process whose commands did not all succeed.
+func recorderResults(t *testing.T, g *harness.Group, a procArgs) []procResult {
+	t.Helper()
+	results, err := g.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]procResult, len(results))
+	for _, res := range results {
+		if res.Index < 0 || res.Index >= len(out) {
+			t.Fatalf("result of process %d of %d", res.Index, len(out))
+		}
+		r := &out[res.Index]
+		if err := res.Decode(r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Failed != 0 || r.Ops != a.Ops {
+			t.Errorf("process %d: %d of %d commands failed, first: %s", res.Index, r.Failed, r.Ops, r.FirstErr)
+		}
+	}
+	return out
+}
+
 // TestProcessesShareView runs record clients in three processes on one
 // shared view tended by a fourth, which is SIGKILLed halfway: every
 // command of every process succeeds (routed by the map the processes
@@ -156,48 +204,21 @@ func TestProcessesShareView(t *testing.T) {
 	sim := newSim(t, 3)
 	key := arenatest.SysVKey(t)
 	a := procArgs{Key: uint32(key), Seeds: sim.Seeds(), Ops: 400}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	tg, err := harness.Start(ctx, harness.Spec{Workload: "tender", N: 1, Args: a, Stderr: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
-	if err := tg.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	g, err := harness.Start(ctx, harness.Spec{Workload: "recorder", N: 3, Args: a, Stderr: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if err := g.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
+	tg, g := startProcesses(t, a)
 	sim.ResetCounters()
 	start := time.Now()
 	time.Sleep(200 * time.Millisecond)
 	if err := tg.Kill(0); err != nil {
 		t.Fatal(err)
 	}
-	results, err := g.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
+	results := recorderResults(t, g, a)
 	infoRate := float64(sim.InfoRequests()) / time.Since(start).Seconds()
 	owners := 0
-	for _, res := range results {
-		var r procResult
-		if err := res.Decode(&r); err != nil {
-			t.Fatal(err)
-		}
-		if r.Failed != 0 || r.Ops != a.Ops {
-			t.Errorf("process %d: %d of %d commands failed, first: %s", res.Index, r.Failed, r.Ops, r.FirstErr)
-		}
+	for i, r := range results {
 		if r.Role == tend.RoleOwner {
 			owners++
 		}
-		t.Logf("process %d: %d put+get pairs, %d retries, role %s", res.Index, r.Ops, r.Retries, r.Role)
+		t.Logf("process %d: %d put+get pairs, %d retries, role %s", i, r.Ops, r.Retries, r.Role)
 	}
 	// Each process reports its role when it finishes, not all at the same
 	// moment (an owner starved of CPU may step down and another take
@@ -230,24 +251,7 @@ func TestProcessesAuthenticated(t *testing.T) {
 	key := arenatest.SysVKey(t)
 	a := procArgs{Key: uint32(key), Seeds: sim.Seeds(), Ops: 300, User: user, Password: password, Keep: true,
 		RetrySleep: 25 * time.Millisecond}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	tg, err := harness.Start(ctx, harness.Spec{Workload: "tender", N: 1, Args: a, Stderr: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
-	if err := tg.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	g, err := harness.Start(ctx, harness.Spec{Workload: "recorder", N: 3, Args: a, Stderr: os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if err := g.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
+	tg, g := startProcesses(t, a)
 	time.Sleep(100 * time.Millisecond)
 	if err := tg.Kill(0); err != nil {
 		t.Fatal(err)
@@ -260,24 +264,13 @@ func TestProcessesAuthenticated(t *testing.T) {
 	if err := sim.RestartNode(2); err != nil {
 		t.Fatal(err)
 	}
-	results, err := g.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, res := range results {
-		var r procResult
-		if err := res.Decode(&r); err != nil {
-			t.Fatal(err)
-		}
-		if r.Failed != 0 || r.Ops != a.Ops {
-			t.Errorf("process %d: %d of %d commands failed, first: %s", res.Index, r.Failed, r.Ops, r.FirstErr)
-		}
+	for i, r := range recorderResults(t, g, a) {
 		// A login per node, and one more to the restarted node.
 		if r.Logins < 4 {
-			t.Errorf("process %d: %d logins", res.Index, r.Logins)
+			t.Errorf("process %d: %d logins", i, r.Logins)
 		}
 		t.Logf("process %d: %d put+get pairs, %d retries, %d logins, %d token authentications, role %s",
-			res.Index, r.Ops, r.Retries, r.Logins, r.TokenAuths, r.Role)
+			i, r.Ops, r.Retries, r.Logins, r.TokenAuths, r.Role)
 	}
 	after := sim.AuthStats(2)
 	if after.Logins-before.Logins < 3 || after.Refused-before.Refused < 3 || after.Unauthenticated != 0 {
@@ -289,9 +282,10 @@ func TestProcessesAuthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer seg.Close()
-	raw := make([]byte, 0, seg.Len())
-	for off := uint64(0); off+8 <= seg.Len(); off += 8 {
-		raw = binary.LittleEndian.AppendUint64(raw, seg.Load64(arena.Offset(off)))
+	// Every process has exited: nothing changes the segment's memory.
+	raw, err := seg.QuiescentBytes(0, seg.Len())
+	if err != nil {
+		t.Fatal(err)
 	}
 	hash, err := admin.HashPassword(password)
 	if err != nil {
