@@ -232,21 +232,30 @@ type router struct {
 	prev string // name of the previous attempt's node ("" before the first)
 }
 
-// replicaCount is how many replica ranks the sequence wraps over: the
-// namespace's replication factor as far as the map stores it. A first
-// attempt (seq 0) never wraps, and ranks past the replication factor are
-// empty, so it needs no lookup: StoredReplicas does; a retry reads the
-// namespace record (a retry is rare; the namespace record costs a seqlock
-// read).
-func replicaCount(m *partmap.Map, h partmap.NS, seq int) int {
-	if seq == 0 {
-		return partmap.StoredReplicas
+// routing returns the policy an attempt routes by and how many replica
+// ranks the sequence wraps over (the namespace's replication factor as far
+// as the map stores it). PREFER_RACK writes route as SEQUENCE, and
+// PREFER_RACK reads of a strong-consistency namespace as MASTER: the
+// official clients read such a namespace from the master (their default
+// session consistency), never from a prole on the preferred rack. A first
+// SEQUENCE or MASTER attempt (seq 0) never wraps, and ranks past the
+// replication factor are empty, so it reads no namespace record (the
+// default hot path); a retry or a PREFER_RACK read does (a seqlock read).
+func routing(m *partmap.Map, h partmap.NS, pol ReplicaPolicy, k kind, seq int) (ReplicaPolicy, int) {
+	if pol == PREFER_RACK && k.isWrite() {
+		pol = SEQUENCE
+	}
+	if pol != PREFER_RACK && seq == 0 {
+		return pol, partmap.StoredReplicas
 	}
 	ni, err := m.NamespaceInfo(h)
 	if err != nil || ni.ReplicaCount <= 0 {
-		return partmap.StoredReplicas
+		return pol, partmap.StoredReplicas
 	}
-	return min(ni.ReplicaCount, partmap.StoredReplicas)
+	if pol == PREFER_RACK && ni.SC {
+		pol = MASTER
+	}
+	return pol, min(ni.ReplicaCount, partmap.StoredReplicas)
 }
 
 // replicas is where a router reads a partition's replicas: the view's map
@@ -412,17 +421,18 @@ func (c *Client) attempt(ctx context.Context, p *Policy, cmd *command, pid uint3
 	if !ok {
 		return fmt.Errorf("record: namespace %q: %w", cmd.key.Namespace, tend.ErrNamespace)
 	}
-	if p.ReplicaPolicy == MASTER {
-		rt.seq = 0
-	}
-	var n *partmap.Node
+	pol, count := routing(m, h, p.ReplicaPolicy, cmd.kind, rt.seq)
 	src := mapReplicas{m, h, pid}
-	switch count := replicaCount(m, h, rt.seq); {
-	case p.ReplicaPolicy == PREFER_RACK && !cmd.kind.isWrite():
+	var n *partmap.Node
+	switch pol {
+	case PREFER_RACK:
 		n = rackNode(rt, src, cmd.key.Namespace, count, c.racks)
+	case MASTER:
+		// The master, or the next active replica while the master is
+		// inactive; every attempt starts from the master.
+		rt.seq = 0
+		n = sequenceNode(rt, src, count)
 	default:
-		// MASTER: the master, or the next active replica while the master
-		// is inactive (rt.seq stays 0 across attempts).
 		n = sequenceNode(rt, src, count)
 	}
 	if n == nil {

@@ -28,7 +28,9 @@
 // view when the tender is rack-aware (tend.Config.RackAware); the racks a
 // process prefers are its own (RackIds in its ClientPolicy), since the
 // processes sharing a view need not prefer the same. Writes under
-// PREFER_RACK route as SEQUENCE.
+// PREFER_RACK route as SEQUENCE, and reads of a strong-consistency
+// namespace as MASTER (as the official clients' default session
+// consistency reads them).
 //
 // # Connections
 //

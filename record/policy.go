@@ -24,7 +24,10 @@ const (
 	// no active replica is on those racks. A retry goes on in the
 	// sequence, preferring the racks again but not the node of the
 	// previous attempt, as the official clients' getRackNode does. Writes
-	// under PREFER_RACK route as SEQUENCE, as in the official clients.
+	// under PREFER_RACK route as SEQUENCE, and reads of a
+	// strong-consistency namespace as MASTER, as in the official clients
+	// (whose default session consistency reads such namespaces from the
+	// master).
 	// Racks come from the view: the tender must be rack-aware
 	// (tend.Config.RackAware); without racks in the view PREFER_RACK
 	// routes as SEQUENCE.

@@ -435,6 +435,69 @@ func TestPreferRack(t *testing.T) {
 	t.Logf("%d partitions read from the local rack's prole", prole)
 }
 
+// TestPreferRackStrongConsistency: in a strong-consistency namespace
+// PREFER_RACK reads go to the master, as the official clients' session
+// consistency reads (their PartitionForRead), even when a prole is on the
+// preferred rack; an AP namespace on the same nodes is the control.
+func TestPreferRackStrongConsistency(t *testing.T) {
+	checkGoroutines(t)
+	sim, err := tendtest.New(tendtest.Options{Nodes: 3, Racks: []int{1, 2, 2}, Namespaces: []tendtest.NamespaceSpec{
+		{Name: "sc", ReplicationFactor: 2, SC: true}, {Name: "test", ReplicationFactor: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	cl := openConfig(t, tend.Config{Seeds: sim.Seeds(), RackAware: true}, "sc")
+	waitUntil(t, "racks and both namespaces in the view", func() bool {
+		for _, ns := range []string{"sc", "test"} {
+			d, _ := partmap.DigestForPartition(0)
+			if _, err := cl.Master(ns, d); err != nil {
+				return false
+			}
+		}
+		for _, n := range cl.Nodes() {
+			if _, ok := n.Rack("sc"); !ok {
+				return false
+			}
+		}
+		return len(cl.Nodes()) == 3
+	})
+	cp := record.NewClientPolicy()
+	cp.RackIds = []int{1}
+	c, err := record.NewClient(cl, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pol := record.NewPolicy()
+	pol.ReplicaPolicy = record.PREFER_RACK
+	node0 := sim.Nodes()[0].Name
+	offMaster := map[string]int{}
+	for pid := uint32(0); pid < partmap.Partitions; pid += 4 {
+		d, _ := partmap.DigestForPartition(pid)
+		for _, ns := range []string{"sc", "test"} {
+			reps, err := sim.Replicas(ns, pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reps[1] != node0 {
+				continue // node 0 (rack 1) is not the prole: both policies read the master
+			}
+			k, _ := record.NewKeyWithDigest(ns, "", d)
+			before := sim.RecordMessages(0)
+			if _, err := c.Exists(context.Background(), pol, k); err != nil {
+				t.Fatalf("%s/%d: %v", ns, pid, err)
+			}
+			if sim.RecordMessages(0) != before {
+				offMaster[ns]++
+			}
+		}
+	}
+	if offMaster["sc"] != 0 || offMaster["test"] == 0 {
+		t.Errorf("reads from the rack-1 prole: %v; want none in the SC namespace, some in the AP one", offMaster)
+	}
+}
+
 // TestRackIdsValidated: a rack id out of Aerospike's range is refused.
 func TestRackIdsValidated(t *testing.T) {
 	sim := newSim(t, 1)
