@@ -317,8 +317,19 @@ func TestRecordsNodeRestartRelogin(t *testing.T) {
 		t.Errorf("%d of %d reads failed across the restart, first: %v", n, reads.Load(), *firstErr.Load())
 	}
 
-	// Every key, node 1's included, is written and read after the
-	// restart: the process re-logged in to node 1.
+	// Every key, node 1's included, is written and read once the view
+	// has node 1 active again (the tender may have marked it inactive
+	// while it was down): the process re-logs in to node 1.
+	name1 := sim.Nodes()[1].Name
+	waitUntil(t, "node 1 active in the view", func() bool {
+		for _, n := range proc.Nodes() {
+			if n.Name == name1 {
+				return n.Active
+			}
+		}
+		return false
+	})
+	served := sim.RecordMessages(1)
 	wpol := record.NewWritePolicy(0, 0)
 	wpol.MaxRetries, wpol.TotalTimeout, wpol.SleepBetweenRetries = 6, 10*time.Second, 10*time.Millisecond
 	for i := range keys {
@@ -329,6 +340,9 @@ func TestRecordsNodeRestartRelogin(t *testing.T) {
 		if _, err := c.Get(context.Background(), rpol, k); err != nil {
 			t.Fatalf("get %d after the restart: %v", i, err)
 		}
+	}
+	if sim.RecordMessages(1) == served {
+		t.Fatal("node 1 served no command after its restart")
 	}
 	if auth.Logins() <= logins || sim.AuthStats(1).Refused <= refusedBefore {
 		t.Errorf("logins %d -> %d, node 1 refusals %d -> %d: want the kept token refused and a new login",
