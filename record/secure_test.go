@@ -264,6 +264,28 @@ func TestRecordsAuthenticated(t *testing.T) {
 	_ = cl
 }
 
+// TestRecordsPKI: with PKI authentication the record connections log in
+// with the TLS client certificate alone (its common name is the user); a
+// certificate of a user the servers do not know is refused with ErrAuth.
+func TestRecordsPKI(t *testing.T) {
+	checkGoroutines(t)
+	sim := secureSim(t, 3, tendtest.Options{TLS: &tendtest.TLSOptions{RequireClientCert: true},
+		Users: map[string]string{"pki-app": "unused"}})
+	loc := sharedLocation(t)
+	cfg := tend.Config{Seeds: sim.TLSSeeds(), TLS: tlsConfig(t, sim, "pki-app"), AuthMode: admin.ModePKI}
+	openOnLoc(t, loc, cfg)
+	proc := openOnLoc(t, loc, cfg)
+	writeRead(t, newClient(t, proc), "pki", 30)
+	if n := proc.Authenticator().Logins(); n != 3 {
+		t.Errorf("%d PKI logins, want one per node", n)
+	}
+	cfg.TLS = tlsConfig(t, sim, "stranger")
+	c := newClient(t, openOnLoc(t, loc, cfg))
+	if _, err := c.Get(context.Background(), nil, mustKey(t, "pki-0")); !errors.Is(err, record.ErrAuth) || !errors.Is(err, admin.ErrBadCredentials) {
+		t.Errorf("a certificate of an unknown user: %v", err)
+	}
+}
+
 // TestRecordsNodeRestartRelogin: a node restarts (forgetting every
 // session) while a process reads; reads go on succeeding (retried on the
 // replica while the node is down), and once it is back the process's new
