@@ -16,6 +16,7 @@ import (
 
 	"github.com/shmkit/shmkit/partmap"
 	"github.com/shmkit/shmkit/tend"
+	"github.com/shmkit/shmkit/tend/admin"
 	"github.com/shmkit/shmkit/tend/tendtest"
 )
 
@@ -37,21 +38,26 @@ const (
 	nsRacks3       = "r3" // a namespace with three copies
 )
 
-func newSecureSetup(t *testing.T, alternate bool) *secureSetup {
+// newSecureSetup starts the cluster; more, when not nil, changes its
+// options first.
+func newSecureSetup(t *testing.T, more func(*tendtest.Options)) *secureSetup {
 	t.Helper()
-	sim, err := tendtest.New(tendtest.Options{
+	opts := tendtest.Options{
 		Nodes:       4,
 		ClusterName: secureCluster,
 		Namespaces: []tendtest.NamespaceSpec{
 			{Name: nsAP, ReplicationFactor: 2},
 			{Name: nsRacks3, ReplicationFactor: 3},
 		},
-		TLS:       &tendtest.TLSOptions{RequireClientCert: true},
-		Users:     map[string]string{secureUser: securePassword},
-		Racks:     []int{1, 2, 1, 1},
-		Alternate: alternate,
-		Logger:    quietLogger(),
-	})
+		TLS:    &tendtest.TLSOptions{RequireClientCert: true},
+		Users:  map[string]string{secureUser: securePassword},
+		Racks:  []int{1, 2, 1, 1},
+		Logger: quietLogger(),
+	}
+	if more != nil {
+		more(&opts)
+	}
+	sim, err := tendtest.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +190,7 @@ func (s *secureSetup) secureDisagreements(client *as.Client, c *tend.Cluster) (d
 // client's PREFER_RACK picks. Then a node restarts (its sessions gone) and
 // both clients log in again and agree again.
 func TestOfficialClientSecureCluster(t *testing.T) {
-	s := newSecureSetup(t, false)
+	s := newSecureSetup(t, nil)
 	seeds := s.sim.TLSSeeds()
 	client, aerr := as.NewClientWithPolicyAndHost(s.clientPolicy(), tlsHost(t, seeds[0]))
 	if aerr != nil {
@@ -290,7 +296,7 @@ func TestOfficialClientSecureCluster(t *testing.T) {
 // client certificate it finds no node; shmkit's tender with the wrong
 // password reports an error naming the user and adds no node.
 func TestOfficialClientSecureRefusals(t *testing.T) {
-	s := newSecureSetup(t, false)
+	s := newSecureSetup(t, nil)
 	seed := s.sim.TLSSeeds()[0]
 	p := s.clientPolicy()
 	p.Password = "wrong"
@@ -328,7 +334,7 @@ func TestOfficialClientSecureRefusals(t *testing.T) {
 // address, agree on the map and the rack choices, route every node to its
 // alternate TLS address, and never connect to a standard TLS endpoint.
 func TestOfficialClientServicesAlternate(t *testing.T) {
-	s := newSecureSetup(t, true)
+	s := newSecureSetup(t, func(o *tendtest.Options) { o.Alternate = true })
 	n0 := s.sim.Nodes()[0]
 	host, port, _ := net.SplitHostPort(n0.AltTLSAddr)
 	seed := host + ":" + n0.TLSName + ":" + port
@@ -377,6 +383,101 @@ func TestOfficialClientServicesAlternate(t *testing.T) {
 		std, altConns := s.sim.EndpointConnections(n.Index, tendtest.EndpointTLS), s.sim.EndpointConnections(n.Index, tendtest.EndpointTLSAlt)
 		if std != 0 || altConns == 0 {
 			t.Errorf("node %d: %d connections on the standard TLS endpoint, %d on the alternate", n.Index, std, altConns)
+		}
+	}
+}
+
+// TestOfficialClientSessionExpiry: with a session TTL of 61 s the
+// official client's session is good for one second (it takes a minute
+// off); while it writes and reads for two seconds it logs in again on its
+// tend connections (a login on an authenticated connection) and no
+// command fails. The control, the default TTL of a day, logs in once per
+// node.
+func TestOfficialClientSessionExpiry(t *testing.T) {
+	for _, ttl := range []time.Duration{61 * time.Second, 0} {
+		t.Run(fmt.Sprintf("ttl=%v", ttl), func(t *testing.T) {
+			s := newSecureSetup(t, func(o *tendtest.Options) { o.SessionTTL = ttl })
+			client, aerr := as.NewClientWithPolicyAndHost(s.clientPolicy(), tlsHost(t, s.sim.TLSSeeds()[0]))
+			if aerr != nil {
+				t.Fatalf("official client could not connect: %v", aerr)
+			}
+			t.Cleanup(client.Close)
+			logins := func() (total uint64) {
+				for _, n := range s.sim.Nodes() {
+					total += s.sim.AuthStats(n.Index).Logins
+				}
+				return total
+			}
+			before := logins()
+			rp := as.NewPolicy()
+			rp.ReplicaPolicy = as.PREFER_RACK
+			ops := 0
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); ops++ {
+				key, _ := as.NewKey(nsAP, "expiry", ops%100)
+				if aerr := client.Put(nil, key, as.BinMap{"n": ops}); aerr != nil {
+					t.Fatalf("put %d: %v", ops, aerr)
+				}
+				if rec, aerr := client.Get(rp, key); aerr != nil || rec.Bins["n"] != ops {
+					t.Fatalf("get %d: %v %v", ops, rec, aerr)
+				}
+			}
+			after := logins()
+			t.Logf("%d writes and reads; logins %d -> %d", ops, before, after)
+			nodes := uint64(len(s.sim.Nodes()))
+			if ttl > 0 && after < before+nodes {
+				t.Errorf("logins %d -> %d over 2 s with 1 s sessions: the client did not log in again on every node", before, after)
+			}
+			if ttl == 0 && after != before {
+				t.Errorf("logins %d -> %d with day-long sessions", before, after)
+			}
+		})
+	}
+}
+
+// TestOfficialClientPKI: in PKI mode (the client certificate's common
+// name is the user, no password) the official client and shmkit's tender
+// both log in to every node, agree on the map and the rack choices, and
+// the official client writes and reads over TLS.
+func TestOfficialClientPKI(t *testing.T) {
+	s := newSecureSetup(t, func(o *tendtest.Options) { o.Users["interop-client"] = "" })
+	p := s.clientPolicy()
+	p.AuthMode, p.User, p.Password = as.AuthModePKI, "", ""
+	client, aerr := as.NewClientWithPolicyAndHost(p, tlsHost(t, s.sim.TLSSeeds()[0]))
+	if aerr != nil {
+		t.Fatalf("official client could not connect in PKI mode: %v", aerr)
+	}
+	t.Cleanup(client.Close)
+	cfg := tendConfig(testKey(t), s.sim.TLSSeeds()[:1], quietLogger())
+	cfg.TLS, cfg.AuthMode, cfg.ClusterName, cfg.RackAware = s.tls.Clone(), admin.ModePKI, s.name, true
+	c, err := tend.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	deadline := time.Now().Add(agreeTimeout)
+	for {
+		diffs, _, _ := s.secureDisagreements(client, c)
+		if len(diffs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no agreement after %v:\n  %s", agreeTimeout, strings.Join(diffs, "\n  "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	key, _ := as.NewKey(nsRacks3, "pki", "k")
+	if aerr := client.Put(nil, key, as.BinMap{"v": "pki"}); aerr != nil {
+		t.Fatalf("put in PKI mode: %v", aerr)
+	}
+	if rec, aerr := client.Get(nil, key); aerr != nil || rec.Bins["v"] != "pki" {
+		t.Fatalf("get in PKI mode: %v %v", rec, aerr)
+	}
+	if st := c.Stats(); st.AuthError != nil || st.Logins < 4 {
+		t.Errorf("shmkit tend in PKI mode: AuthError %v, %d logins", st.AuthError, st.Logins)
+	}
+	for _, n := range s.sim.Nodes() {
+		if st := s.sim.AuthStats(n.Index); st.Logins < 2 || st.Refused != 0 || st.Unauthenticated != 0 {
+			t.Errorf("node %d: %+v, want logins by both clients and no refusal", n.Index, st)
 		}
 	}
 }

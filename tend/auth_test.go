@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -173,5 +174,50 @@ func TestAuthPKIOverMutualTLS(t *testing.T) {
 		if s := c.Stats(); s.AuthError != nil || s.Logins < 2 {
 			t.Errorf("PKI tender: AuthError %v, Logins %d", s.AuthError, s.Logins)
 		}
+	}
+}
+
+// TestAuthExpiryWhileTending: a tender whose connections drop while it
+// tends reconnects with its session token while the session is valid, and
+// logs in again once it expired (a 61 s TTL leaves the client one
+// second); tending goes on without an authentication error.
+func TestAuthExpiryWhileTending(t *testing.T) {
+	for _, ttl := range []time.Duration{61 * time.Second, time.Hour} {
+		t.Run(fmt.Sprintf("ttl=%v", ttl), func(t *testing.T) {
+			sim := newSim(t, tendtest.Options{Nodes: 2, Users: map[string]string{"u": "p"}, SessionTTL: ttl})
+			c, err := openIdentity(t, tend.Config{Seeds: sim.Seeds()[:1], ShmKey: testKey(t), User: "u", Password: "p"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitConverged(t, c, sim, 2)
+			time.Sleep(1100 * time.Millisecond) // past a 61 s session's second
+			before := [2]tendtest.AuthStats{sim.AuthStats(0), sim.AuthStats(1)}
+			for i := range 2 {
+				if err := sim.CloseConnections(i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually(t, "reconnected to both nodes", func() bool {
+				for i := range 2 {
+					s := sim.AuthStats(i)
+					if s.Logins+s.TokenAuths == before[i].Logins+before[i].TokenAuths {
+						return false
+					}
+				}
+				return true
+			})
+			g := c.Stats().Tends
+			eventually(t, "tends go on", func() bool { s := c.Stats(); return s.Tends > g+2 && s.AuthError == nil })
+			for i := range 2 {
+				s := sim.AuthStats(i)
+				relogged, tokened := s.Logins > before[i].Logins, s.TokenAuths > before[i].TokenAuths
+				if ttl < time.Hour && (!relogged || tokened) || ttl == time.Hour && (relogged || !tokened) {
+					t.Errorf("TTL %v node %d: %+v -> %+v", ttl, i, before[i], s)
+				}
+				if s.Refused != 0 {
+					t.Errorf("node %d refused %d authentications", i, s.Refused)
+				}
+			}
+		})
 	}
 }

@@ -522,3 +522,20 @@ func (c *Cluster) Rack(node int, ns string) (int, error) {
 	}
 	return n.racks[name], nil
 }
+
+// CloseConnections closes every connection node i has open, as a network
+// fault or a proxy timeout would; the node stays up and keeps its
+// sessions, so clients reconnect and authenticate with their tokens (or
+// log in when theirs expired).
+func (c *Cluster) CloseConnections(i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.nodeLocked(i)
+	if err != nil {
+		return err
+	}
+	for conn := range n.conns {
+		_ = conn.Close()
+	}
+	return nil
+}

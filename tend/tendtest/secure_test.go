@@ -350,3 +350,31 @@ func TestRackAwarePlacement(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseConnections: open connections fail after CloseConnections; the
+// node stays up, so a new connection is answered.
+func TestCloseConnections(t *testing.T) {
+	c := newCluster(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := info.Dial(ctx, c.Nodes()[0].Addr, info.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Request(ctx, "node"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CloseConnections(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Request(ctx, "node"); err == nil {
+		t.Error("a request on a closed connection was answered")
+	}
+	if r := request(t, c.Nodes()[0].Addr, "node"); r["node"] != c.Nodes()[0].Name {
+		t.Errorf("new connection: %v", r)
+	}
+	if err := c.CloseConnections(9); !errors.Is(err, ErrNoSuchNode) {
+		t.Errorf("CloseConnections(9): %v", err)
+	}
+}
