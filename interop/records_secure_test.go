@@ -69,7 +69,7 @@ func (s *secureSetup) officialSecureClient(t *testing.T) *as.Client {
 // and the other way round, in a namespace of two copies and one of
 // three.
 func TestRecordsSecureInterop(t *testing.T) {
-	s := newSecureSetup(t, false)
+	s := newSecureSetup(t, nil)
 	official := s.officialSecureClient(t)
 	_, rc := s.secureRecordClient(t, 0)
 	ctx := context.Background()
@@ -167,7 +167,7 @@ func officialRackChain(client *as.Client, ns string, pid uint32, n int) ([]strin
 // Partition.GetNodeRead and PrepareRetryRead), after as many failed
 // attempts as the sequence has stopped nodes before it.
 func TestPreferRackMatchesOfficialClient(t *testing.T) {
-	s := newSecureSetup(t, false)
+	s := newSecureSetup(t, nil)
 	official := s.officialSecureClient(t)
 	// One tend (in Open), then none for the test's duration.
 	_, rc := s.secureRecordClient(t, time.Hour)
