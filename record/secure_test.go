@@ -264,6 +264,47 @@ func TestRecordsAuthenticated(t *testing.T) {
 	_ = cl
 }
 
+// TestRecordsReconnectWithToken: connections dropped by a network fault
+// (the nodes keep their sessions) are replaced by connections that
+// authenticate with the kept tokens: reads go on succeeding, and nothing
+// logs in again.
+func TestRecordsReconnectWithToken(t *testing.T) {
+	checkGoroutines(t)
+	sim := secureSim(t, 3, tendtest.Options{Users: map[string]string{"app": "pw"}})
+	loc := sharedLocation(t)
+	cfg := tend.Config{Seeds: sim.Seeds(), User: "app", Password: "pw"}
+	openOnLoc(t, loc, cfg)
+	proc := openOnLoc(t, loc, cfg)
+	auth := proc.Authenticator()
+	c := newClient(t, proc)
+	writeRead(t, c, "drop", 60)
+	logins, tokens := auth.Logins(), auth.TokenAuths()
+	var dials uint64
+	for _, n := range c.Stats().Nodes {
+		dials += n.Dials
+	}
+	for i := range sim.Nodes() {
+		if err := sim.CloseConnections(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	for i := range 60 {
+		if _, err := c.Get(ctx, nil, mustKey(t, fmt.Sprintf("drop-%d", i))); err != nil {
+			t.Fatalf("get %d after the connections dropped: %v", i, err)
+		}
+	}
+	var redials uint64
+	for _, n := range c.Stats().Nodes {
+		redials += n.Dials
+	}
+	redials -= dials
+	if redials == 0 || auth.Logins() != logins || auth.TokenAuths()-tokens != redials {
+		t.Errorf("%d new connections, logins %d -> %d, token authentications %d -> %d: want one token authentication per new connection and no login",
+			redials, logins, auth.Logins(), tokens, auth.TokenAuths())
+	}
+}
+
 // TestRecordsPKI: with PKI authentication the record connections log in
 // with the TLS client certificate alone (its common name is the user); a
 // certificate of a user the servers do not know is refused with ErrAuth.
