@@ -37,6 +37,24 @@ func BenchmarkGet(b *testing.B) {
 	}
 }
 
+// BenchmarkGetPreferRack is BenchmarkGet under PREFER_RACK, which reads
+// the namespace's replication factor and consistency (cached per map
+// generation) and the nodes' racks on every attempt.
+func BenchmarkGetPreferRack(b *testing.B) {
+	c, k := benchClient(b, reply(b, wire.ResultOK,
+		wire.Op{Type: wire.OpRead, Bin: "v", Value: wire.IntValue(123456)},
+		wire.Op{Type: wire.OpRead, Bin: "s", Value: wire.StringValue("abcdefgh")}))
+	ctx := context.Background()
+	p := record.NewPolicy()
+	p.ReplicaPolicy = record.PREFER_RACK
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Get(ctx, p, k); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkPut writes the same record.
 func BenchmarkPut(b *testing.B) {
 	c, k := benchClient(b, reply(b, wire.ResultOK))

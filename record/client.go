@@ -87,6 +87,10 @@ type Client struct {
 	pools  sync.Map   // node name → *nodePool
 	closed atomic.Bool
 
+	// nsr caches, per namespace slot, the facts PREFER_RACK and retries
+	// route by (nsFacts).
+	nsr [partmap.MaxNamespacesLimit]atomic.Pointer[nsRoute]
+
 	retries  atomic.Uint64
 	timeouts atomic.Uint64
 	commands atomic.Uint64 // counts commands, to sweep pools every sweepEvery
@@ -239,23 +243,55 @@ type router struct {
 // official clients read such a namespace from the master (their default
 // session consistency), never from a prole on the preferred rack. A first
 // SEQUENCE or MASTER attempt (seq 0) never wraps, and ranks past the
-// replication factor are empty, so it reads no namespace record (the
-// default hot path); a retry or a PREFER_RACK read does (a seqlock read).
-func routing(m *partmap.Map, h partmap.NS, pol ReplicaPolicy, k kind, seq int) (ReplicaPolicy, int) {
+// replication factor are empty, so it needs no namespace facts (the
+// default hot path); a retry or a PREFER_RACK read does (nsFacts).
+func (c *Client) routing(m *partmap.Map, h partmap.NS, pol ReplicaPolicy, k kind, seq int) (ReplicaPolicy, int) {
 	if pol == PREFER_RACK && k.isWrite() {
 		pol = SEQUENCE
 	}
 	if pol != PREFER_RACK && seq == 0 {
 		return pol, partmap.StoredReplicas
 	}
-	ni, err := m.NamespaceInfo(h)
-	if err != nil || ni.ReplicaCount <= 0 {
-		return pol, partmap.StoredReplicas
-	}
-	if pol == PREFER_RACK && ni.SC {
+	f := c.nsFacts(m, h)
+	if pol == PREFER_RACK && f.sc {
 		pol = MASTER
 	}
-	return pol, min(ni.ReplicaCount, partmap.StoredReplicas)
+	return pol, f.count
+}
+
+// nsRoute is what routing needs of a namespace record, as of one
+// generation of one map.
+type nsRoute struct {
+	m     *partmap.Map
+	gen   uint64
+	count int  // replication factor, 1..StoredReplicas
+	sc    bool // strong consistency
+}
+
+// nsFacts returns namespace h's routing facts, from the client's cache
+// while the map's generation is the one they were read at (the owner
+// changes a namespace record only inside a publish, which moves the
+// generation), or read from the namespace record (a seqlock read and a
+// small allocation, once per generation). A record that cannot be read
+// gives StoredReplicas and strong consistency: PREFER_RACK then reads
+// from the master, which is right for either kind of namespace.
+func (c *Client) nsFacts(m *partmap.Map, h partmap.NS) *nsRoute {
+	i := h.Index()
+	gen := m.Generation()
+	if i >= 0 && i < len(c.nsr) {
+		if r := c.nsr[i].Load(); r != nil && r.m == m && r.gen == gen {
+			return r
+		}
+	}
+	ni, err := m.NamespaceInfo(h)
+	if err != nil || ni.ReplicaCount <= 0 {
+		return &nsRoute{count: partmap.StoredReplicas, sc: true}
+	}
+	r := &nsRoute{m: m, gen: gen, count: min(ni.ReplicaCount, partmap.StoredReplicas), sc: ni.SC}
+	if i >= 0 && i < len(c.nsr) {
+		c.nsr[i].Store(r)
+	}
+	return r
 }
 
 // replicas is where a router reads a partition's replicas: the view's map
@@ -421,7 +457,7 @@ func (c *Client) attempt(ctx context.Context, p *Policy, cmd *command, pid uint3
 	if !ok {
 		return fmt.Errorf("record: namespace %q: %w", cmd.key.Namespace, tend.ErrNamespace)
 	}
-	pol, count := routing(m, h, p.ReplicaPolicy, cmd.kind, rt.seq)
+	pol, count := c.routing(m, h, p.ReplicaPolicy, cmd.kind, rt.seq)
 	src := mapReplicas{m, h, pid}
 	var n *partmap.Node
 	switch pol {
