@@ -55,6 +55,17 @@ func openOnLoc(t testing.TB, loc arena.Location, cfg tend.Config) *tend.Cluster 
 	return openConfig(t, cfg, "test")
 }
 
+// tenderAndProcess opens, on a new shared location, a view with cfg that
+// tends, and a second view with cfg standing for another process (a
+// follower: its Authenticator serves its record connections only). It
+// returns the second view and the location.
+func tenderAndProcess(t testing.TB, cfg tend.Config) (*tend.Cluster, arena.Location) {
+	t.Helper()
+	loc := sharedLocation(t)
+	openOnLoc(t, loc, cfg)
+	return openOnLoc(t, loc, cfg), loc
+}
+
 // tlsConfig is a client configuration trusting sim's authority, with a
 // client certificate for cn when cn is not empty.
 func tlsConfig(t testing.TB, sim *tendtest.Cluster, cn string) *tls.Config {
@@ -216,13 +227,10 @@ func TestRecordsAuthenticated(t *testing.T) {
 	const password = "pw-Wq8tZ3"
 	sim := secureSim(t, 3, tendtest.Options{Users: map[string]string{"app": password}, SessionTTL: 2 * time.Hour,
 		Clock: clock.now, TLS: &tendtest.TLSOptions{}})
-	loc := sharedLocation(t)
 	cfg := tend.Config{Seeds: sim.TLSSeeds(), TLS: tlsConfig(t, sim, ""), User: "app", Password: password}
-	cl := openOnLoc(t, loc, cfg)
-
 	// A second process: its record connections are its own, and so are
 	// its logins (the tender's are the first view's).
-	proc := openOnLoc(t, loc, cfg)
+	proc, loc := tenderAndProcess(t, cfg)
 	auth := proc.Authenticator()
 	before := authStats(sim)
 	c := newClient(t, proc)
@@ -261,7 +269,6 @@ func TestRecordsAuthenticated(t *testing.T) {
 			t.Errorf("user %q: %d retries of refused credentials", creds[0], st.Retries)
 		}
 	}
-	_ = cl
 }
 
 // TestRecordsReconnectWithToken: connections dropped by a network fault
@@ -271,10 +278,7 @@ func TestRecordsAuthenticated(t *testing.T) {
 func TestRecordsReconnectWithToken(t *testing.T) {
 	checkGoroutines(t)
 	sim := secureSim(t, 3, tendtest.Options{Users: map[string]string{"app": "pw"}})
-	loc := sharedLocation(t)
-	cfg := tend.Config{Seeds: sim.Seeds(), User: "app", Password: "pw"}
-	openOnLoc(t, loc, cfg)
-	proc := openOnLoc(t, loc, cfg)
+	proc, _ := tenderAndProcess(t, tend.Config{Seeds: sim.Seeds(), User: "app", Password: "pw"})
 	auth := proc.Authenticator()
 	c := newClient(t, proc)
 	writeRead(t, c, "drop", 60)
@@ -312,10 +316,8 @@ func TestRecordsPKI(t *testing.T) {
 	checkGoroutines(t)
 	sim := secureSim(t, 3, tendtest.Options{TLS: &tendtest.TLSOptions{RequireClientCert: true},
 		Users: map[string]string{"pki-app": "unused"}})
-	loc := sharedLocation(t)
 	cfg := tend.Config{Seeds: sim.TLSSeeds(), TLS: tlsConfig(t, sim, "pki-app"), AuthMode: admin.ModePKI}
-	openOnLoc(t, loc, cfg)
-	proc := openOnLoc(t, loc, cfg)
+	proc, loc := tenderAndProcess(t, cfg)
 	writeRead(t, newClient(t, proc), "pki", 30)
 	if n := proc.Authenticator().Logins(); n != 3 {
 		t.Errorf("%d PKI logins, want one per node", n)
@@ -335,10 +337,7 @@ func TestRecordsPKI(t *testing.T) {
 func TestRecordsNodeRestartRelogin(t *testing.T) {
 	checkGoroutines(t)
 	sim := secureSim(t, 3, tendtest.Options{Users: map[string]string{"app": "pw"}})
-	loc := sharedLocation(t)
-	cfg := tend.Config{Seeds: sim.Seeds(), User: "app", Password: "pw"}
-	openOnLoc(t, loc, cfg)
-	proc := openOnLoc(t, loc, cfg)
+	proc, _ := tenderAndProcess(t, tend.Config{Seeds: sim.Seeds(), User: "app", Password: "pw"})
 	auth := proc.Authenticator()
 	c := newClient(t, proc)
 	const keys = 90
@@ -416,6 +415,39 @@ func TestRecordsNodeRestartRelogin(t *testing.T) {
 	}
 }
 
+// rackClient opens a rack-aware view of sim, waits until it has every
+// node with its racks and every partition of namespaces with a master,
+// and returns it with a client preferring rack 1 and a PREFER_RACK read
+// policy.
+func rackClient(t *testing.T, sim *tendtest.Cluster, namespaces ...string) (*tend.Cluster, *record.Client, *record.Policy) {
+	t.Helper()
+	cl := openConfig(t, tend.Config{Seeds: sim.Seeds(), RackAware: true}, namespaces[0])
+	waitUntil(t, "every node with its racks, and the namespaces, in the view", func() bool {
+		for _, ns := range namespaces[1:] {
+			d, _ := partmap.DigestForPartition(partmap.Partitions - 1)
+			if _, err := cl.Master(ns, d); err != nil {
+				return false
+			}
+		}
+		for _, n := range cl.Nodes() {
+			if _, ok := n.Rack(namespaces[0]); !ok {
+				return false
+			}
+		}
+		return len(cl.Nodes()) == len(sim.Nodes())
+	})
+	cp := record.NewClientPolicy()
+	cp.RackIds = []int{1}
+	c, err := record.NewClient(cl, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pol := record.NewPolicy()
+	pol.ReplicaPolicy = record.PREFER_RACK
+	return cl, c, pol
+}
+
 // TestPreferRack: with racks in the view (RackAware), PREFER_RACK reads
 // go, for every partition, to the replica on the client's rack when the
 // partition has one there, otherwise to the master — the node
@@ -425,29 +457,12 @@ func TestRecordsNodeRestartRelogin(t *testing.T) {
 func TestPreferRack(t *testing.T) {
 	checkGoroutines(t)
 	sim := secureSim(t, 4, tendtest.Options{Racks: []int{1, 2, 2, 2}})
-	cl := openConfig(t, tend.Config{Seeds: sim.Seeds(), RackAware: true}, "test")
-	waitUntil(t, "the racks in the view", func() bool {
-		for _, n := range cl.Nodes() {
-			if _, ok := n.Rack("test"); !ok {
-				return false
-			}
-		}
-		return len(cl.Nodes()) == 4
-	})
+	cl, c, pol := rackClient(t, sim, "test")
 	nodes := sim.Nodes()
 	index := map[string]int{}
 	for i, n := range nodes {
 		index[n.Name] = i
 	}
-	cp := record.NewClientPolicy()
-	cp.RackIds = []int{1}
-	c, err := record.NewClient(cl, cp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	pol := record.NewPolicy()
-	pol.ReplicaPolicy = record.PREFER_RACK
 	wpol := record.NewWritePolicy(0, 0)
 	wpol.ReplicaPolicy = record.PREFER_RACK
 	ctx := context.Background()
@@ -524,30 +539,7 @@ func TestPreferRackStrongConsistency(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
-	cl := openConfig(t, tend.Config{Seeds: sim.Seeds(), RackAware: true}, "sc")
-	waitUntil(t, "racks and both namespaces in the view", func() bool {
-		for _, ns := range []string{"sc", "test"} {
-			d, _ := partmap.DigestForPartition(0)
-			if _, err := cl.Master(ns, d); err != nil {
-				return false
-			}
-		}
-		for _, n := range cl.Nodes() {
-			if _, ok := n.Rack("sc"); !ok {
-				return false
-			}
-		}
-		return len(cl.Nodes()) == 3
-	})
-	cp := record.NewClientPolicy()
-	cp.RackIds = []int{1}
-	c, err := record.NewClient(cl, cp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	pol := record.NewPolicy()
-	pol.ReplicaPolicy = record.PREFER_RACK
+	_, c, pol := rackClient(t, sim, "sc", "test")
 	node0 := sim.Nodes()[0].Name
 	offMaster := map[string]int{}
 	for pid := uint32(0); pid < partmap.Partitions; pid += 4 {
