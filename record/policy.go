@@ -169,7 +169,11 @@ func NewWritePolicy(generation, expiration uint32) *WritePolicy {
 }
 
 // ClientPolicy configures a Client. The field names and defaults
-// (NewClientPolicy) are the official Go client's where it has them.
+// (NewClientPolicy) are the official Go client's where it has them. The
+// official ClientPolicy's TlsConfig, User, Password and AuthMode are not
+// here: the record connections use the view's (tend.Config.TLS, User,
+// Password, AuthMode), so that info and record connections are set up
+// alike.
 type ClientPolicy struct {
 	// ConnectionQueueSize is the most connections this process keeps
 	// open to one node. A command that finds them all busy fails its
