@@ -18,6 +18,20 @@
 // second prole, master, ...; with MASTER every attempt goes to the
 // master as the map says at that moment.
 //
+// With PREFER_RACK a read goes to a replica on one of the racks in
+// ClientPolicy.RackIds (in order of preference), and to the master (or
+// the next active replica) when the partition has no active replica
+// there; a retry prefers the racks again but not the node of the failed
+// attempt, then goes on in the sequence. The choice is the official
+// clients' (their getRackNode), attempt by attempt; the first attempt's
+// node is tend.Cluster.RackReplica's. The nodes' racks are in the shared
+// view when the tender is rack-aware (tend.Config.RackAware); the racks a
+// process prefers are its own (RackIds in its ClientPolicy), since the
+// processes sharing a view need not prefer the same. Writes under
+// PREFER_RACK route as SEQUENCE, and reads of a strong-consistency
+// namespace as MASTER (as the official clients' default session
+// consistency reads them).
+//
 // # Connections
 //
 // Each process keeps its own connections: a pool per node (a LIFO stack,
@@ -28,6 +42,26 @@
 // closed, so a late reply never answers the next command. Every 1024
 // commands the client retires the pools of nodes that are no longer in the
 // view's node table, closing their idle connections.
+//
+// # TLS and authentication
+//
+// A new connection is set up as the view's info connections are. With
+// tend.Config.TLS it runs a TLS handshake with that configuration,
+// verifying the node's certificate against the node's TLS name from the
+// view (partmap.Node.TLSName) and offering the configuration's client
+// certificate (mutual TLS). With tend.Config.User (or PKI) it is then
+// authenticated through the view's tend.Cluster.Authenticator: the
+// process's first connection to a node logs in, later ones present the
+// session token kept in the process's memory, and an expired token or one
+// the node no longer knows (it restarted) makes the connection log in
+// again; a reply saying the connection is not authenticated
+// (NOT_AUTHENTICATED) drops the connection and the session and retries.
+// Nothing of the password, its hash or a token is written to shared
+// memory: each process logs in for itself. A certificate refused by
+// either side gives an error wrapping info.ErrTLS (and the x509 error), a
+// refused login ErrAuth wrapping the *admin.Error that names the user;
+// neither is retried. A network failure during the handshake or the login
+// is an ErrNetwork, retried as any other.
 //
 // # Policies, retries and timeouts
 //
@@ -49,7 +83,7 @@
 // ResultCode(err) returns the code. Client-side failures wrap ErrTimeout,
 // ErrNetwork, ErrProtocol (a reply that is not a well-formed answer: the
 // connection is closed, the command not retried), ErrNoNode,
-// ErrNoConnection, ErrInvalid or ErrClosed. A hostile or truncated reply
+// ErrNoConnection, ErrInvalid, ErrClosed, ErrAuth or info.ErrTLS. A hostile or truncated reply
 // gives one of these, never a panic or a hang: every length is checked
 // before it is used (MaxReply bounds a reply) and every read has a
 // deadline: the sooner of SocketTimeout, TotalTimeout and the context's (a

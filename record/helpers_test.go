@@ -1,7 +1,9 @@
 package record_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"io"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/shmkit/shmkit/partmap"
 	"github.com/shmkit/shmkit/tend"
+	"github.com/shmkit/shmkit/tend/admin"
 	"github.com/shmkit/shmkit/tend/tendtest"
 )
 
@@ -25,7 +28,15 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // until every partition of namespace ns has a master.
 func openView(t testing.TB, seeds []string, ns string) *tend.Cluster {
 	t.Helper()
-	c, err := tend.Open(context.Background(), tend.Config{Seeds: seeds, TendInterval: 20 * time.Millisecond, Logger: quiet()})
+	return openConfig(t, tend.Config{Seeds: seeds}, ns)
+}
+
+// openConfig opens a view with cfg (a 20 ms tend interval, a quiet logger)
+// and waits until every partition of namespace ns has a master.
+func openConfig(t testing.TB, cfg tend.Config, ns string) *tend.Cluster {
+	t.Helper()
+	cfg.TendInterval, cfg.Logger = 20*time.Millisecond, quiet()
+	c, err := tend.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +91,7 @@ type hostileNode struct {
 	backend string
 	reply   atomic.Pointer[func(c net.Conn, body []byte) bool]
 	records atomic.Uint64 // record messages received
+	admins  atomic.Uint64 // admin (login) messages received
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -162,6 +174,13 @@ func (h *hostileNode) serve(c net.Conn) {
 		if _, err := io.ReadFull(c, body); err != nil {
 			return
 		}
+		if hd[1] == 2 { // an admin message: every login and authentication succeeds
+			h.admins.Add(1)
+			if !answerAdmin(c, hd, body) {
+				return
+			}
+			continue
+		}
 		if hd[1] != 1 { // a record message
 			h.records.Add(1)
 			if !(*h.reply.Load())(c, body) {
@@ -190,4 +209,23 @@ func (h *hostileNode) serve(c net.Conn) {
 			return
 		}
 	}
+}
+
+// answerAdmin answers an admin message as a server with security on that
+// accepts every credential: a login gets a new session token valid for an
+// hour, an authentication succeeds.
+func answerAdmin(c net.Conn, hd [8]byte, body []byte) bool {
+	m, err := admin.ReadMessage(io.MultiReader(bytes.NewReader(hd[:]), bytes.NewReader(body)))
+	if err != nil {
+		return false
+	}
+	rep := &admin.Message{Command: m.Command}
+	if m.Command == admin.CmdLogin {
+		tok := make([]byte, 16)
+		rand.Read(tok)
+		rep.Fields = []admin.Field{{ID: admin.FieldSessionToken, Data: tok},
+			{ID: admin.FieldSessionTTL, Data: binary.BigEndian.AppendUint32(nil, 3600)}}
+	}
+	_, err = c.Write(rep.Append(nil))
+	return err == nil
 }

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/shmkit/shmkit/record"
 	"github.com/shmkit/shmkit/record/wire"
+	"github.com/shmkit/shmkit/tend"
 )
 
 // header returns a proto header of the given version, type and length.
@@ -181,10 +183,52 @@ func TestResultCodes(t *testing.T) {
 		}
 	}
 	// A server error is an answer, not a broken connection: one
-	// connection served all of them.
+	// connection served all of them, but for NOT_AUTHENTICATED (80),
+	// after which the connection is closed (the four commands dial four
+	// new ones; without credentials in the view they are not retried).
 	for _, n := range c.Stats().Nodes {
-		if n.Dials != 1 {
-			t.Errorf("node %s: %d dials, want 1", n.Name, n.Dials)
+		if n.Dials != 1+4 {
+			t.Errorf("node %s: %d dials, want 5", n.Name, n.Dials)
 		}
+	}
+}
+
+// TestNotAuthenticatedRelogin: a node that answers a command with
+// NOT_AUTHENTICATED (its session for the connection ended) makes the
+// client drop the connection and the node's session, and retry on a new
+// connection that logs in again (not with the dropped token); without
+// credentials in the view the answer is final (TestResultCodes).
+func TestNotAuthenticatedRelogin(t *testing.T) {
+	checkGoroutines(t)
+	h := newHostileNode(t)
+	cl := openConfig(t, tend.Config{Seeds: []string{h.addr()}, User: "u", Password: "p"}, "test")
+	c := newClient(t, cl)
+	auth := cl.Authenticator()
+	var n atomic.Int32
+	ok := reply(t, wire.ResultOK, wire.Op{Type: wire.OpRead, Bin: "x", Value: wire.IntValue(1)})
+	notAuth := reply(t, wire.ResultNotAuthenticated)
+	h.setReply(func(conn net.Conn, _ []byte) bool {
+		if n.Add(1) == 1 {
+			conn.Write(notAuth)
+		} else {
+			conn.Write(ok)
+		}
+		return true
+	})
+	logins, tokens := auth.Logins(), auth.TokenAuths()
+	key, _ := record.NewKey("test", "demo", "k")
+	rec, err := c.Get(context.Background(), nil, key)
+	if err != nil || rec.Bins["x"] != int64(1) {
+		t.Fatalf("get: %v %v", rec, err)
+	}
+	s := c.Stats()
+	if s.Retries != 1 || len(s.Nodes) != 1 || s.Nodes[0].Dials != 2 {
+		t.Errorf("stats %+v: want one retry on a second connection", s)
+	}
+	// The first connection authenticated with the tender's token; the
+	// second, after the session was dropped, logged in.
+	if auth.TokenAuths()-tokens != 1 || auth.Logins()-logins != 1 || h.admins.Load() < 3 {
+		t.Errorf("token authentications %d -> %d, logins %d -> %d, %d admin messages",
+			tokens, auth.TokenAuths(), logins, auth.Logins(), h.admins.Load())
 	}
 }

@@ -18,9 +18,23 @@ const (
 	// the next replica (master, first prole, second prole, master, ...).
 	// It is the default, as in the official clients.
 	SEQUENCE
+	// PREFER_RACK sends a read to a replica on one of
+	// ClientPolicy.RackIds (tried in order; on a rack, the replicas in
+	// sequence order), and to the master (or the next active replica) when
+	// no active replica is on those racks. A retry goes on in the
+	// sequence, preferring the racks again but not the node of the
+	// previous attempt, as the official clients' getRackNode does. Writes
+	// under PREFER_RACK route as SEQUENCE, and reads of a
+	// strong-consistency namespace as MASTER, as in the official clients
+	// (whose default session consistency reads such namespaces from the
+	// master).
+	// Racks come from the view: the tender must be rack-aware
+	// (tend.Config.RackAware); without racks in the view PREFER_RACK
+	// routes as SEQUENCE.
+	PREFER_RACK
 )
 
-var replicaNames = [...]string{"MASTER", "SEQUENCE"}
+var replicaNames = [...]string{"MASTER", "SEQUENCE", "PREFER_RACK"}
 
 // String returns the official client's name of r.
 func (r ReplicaPolicy) String() string { return enumName(replicaNames[:], uint8(r), "ReplicaPolicy") }
@@ -155,7 +169,11 @@ func NewWritePolicy(generation, expiration uint32) *WritePolicy {
 }
 
 // ClientPolicy configures a Client. The field names and defaults
-// (NewClientPolicy) are the official Go client's where it has them.
+// (NewClientPolicy) are the official Go client's where it has them. The
+// official ClientPolicy's TlsConfig, User, Password and AuthMode are not
+// here: the record connections use the view's (tend.Config.TLS, User,
+// Password, AuthMode), so that info and record connections are set up
+// alike.
 type ClientPolicy struct {
 	// ConnectionQueueSize is the most connections this process keeps
 	// open to one node. A command that finds them all busy fails its
@@ -167,6 +185,13 @@ type ClientPolicy struct {
 	// next use of its pool; set it a few seconds below the server's
 	// proto-fd-idle-ms. 0 (the default) keeps idle connections.
 	IdleTimeout time.Duration
+	// RackIds are the racks PREFER_RACK reads prefer, most preferred
+	// first (the official client's ClientPolicy.RackIds): usually the
+	// one rack this host is in. Each is 0..partmap.MaxRackID. They are
+	// this process's choice, not the shared view's: processes on one
+	// host share the view (and the nodes' racks in it) whatever racks
+	// they prefer. Default none (PREFER_RACK then routes as SEQUENCE).
+	RackIds []int
 	// Logger receives debug records (dials, dropped connections); nil
 	// discards them.
 	Logger *slog.Logger

@@ -3,6 +3,8 @@ package record
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,11 +13,18 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/record/wire"
+	"github.com/shmkit/shmkit/tend/admin"
+	"github.com/shmkit/shmkit/tend/info"
 )
 
 // connReadBuffer is the size of a connection's read buffer: a reply up to
 // this size is read with one system call.
 const connReadBuffer = 4096
+
+// setupTimeout bounds a new connection's TLS handshake and login when the
+// attempt has no deadline (no SocketTimeout, TotalTimeout or context
+// deadline); the context still cuts them short.
+const setupTimeout = 10 * time.Second
 
 // conn is one pooled connection to a node with its reusable buffers.
 type conn struct {
@@ -34,10 +43,13 @@ type conn struct {
 // bottom age out under IdleTimeout) and the count of open ones, capped by
 // ClientPolicy.ConnectionQueueSize.
 type nodePool struct {
-	name string
-	addr netip.AddrPort
-	max  int
-	idle time.Duration
+	name    string
+	addr    netip.AddrPort
+	tlsName string               // the node's TLS name from the view
+	tls     *tls.Config          // nil: clear text
+	auth    *admin.Authenticator // nil: no login
+	max     int
+	idle    time.Duration
 
 	mu     sync.Mutex
 	stack  []*conn
@@ -82,19 +94,79 @@ func (p *nodePool) get(ctx context.Context, deadline time.Time) (*conn, error) {
 	}
 	p.open++
 	p.mu.Unlock()
-	d := net.Dialer{Deadline: deadline}
-	p.dials.Add(1)
-	nc, err := d.DialContext(ctx, "tcp", p.addr.String())
+	nc, err := p.dial(ctx, deadline)
 	if err != nil {
 		p.mu.Lock()
 		p.open--
 		p.mu.Unlock()
-		return nil, fmt.Errorf("record: node %s at %s: %w", p.name, p.addr, err)
+		return nil, err
+	}
+	return &conn{nc: nc, p: p, br: bufio.NewReaderSize(nc, connReadBuffer)}, nil
+}
+
+// dial opens a connection to the node, runs the TLS handshake (verifying
+// the node's TLS name) and logs it in, all by deadline. Errors are
+// classified for the retry decision: connect failures and I/O errors wrap
+// ErrNetwork (retried); a certificate the client or the server refused
+// wraps info.ErrTLS and not ErrNetwork (a configuration error: not
+// retried); refused credentials wrap ErrAuth and the *admin.Error naming
+// the user (not retried).
+func (p *nodePool) dial(ctx context.Context, deadline time.Time) (net.Conn, error) {
+	addr := p.addr.String()
+	d := net.Dialer{Deadline: deadline}
+	p.dials.Add(1)
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: record: node %s at %s: %w", ErrNetwork, p.name, addr, err)
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	return &conn{nc: nc, p: p, br: bufio.NewReaderSize(nc, connReadBuffer)}, nil
+	if p.tls == nil && p.auth == nil {
+		return nc, nil
+	}
+	timeout := setupTimeout
+	if !deadline.IsZero() {
+		timeout = time.Until(deadline)
+	}
+	if p.tls != nil {
+		tc, err := info.Handshake(ctx, nc, addr, p.tlsName, p.tls, timeout)
+		if err != nil {
+			if tlsRefused(err) {
+				return nil, fmt.Errorf("record: node %s: %w", p.name, err)
+			}
+			return nil, fmt.Errorf("%w: record: node %s: %w", ErrNetwork, p.name, err)
+		}
+		nc = tc
+	}
+	if err := p.auth.Auth(ctx, nc, addr, timeout); err != nil {
+		nc.Close()
+		var ae *admin.Error
+		switch {
+		case errors.As(err, &ae):
+			return nil, fmt.Errorf("record: node %s at %s: %w: %w", p.name, addr, ErrAuth, err)
+		case errors.Is(err, admin.ErrProtocol):
+			return nil, fmt.Errorf("record: node %s at %s: login: %w: %w", p.name, addr, ErrProtocol, err)
+		case tlsRefused(err):
+			return nil, fmt.Errorf("record: node %s at %s: login: %w: %w", p.name, addr, info.ErrTLS, err)
+		}
+		return nil, fmt.Errorf("%w: record: node %s at %s: login: %w", ErrNetwork, p.name, addr, err)
+	}
+	return nc, nil
+}
+
+// tlsRefused reports whether err is a TLS verification failure rather
+// than a transient I/O error: the client refused the server's certificate
+// (untrusted, or not for the node's TLS name), or the server sent an alert
+// refusing the handshake or, under TLS 1.3, the client's certificate
+// (which the client learns at its first read after the handshake).
+func tlsRefused(err error) bool {
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &cv) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error"
 }
 
 // put returns a healthy connection (its last exchange complete) to the

@@ -428,6 +428,11 @@ type Cluster struct {
 // credentials, sessions kept in this process only.
 func (c *Cluster) Authenticator() *admin.Authenticator { return c.auth }
 
+// TLSConfig returns Config.TLS (nil for clear text), for the record
+// client's connections, which verify each node against its TLS name as
+// the info connections do. The caller must not modify it.
+func (c *Cluster) TLSConfig() *tls.Config { return c.cfg.TLS }
+
 // MaxRetired is how many removed segments a Cluster keeps attached after
 // moving away from them (see Cluster.Map): an older one is detached, so a
 // segment removed again and again costs bounded memory.
