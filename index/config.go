@@ -217,7 +217,7 @@ const (
 	// formatVersion is the version of the index's own structures (entry,
 	// meta, sprig and partition records); a change makes every saved
 	// index cold.
-	formatVersion = 1
+	formatVersion = 2
 )
 
 // displayName maps a fingerprint field to its name in reasons.
@@ -265,7 +265,7 @@ func (c *Config) mainSpec() layout.Spec {
 	return layout.Spec{Kind: layout.KindIndex, Fields: c.fields(0), Sections: []layout.SectionSpec{
 		{Name: secMeta, Size: metaWords * 8},
 		{Name: secLease, Size: lease.Size},
-		{Name: secSprigs, Size: uint64(Partitions*c.Sprigs) * sprigWords * 8},
+		{Name: secSprigs, Size: uint64(Partitions*c.Sprigs) * 8},
 		{Name: secParts, Size: Partitions * partWords * 8},
 		{Name: secStage0, Size: uint64(c.StageEntries) * EntrySize},
 	}}
