@@ -123,7 +123,9 @@ type Config struct {
 	Instance  uint8
 	Namespace uint8
 	// Sprigs is the number of trees per partition (Aerospike's
-	// partition-tree-sprigs): a power of two from 1 to 4096; default 256.
+	// partition-tree-sprigs): a power of two from 1 to 4096; default 1024
+	// (a 32 MiB sprig table, 8 bytes a sprig). More sprigs make shorter
+	// trees and faster Gets for 8 bytes each: see the package doc.
 	Sprigs int
 	// StageEntries is the number of entries per stage (Aerospike's
 	// index-stage-size / 64): a power of two from 64 to 2^28; default 2^24
@@ -165,7 +167,7 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultSprigs       = 256
+	DefaultSprigs       = 1024
 	DefaultStageEntries = 1 << 24
 	minStageEntries     = 64
 )
