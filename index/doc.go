@@ -23,7 +23,8 @@
 // index does its own stage and handle arithmetic.)
 //
 // Each of the 4096 partitions is split into Config.Sprigs sprigs (a power
-// of two, default 256, Aerospike's partition-tree-sprigs). The sprig of a
+// of two up to 4096, default 1024; Aerospike's partition-tree-sprigs,
+// whose default is 256). The sprig of a
 // digest is taken from the bits that follow the partition bits in digest
 // byte order, so each sprig is a contiguous digest range and a partition
 // scan, sprig after sprig, comes out in digest order. A sprig is an AVL
@@ -54,6 +55,15 @@
 // and raising Sprigs keeps them small. Hence AVL; a B-tree is the step
 // to take if sprigs must hold many thousands of entries.
 //
+// A sprig costs one 8-byte word in the main segment: its version and its
+// root handle packed together (shared.go), so a reader learns both in one
+// load and Sprigs can be large. (It was 32 bytes: version, root, an entry
+// count and a reserved word; the count is gone, partition counts remain.)
+// The default of 1024 sprigs per partition (2^22 sprigs) takes the 32 MiB
+// the old record took at 256.
+//
+// GETSPRIGS
+//
 // The main segment also holds the writer lease, the allocator state (a
 // high-water mark and a free list threaded through the free entries'
 // right links), and statistics (entries, bytes and tombstones per
@@ -79,8 +89,9 @@
 //
 // # Reclamation: version validation with a bounded walk
 //
-// Every sprig has a version word, odd while the writer changes the sprig.
-// The writer makes it odd before it changes any entry or link of the
+// Every sprig has a version (in its word, beside its root), odd while the
+// writer changes the sprig. The writer makes it odd before it changes any
+// entry or link of the
 // sprig (an insert, an update in place, an unlink), and even again after.
 // A deleted entry goes onto the free list only after its sprig's version
 // was made even again, and is reused in another sprig only under that
@@ -88,7 +99,7 @@
 // odd), walks the tree copying each entry with one atomic load per word,
 // following at most maxDepth (256) links, each bounds-checked against the
 // published stage count and the stage capacity, then loads the version
-// again: if it changed, what it read may be torn or another sprig's, and
+// again (with the root: one word): if it changed, what it read may be torn or another sprig's, and
 // it retries. An entry freed from sprig A and reused in sprig B therefore
 // changed A's version first, so a reader that walked into it rejects what
 // it read. Retries are bounded in time (250 ms, then ErrContended); a walk
@@ -104,11 +115,18 @@
 // announcement that a dead reader could leave behind and stall
 // reclamation, no write to shared memory on the read path. Its cost is a
 // retry when the writer changes the very sprig being read, which with
-// 2^20 sprigs (default) is rare.
+// 2^22 sprigs (default) is rare.
+//
+// The version has 27 bits and wraps after 2^26 changes of its sprig; a
+// reader compares the whole word (version and root) and also the meta's
+// wrap count, which the writer raises before it stores a wrapped version,
+// so a walk that spans any number of changes is rejected
+// (TestVersionWrapSeen bumps a version 2^27 times under a pending read).
 //
 // Scan(p) copies each sprig of partition p as a validated snapshot (the
 // same version check around a complete in-order walk that must yield
-// strictly increasing digests, which also stops any cycle) and reports it
+// strictly increasing digests of that sprig, which also stops any cycle
+// and any link into another sprig's tree) and reports it
 // before moving to the next. Every key present for the whole scan lies in
 // exactly one sprig and is in that sprig's snapshot, so it is reported
 // exactly once; keys inserted or deleted during the scan may or may not
@@ -154,8 +172,8 @@
 //   - The sprigs are split between GOMAXPROCS workers by entry count;
 //     each copies the items of its next 256 entries into a buffer
 //     (independent loads overlap their cache misses), writes the entries
-//     and publishes each sprig as a Put does: version odd, root, count,
-//     version even. The partition statistics and the live count are
+//     and publishes each sprig as a Put does: version odd, root, version
+//     even. The partition statistics and the live count are
 //     written once at the end.
 //
 // Entries are written with atomic word stores, as everywhere else. On
@@ -173,8 +191,8 @@
 // at 5.2M/s with 10M records, against 1.7M/s by Put.
 //
 // Readers in other processes never wait for a build: an entry is written
-// before the root that makes it reachable, and a sprig's root and count
-// change under an odd version, so a reader sees each sprig either empty
+// before the root that makes it reachable, and a sprig's root changes
+// under an odd version, so a reader sees each sprig either empty
 // or complete (TestBuildSeenFromAnotherProcess pauses a build halfway and
 // scans from another process; TestBuildReadersRaceHeap does it under the
 // race detector; TestBuildRootsFirstCaught is the negative control, a
