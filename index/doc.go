@@ -62,7 +62,39 @@
 // The default of 1024 sprigs per partition (2^22 sprigs) takes the 32 MiB
 // the old record took at 256.
 //
-// GETSPRIGS
+// A Get at millions of records is bound by dependent cache misses: one
+// for the sprig word, then one per entry on the AVL path. Profiling it at
+// 10M records (BenchmarkGetLarge in get_bench_test.go, with -cpuprofile)
+// puts over 90% of its time on those loads (the sprig word's, then the
+// entries' copies); the read lock, the version re-check, the wrap count
+// and the decoding are a few percent, and a Get without the read lock
+// was no faster (its misses are dependent whatever orders them). What
+// remains beyond the misses counted is their price: each of the index's
+// misses walks the page tables of a region larger than the floor's. With
+// the one-word sprig, `shmbench index` at 10M random keys (2–3 runs
+// each, 4 KiB and 2 MiB pages, floor and bbolt in the same runs, a shared
+// 2-core machine) measured:
+//
+//	Sprigs (entries a sprig)  B/record  Get 4 KiB (÷ floor)     Get 2 MiB (÷ floor)    × faster than bbolt (4 KiB / 2 MiB)
+//	1024 (2.4)                70.5      695–1131 ns (×2.7–3.6)  514–685 ns (×2.9–3.3)  ×2.3–3.0 / ×3.6–4.1
+//	2048 (1.2)                73.8      772–1066 ns (×2.5–2.7)  504–697 ns (×2.4–2.9)  ×2.5–2.8 / ×3.8–4.3
+//	4096 (0.6)                80.5      741–816 ns (×2.1–2.8)   467–543 ns (×2.3–2.8)  ×2.6–3.3 / ×4.5
+//
+// against 900–1016 ns (×4.0–5.0) at 4 KiB and 699–780 ns at 2 MiB for the
+// old default (256 sprigs of 32-byte records, 70.5 B per record), and
+// 653–672 ns at 120.8 B per record for 4096 sprigs of 32-byte records.
+// The default is 1024: as fast as 2048 within the noise and no more
+// memory than the old default, at any size (a fixed 32 MiB); 2048 suits
+// indexes of tens of millions of records (64 MiB, 73.8 B per record at
+// 10M), 4096 costs 13 B per record at 10M for a few percent more.
+//
+// No Sprigs gets a Get within twice the floor, or five times faster than
+// bbolt: both need about one dependent miss per Get, and a sprig table in
+// front of the entries always costs two (its word, then the entry).
+// Getting there needs the entries themselves addressed by digest bits (a
+// sorted hash: open addressing over 64-byte entry lines, the version in
+// the entry's own line, Scan recovering digest order per partition), a
+// different structure from this one.
 //
 // The main segment also holds the writer lease, the allocator state (a
 // high-water mark and a free list threaded through the free entries'
