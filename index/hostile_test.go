@@ -146,13 +146,25 @@ func TestHostileArena(t *testing.T) {
 	})
 	t.Run("another-sprigs-tree", func(t *testing.T) {
 		f := newHostile(t, 2000)
-		k := f.keyInBigSprig(t)
-		var other uint64
+		// k is in the first sprig holding 3 entries, other in the last
+		// sprig: Check walks k's sprig (and finds the foreign entries)
+		// before their own.
+		per := map[uint64]int{}
 		for o := range f.m {
-			if f.sprigOf(o) != f.sprigOf(k) {
-				other = o
-				break
+			per[f.sprigOf(o)]++
+		}
+		var k, other uint64
+		kFound := false
+		for o := range f.m {
+			if per[f.sprigOf(o)] >= 3 && (!kFound || f.sprigOf(o) < f.sprigOf(k)) {
+				k, kFound = o, true
 			}
+			if f.sprigOf(o) > f.sprigOf(other) {
+				other = o
+			}
+		}
+		if !kFound || f.sprigOf(other) <= f.sprigOf(k) {
+			t.Fatal("no sprig of 3 entries before the last sprig")
 		}
 		f.setRoot(k, f.rootOf(other))
 		f.expectDamage(t, k, "belongs to partition")
