@@ -50,9 +50,9 @@
 // cache-line nodes touches fewer lines once sprigs hold thousands of
 // entries, but it needs nodes besides the entries (memory per record),
 // splits and merges that readers must validate, and it only wins where
-// sprigs are large: at the default 256 sprigs per partition (2^20 sprigs)
-// a sprig holds about 10 entries at 10M records and about 1000 at 1G,
-// and raising Sprigs keeps them small. Hence AVL; a B-tree is the step
+// sprigs are large: at the default 1024 sprigs per partition (2^22
+// sprigs) a sprig holds about 2.4 entries at 10M records and about 240 at
+// 1G, and raising Sprigs keeps them small. Hence AVL; a B-tree is the step
 // to take if sprigs must hold many thousands of entries.
 //
 // A sprig costs one 8-byte word in the main segment: its version and its
