@@ -322,10 +322,10 @@
 // writer, was rejected: lazily means a sprig the new writer has not
 // touched yet still carries an older epoch, which the paused writer can
 // stamp with its own and then write, so it fences only the sprigs the new
-// writer already changed; stamping all 2^20 at takeover is the per-sprig
-// work at Open the warm restart must not do; the epoch would take 40 of
-// the version's 64 bits (a version wrap within one reader's walk becomes
-// possible); and a writer paused after opening a sprig (odd) could still
+// writer already changed; stamping all of them (2^22 by default) at
+// takeover is the per-sprig work at Open the warm restart must not do;
+// the epoch would take 40 bits of a sprig word that has 27 for its
+// version (the root takes the rest); and a writer paused after opening a sprig (odd) could still
 // store into it after the takeover, so the new writer could never use
 // that sprig again. The gate makes that last case a cold start instead.
 //
