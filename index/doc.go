@@ -94,7 +94,12 @@
 // Getting there needs the entries themselves addressed by digest bits (a
 // sorted hash: open addressing over 64-byte entry lines, the version in
 // the entry's own line, Scan recovering digest order per partition), a
-// different structure from this one.
+// different structure from this one. BenchmarkSortedHashShape measures
+// its shape at 10M keys without the index around it (no version check,
+// no stages, no growth): at load factor 0.85 (75 B per record) a lookup
+// reads 3.8 adjacent lines, one dependent miss, and took 365–428 ns
+// against a floor of 268–289 ns (×1.3–1.6, lookups chained or not), where
+// BenchmarkGetLarge's Get at 1024 sprigs took 670–675 ns in the same runs.
 //
 // The main segment also holds the writer lease, the allocator state (a
 // high-water mark and a free list threaded through the free entries'
