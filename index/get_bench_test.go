@@ -34,30 +34,7 @@ func BenchmarkGetLarge(b *testing.B) {
 	for i := range probe {
 		probe[i] = recs[rng.IntN(n)].Digest
 	}
-	b.Run("floor", func(b *testing.B) {
-		lines := uint64(n) // one 64-byte line per record
-		w := make([]uint64, lines*8)
-		perm := make([]uint32, lines)
-		for i := range perm {
-			perm[i] = uint32(i)
-		}
-		for i := len(perm) - 1; i > 0; i-- {
-			j := rng.IntN(i)
-			perm[i], perm[j] = perm[j], perm[i]
-		}
-		for i := range perm {
-			w[uint64(perm[i])*8] = uint64(perm[(i+1)%len(perm)]) * 8
-		}
-		b.ResetTimer()
-		x := uint64(0)
-		for range b.N {
-			x = w[x]
-		}
-		b.StopTimer()
-		if x == 1 {
-			b.Fatal("unreachable")
-		}
-	})
+	b.Run("floor", func(b *testing.B) { benchFloor(b, uint64(n), rng) }) // one 64-byte line per record
 	for _, sprigs := range []int{256, 1024, 2048, 4096} {
 		b.Run(fmt.Sprintf("sprigs=%d", sprigs), func(b *testing.B) {
 			cfg := testConfig(b, bSysV)
@@ -118,28 +95,7 @@ func BenchmarkSortedHashShape(b *testing.B) {
 	for i := range probe {
 		probe[i] = keys[rng.IntN(n)]
 	}
-	b.Run("floor", func(b *testing.B) {
-		perm := make([]uint32, lines)
-		for i := range perm {
-			perm[i] = uint32(i)
-		}
-		for i := len(perm) - 1; i > 0; i-- {
-			j := rng.IntN(i)
-			perm[i], perm[j] = perm[j], perm[i]
-		}
-		w := make([]uint64, lines*8)
-		for i := range perm {
-			w[uint64(perm[i])*8] = uint64(perm[(i+1)%len(perm)]) * 8
-		}
-		b.ResetTimer()
-		x := uint64(0)
-		for range b.N {
-			x = atomic.LoadUint64(&w[x])
-		}
-		if x == 1 {
-			b.Fatal("unreachable")
-		}
-	})
+	b.Run("floor", func(b *testing.B) { benchFloor(b, lines, rng) })
 	// lookup: independent lookups, as the Get benchmarks do (the CPU may
 	// overlap one lookup's miss with the next's); dependent: each lookup's
 	// probe index depends on the previous lookup's result (through a
@@ -184,5 +140,32 @@ func sortedHashLookups(b *testing.B, table, probe []uint64, home func(uint64) ui
 			}
 		}
 		b.ReportMetric(float64(read)/float64(b.N), "lines/op")
+	}
+}
+
+// benchFloor times the floor: one dependent random 8-byte load (an atomic
+// load, as readers do) over a heap region of lines 64-byte lines linked
+// into one random cycle (Sattolo's shuffle).
+func benchFloor(b *testing.B, lines uint64, rng *rand.Rand) {
+	perm := make([]uint32, lines)
+	for i := range perm {
+		perm[i] = uint32(i)
+	}
+	for i := len(perm) - 1; i > 0; i-- {
+		j := rng.IntN(i)
+		perm[i], perm[j] = perm[j], perm[i]
+	}
+	w := make([]uint64, lines*8)
+	for i := range perm {
+		w[uint64(perm[i])*8] = uint64(perm[(i+1)%len(perm)]) * 8
+	}
+	b.ResetTimer()
+	x := uint64(0)
+	for range b.N {
+		x = atomic.LoadUint64(&w[x])
+	}
+	b.StopTimer()
+	if x == 1 {
+		b.Fatal("unreachable")
 	}
 }
