@@ -42,7 +42,7 @@ type IndexConfig struct {
 	// empty).
 	StageEntries int
 	// Sprigs is the index's index.Config.Sprigs, trees per partition
-	// (0: the index's default, 256).
+	// (0: the index's default, index.DefaultSprigs).
 	Sprigs int
 	// HugePages is the policy of the huge-page variant (default
 	// arena.HugePagesRequire: the variant is skipped, with the reason,
@@ -105,7 +105,7 @@ const (
 	idxGetDetail   = "index.Index.Get of a random key (SysV segments, one process), record checked; thread CPU time, best of rounds"
 	idxPutDetail   = "index.Index.Put of every key into an empty index, in random digest order (stages added as it grows); process CPU time (GC included)"
 	idxCrossDetail = "index.Reader.Get of a random key in another process (OpenReader) while this process Puts updates of random keys as fast as it can; median of 65536-Get chunks, reader's thread CPU time"
-	idxMemDetail   = "all the index's segments (main segment with its sprig table, 32 MiB at 256 sprigs, and every stage) ÷ records"
+	idxMemDetail   = "all the index's segments (main segment with its sprig table, 8 B per sprig: 32 MiB at 1024 sprigs per partition, and every stage) ÷ records"
 	idxFloorDetail = "one dependent random 8-byte load (pointer chasing over a random cycle of 64-byte lines) in a SysV segment as large as the index's segments"
 	idxMapDetail   = "Go map[index.Digest]index.Record, no persistence: lookup (Get), inserts into an empty map, not presized (Put, process CPU time, GC included); memory: heap growth after GC ÷ records"
 	idxBoltDetail  = "go.etcd.io/bbolt on a file in a temp dir, NoSync: Gets inside one long read transaction (key 20 B, value 28 B, decoded); Puts in write transactions of 100k random keys each; memory: file size ÷ records"
@@ -742,10 +742,13 @@ func indexBenchSize(ctx context.Context, cfg IndexConfig, n int, seed uint64) (_
 
 	phase("other process")
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(cfg.Probes) }
-	label := countLabel(n)
-	if cfg.Sprigs != 0 && cfg.Sprigs != index.DefaultSprigs {
-		label += fmt.Sprintf(", %d sprigs", cfg.Sprigs)
+	sprigs := cfg.Sprigs
+	if sprigs == 0 {
+		sprigs = index.DefaultSprigs
 	}
+	// The sprig count decides the depth of a Get's walk and the sprig
+	// table's share of the memory: every metric names it.
+	label := fmt.Sprintf("%s, %d sprigs (%.2g per sprig)", countLabel(n), sprigs, float64(n)/float64(index.Partitions*sprigs))
 	boltBytes := float64(bs.size()) / float64(n)
 	mapPerRec := float64(mapBytes) / float64(n)
 	runtime.KeepAlive(m)

@@ -114,11 +114,10 @@ func applyPatches(t *testing.T, dir string, data []byte) {
 			name = "meta"
 		case selSprigs:
 			name = "sprigs"
-			if word%4 == 0 {
-				// An odd version only makes reads of that sprig wait out
-				// their retry budget (index's own tests cover it).
-				v &^= 1
-			}
+			// An odd version (bit 37 of a sprig word) only makes reads of
+			// that sprig wait out their retry budget (index's own tests
+			// cover it).
+			v &^= 1 << 37
 		case selParts:
 			name = "parts"
 		case selStage0:
@@ -173,9 +172,10 @@ func FuzzIndexArena(f *testing.F) {
 	key0 := fuzzDigest(1)
 	p0 := uint16(key0.Partition())
 	f.Add([]byte{})                                                  // undamaged: warm, Check passes
-	f.Add(patch(selSprigs, 4*p0+1, 1<<36+5))                         // root out of range
-	f.Add(patch(selSprigs, 4*p0+1, 1))                               // root → entry 0/0 (another sprig's)
-	f.Add(patch(selSprigs, 4*p0+2, 99))                              // sprig count disagrees
+	f.Add(patch(selSprigs, p0, 1<<36+5))                             // root out of range
+	f.Add(patch(selSprigs, p0, 1))                                   // root → entry 0/0 (another sprig's)
+	f.Add(patch(selSprigs, p0, 6<<38|1<<36))                         // another version, root → the last handle
+	f.Add(patch(selMeta, 12, 1<<63))                                 // the version wrap count
 	f.Add(patch(selMeta, 0, 200))                                    // 200 stages
 	f.Add(patch(selMeta, 2, 3))                                      // free head → a live entry
 	f.Add(patch(selMeta, 4, 7))                                      // live count disagrees

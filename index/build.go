@@ -529,11 +529,11 @@ func (w *buildWorker) publish() {
 				ix.v.cfg.Failpoints.Hit(FailBuildMid)
 			}
 			w.first, w.bytes, w.tomb = pos, 0, 0
-			base := uint64(sr.sp) * sprigWords
+			sp := uint64(sr.sp)
 			if ix.v.cfg.buildRootsFirst && r >= len(w.runs)/2 {
 				// The negative control: the sprig is published before its
 				// entries are written (the root is the middle one's).
-				ix.publishSprig(base, handleAt(pos+uint64(sr.n)/2, ix.v.stageElems), sr.n)
+				ix.publishSprig(sp, handleAt(pos+uint64(sr.n)/2, ix.v.stageElems))
 				if half && w.b.pause != nil {
 					w.b.pause()
 				}
@@ -542,7 +542,7 @@ func (w *buildWorker) publish() {
 				if half && w.b.pause != nil {
 					w.b.pause()
 				}
-				ix.publishSprig(base, w.build(0, int(sr.n)), sr.n)
+				ix.publishSprig(sp, w.build(0, int(sr.n)))
 			}
 			p := uint64(sr.sp) / sprigs
 			w.parts[p][pCount] += uint64(sr.n)
@@ -554,14 +554,13 @@ func (w *buildWorker) publish() {
 	}
 }
 
-// publishSprig makes root (of a tree of n entries, all written) the root
-// of the empty sprig at base, under an odd version: a reader sees the
+// publishSprig makes root (of a tree whose entries are all written) the
+// root of the empty sprig sp, under an odd version: a reader sees the
 // sprig empty or complete.
-func (ix *Index) publishSprig(base uint64, root Handle, n uint32) {
-	ix.bump(base)
-	ix.v.sprigs.Store(base+sRoot, uint64(root))
-	ix.v.sprigs.Store(base+sCount, uint64(n))
-	ix.bump(base)
+func (ix *Index) publishSprig(sp uint64, root Handle) {
+	ix.bump(sp)
+	ix.setRoot(sp, root)
+	ix.bump(sp)
 }
 
 // gatherBatch is how many entries' items a build worker copies at once.

@@ -97,21 +97,18 @@ func (v *view) check() error {
 	heights := map[Handle]uint64{}
 	var visited []Handle
 	for sp := range Partitions * sprigs {
-		base := sp * sprigWords
 		where := fmt.Sprintf("partition %d sprig %d", sp/sprigs, sp%sprigs)
-		if ver := v.sprigs.Load(base + sVersion); ver&1 != 0 {
-			if !add("%s: version %d is odd (a writer stopped mid-update)", where, ver) {
+		word := v.sprigs.Load(sp)
+		if !sprigStable(word) {
+			if !add("%s: version %d is odd (a writer stopped mid-update)", where, word>>sprigRootBits) {
 				break
 			}
 		}
-		root := v.sprigs.Load(base + sRoot)
-		if root&^linkMask != 0 {
-			add("%s: root word %#x has bits above the link", where, root)
-		}
+		root := sprigRoot(word)
 		var n uint64
 		clear(heights)
 		visited = visited[:0]
-		stack := []frame{{h: Handle(root & linkMask)}}
+		stack := []frame{{h: root}}
 		for len(stack) > 0 && len(probs) < maxProblems {
 			f := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
@@ -178,9 +175,6 @@ func (v *view) check() error {
 					break
 				}
 			}
-		}
-		if c := v.sprigs.Load(base + sCount); c != n {
-			add("%s: count %d, but %d entries reached", where, c, n)
 		}
 		live += n
 	}

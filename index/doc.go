@@ -23,7 +23,8 @@
 // index does its own stage and handle arithmetic.)
 //
 // Each of the 4096 partitions is split into Config.Sprigs sprigs (a power
-// of two, default 256, Aerospike's partition-tree-sprigs). The sprig of a
+// of two up to 4096, default 1024; Aerospike's partition-tree-sprigs,
+// whose default is 256). The sprig of a
 // digest is taken from the bits that follow the partition bits in digest
 // byte order, so each sprig is a contiguous digest range and a partition
 // scan, sprig after sprig, comes out in digest order. A sprig is an AVL
@@ -49,10 +50,56 @@
 // cache-line nodes touches fewer lines once sprigs hold thousands of
 // entries, but it needs nodes besides the entries (memory per record),
 // splits and merges that readers must validate, and it only wins where
-// sprigs are large: at the default 256 sprigs per partition (2^20 sprigs)
-// a sprig holds about 10 entries at 10M records and about 1000 at 1G,
-// and raising Sprigs keeps them small. Hence AVL; a B-tree is the step
+// sprigs are large: at the default 1024 sprigs per partition (2^22
+// sprigs) a sprig holds about 2.4 entries at 10M records and about 240 at
+// 1G, and raising Sprigs keeps them small. Hence AVL; a B-tree is the step
 // to take if sprigs must hold many thousands of entries.
+//
+// A sprig costs one 8-byte word in the main segment: its version and its
+// root handle packed together (shared.go), so a reader learns both in one
+// load and Sprigs can be large. (It was 32 bytes: version, root, an entry
+// count and a reserved word; the count is gone, partition counts remain.)
+// The default of 1024 sprigs per partition (2^22 sprigs) takes the 32 MiB
+// the old record took at 256.
+//
+// A Get at millions of records is bound by dependent cache misses: one
+// for the sprig word, then one per entry on the AVL path. Profiling it at
+// 10M records (BenchmarkGetLarge in get_bench_test.go, with -cpuprofile)
+// puts over 90% of its time on those loads (the sprig word's, then the
+// entries' copies); the read lock, the version re-check, the wrap count
+// and the decoding are a few percent, and a Get without the read lock
+// was no faster (its misses are dependent whatever orders them). What
+// remains beyond the misses counted is their price: each of the index's
+// misses walks the page tables of a region larger than the floor's. With
+// the one-word sprig, `shmbench index` at 10M random keys (2–3 runs
+// each, 4 KiB and 2 MiB pages, floor and bbolt in the same runs, a shared
+// 2-core machine) measured:
+//
+//	Sprigs (entries a sprig)  B/record  Get 4 KiB (÷ floor)     Get 2 MiB (÷ floor)    × faster than bbolt (4 KiB / 2 MiB)
+//	1024 (2.4)                70.5      695–1131 ns (×2.7–3.6)  514–685 ns (×2.9–3.3)  ×2.3–3.0 / ×3.6–4.1
+//	2048 (1.2)                73.8      772–1066 ns (×2.5–2.7)  504–697 ns (×2.4–2.9)  ×2.5–2.8 / ×3.8–4.3
+//	4096 (0.6)                80.5      741–816 ns (×2.1–2.8)   467–543 ns (×2.3–2.8)  ×2.6–3.3 / ×4.5
+//
+// against 900–1016 ns (×4.0–5.0) at 4 KiB and 699–780 ns at 2 MiB for the
+// old default (256 sprigs of 32-byte records, 70.5 B per record), and
+// 653–672 ns at 120.8 B per record for 4096 sprigs of 32-byte records.
+// The default is 1024: as fast as 2048 within the noise and no more
+// memory than the old default, at any size (a fixed 32 MiB); 2048 suits
+// indexes of tens of millions of records (64 MiB, 73.8 B per record at
+// 10M), 4096 costs 13 B per record at 10M for a few percent more.
+//
+// No Sprigs gets a Get within twice the floor, or five times faster than
+// bbolt: both need about one dependent miss per Get, and a sprig table in
+// front of the entries always costs two (its word, then the entry).
+// Getting there needs the entries themselves addressed by digest bits (a
+// sorted hash: open addressing over 64-byte entry lines, the version in
+// the entry's own line, Scan recovering digest order per partition), a
+// different structure from this one. BenchmarkSortedHashShape measures
+// its shape at 10M keys without the index around it (no version check,
+// no stages, no growth): at load factor 0.85 (75 B per record) a lookup
+// reads 3.8 adjacent lines, one dependent miss, and took 365–428 ns
+// against a floor of 268–289 ns (×1.3–1.6, lookups chained or not), where
+// BenchmarkGetLarge's Get at 1024 sprigs took 670–675 ns in the same runs.
 //
 // The main segment also holds the writer lease, the allocator state (a
 // high-water mark and a free list threaded through the free entries'
@@ -79,8 +126,9 @@
 //
 // # Reclamation: version validation with a bounded walk
 //
-// Every sprig has a version word, odd while the writer changes the sprig.
-// The writer makes it odd before it changes any entry or link of the
+// Every sprig has a version (in its word, beside its root), odd while the
+// writer changes the sprig. The writer makes it odd before it changes any
+// entry or link of the
 // sprig (an insert, an update in place, an unlink), and even again after.
 // A deleted entry goes onto the free list only after its sprig's version
 // was made even again, and is reused in another sprig only under that
@@ -88,7 +136,7 @@
 // odd), walks the tree copying each entry with one atomic load per word,
 // following at most maxDepth (256) links, each bounds-checked against the
 // published stage count and the stage capacity, then loads the version
-// again: if it changed, what it read may be torn or another sprig's, and
+// again (with the root: one word): if it changed, what it read may be torn or another sprig's, and
 // it retries. An entry freed from sprig A and reused in sprig B therefore
 // changed A's version first, so a reader that walked into it rejects what
 // it read. Retries are bounded in time (250 ms, then ErrContended); a walk
@@ -104,11 +152,18 @@
 // announcement that a dead reader could leave behind and stall
 // reclamation, no write to shared memory on the read path. Its cost is a
 // retry when the writer changes the very sprig being read, which with
-// 2^20 sprigs (default) is rare.
+// 2^22 sprigs (default) is rare.
+//
+// The version has 27 bits and wraps after 2^26 changes of its sprig; a
+// reader compares the whole word (version and root) and also the meta's
+// wrap count, which the writer raises before it stores a wrapped version,
+// so a walk that spans any number of changes is rejected
+// (TestVersionWrapSeen bumps a version 2^27 times under a pending read).
 //
 // Scan(p) copies each sprig of partition p as a validated snapshot (the
 // same version check around a complete in-order walk that must yield
-// strictly increasing digests, which also stops any cycle) and reports it
+// strictly increasing digests of that sprig, which also stops any cycle
+// and any link into another sprig's tree) and reports it
 // before moving to the next. Every key present for the whole scan lies in
 // exactly one sprig and is in that sprig's snapshot, so it is reported
 // exactly once; keys inserted or deleted during the scan may or may not
@@ -154,8 +209,8 @@
 //   - The sprigs are split between GOMAXPROCS workers by entry count;
 //     each copies the items of its next 256 entries into a buffer
 //     (independent loads overlap their cache misses), writes the entries
-//     and publishes each sprig as a Put does: version odd, root, count,
-//     version even. The partition statistics and the live count are
+//     and publishes each sprig as a Put does: version odd, root, version
+//     even. The partition statistics and the live count are
 //     written once at the end.
 //
 // Entries are written with atomic word stores, as everywhere else. On
@@ -173,8 +228,8 @@
 // at 5.2M/s with 10M records, against 1.7M/s by Put.
 //
 // Readers in other processes never wait for a build: an entry is written
-// before the root that makes it reachable, and a sprig's root and count
-// change under an odd version, so a reader sees each sprig either empty
+// before the root that makes it reachable, and a sprig's root changes
+// under an odd version, so a reader sees each sprig either empty
 // or complete (TestBuildSeenFromAnotherProcess pauses a build halfway and
 // scans from another process; TestBuildReadersRaceHeap does it under the
 // race detector; TestBuildRootsFirstCaught is the negative control, a
@@ -272,10 +327,10 @@
 // writer, was rejected: lazily means a sprig the new writer has not
 // touched yet still carries an older epoch, which the paused writer can
 // stamp with its own and then write, so it fences only the sprigs the new
-// writer already changed; stamping all 2^20 at takeover is the per-sprig
-// work at Open the warm restart must not do; the epoch would take 40 of
-// the version's 64 bits (a version wrap within one reader's walk becomes
-// possible); and a writer paused after opening a sprig (odd) could still
+// writer already changed; stamping all of them (2^22 by default) at
+// takeover is the per-sprig work at Open the warm restart must not do;
+// the epoch would take 40 bits of a sprig word that has 27 for its
+// version (the root takes the rest); and a writer paused after opening a sprig (odd) could still
 // store into it after the takeover, so the new writer could never use
 // that sprig again. The gate makes that last case a cold start instead.
 //

@@ -30,21 +30,31 @@ func newHostile(t *testing.T, n uint64) *hostileFixture {
 	return &hostileFixture{ix: ix, m: m}
 }
 
-// sprigOf returns the sprig record base of key k.
+// sprigOf returns the sprig record (word) number of key k.
 func (f *hostileFixture) sprigOf(k uint64) uint64 {
 	d := digestOf(k)
-	return f.ix.v.sprig(&d) * sprigWords
+	return f.ix.v.sprig(&d)
 }
 
 // rootOf returns the root handle of key k's sprig.
 func (f *hostileFixture) rootOf(k uint64) Handle {
-	return Handle(f.ix.v.sprigs.Load(f.sprigOf(k)+sRoot) & linkMask)
+	return sprigRoot(f.ix.v.sprigs.Load(f.sprigOf(k)))
+}
+
+// setRoot stores h as the root of key k's sprig, keeping its version.
+func (f *hostileFixture) setRoot(k uint64, h Handle) {
+	sp := f.sprigOf(k)
+	f.ix.v.sprigs.Store(sp, f.ix.v.sprigs.Load(sp)&^sprigRootMask|uint64(h))
 }
 
 // keyInBigSprig returns a key whose sprig holds at least 3 entries.
 func (f *hostileFixture) keyInBigSprig(t *testing.T) uint64 {
+	per := map[uint64]int{}
 	for k := range f.m {
-		if f.ix.v.sprigs.Load(f.sprigOf(k)+sCount) >= 3 {
+		per[f.sprigOf(k)]++
+	}
+	for k := range f.m {
+		if per[f.sprigOf(k)] >= 3 {
 			return k
 		}
 	}
@@ -95,7 +105,7 @@ func TestHostileArena(t *testing.T) {
 	t.Run("root-out-of-range", func(t *testing.T) {
 		f := newHostile(t, 2000)
 		k := f.keyInBigSprig(t)
-		f.ix.v.sprigs.Store(f.sprigOf(k)+sRoot, uint64(MakeHandle(200, 5)))
+		f.setRoot(k, MakeHandle(200, 5))
 		f.expectDamage(t, k, "beyond the")
 		if err := f.ix.Put(recordOf(k, 9, false)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("Put into the damaged sprig: %v, want ErrCorrupt", err)
@@ -134,11 +144,30 @@ func TestHostileArena(t *testing.T) {
 			t.Fatalf("Check: %v, want an AVL height problem", err)
 		}
 	})
-	t.Run("count-disagrees", func(t *testing.T) {
+	t.Run("another-sprigs-tree", func(t *testing.T) {
 		f := newHostile(t, 2000)
-		k := f.keyInBigSprig(t)
-		f.ix.v.sprigs.Store(f.sprigOf(k)+sCount, 1)
-		f.expectDamage(t, k, "count 1")
+		// k is in the first sprig holding 3 entries, other in the last
+		// sprig: Check walks k's sprig (and finds the foreign entries)
+		// before their own.
+		per := map[uint64]int{}
+		for o := range f.m {
+			per[f.sprigOf(o)]++
+		}
+		var k, other uint64
+		kFound := false
+		for o := range f.m {
+			if per[f.sprigOf(o)] >= 3 && (!kFound || f.sprigOf(o) < f.sprigOf(k)) {
+				k, kFound = o, true
+			}
+			if f.sprigOf(o) > f.sprigOf(other) {
+				other = o
+			}
+		}
+		if !kFound || f.sprigOf(other) <= f.sprigOf(k) {
+			t.Fatal("no sprig of 3 entries before the last sprig")
+		}
+		f.setRoot(k, f.rootOf(other))
+		f.expectDamage(t, k, "belongs to partition")
 	})
 	t.Run("partition-and-meta-counts", func(t *testing.T) {
 		f := newHostile(t, 500)
@@ -181,13 +210,13 @@ func TestHostileArena(t *testing.T) {
 		}
 		freed := Handle(f.ix.v.meta.Load(mFreeHead))
 		k := f.keyInBigSprig(t)
-		f.ix.v.sprigs.Store(f.sprigOf(k)+sRoot, uint64(freed))
+		f.setRoot(k, freed)
 		f.expectDamage(t, k, "already reached")
 	})
 	t.Run("odd-version", func(t *testing.T) {
 		f := newHostile(t, 2000)
 		k := f.keyInBigSprig(t)
-		f.ix.v.sprigs.Store(f.sprigOf(k)+sVersion, 7)
+		f.ix.v.sprigs.Store(f.sprigOf(k), f.ix.v.sprigs.Load(f.sprigOf(k))|sprigVersionOne)
 		if _, _, err := f.ix.Get(digestOf(k)); !errors.Is(err, ErrContended) {
 			t.Fatalf("Get in a sprig held odd: %v, want ErrContended", err)
 		}

@@ -225,7 +225,7 @@ func TestLargeSprig(t *testing.T) {
 		t.Fatalf("scan found %d, want %d", count, len(live))
 	}
 	d := samePartition(0)
-	root := Handle(ix.v.sprigs.Load(ix.v.sprig(&d)*sprigWords+sRoot) & linkMask)
+	root := sprigRoot(ix.v.sprigs.Load(ix.v.sprig(&d)))
 	h, err := ix.height(root)
 	if err != nil {
 		t.Fatal(err)
@@ -333,6 +333,50 @@ func TestUpdate(t *testing.T) {
 	}
 	if s := ix.Partition(d.Partition()); s.Count != 1 || s.Tombstones != 1 || s.Bytes != 7 {
 		t.Fatalf("partition stats %+v", s)
+	}
+	if err := ix.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVersionWrapSeen: a sprig word's 27-bit version wraps after 2^26
+// changes, so a reader whose walk spans exactly 2^26 changes (2^27 bumps)
+// of its sprig loads the same word before and after (the word comparison
+// alone would accept what it read: the negative control, checked below);
+// the wrap count in the meta makes it see the change.
+func TestVersionWrapSeen(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("2^27 version bumps")
+	}
+	ix, _ := mustOpen(t, testConfig(t, bHeap), nil)
+	defer ix.Close()
+	d := digestOf(1)
+	if err := ix.Put(recordOf(1, 1, false)); err != nil {
+		t.Fatal(err)
+	}
+	sp := ix.v.sprig(&d)
+	word, wraps := ix.v.stable(sp)
+	if !ix.v.unchanged(sp, word, wraps) {
+		t.Fatal("unchanged sprig reported changed")
+	}
+	ix.bump(sp)
+	if ix.v.unchanged(sp, word, wraps) {
+		t.Fatal("one bump not seen")
+	}
+	for range 1<<(64-sprigRootBits) - 1 {
+		ix.bump(sp)
+	}
+	if got := ix.v.sprigs.Load(sp); got != word {
+		t.Fatalf("after 2^27 bumps the sprig word is %#x, want %#x again (the version wraps)", got, word)
+	}
+	if ix.v.unchanged(sp, word, wraps) {
+		t.Fatal("a walk spanning a version wrap was accepted")
+	}
+	if got := ix.v.meta.Load(mWraps); got != wraps+1 {
+		t.Fatalf("wrap count %d, want %d", got, wraps+1)
+	}
+	if r, ok, err := ix.Get(d); err != nil || !ok || r != recordOf(1, 1, false) {
+		t.Fatalf("Get after the wrap: %+v %v %v", r, ok, err)
 	}
 	if err := ix.Check(); err != nil {
 		t.Fatal(err)

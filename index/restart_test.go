@@ -190,12 +190,13 @@ func TestRestartTriggers(t *testing.T) {
 				cfg := testConfig(t, b)
 				m := populated(t, cfg, 100, StorageID{})
 				ix := expectStart(t, cfg, m, Warm, ReasonNone, "")
-				// A sprig count that disagrees, under an intact seal.
+				// A partition byte count that disagrees, under an intact
+				// seal (the quick check only sums the entry counts).
 				d := digestOf(3)
-				ix.v.sprigs.Store(ix.v.sprig(&d)*sprigWords+sCount, 5)
+				ix.v.parts.Store(uint64(d.Partition())*partWords+pBytes, 5)
 				ix.Close()
 				cfg.CheckOnWarm = true
-				expectStart(t, cfg, m, Cold, ReasonDamaged, "count 5")
+				expectStart(t, cfg, m, Cold, ReasonDamaged, "bytes 5")
 			})
 		})
 	}

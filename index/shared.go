@@ -26,17 +26,28 @@ package index
 //	   since), 1 dirty (a writer has mutated since attaching), 2 closing
 //	   (a writer is recording a clean shutdown). Not covered by the seal:
 //	   every writer stamps it with its lease epoch when it attaches.
-//	12–15          reserved (zero)
+//	12 wraps       times a sprig's version wrapped (see "sprigs" below);
+//	               not covered by the seal
+//	13–15          reserved (zero)
 //
-// Section "sprigs" (Partitions × Sprigs records of sprigWords words,
-// partition-major, so sprig s of partition p is record p·Sprigs+s; two
-// records per cache line):
+// Section "sprigs" (Partitions × Sprigs words, partition-major, so sprig s
+// of partition p is word p·Sprigs+s; eight sprigs per cache line). One
+// word per sprig, its version and the root of its AVL tree, so that a
+// reader learns both in one load and a sprig costs 8 bytes:
 //
-//	0 version  even while stable; odd while the writer changes the sprig
-//	1 root     handle of the AVL tree's root (low 40 bits)
-//	2 count    entries in the sprig
-//	3 reserved (zero)
+//	 63                        37 36                              0
+//	+----------------------------+---------------------------------+
+//	| version (27)               | root (37): handle of the tree's |
+//	|   even while stable, odd   |   root entry, 0 when the sprig  |
+//	|   while the writer changes |   is empty                      |
+//	|   the sprig; wraps mod 2^27|                                 |
+//	+----------------------------+---------------------------------+
 //
+// A reader accepts a walk only if the whole word is the same before and
+// after it. A version wraps after 2^26 changes of its sprig; the writer
+// adds one to meta word 12 (wraps) before it stores a wrapped version, and
+// a reader also compares that word before and after, so no number of
+// changes during a walk can go unseen.
 // Section "parts" (Partitions records of partWords words):
 //
 //	0 count       entries in the partition
@@ -56,12 +67,12 @@ const (
 	mCleanCount = 9
 	mStorageSeq = 10
 	mGate       = 11
+	mWraps      = 12
 	metaWords   = 16
 
-	sVersion   = 0
-	sRoot      = 1
-	sCount     = 2
-	sprigWords = 4
+	sprigRootBits   = handleBits
+	sprigRootMask   = 1<<sprigRootBits - 1
+	sprigVersionOne = 1 << sprigRootBits // one added to the version field
 
 	pCount      = 0
 	pBytes      = 1
@@ -70,11 +81,19 @@ const (
 )
 
 var (
-	_ [metaWords - mGate - 1]struct{}
-	_ [mGate - mStorageSeq - 1]struct{} // the gate is outside the sealed words
-	_ [sprigWords - sCount - 1]struct{}
+	_ [metaWords - mWraps - 1]struct{}
+	_ [mGate - mStorageSeq - 1]struct{}    // the gate is outside the sealed words
+	_ [sprigRootBits - handleBits]struct{} // a handle fits the root field
+	_ [handleBits - sprigRootBits]struct{}
+	_ [sprigRootMask - uint64(MaxHandle)]struct{}
 	_ [partWords - pTombstones - 1]struct{}
 )
+
+// sprigRoot returns the root handle of a sprig word.
+func sprigRoot(w uint64) Handle { return Handle(w & sprigRootMask) }
+
+// sprigStable reports whether a sprig word's version is even.
+func sprigStable(w uint64) bool { return w&sprigVersionOne == 0 }
 
 // Writer gate states (the payload of meta word mGate).
 const (

@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"sync"
@@ -57,7 +58,7 @@ func (v *view) init(cfg Config, main *arena.Segment) error {
 	if v.meta, err = sec(secMeta, metaWords); err != nil {
 		return err
 	}
-	if v.sprigs, err = sec(secSprigs, uint64(Partitions*cfg.Sprigs)*sprigWords); err != nil {
+	if v.sprigs, err = sec(secSprigs, uint64(Partitions*cfg.Sprigs)); err != nil {
 		return err
 	}
 	if v.parts, err = sec(secParts, Partitions*partWords); err != nil {
@@ -74,6 +75,14 @@ func (v *view) init(cfg Config, main *arena.Segment) error {
 // sprig returns the sprig record number of d.
 func (v *view) sprig(d *Digest) uint64 {
 	return uint64(d.Partition())*uint64(v.cfg.Sprigs) + uint64(d.sprigBits()>>v.shift)
+}
+
+// sprigOf returns the sprig record number of a digest whose word 0 is k0
+// (the partition and sprig bits are all in the first 5 bytes).
+func (v *view) sprigOf(k0 uint64) uint64 {
+	var d Digest
+	binary.BigEndian.PutUint64(d[:8], k0)
+	return v.sprig(&d)
 }
 
 // entries returns the word view holding h and the word number of its
@@ -170,6 +179,18 @@ func (r *retrier) again(budget time.Duration) bool {
 	return r.n&15 != 0 || time.Since(r.start) < budget
 }
 
+// stable loads sprig sp's word and the wrap count for a validated read.
+func (v *view) stable(sp uint64) (word, wraps uint64) {
+	wraps = v.meta.Load(mWraps)
+	return v.sprigs.Load(sp), wraps
+}
+
+// unchanged reports whether sprig sp is as stable() found it: the same
+// word (version and root) and no version wrapped meanwhile.
+func (v *view) unchanged(sp, word, wraps uint64) bool {
+	return v.cfg.noValidate || v.sprigs.Load(sp) == word && v.meta.Load(mWraps) == wraps
+}
+
 // get looks d up. The walk copies words with atomic loads and follows at
 // most maxDepth links, each bounds-checked; what it found counts only if
 // the sprig's version was even before and unchanged after.
@@ -180,13 +201,13 @@ func (v *view) get(d Digest) (Record, bool, error) {
 		return Record{}, false, ErrClosed
 	}
 	w0, w1, w2 := d.words()
-	base := v.sprig(&d) * sprigWords
+	sp := v.sprig(&d)
 	var r retrier
 	for {
-		ver := v.sprigs.Load(base + sVersion)
-		if ver&1 == 0 {
-			e, found, err := v.walk(base, w0, w1, w2)
-			if v.cfg.noValidate || v.sprigs.Load(base+sVersion) == ver {
+		word, wraps := v.stable(sp)
+		if sprigStable(word) {
+			e, found, err := v.walk(sprigRoot(word), w0, w1, w2)
+			if v.unchanged(sp, word, wraps) {
 				if err != nil {
 					return Record{}, false, err
 				}
@@ -198,14 +219,13 @@ func (v *view) get(d Digest) (Record, bool, error) {
 		}
 		if !r.again(v.retryBudget) {
 			return Record{}, false, fmt.Errorf("index: get: sprig %d of partition %d: version odd or changing for %v: %w",
-				base/sprigWords%uint64(v.cfg.Sprigs), d.Partition(), v.retryBudget, ErrContended)
+				sp%uint64(v.cfg.Sprigs), d.Partition(), v.retryBudget, ErrContended)
 		}
 	}
 }
 
-func (v *view) walk(base, w0, w1, w2 uint64) (entry, bool, error) {
+func (v *view) walk(h Handle, w0, w1, w2 uint64) (entry, bool, error) {
 	var e entry
-	h := Handle(v.sprigs.Load(base+sRoot) & linkMask)
 	for depth := 0; !h.IsNull(); depth++ {
 		if depth >= maxDepth {
 			return e, false, corrupt("sprig walk deeper than %d (a cycle?)", maxDepth)
@@ -231,16 +251,15 @@ func (v *view) walk(base, w0, w1, w2 uint64) (entry, bool, error) {
 	return e, false, nil
 }
 
-// scanSprig copies the entries of one sprig in digest order into buf
+// scanSprig copies the entries of sprig sp in digest order into buf
 // (reused), validated against the sprig's version.
 func (v *view) scanSprig(sp uint64, buf []Record) ([]Record, error) {
-	base := sp * sprigWords
 	var r retrier
 	for {
-		ver := v.sprigs.Load(base + sVersion)
-		if ver&1 == 0 {
-			out, err := v.collect(base, buf[:0])
-			if v.cfg.noValidate || v.sprigs.Load(base+sVersion) == ver {
+		word, wraps := v.stable(sp)
+		if sprigStable(word) {
+			out, err := v.collect(sp, sprigRoot(word), buf[:0])
+			if v.unchanged(sp, word, wraps) {
 				return out, err
 			}
 			buf = out
@@ -251,14 +270,13 @@ func (v *view) scanSprig(sp uint64, buf []Record) ([]Record, error) {
 	}
 }
 
-// collect walks a sprig in order with an explicit stack of at most
-// maxDepth handles. Digests must come out strictly increasing, which also
-// stops any cycle: a cycle repeats a digest.
-func (v *view) collect(base uint64, out []Record) ([]Record, error) {
-	count := v.sprigs.Load(base + sCount)
+// collect walks sprig sp from root h in order with an explicit stack of
+// at most maxDepth handles. Digests must come out strictly increasing,
+// which also stops any cycle (a cycle repeats a digest) and bounds the
+// walk by the entries in the index, and each must belong to sp.
+func (v *view) collect(sp uint64, h Handle, out []Record) ([]Record, error) {
 	var stack [maxDepth]Handle
 	n := 0
-	h := Handle(v.sprigs.Load(base+sRoot) & linkMask)
 	var e entry
 	var p0, p1, p2 uint64
 	first := true
@@ -288,16 +306,13 @@ func (v *view) collect(base uint64, out []Record) ([]Record, error) {
 		if e.flags()&flagLive == 0 || e.flags()&^knownFlags != 0 {
 			return out, corrupt("entry %s in a sprig has flags %#x", stack[n], e.flags())
 		}
+		if v.sprigOf(k0) != sp {
+			return out, corrupt("entry %s in sprig record %d belongs to sprig record %d", stack[n], sp, v.sprigOf(k0))
+		}
 		first = false
 		p0, p1, p2 = k0, k1, k2
-		if uint64(len(out)) >= count {
-			return out, corrupt("sprig holds more entries than its count %d", count)
-		}
 		out = append(out, e.record())
 		h = e.right()
-	}
-	if uint64(len(out)) != count {
-		return out, corrupt("sprig holds %d entries, its count says %d", len(out), count)
 	}
 	return out, nil
 }

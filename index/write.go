@@ -144,12 +144,11 @@ func (ix *Index) update(d Digest, fn func(Record, bool) (Record, Action)) (bool,
 		return false, err
 	}
 	sp := ix.v.sprig(&d)
-	base := sp * sprigWords
 	mu := &ix.locks[sp%uint64(len(ix.locks))]
 	mu.Lock()
 	defer mu.Unlock()
 	w0, w1, w2 := d.words()
-	h, found, err := ix.find(base, w0, w1, w2)
+	h, found, err := ix.find(sp, w0, w1, w2)
 	if err != nil {
 		return false, err
 	}
@@ -174,37 +173,37 @@ func (ix *Index) update(d Digest, fn func(Record, bool) (Record, Action)) (bool,
 			return found, err
 		}
 		if found {
-			ix.replace(base, h, &cur, &next)
+			ix.replace(sp, h, &cur, &next)
 			return true, nil
 		}
-		return false, ix.insertNew(base, &next, w0, w1, w2)
+		return false, ix.insertNew(sp, &next, w0, w1, w2)
 	case Remove:
 		if !found {
 			return false, nil
 		}
-		return true, ix.unlink(base, h, &cur, w0, w1, w2)
+		return true, ix.unlink(sp, h, &cur, w0, w1, w2)
 	}
 	return found, fmt.Errorf("index: update %x: unknown action %d: %w", d[:4], act, ErrRecord)
 }
 
 // replace overwrites entry h (whose current words are prev) with r, under
 // an odd version.
-func (ix *Index) replace(base uint64, h Handle, prev *entry, r *Record) {
+func (ix *Index) replace(sp uint64, h Handle, prev *entry, r *Record) {
 	payload, flags := encodeRecord(r, ix.v.cfg.DataInIndex)
 	ws, i, _ := ix.v.entries(h) // h was just found through entries
-	ix.bump(base)
+	ix.bump(sp)
 	for k := range payload {
 		ws.Store(i+uint64(k), payload[k])
 	}
 	ws.Store(i+wLeft, prev[wLeft]&^flagMask|flags<<flagShift)
-	ix.bump(base)
+	ix.bump(sp)
 	pb := uint64(r.Digest.Partition()) * partWords
 	ix.v.parts.Add(pb+pBytes, uint64(r.Size)-uint64(uint32(prev[wVoidSize])))
 	ix.v.parts.Add(pb+pTombstones, tomb(flags)-tomb(prev.flags()))
 }
 
 // insertNew allocates an entry for r and links it into its sprig.
-func (ix *Index) insertNew(base uint64, r *Record, w0, w1, w2 uint64) error {
+func (ix *Index) insertNew(sp uint64, r *Record, w0, w1, w2 uint64) error {
 	payload, flags := encodeRecord(r, ix.v.cfg.DataInIndex)
 	h, err := ix.alloc()
 	if err != nil {
@@ -220,17 +219,16 @@ func (ix *Index) insertNew(base uint64, r *Record, w0, w1, w2 uint64) error {
 	ws.Store(i+wLeft, flags<<flagShift)
 	ws.Store(i+wRight, 1<<heightShift)
 	ix.v.cfg.Failpoints.Hit(FailInsertAlloc)
-	ix.bump(base)
-	root, err := ix.insert(Handle(ix.v.sprigs.Load(base+sRoot)&linkMask), h, w0, w1, w2, 0)
+	ix.bump(sp)
+	root, err := ix.insert(sprigRoot(ix.v.sprigs.Load(sp)), h, w0, w1, w2, 0)
 	if err != nil {
-		ix.bump(base)
+		ix.bump(sp)
 		ix.free(h)
 		return err
 	}
-	ix.v.sprigs.Store(base+sRoot, uint64(root))
+	ix.setRoot(sp, root)
 	ix.v.cfg.Failpoints.Hit(FailInsertMid)
-	ix.v.sprigs.Store(base+sCount, ix.v.sprigs.Load(base+sCount)+1)
-	ix.bump(base)
+	ix.bump(sp)
 	ix.v.cfg.Failpoints.Hit(FailInsertDone)
 	pb := uint64(r.Digest.Partition()) * partWords
 	ix.v.parts.Add(pb+pCount, 1)
@@ -249,17 +247,16 @@ func tomb(flags uint64) uint64 {
 
 // unlink removes entry h (words e, digest w0..w2) from its sprig and puts
 // it on the free list once the sprig's version is even again.
-func (ix *Index) unlink(base uint64, h Handle, e *entry, w0, w1, w2 uint64) error {
-	ix.bump(base)
-	root, err := ix.remove(Handle(ix.v.sprigs.Load(base+sRoot)&linkMask), w0, w1, w2, 0)
+func (ix *Index) unlink(sp uint64, h Handle, e *entry, w0, w1, w2 uint64) error {
+	ix.bump(sp)
+	root, err := ix.remove(sprigRoot(ix.v.sprigs.Load(sp)), w0, w1, w2, 0)
 	if err != nil {
-		ix.bump(base)
+		ix.bump(sp)
 		return err
 	}
-	ix.v.sprigs.Store(base+sRoot, uint64(root))
+	ix.setRoot(sp, root)
 	ix.v.cfg.Failpoints.Hit(FailDeleteMid)
-	ix.v.sprigs.Store(base+sCount, ix.v.sprigs.Load(base+sCount)-1)
-	ix.bump(base)
+	ix.bump(sp)
 	d := digestFromWords(w0, w1, w2)
 	pb := uint64(d.Partition()) * partWords
 	ix.v.parts.Add(pb+pCount, ^uint64(0))
@@ -271,16 +268,28 @@ func (ix *Index) unlink(base uint64, h Handle, e *entry, w0, w1, w2 uint64) erro
 	return nil
 }
 
-// bump changes a sprig's version by one (even → odd before a change, odd
-// → even after it). Only the holder of the sprig's lock calls it.
-func (ix *Index) bump(base uint64) {
-	ix.v.sprigs.Store(base+sVersion, ix.v.sprigs.Load(base+sVersion)+1)
+// bump changes sprig sp's version by one (even → odd before a change, odd
+// → even after it), keeping its root. The version wraps mod 2^27: before
+// it stores a wrapped version it counts the wrap in the meta, so a reader
+// whose walk spans 2^26 changes still sees a change (shared.go). Only the
+// holder of the sprig's lock calls it.
+func (ix *Index) bump(sp uint64) {
+	w := ix.v.sprigs.Load(sp) + sprigVersionOne // a carry out of bit 63 is the wrap
+	if w>>sprigRootBits == 0 {
+		ix.v.meta.Add(mWraps, 1)
+	}
+	ix.v.sprigs.Store(sp, w)
+}
+
+// setRoot makes root the root of sprig sp, keeping its (odd) version.
+func (ix *Index) setRoot(sp uint64, root Handle) {
+	ix.v.sprigs.Store(sp, ix.v.sprigs.Load(sp)&^sprigRootMask|uint64(root))
 }
 
 // find returns the entry of a digest in a sprig (writer side: the sprig is
 // locked, so no validation is needed, but every link is still checked).
-func (ix *Index) find(base, w0, w1, w2 uint64) (Handle, bool, error) {
-	h := Handle(ix.v.sprigs.Load(base+sRoot) & linkMask)
+func (ix *Index) find(sp, w0, w1, w2 uint64) (Handle, bool, error) {
+	h := sprigRoot(ix.v.sprigs.Load(sp))
 	for depth := 0; !h.IsNull(); depth++ {
 		if depth >= maxDepth {
 			return 0, false, corrupt("sprig walk deeper than %d (a cycle?)", maxDepth)

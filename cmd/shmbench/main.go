@@ -35,7 +35,7 @@
 //	                try (falls back to 4 KiB pages, logged) or off
 //	-sprigs N       the index and restart benchmarks' trees per partition
 //	                (index.Config.Sprigs: a power of two from 1 to 4096;
-//	                default the index's, 256)
+//	                default the index's, 1024)
 //	-quick          quick mode even with benchmarks named
 package main
 
@@ -56,6 +56,7 @@ import (
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/bench"
 	"github.com/shmkit/shmkit/bench/harness"
+	"github.com/shmkit/shmkit/index"
 	"github.com/shmkit/shmkit/internal/cli"
 )
 
@@ -220,7 +221,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		c.o.hugePages = p
 		return err
 	})
-	fs.Func("sprigs", "the index and restart benchmarks' trees per partition (index.Config.Sprigs): a power of two from 1 to 4096 (default 256)", func(s string) error {
+	fs.Func("sprigs", "the index and restart benchmarks' trees per partition (index.Config.Sprigs): a power of two from 1 to 4096 (default the index's, "+strconv.Itoa(index.DefaultSprigs)+")", func(s string) error {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 4096 || n&(n-1) != 0 {
 			return fmt.Errorf("want a power of two from 1 to 4096")

@@ -1,0 +1,171 @@
+package index
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"slices"
+	"sync/atomic"
+	"testing"
+)
+
+var getBenchRecords = flag.Int("index.records", 1<<20, "records in BenchmarkGetLarge's index")
+
+// BenchmarkGetLarge measures Get of random keys in an index of
+// -index.records records on SysV segments (4 KiB pages), built by Load,
+// for several Sprigs, against the floor measured in the same run: one
+// dependent random 8-byte load over a heap region as large as the index's
+// entries. It is the focused form of `shmbench index` for profiling
+// (-cpuprofile): `go test ./index -run '^$' -bench GetLarge
+// -index.records 10000000`.
+func BenchmarkGetLarge(b *testing.B) {
+	if testing.Short() || raceEnabled {
+		b.Skip("builds a large index")
+	}
+	n := *getBenchRecords
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = recordOf(uint64(i), 1, false)
+	}
+	rng := rand.New(rand.NewPCG(2, 2))
+	probe := make([]Digest, 1<<20)
+	for i := range probe {
+		probe[i] = recs[rng.IntN(n)].Digest
+	}
+	b.Run("floor", func(b *testing.B) { benchFloor(b, uint64(n), rng) }) // one 64-byte line per record
+	for _, sprigs := range []int{256, 1024, 2048, 4096} {
+		b.Run(fmt.Sprintf("sprigs=%d", sprigs), func(b *testing.B) {
+			cfg := testConfig(b, bSysV)
+			cfg.Sprigs, cfg.StageEntries = sprigs, 1<<20
+			if n > (testBlocks-1)*cfg.StageEntries {
+				b.Skipf("%d records need more than %d stages", n, testBlocks)
+			}
+			ix, _, err := Open(context.Background(), cfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ix.Close()
+			if err := ix.Load(context.Background(), recs); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if _, ok, err := ix.Get(probe[i&(len(probe)-1)]); !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSortedHashShape measures the structure the package doc names
+// as the step past sprigs, without building it into the index: the
+// -index.records digests (word 0 of random keys) in a table of 64-byte
+// lines at load factor 0.85, each placed at its home line (the top bits of
+// word 0 scaled to the table) or the first free line after it, in digest
+// order (linear probing with an order-preserving hash), looked up with
+// atomic loads as readers do; beside the floor over a heap region of the
+// same size. It reports lines read per lookup.
+func BenchmarkSortedHashShape(b *testing.B) {
+	if testing.Short() || raceEnabled {
+		b.Skip("builds a large table")
+	}
+	n := *getBenchRecords
+	rng := rand.New(rand.NewPCG(3, 3))
+	keys := make([]uint64, n)
+	for i := range keys {
+		keys[i] = rng.Uint64() | 1 // 0 marks a free line
+	}
+	slices.Sort(keys)
+	lines := uint64(float64(n) / 0.85)
+	home := func(k uint64) uint64 { hi, _ := bits.Mul64(k, lines); return hi }
+	table := make([]uint64, (lines+1024)*8)
+	next := uint64(0)
+	for _, k := range keys {
+		at := max(home(k), next)
+		if at >= lines+1024 {
+			b.Fatal("table overflow")
+		}
+		table[at*8] = k
+		next = at + 1
+	}
+	probe := make([]uint64, 1<<20)
+	for i := range probe {
+		probe[i] = keys[rng.IntN(n)]
+	}
+	b.Run("floor", func(b *testing.B) { benchFloor(b, lines, rng) })
+	// lookup: independent lookups, as the Get benchmarks do (the CPU may
+	// overlap one lookup's miss with the next's); dependent: each lookup's
+	// probe index depends on the previous lookup's result (through a
+	// zero the compiler cannot see), as in the floor.
+	for _, dependent := range []bool{false, true} {
+		name := "lookup"
+		if dependent {
+			name = "lookup-dependent"
+		}
+		b.Run(name, func(b *testing.B) {
+			sortedHashLookups(b, table, probe, home, dependent)
+			b.ReportMetric(float64(len(table)*8)/float64(n), "B/record")
+		})
+	}
+}
+
+func sortedHashLookups(b *testing.B, table, probe []uint64, home func(uint64) uint64, dependent bool) {
+	{
+		read := 0
+		zero := uint64(b.N) >> 62 // 0, unknown to the compiler
+		if !dependent {
+			zero = 0
+		}
+		dep := uint64(0)
+		for i := range b.N {
+			k := probe[(uint64(i)+dep)&uint64(len(probe)-1)]
+			at := home(k)
+			for {
+				read++
+				var e [8]uint64
+				for j := range e {
+					e[j] = atomic.LoadUint64(&table[at*8+uint64(j)])
+				}
+				if e[0] == k {
+					dep = e[0] & zero
+					break
+				}
+				if e[0] == 0 || e[0] > k {
+					b.Fatalf("key %#x not found", k)
+				}
+				at++
+			}
+		}
+		b.ReportMetric(float64(read)/float64(b.N), "lines/op")
+	}
+}
+
+// benchFloor times the floor: one dependent random 8-byte load (an atomic
+// load, as readers do) over a heap region of lines 64-byte lines linked
+// into one random cycle (Sattolo's shuffle).
+func benchFloor(b *testing.B, lines uint64, rng *rand.Rand) {
+	perm := make([]uint32, lines)
+	for i := range perm {
+		perm[i] = uint32(i)
+	}
+	for i := len(perm) - 1; i > 0; i-- {
+		j := rng.IntN(i)
+		perm[i], perm[j] = perm[j], perm[i]
+	}
+	w := make([]uint64, lines*8)
+	for i := range perm {
+		w[uint64(perm[i])*8] = uint64(perm[(i+1)%len(perm)]) * 8
+	}
+	b.ResetTimer()
+	x := uint64(0)
+	for range b.N {
+		x = atomic.LoadUint64(&w[x])
+	}
+	b.StopTimer()
+	if x == 1 {
+		b.Fatal("unreachable")
+	}
+}
