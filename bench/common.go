@@ -7,6 +7,8 @@ import (
 	"hash/fnv"
 	"math"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -183,4 +185,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// exampleBinary returns bin if set, otherwise builds examples/<name> into
+// a temporary directory (removed by cleanup). A failed build is an error
+// wrapping kind that says how to get out (run from the source tree, or set
+// the config field named by field).
+func exampleBinary(ctx context.Context, bin, name string, kind error, field string) (string, func(), error) {
+	if bin != "" {
+		return bin, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "shmbench-"+name+"-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(tmp, name)
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/shmkit/shmkit/examples/"+name)
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, fmt.Errorf("%w: go build examples/%s (run shmbench from the shmkit source tree, or give %s): %v: %s", kind, name, field, err, out)
+	}
+	return bin, func() { os.RemoveAll(tmp) }, nil
 }

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -76,18 +74,11 @@ const preforkKeys = 100
 // (req/s) and the merged latency histograms (p50, p99).
 func PreforkBench(ctx context.Context, cfg PreforkConfig) ([]Result, error) {
 	cfg.defaults()
-	bin := cfg.Binary
-	if bin == "" {
-		tmp, err := os.MkdirTemp("", "shmbench-prefork-bin-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(tmp)
-		bin = filepath.Join(tmp, "prefork")
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/shmkit/shmkit/examples/prefork").CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("%w: go build examples/prefork (run shmbench from the shmkit source tree, or give PreforkConfig.Binary): %v: %s", ErrPrefork, err, out)
-		}
+	bin, cleanup, err := exampleBinary(ctx, cfg.Binary, "prefork", ErrPrefork, "PreforkConfig.Binary")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	var runs [2][2]phaseResult // [shm, per-process][get, post]
 	var secs [2][2]float64     // the rounds run one after the other: their times add up
 	for round := range cfg.Rounds {

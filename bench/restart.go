@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,19 +112,11 @@ func RestartBench(ctx context.Context, cfg RestartConfig) ([]Result, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
-	bin := cfg.Binary
-	if bin == "" {
-		tmp, err := os.MkdirTemp("", "shmbench-kvstore-bin-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(tmp)
-		bin = filepath.Join(tmp, "kvstore")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/shmkit/shmkit/examples/kvstore")
-		if out, err := build.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("%w: go build examples/kvstore (run shmbench from the shmkit source tree, or give RestartConfig.Binary): %v: %s", ErrKVStore, err, out)
-		}
+	bin, cleanup, err := exampleBinary(ctx, cfg.Binary, "kvstore", ErrKVStore, "RestartConfig.Binary")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	var results []Result
 	for _, n := range cfg.Records {
 		rs, err := restartSize(ctx, cfg, bin, n, progress)
