@@ -119,6 +119,24 @@ func clientRackNode(client *as.Client, ns string, pid uint32) (string, error) {
 	return n.GetName(), nil
 }
 
+// awaitAgreement waits (up to agreeTimeout) until the official client,
+// shmkit's tender c and the simulator agree (secureDisagreements is
+// empty) and returns the prefer-rack counts of the agreeing comparison.
+func (s *secureSetup) awaitAgreement(t *testing.T, step string, client *as.Client, c *tend.Cluster) (offMaster, onMaster int) {
+	t.Helper()
+	deadline := time.Now().Add(agreeTimeout)
+	for {
+		diffs, off, on := s.secureDisagreements(client, c)
+		if len(diffs) == 0 {
+			return off, on
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no agreement after %v:\n  %s", step, agreeTimeout, strings.Join(diffs, "\n  "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // secureDisagreements compares, for every partition of every namespace,
 // the official client's master and replicas, shmkit's tended view and the
 // sim's expected owners, and the official client's PREFER_RACK choice
@@ -212,21 +230,11 @@ func TestOfficialClientSecureCluster(t *testing.T) {
 
 	agree := func(step string) {
 		t.Helper()
-		deadline := time.Now().Add(agreeTimeout)
-		for {
-			diffs, offMaster, onMaster := s.secureDisagreements(client, c)
-			if len(diffs) == 0 {
-				t.Logf("%s: official client, shmkit tend and sim agree on %d namespaces x %d partitions; PREFER_RACK reads: %d leave the master, %d stay on it",
-					step, len(s.sim.Namespaces()), partmap.Partitions, offMaster, onMaster)
-				if offMaster == 0 || onMaster == 0 {
-					t.Errorf("%s: rack choices all on or all off the master: the comparison covers one case only", step)
-				}
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no agreement after %v:\n  %s", step, agreeTimeout, strings.Join(diffs, "\n  "))
-			}
-			time.Sleep(50 * time.Millisecond)
+		offMaster, onMaster := s.awaitAgreement(t, step, client, c)
+		t.Logf("%s: official client, shmkit tend and sim agree on %d namespaces x %d partitions; PREFER_RACK reads: %d leave the master, %d stay on it",
+			step, len(s.sim.Namespaces()), partmap.Partitions, offMaster, onMaster)
+		if offMaster == 0 || onMaster == 0 {
+			t.Errorf("%s: rack choices all on or all off the master: the comparison covers one case only", step)
 		}
 	}
 	agree("secure cluster")
@@ -353,17 +361,7 @@ func TestOfficialClientServicesAlternate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	deadline := time.Now().Add(agreeTimeout)
-	for {
-		diffs, _, _ := s.secureDisagreements(client, c)
-		if len(diffs) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no agreement after %v:\n  %s", agreeTimeout, strings.Join(diffs, "\n  "))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s.awaitAgreement(t, "agreement", client, c)
 	alt := map[string]string{}
 	for _, n := range s.sim.Nodes() {
 		alt[n.Name] = n.AltTLSAddr
@@ -454,17 +452,7 @@ func TestOfficialClientPKI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	deadline := time.Now().Add(agreeTimeout)
-	for {
-		diffs, _, _ := s.secureDisagreements(client, c)
-		if len(diffs) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no agreement after %v:\n  %s", agreeTimeout, strings.Join(diffs, "\n  "))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s.awaitAgreement(t, "agreement", client, c)
 	key, _ := as.NewKey(nsRacks3, "pki", "k")
 	if aerr := client.Put(nil, key, as.BinMap{"v": "pki"}); aerr != nil {
 		t.Fatalf("put in PKI mode: %v", aerr)
