@@ -38,6 +38,52 @@ func damage(seg *arena.Segment, off arena.Offset, data []byte) error {
 	return nil
 }
 
+// publishCluster makes this process the tend owner of m and publishes
+// three nodes, namespace "test" (every partition: master and one prole)
+// and one tend report. It returns the namespace and the node names.
+func publishCluster(tb testing.TB, m *partmap.Map, log *slog.Logger) (partmap.NS, map[string]bool) {
+	tb.Helper()
+	l, err := lease.New(m.Segment(), m.LeaseOffset(), lease.Config{Threshold: time.Minute, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := l.TryAcquire(); err != nil {
+		tb.Fatal(err)
+	}
+	w := m.Writer(l)
+	if err := w.StampAll(); err != nil {
+		tb.Fatal(err)
+	}
+	names := map[string]bool{}
+	var slots []int
+	for k := range 3 {
+		name := fmt.Sprintf("BB90%011d", k)
+		s, err := w.AddOrUpdateNode(partmap.NodeInfo{Name: name, Active: true,
+			Addresses: []netip.AddrPort{netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(k)}), 3000)}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		names[name] = true
+		slots = append(slots, s)
+	}
+	ns, err := w.EnsureNamespace("test", 2, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for pid := range uint32(partmap.Partitions) {
+		if err := w.SetPartition(ns, pid, slots[pid%3], slots[(pid+1)%3], 0); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := w.RecordTend(partmap.TendReport{InfoRequests: 1}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.Publish(); err != nil {
+		tb.Fatal(err)
+	}
+	return ns, names
+}
+
 // FuzzPartmapHostileSegment publishes a valid map on a heap segment, writes
 // fuzzed bytes at a fuzzed place of one of its sections, and then calls every
 // reader (the lookups' fast and entry paths, and Prepare): nothing may
@@ -63,41 +109,7 @@ func FuzzPartmapHostileSegment(f *testing.F) {
 			m.Close()
 			arena.Remove(loc, arena.RemoveOptions{Force: true})
 		}()
-		l, err := lease.New(m.Segment(), m.LeaseOffset(), lease.Config{Threshold: time.Minute, Logger: cfg.Logger})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := l.TryAcquire(); err != nil {
-			t.Fatal(err)
-		}
-		w := m.Writer(l)
-		if err := w.StampAll(); err != nil {
-			t.Fatal(err)
-		}
-		names := map[string]bool{}
-		var slots []int
-		for k := range 3 {
-			name := fmt.Sprintf("BB90%011d", k)
-			s, err := w.AddOrUpdateNode(partmap.NodeInfo{Name: name, Active: true,
-				Addresses: []netip.AddrPort{netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(k)}), 3000)}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			names[name] = true
-			slots = append(slots, s)
-		}
-		ns, err := w.EnsureNamespace("test", 2, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for pid := range uint32(partmap.Partitions) {
-			if err := w.SetPartition(ns, pid, slots[pid%3], slots[(pid+1)%3], 0); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := w.Publish(); err != nil {
-			t.Fatal(err)
-		}
+		ns, names := publishCluster(t, m, cfg.Logger)
 
 		// The old handle holds a resolved table of the undamaged map.
 		if _, ok := m.Master(ns, 0); !ok {

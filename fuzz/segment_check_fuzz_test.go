@@ -3,14 +3,11 @@ package fuzz
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/shmkit/shmkit/arena"
-	"github.com/shmkit/shmkit/lease"
 	"github.com/shmkit/shmkit/partmap"
 )
 
@@ -25,41 +22,7 @@ func checkedCluster(tb testing.TB) (*partmap.Map, arena.Location) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	l, err := lease.New(m.Segment(), m.LeaseOffset(), lease.Config{Threshold: time.Minute, Logger: quiet})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := l.TryAcquire(); err != nil {
-		tb.Fatal(err)
-	}
-	w := m.Writer(l)
-	if err := w.StampAll(); err != nil {
-		tb.Fatal(err)
-	}
-	var slots []int
-	for k := range 3 {
-		s, err := w.AddOrUpdateNode(partmap.NodeInfo{Name: fmt.Sprintf("BB90%011d", k), Active: true,
-			Addresses: []netip.AddrPort{netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(k)}), 3000)}})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		slots = append(slots, s)
-	}
-	ns, err := w.EnsureNamespace("test", 2, false)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for pid := range uint32(partmap.Partitions) {
-		if err := w.SetPartition(ns, pid, slots[pid%3], slots[(pid+1)%3], 0); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := w.RecordTend(partmap.TendReport{InfoRequests: 1}); err != nil {
-		tb.Fatal(err)
-	}
-	if err := w.Publish(); err != nil {
-		tb.Fatal(err)
-	}
+	publishCluster(tb, m, quiet)
 	return m, loc
 }
 
