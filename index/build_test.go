@@ -627,14 +627,9 @@ func TestBuildReadersRaceHeap(t *testing.T) {
 				}
 			})
 		}
-		b, err := ix.NewBuilder(BuildOptions{})
+		b, err := builderOf(ix, n)
 		if err != nil {
 			return err
-		}
-		for k := range uint64(n) {
-			if err := b.Add(0, recordOf(k, 1, false)); err != nil {
-				return err
-			}
 		}
 		b.pause = func() { mid = checkSprigs(&r.v, r.Scan, r.Get, n) }
 		_, err = b.Finish(ctx)
@@ -748,14 +743,9 @@ func TestBuildRootsFirstCaught(t *testing.T) {
 			return err
 		}
 		defer r.Close()
-		b, err := ix.NewBuilder(BuildOptions{})
+		b, err := builderOf(ix, n)
 		if err != nil {
 			return err
-		}
-		for k := range uint64(n) {
-			if err := b.Add(0, recordOf(k, 1, false)); err != nil {
-				return err
-			}
 		}
 		b.pause = func() { mid = checkSprigs(&r.v, r.Scan, r.Get, n) }
 		_, err = b.Finish(ctx)
@@ -771,4 +761,19 @@ func TestBuildRootsFirstCaught(t *testing.T) {
 		m[k] = 1
 	}
 	verify(t, ix, m, false)
+}
+
+// builderOf returns a Builder of ix holding the records of keys [0, n)
+// (generation 1), not finished.
+func builderOf(ix *Index, n int) (*Builder, error) {
+	b, err := ix.NewBuilder(BuildOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for k := range uint64(n) {
+		if err := b.Add(0, recordOf(k, 1, false)); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
