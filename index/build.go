@@ -3,7 +3,6 @@ package index
 import (
 	"context"
 	"fmt"
-	"math/bits"
 	"runtime"
 	"slices"
 	"sync"
@@ -32,7 +31,7 @@ const (
 )
 
 var _ [itemWords - 8]struct{}
-var _ [iSeq - wLeft]struct{} // the payload words end where an entry's links begin
+var _ [iSeq - wFlags]struct{} // the payload words end where an entry's flags begin
 
 // item is one Add or Delete, in process memory.
 type item [itemWords]uint64
@@ -198,9 +197,10 @@ type pair struct {
 }
 
 // sprigRun is a sprig's share of the winners: sprig record sp, n
-// entries.
+// entries, and its table: size class c at h.
 type sprigRun struct {
-	sp, n uint32
+	sp, n, c uint32
+	h        Handle
 }
 
 // Finish builds the index from the records given and publishes it. It
@@ -384,8 +384,8 @@ func (b *Builder) lost(x uint32, st *BuildStats) {
 	st.Superseded++
 	if b.opts.Superseded != nil {
 		var e entry
-		copy(e[:wLeft], it[iPayload:iSeq])
-		e[wLeft] = it[iFlags] << flagShift
+		copy(e[:wFlags], it[iPayload:iSeq])
+		e[wFlags] = it[iFlags] << flagShift
 		b.opts.Superseded(e.record())
 	}
 }
@@ -416,22 +416,35 @@ func (ix *Index) publishBuild(b *Builder, pairs []pair, runs []sprigRun, st *Bui
 		return err
 	}
 	total := uint64(len(pairs))
-	se := ix.v.stageElems
-	need := max(1, (total+se-1)/se)
-	if total > MaxCapacity || need > MaxStages {
-		return fmt.Errorf("index: bulk build: %d entries need %d stages of %d, more than %d: %w (use larger stages: Config.StageEntries)",
-			total, need, se, MaxStages, ErrFull)
+	if total > MaxCapacity {
+		return fmt.Errorf("index: bulk build: %d entries, more than %d: %w", total, MaxCapacity, ErrFull)
 	}
-	m := ix.v.meta
-	for k := m.Load(mStages); k < need; k++ {
-		if err := ix.addStage(int(k)); err != nil {
+	// Size and allocate every sprig's table (nothing is written to the
+	// lines yet: the stages are fresh, so empty lines are zero already).
+	// Every line handed out from here on is in a table or a free run;
+	// none is reachable before its sprig's word is published.
+	var pos, tableLines uint64
+	for r := range runs {
+		run := pairs[pos : pos+uint64(runs[r].n)]
+		key := func(k int) uint64 { return ix.v.homeKey(run[k].key) }
+		c := classFor((uint64(len(run))*100 + buildLoad - 1) / buildLoad)
+		for c < numClasses && classLines(c) <= ix.v.stageElems && !placeKeys(classLines(c), len(run), key, nil) {
+			c++
+		}
+		if c >= numClasses || classLines(c) > ix.v.stageElems {
+			return fmt.Errorf("index: bulk build: a sprig of %d entries needs a table larger than a stage of %d lines: %w (use more Config.Sprigs or larger Config.StageEntries)",
+				len(run), ix.v.stageElems, ErrFull)
+		}
+		h, err := ix.bumpRun(c)
+		if err != nil {
 			return fmt.Errorf("index: bulk build: %w", err)
 		}
+		runs[r].c, runs[r].h = uint32(c), h
+		tableLines += classLines(c)
+		pos += uint64(runs[r].n)
 	}
-	// Every entry written from here on is handed out (as alloc does
-	// before it fills an entry); none is reachable before its sprig's
-	// root is published.
-	m.Store(mNext, total)
+	m := ix.v.meta
+	m.Store(mTableLines, tableLines)
 
 	workers := min(runtime.GOMAXPROCS(0), maxBuildWorkers)
 	if total < minParallelBuild {
@@ -439,7 +452,7 @@ func (ix *Index) publishBuild(b *Builder, pairs []pair, runs []sprigRun, st *Bui
 	}
 	ws := make([]buildWorker, workers)
 	// Split runs at about total/workers entries each.
-	var pos uint64
+	pos = 0
 	r0 := 0
 	for w := range ws {
 		goal := total * uint64(w+1) / uint64(workers)
@@ -532,17 +545,18 @@ func (w *buildWorker) publish() {
 			sp := uint64(sr.sp)
 			if ix.v.cfg.buildRootsFirst && r >= len(w.runs)/2 {
 				// The negative control: the sprig is published before its
-				// entries are written (the root is the middle one's).
-				ix.publishSprig(sp, handleAt(pos+uint64(sr.n)/2, ix.v.stageElems))
+				// entries are written.
+				ix.publishSprig(sp, sr.h, uint64(sr.c))
 				if half && w.b.pause != nil {
 					w.b.pause()
 				}
-				w.build(0, int(sr.n))
+				w.build(sr)
 			} else {
 				if half && w.b.pause != nil {
 					w.b.pause()
 				}
-				ix.publishSprig(sp, w.build(0, int(sr.n)))
+				w.build(sr)
+				ix.publishSprig(sp, sr.h, uint64(sr.c))
 			}
 			p := uint64(sr.sp) / sprigs
 			w.parts[p][pCount] += uint64(sr.n)
@@ -554,42 +568,56 @@ func (w *buildWorker) publish() {
 	}
 }
 
-// publishSprig makes root (of a tree whose entries are all written) the
-// root of the empty sprig sp, under an odd version: a reader sees the
-// sprig empty or complete.
-func (ix *Index) publishSprig(sp uint64, root Handle) {
+// publishSprig makes the table at h (class c, its entries all written)
+// the table of the empty sprig sp, under an odd version: a reader sees
+// the sprig empty or complete.
+func (ix *Index) publishSprig(sp uint64, h Handle, c uint64) {
 	ix.bump(sp)
-	ix.setRoot(sp, root)
+	ix.setTable(sp, h, c)
 	ix.bump(sp)
+}
+
+// placeKeys places n sorted entries, whose home keys key returns, in a
+// table of lines lines: each at its home or the line after the previous
+// one. It calls put (if not nil) with each one's line and reports false
+// if the last would lie past the end.
+func placeKeys(lines uint64, n int, key func(k int) uint64, put func(j uint64, k int)) bool {
+	next := uint64(0)
+	for k := range n {
+		j := max(homeOf(key(k), lines), next)
+		if j >= lines {
+			return false
+		}
+		if put != nil {
+			put(j, k)
+		}
+		next = j + 1
+	}
+	return true
 }
 
 // gatherBatch is how many entries' items a build worker copies at once.
 const gatherBatch = 256
 
-// build writes the entries of run[lo:hi] as a perfectly balanced tree
-// (each root the middle element) and returns its root. A tree of n
-// entries built so has height bits.Len(n), and its two subtrees' sizes
-// differ by at most one, so their heights by at most one: an AVL tree.
-func (w *buildWorker) build(lo, hi int) Handle {
-	if lo >= hi {
-		return 0
-	}
-	mid := int(uint(lo+hi) >> 1)
-	l := w.build(lo, mid)
-	r := w.build(mid+1, hi)
-	it := &w.buf[w.first+uint64(mid)-w.bufPos]
-	h := handleAt(w.first+uint64(mid), w.ix.v.stageElems)
-	ws, i, _ := w.ix.v.entries(h) // the stage was added and published before the build
-	for k := uint64(0); k < wLeft; k++ {
-		ws.Store(i+k, it[iPayload+k])
-	}
-	ws.Store(i+wLeft, it[iFlags]<<flagShift|uint64(l))
-	ws.Store(i+wRight, uint64(bits.Len(uint(hi-lo)))<<heightShift|uint64(r))
-	w.bytes += uint64(uint32(it[wVoidSize]))
-	if it[iFlags]&flagTombstone != 0 {
-		w.tomb++
-	}
-	return h
+// build writes the entries of sprig run sr (the items w.buf holds from
+// entry w.first on) into its table, each at its home line or the line
+// after the previous entry, and the table's entry count.
+func (w *buildWorker) build(sr sprigRun) {
+	ws, i, _ := w.ix.v.entries(sr.h) // bumpRun handed it out in a published stage
+	items := w.buf[w.first-w.bufPos : w.first-w.bufPos+uint64(sr.n)]
+	placeKeys(classLines(uint64(sr.c)), len(items), func(k int) uint64 { return w.ix.v.homeKey(items[k][wDigest0]) }, func(j uint64, k int) {
+		it := &items[k]
+		a := i + j*entryWords
+		for q := uint64(0); q < wFlags; q++ {
+			ws.Store(a+q, it[iPayload+q])
+		}
+		ws.Store(a+wFlags, it[iFlags]<<flagShift)
+		w.bytes += uint64(uint32(it[wVoidSize]))
+		if it[iFlags]&flagTombstone != 0 {
+			w.tomb++
+		}
+	})
+	ws.Store(i+wAux, uint64(sr.n))
 }
 
 // Load fills the empty index ix with recs in one bulk build (see

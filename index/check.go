@@ -8,13 +8,15 @@ import (
 const maxProblems = 1000
 
 // Check walks every structure of the index and reports every problem it
-// finds in a *CheckError (wrapping ErrCorrupt): links out of range, sprigs
-// out of digest order, misplaced digests (wrong partition or sprig),
-// cycles and shared entries, sprig, partition and meta counts that
-// disagree with the entries, a free list that is broken, overlaps a sprig,
-// or leaves entries neither live nor free. It never panics or loops on
-// damaged memory. Run it on a quiescent index (no concurrent writes), e.g.
-// at start-up (Config.CheckOnWarm) or from tests.
+// finds in a *CheckError (wrapping ErrCorrupt): table handles or size
+// classes out of range, runs that leave their stage or overlap each other
+// or a free run, entries out of digest order, displaced from their home
+// with a gap before them or in the wrong partition or sprig, table,
+// partition and meta counts that disagree with the entries, free lists
+// that are broken (out of range, cyclic), or lines neither in a table nor
+// free. It never panics or loops on damaged memory. Run it on a quiescent
+// index (no concurrent writes), e.g. at start-up (Config.CheckOnWarm) or
+// from tests.
 func (ix *Index) Check() error {
 	ix.gate.Lock()
 	defer ix.gate.Unlock()
@@ -62,41 +64,48 @@ func (v *view) check() error {
 	capacity := stages * v.stageElems
 	next := mw[mNext]
 	if next > capacity {
-		add("meta: %d entries handed out, capacity of %d stages is %d", next, stages, capacity)
+		add("meta: %d lines handed out, capacity of %d stages is %d", next, stages, capacity)
 		next = capacity
 	}
-	// seen[linear] marks entries found in a sprig (1) or on the free list (2).
+	// seen[linear] marks lines found in a table (1) or a free run (2).
 	seen := make([]uint8, next)
-	mark := func(h Handle, what uint8, where string) bool {
+	// claim marks the n lines of a run at h, which must lie in one stage
+	// and among the lines handed out, and be unclaimed.
+	claim := func(h Handle, n uint64, what uint8, where string) bool {
 		if h.IsNull() || h > MaxHandle || h.Elem() >= v.stageElems {
 			add("%s: handle %d out of range", where, uint64(h))
 			return false
 		}
+		if h.Elem()+n > v.stageElems {
+			add("%s: run %s of %d lines out of range (past the end of its stage of %d)", where, h, n, v.stageElems)
+			return false
+		}
 		l := h.linear(v.stageElems)
-		if l >= next {
-			add("%s: handle %s beyond the %d entries handed out", where, h, next)
+		if l+n > next {
+			add("%s: run %s of %d lines beyond the %d lines handed out", where, h, n, next)
 			return false
 		}
-		if seen[l] != 0 {
-			kind := map[uint8]string{1: "a sprig", 2: "the free list"}[seen[l]]
-			add("%s: entry %s already reached through %s (a cycle or a shared entry)", where, h, kind)
-			return false
+		for j := l; j < l+n; j++ {
+			if seen[j] != 0 {
+				kind := map[uint8]string{1: "a sprig table", 2: "a free run"}[seen[j]]
+				add("%s: run %s overlaps %s at line %s (already reached: a cycle or a shared run)", where, h, kind, handleAt(j, v.stageElems))
+				return false
+			}
 		}
-		seen[l] = what
+		for j := l; j < l+n; j++ {
+			seen[j] = what
+		}
 		return true
 	}
-	var live uint64
+	var live, tableLines uint64
 	partCount := make([]uint64, Partitions)
 	partBytes := make([]uint64, Partitions)
 	partTomb := make([]uint64, Partitions)
 	sprigs := uint64(v.cfg.Sprigs)
-	type frame struct {
-		h      Handle
-		lo, hi *[3]uint64 // exclusive digest bounds, nil: none
-	}
-	heights := map[Handle]uint64{}
-	var visited []Handle
 	for sp := range Partitions * sprigs {
+		if len(probs) >= maxProblems {
+			break
+		}
 		where := fmt.Sprintf("partition %d sprig %d", sp/sprigs, sp%sprigs)
 		word := v.sprigs.Load(sp)
 		if !sprigStable(word) {
@@ -104,79 +113,84 @@ func (v *view) check() error {
 				break
 			}
 		}
-		root := sprigRoot(word)
-		var n uint64
-		clear(heights)
-		visited = visited[:0]
-		stack := []frame{{h: root}}
-		for len(stack) > 0 && len(probs) < maxProblems {
-			f := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if f.h.IsNull() {
-				continue
+		h, c := sprigTable(word), sprigClass(word)
+		if h.IsNull() {
+			if c != 0 {
+				add("%s: empty, but size class %d", where, c)
 			}
-			if len(stack) > 2*maxDepth {
-				add("%s: deeper than %d", where, maxDepth)
-				break
-			}
-			if !mark(f.h, 1, where) {
-				continue
-			}
-			ws, i, err := v.entries(f.h)
-			if err != nil {
-				add("%s: entry %s: %v", where, f.h, err)
-				continue
-			}
+			continue
+		}
+		if c >= numClasses {
+			add("%s: table %s of size class %d out of range (classes 0–%d)", where, h, c, numClasses-1)
+			continue
+		}
+		n := classLines(c)
+		if !claim(h, n, 1, where) {
+			continue
+		}
+		tableLines += n
+		ws, i, err := v.entries(h)
+		if err != nil {
+			add("%s: table %s: %v", where, h, err)
+			continue
+		}
+		var count uint64
+		var p [3]uint64
+		for j := range n {
 			var e entry
-			ws.LoadN(i, e[:])
-			n++
-			heights[f.h] = (e[wRight] & heightMask) >> heightShift
-			visited = append(visited, f.h)
+			ws.LoadN(i+j*entryWords, e[:])
+			if j > 0 && e[wAux] != 0 {
+				add("%s: table %s line %d has a nonzero word 7", where, h, j)
+			}
+			fl := e.flags()
+			if fl&flagLive == 0 {
+				if e[wFlags] != 0 {
+					add("%s: table %s line %d is empty but has flags word %#x", where, h, j, e[wFlags])
+				}
+				continue
+			}
 			k := [3]uint64{e[wDigest0], e[wDigest1], e[wDigest2] &^ 0xffffffff}
 			d := digestFromWords(k[0], k[1], k[2])
 			if got := uint64(d.Partition())*sprigs + uint64(d.sprigBits()>>v.shift); got != sp {
-				add("%s: entry %s digest %x belongs to partition %d sprig %d", where, f.h, d[:6], got/sprigs, got%sprigs)
+				add("%s: table %s line %d digest %x belongs to partition %d sprig %d", where, h, j, d[:6], got/sprigs, got%sprigs)
 			}
-			if f.lo != nil && !less(f.lo[0], f.lo[1], f.lo[2], k[0], k[1], k[2]) {
-				add("%s: entry %s out of digest order (not above its left bound)", where, f.h)
+			if count > 0 && !less(p[0], p[1], p[2], k[0], k[1], k[2]) {
+				add("%s: table %s line %d out of digest order", where, h, j)
 			}
-			if f.hi != nil && !less(k[0], k[1], k[2], f.hi[0], f.hi[1], f.hi[2]) {
-				add("%s: entry %s out of digest order (not below its right bound)", where, f.h)
-			}
-			fl := e.flags()
-			if fl&flagLive == 0 || fl&^knownFlags != 0 {
-				add("%s: entry %s has flags %#x", where, f.h, fl)
-			}
-			if (fl&flagInline != 0) != v.cfg.DataInIndex {
-				add("%s: entry %s inline flag %v, namespace data-in-index %v", where, f.h, fl&flagInline != 0, v.cfg.DataInIndex)
-			}
-			if e[wLeft]>>(flagShift+8) != 0 || e[wRight]>>(heightShift+8) != 0 {
-				add("%s: entry %s has reserved link bits set", where, f.h)
-			}
-			p := d.Partition()
-			partCount[p]++
-			partBytes[p] += uint64(uint32(e[wVoidSize]))
-			if fl&flagTombstone != 0 {
-				partTomb[p]++
-			}
-			kk := k
-			stack = append(stack, frame{h: e.left(), lo: f.lo, hi: &kk}, frame{h: e.right(), lo: &kk, hi: f.hi})
-		}
-		// AVL: each stored height is one more than its taller child's, and
-		// the children's differ by at most one.
-		for _, h := range visited {
-			ws, i, err := v.entries(h)
-			if err != nil {
-				continue
-			}
-			hl, hr := heights[Handle(ws.Load(i+wLeft)&linkMask)], heights[Handle(ws.Load(i+wRight)&linkMask)]
-			if heights[h] != 1+max(hl, hr) || hl > hr+1 || hr > hl+1 {
-				if !add("%s: entry %s height %d, children's %d and %d: not an AVL tree", where, h, heights[h], hl, hr) {
-					break
+			if home := homeOf(v.homeKey(k[0]), n); home > j {
+				add("%s: table %s line %d holds an entry whose home is line %d (displaced backwards)", where, h, j, home)
+			} else if home < j {
+				var prev entry
+				ws.LoadN(i+(j-1)*entryWords, prev[:])
+				if prev.flags()&flagLive == 0 {
+					add("%s: table %s line %d holds an entry displaced from line %d past an empty line", where, h, j, home)
 				}
 			}
+			if fl&^knownFlags != 0 {
+				add("%s: table %s line %d has flags %#x", where, h, j, fl)
+			}
+			if (fl&flagInline != 0) != v.cfg.DataInIndex {
+				add("%s: table %s line %d inline flag %v, namespace data-in-index %v", where, h, j, fl&flagInline != 0, v.cfg.DataInIndex)
+			}
+			if e[wFlags]&^flagMask != 0 {
+				add("%s: table %s line %d has reserved bits set", where, h, j)
+			}
+			pt := d.Partition()
+			partCount[pt]++
+			partBytes[pt] += uint64(uint32(e[wVoidSize]))
+			if fl&flagTombstone != 0 {
+				partTomb[pt]++
+			}
+			p = k
+			count++
 		}
-		live += n
+		if tc := ws.Load(i + wAux); tc != count {
+			add("%s: table %s count %d, holds %d entries", where, h, tc, count)
+		}
+		if count == 0 {
+			add("%s: table %s holds no entry", where, h)
+		}
+		live += count
 	}
 	for p := range Partitions {
 		b := uint64(p) * partWords
@@ -193,39 +207,62 @@ func (v *view) check() error {
 	if mw[mLive] != live {
 		add("meta: %d live entries, sprigs hold %d", mw[mLive], live)
 	}
-	// The free list: at most next entries, each in range, free, unseen.
+	if mw[mTableLines] != tableLines {
+		add("meta: %d table lines, sprig tables hold %d", mw[mTableLines], tableLines)
+	}
+	// The free lists: each run in range, free, unclaimed; at most next
+	// lines in all (which also stops a cycle).
 	var free uint64
-	h := Handle(mw[mFreeHead] & linkMask)
-	for !h.IsNull() && len(probs) < maxProblems {
-		if free > next {
-			add("free list: longer than the %d entries handed out (a cycle)", next)
-			break
+	for c := range uint64(allocWords) {
+		head := v.alloc.Load(c)
+		if c >= numClasses {
+			if head != 0 {
+				add("free list of class %d: there is no such class, head %#x", c, head)
+			}
+			continue
 		}
-		if !mark(h, 2, "free list") {
-			break
+		n := classLines(c)
+		where := fmt.Sprintf("free list of class %d", c)
+		if head&^linkMask != 0 {
+			add("%s: head %#x out of range", where, head)
+			continue
 		}
-		free++
-		ws, i, err := v.entries(h)
-		if err != nil {
-			add("free list: entry %s: %v", h, err)
-			break
+		for h := Handle(head); !h.IsNull() && len(probs) < maxProblems; {
+			if free > next {
+				add("%s: longer than the %d lines handed out (a cycle)", where, next)
+				break
+			}
+			if !claim(h, n, 2, where) {
+				break
+			}
+			free += n
+			ws, i, err := v.entries(h)
+			if err != nil {
+				add("%s: run %s: %v", where, h, err)
+				break
+			}
+			if ws.Load(i+wFlags)&flagMask != 0 {
+				add("%s: run %s is marked live", where, h)
+			}
+			nx := ws.Load(i + wAux)
+			if nx&^linkMask != 0 {
+				add("%s: run %s links to %#x, out of range", where, h, nx)
+				break
+			}
+			h = Handle(nx)
 		}
-		if ws.Load(i+wLeft)&flagMask != 0 {
-			add("free list: entry %s is marked live", h)
-		}
-		h = Handle(ws.Load(i+wRight) & linkMask)
 	}
 	if mw[mFreeCount] != free {
-		add("meta: free count %d, free list holds %d", mw[mFreeCount], free)
+		add("meta: free count %d, free lists hold %d lines", mw[mFreeCount], free)
 	}
-	if live+free != next && len(probs) < maxProblems {
+	if tableLines+free != next && len(probs) < maxProblems {
 		var lost uint64
 		for _, s := range seen {
 			if s == 0 {
 				lost++
 			}
 		}
-		add("allocator: %d entries handed out, %d live + %d free: %d lost", next, live, free, lost)
+		add("allocator: %d lines handed out, %d in tables + %d free: %d lost", next, tableLines, free, lost)
 	}
 	if len(probs) > 0 {
 		return &CheckError{Problems: probs}

@@ -218,8 +218,8 @@ const (
 
 	// formatVersion is the version of the index's own structures (entry,
 	// meta, sprig and partition records); a change makes every saved
-	// index cold.
-	formatVersion = 2
+	// index cold. 3: sorted-hash sprig tables (2: AVL trees).
+	formatVersion = 3
 )
 
 // displayName maps a fingerprint field to its name in reasons.
@@ -258,6 +258,7 @@ const (
 	secMeta   = "meta"
 	secLease  = "lease"
 	secSprigs = "sprigs"
+	secAlloc  = "alloc"
 	secParts  = "parts"
 	secStage0 = "stage0"
 	secStage  = "entries"
@@ -268,6 +269,7 @@ func (c *Config) mainSpec() layout.Spec {
 		{Name: secMeta, Size: metaWords * 8},
 		{Name: secLease, Size: lease.Size},
 		{Name: secSprigs, Size: uint64(Partitions*c.Sprigs) * 8},
+		{Name: secAlloc, Size: allocWords * 8},
 		{Name: secParts, Size: Partitions * partWords * 8},
 		{Name: secStage0, Size: uint64(c.StageEntries) * EntrySize},
 	}}

@@ -24,17 +24,19 @@ import (
 //	     +------------------------------------------------+
 //	  5  | storage offset (64) or inline int64 value      |  wValue
 //	     +------------+----------+------------------------+
-//	  6  | reserved   | flags(8) | left link (40)         |  wLeft
+//	  6  | reserved   | flags(8) | reserved (40)          |  wFlags
 //	     +------------+----------+------------------------+
-//	  7  | reserved   | height(8)| right link (40)        |  wRight
-//	     +------------+----------+------------------------+
+//	  7  | aux (64): see below                             |  wAux
+//	     +------------------------------------------------+
 //
 // The digest words hold the digest's bytes as big-endian numbers, so that
-// comparing words compares digests in byte (memcmp) order. Links are
-// handles (see Handle) in the low 40 bits; a free entry's right link is
-// the next entry of the free list (its height zero). Height is the AVL
-// height of the entry's subtree (1 for a leaf). Flags: flagLive (in a sprig),
-// flagTombstone, flagInline (wValue holds the value, data-in-index).
+// comparing words compares digests in byte (memcmp) order. Flags:
+// flagLive (an entry of a sprig table; a line without it is empty),
+// flagTombstone, flagInline (wValue holds the value, data-in-index). Word
+// 7 belongs to the line, not to the entry in it (an entry moved to
+// another line leaves it): in line 0 of a sprig table it is the table's
+// entry count, in line 0 of a free run the handle of the next free run
+// (in its low 40 bits), elsewhere zero.
 const (
 	EntrySize  = 64 // bytes per entry
 	entryWords = EntrySize / 8
@@ -45,16 +47,13 @@ const (
 	wVoidSize   = 3
 	wLastUpdate = 4
 	wValue      = 5
-	wLeft       = 6
-	wRight      = 7
+	wFlags      = 6
+	wAux        = 7
 
 	linkBits  = 40
 	linkMask  = 1<<linkBits - 1
 	flagShift = linkBits
 	flagMask  = 0xff << flagShift
-
-	heightShift = linkBits
-	heightMask  = 0xff << heightShift
 
 	flagLive      = 1
 	flagTombstone = 2
@@ -66,10 +65,10 @@ const (
 var (
 	_ [EntrySize - 64]struct{}
 	_ [64 - EntrySize]struct{}
-	_ [entryWords - 1 - wRight]struct{}
-	_ [wRight + 1 - entryWords]struct{}
-	_ [linkBits - handleBits]struct{} // a handle fits a link
-	_ [64 - linkBits - 8]struct{}     // flags fit above the left link
+	_ [entryWords - 1 - wAux]struct{}
+	_ [wAux + 1 - entryWords]struct{}
+	_ [linkBits - handleBits]struct{} // a handle fits a free-run link
+	_ [64 - linkBits - 8]struct{}     // flags fit above the reserved bits
 )
 
 // DigestSize is the size of a record digest (Aerospike's RIPEMD-160).
@@ -134,9 +133,7 @@ func (e *entry) digestIs(w0, w1, w2 uint64) bool {
 	return e[wDigest0] == w0 && e[wDigest1] == w1 && e[wDigest2]&^0xffffffff == w2
 }
 
-func (e *entry) flags() uint64 { return (e[wLeft] & flagMask) >> flagShift }
-func (e *entry) left() Handle  { return Handle(e[wLeft] & linkMask) }
-func (e *entry) right() Handle { return Handle(e[wRight] & linkMask) }
+func (e *entry) flags() uint64 { return (e[wFlags] & flagMask) >> flagShift }
 
 // record decodes e; inline says whether the value is inline.
 func (e *entry) record() Record {
@@ -158,7 +155,7 @@ func (e *entry) record() Record {
 }
 
 // encodeRecord returns the payload words 0–5 of r and its flags.
-func encodeRecord(r *Record, inline bool) (w [wLeft]uint64, flags uint64) {
+func encodeRecord(r *Record, inline bool) (w [wFlags]uint64, flags uint64) {
 	w[wDigest0], w[wDigest1], w[wDigest2] = r.Digest.words()
 	w[wDigest2] |= uint64(r.Generation)<<16 | uint64(r.FileID)
 	w[wVoidSize] = uint64(r.VoidTime)<<32 | uint64(r.Size)
@@ -185,8 +182,8 @@ func encodeRecord(r *Record, inline bool) (w [wLeft]uint64, flags uint64) {
 //	+------------+---------------------------+
 //
 // 256 stages of up to 2^28 entries give 2^36 entries per namespace, as
-// Aerospike's index (256 stages × 2^28). The largest handle is 2^36; links
-// store handles in 40 bits.
+// Aerospike's index (256 stages × 2^28). The largest handle is 2^36; a
+// sprig word stores it in 37 bits, a free run's link in 40.
 type Handle uint64
 
 // Handle geometry.

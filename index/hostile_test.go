@@ -2,6 +2,8 @@ package index
 
 import (
 	"errors"
+
+	"github.com/shmkit/shmkit/arena"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -36,15 +38,23 @@ func (f *hostileFixture) sprigOf(k uint64) uint64 {
 	return f.ix.v.sprig(&d)
 }
 
-// rootOf returns the root handle of key k's sprig.
-func (f *hostileFixture) rootOf(k uint64) Handle {
-	return sprigRoot(f.ix.v.sprigs.Load(f.sprigOf(k)))
+// tableOf returns the table handle of key k's sprig.
+func (f *hostileFixture) tableOf(k uint64) Handle {
+	return sprigTable(f.ix.v.sprigs.Load(f.sprigOf(k)))
 }
 
-// setRoot stores h as the root of key k's sprig, keeping its version.
-func (f *hostileFixture) setRoot(k uint64, h Handle) {
+// setTable stores h (class c) as key k's sprig's table, keeping its
+// version.
+func (f *hostileFixture) setTable(k uint64, h Handle, c uint64) {
 	sp := f.sprigOf(k)
-	f.ix.v.sprigs.Store(sp, f.ix.v.sprigs.Load(sp)&^sprigRootMask|uint64(h))
+	f.ix.v.sprigs.Store(sp, f.ix.v.sprigs.Load(sp)&^(sprigTableMask|sprigClassMask)|c<<sprigClassShift|uint64(h))
+}
+
+// lineOf returns the words and first word number of line j of key k's
+// sprig's table.
+func (f *hostileFixture) lineOf(k, j uint64) (arena.Words, uint64) {
+	ws, i, _ := f.ix.v.entries(f.tableOf(k))
+	return ws, i + j*entryWords
 }
 
 // keyInBigSprig returns a key whose sprig holds at least 3 entries.
@@ -102,53 +112,76 @@ func (f *hostileFixture) expectDamage(t *testing.T, k uint64, want string) {
 }
 
 func TestHostileArena(t *testing.T) {
-	t.Run("root-out-of-range", func(t *testing.T) {
+	t.Run("table-out-of-range", func(t *testing.T) {
 		f := newHostile(t, 2000)
 		k := f.keyInBigSprig(t)
-		f.setRoot(k, MakeHandle(200, 5))
+		f.setTable(k, MakeHandle(200, 5), sprigClass(f.ix.v.sprigs.Load(f.sprigOf(k))))
 		f.expectDamage(t, k, "beyond the")
 		if err := f.ix.Put(recordOf(k, 9, false)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("Put into the damaged sprig: %v, want ErrCorrupt", err)
 		}
 	})
-	t.Run("link-out-of-range", func(t *testing.T) {
+	t.Run("table-past-its-stage", func(t *testing.T) {
 		f := newHostile(t, 2000)
 		k := f.keyInBigSprig(t)
-		ws, i, _ := f.ix.v.entries(f.rootOf(k))
-		ws.Store(i+wLeft, ws.Load(i+wLeft)&^linkMask|uint64(MaxHandle+5))
-		ws.Store(i+wRight, ws.Load(i+wRight)&^linkMask|uint64(MaxHandle+5))
-		f.expectDamage(t, k, "out of range")
-		if _, err := f.ix.Delete(digestOf(k)); err != nil && !errors.Is(err, ErrCorrupt) {
-			t.Errorf("Delete in the damaged sprig: %v", err)
+		f.setTable(k, MakeHandle(0, 250), 15) // 16 lines from line 250 of a 256-line stage
+		f.expectDamage(t, k, "past the end of its stage")
+		if _, err := f.ix.Delete(digestOf(k)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("Delete in the damaged sprig: %v, want ErrCorrupt", err)
 		}
 	})
-	t.Run("cycle", func(t *testing.T) {
+	t.Run("class-out-of-range", func(t *testing.T) {
 		f := newHostile(t, 2000)
 		k := f.keyInBigSprig(t)
-		root := f.rootOf(k)
-		ws, i, _ := f.ix.v.entries(root)
-		ws.Store(i+wLeft, ws.Load(i+wLeft)&^linkMask|uint64(root))
-		ws.Store(i+wRight, ws.Load(i+wRight)&^linkMask|uint64(root))
-		f.expectDamage(t, k, "already reached")
-		if err := f.ix.Put(recordOf(1<<41, 1, false)); err != nil && !errors.Is(err, ErrCorrupt) {
-			t.Errorf("Put: %v", err)
-		}
+		f.setTable(k, f.tableOf(k), 0xff)
+		f.expectDamage(t, k, "size class 255 out of range")
 	})
-	t.Run("height-wrong", func(t *testing.T) {
+	t.Run("out-of-order", func(t *testing.T) {
 		f := newHostile(t, 2000)
 		k := f.keyInBigSprig(t)
-		ws, i, _ := f.ix.v.entries(f.rootOf(k))
-		ws.Store(i+wRight, ws.Load(i+wRight)&^heightMask|9<<heightShift)
+		// Swap the first two entries of the table.
+		ws, i := f.lineOf(k, 0)
+		var a, b entry
+		j := uint64(1)
+		for ; ws.Load(i+j*entryWords+wFlags) == 0; j++ {
+		}
+		for ; ws.Load(i+wFlags) == 0; i += entryWords {
+		}
+		ws.LoadN(i, a[:wAux])
+		ws.LoadN(i+j*entryWords, b[:wAux])
+		for w := range uint64(wAux) {
+			ws.Store(i+w, b[w])
+			ws.Store(i+j*entryWords+w, a[w])
+		}
+		f.expectDamage(t, k, "out of digest order")
+	})
+	t.Run("displaced", func(t *testing.T) {
+		f := newHostile(t, 2000)
+		k := f.keyInBigSprig(t)
+		// Move the last entry of the table to the last line, past empty
+		// lines (its home is earlier).
+		ws, i := f.lineOf(k, 0)
+		n := classLines(sprigClass(f.ix.v.sprigs.Load(f.sprigOf(k))))
+		last := n - 1
+		for ws.Load(i+last*entryWords+wFlags) == 0 {
+			last--
+		}
+		if last == n-1 {
+			t.Skip("the table's last line is taken")
+		}
+		var e entry
+		ws.LoadN(i+last*entryWords, e[:wAux])
+		for w := range uint64(wAux) {
+			ws.Store(i+(n-1)*entryWords+w, e[w])
+			ws.Store(i+last*entryWords+w, 0)
+		}
 		err := f.ix.Check()
-		if err == nil || !strings.Contains(err.Error(), "not an AVL tree") {
-			t.Fatalf("Check: %v, want an AVL height problem", err)
+		if err == nil || !strings.Contains(err.Error(), "past an empty line") {
+			t.Fatalf("Check: %v, want a displaced entry", err)
 		}
 	})
-	t.Run("another-sprigs-tree", func(t *testing.T) {
+	t.Run("another-sprigs-table", func(t *testing.T) {
 		f := newHostile(t, 2000)
-		// k is in the first sprig holding 3 entries, other in the last
-		// sprig: Check walks k's sprig (and finds the foreign entries)
-		// before their own.
 		per := map[uint64]int{}
 		for o := range f.m {
 			per[f.sprigOf(o)]++
@@ -166,15 +199,18 @@ func TestHostileArena(t *testing.T) {
 		if !kFound || f.sprigOf(other) <= f.sprigOf(k) {
 			t.Fatal("no sprig of 3 entries before the last sprig")
 		}
-		f.setRoot(k, f.rootOf(other))
+		ow := f.ix.v.sprigs.Load(f.sprigOf(other))
+		f.setTable(k, sprigTable(ow), sprigClass(ow))
 		f.expectDamage(t, k, "belongs to partition")
 	})
-	t.Run("partition-and-meta-counts", func(t *testing.T) {
+	t.Run("counts", func(t *testing.T) {
 		f := newHostile(t, 500)
 		f.ix.v.parts.Store(7*partWords+pCount, 12345)
 		f.ix.v.meta.Store(mLive, 1)
+		ws, i := f.lineOf(3, 0)
+		ws.Store(i+wAux, ws.Load(i+wAux)+1)
 		err := f.ix.Check()
-		for _, want := range []string{"partition 7: count 12345", "meta: 1 live entries"} {
+		for _, want := range []string{"partition 7: count 12345", "meta: 1 live entries", "count 2, holds 1"} {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("Check: %v, want %q", err, want)
 			}
@@ -187,30 +223,33 @@ func TestHostileArena(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		head := Handle(f.ix.v.meta.Load(mFreeHead))
+		head := Handle(f.ix.v.alloc.Load(0)) // one-line runs of the emptied sprigs
+		if head.IsNull() {
+			t.Fatal("no free run of class 0")
+		}
 		ws, i, _ := f.ix.v.entries(head)
-		ws.Store(i+wRight, uint64(head))
+		ws.Store(i+wAux, uint64(head))
 		err := f.ix.Check()
 		if err == nil || !strings.Contains(err.Error(), "free list") {
 			t.Fatalf("Check: %v, want a free list problem", err)
 		}
-		// The allocator hands the looping entry out once, then refuses.
+		// The allocator hands the looping run out once, then refuses.
 		var perr error
-		for k := uint64(1000); k < 1010 && perr == nil; k++ {
+		for k := uint64(1000); k < 1100 && perr == nil; k++ {
 			perr = f.ix.Put(recordOf(k, 1, false))
 		}
 		if !errors.Is(perr, ErrCorrupt) {
 			t.Fatalf("Puts over a looping free list: %v, want ErrCorrupt", perr)
 		}
 	})
-	t.Run("free-entry-linked", func(t *testing.T) {
+	t.Run("free-run-in-a-table", func(t *testing.T) {
 		f := newHostile(t, 2000)
 		if _, err := f.ix.Delete(digestOf(3)); err != nil {
 			t.Fatal(err)
 		}
-		freed := Handle(f.ix.v.meta.Load(mFreeHead))
+		freed := Handle(f.ix.v.alloc.Load(0))
 		k := f.keyInBigSprig(t)
-		f.setRoot(k, freed)
+		f.setTable(k, freed, 0)
 		f.expectDamage(t, k, "already reached")
 	})
 	t.Run("odd-version", func(t *testing.T) {
@@ -234,15 +273,18 @@ func TestHostileArena(t *testing.T) {
 		rng := rand.New(rand.NewPCG(9, 9))
 		for i := range f.ix.v.sprigs.Len() {
 			if rng.IntN(4) == 0 {
-				f.ix.v.sprigs.Store(i, rng.Uint64()&^1) // even versions, random roots and counts
+				f.ix.v.sprigs.Store(i, rng.Uint64()&^sprigVersionOne) // even versions, random tables and classes
 			}
 		}
 		st0 := f.ix.v.stages[0].Load()
 		for i := range st0.Len() {
 			if rng.IntN(3) == 0 {
 				v := rng.Uint64()
-				if rng.IntN(2) == 0 {
+				switch rng.IntN(3) {
+				case 0:
 					v = v&^linkMask | rng.Uint64N(1200)
+				case 1:
+					v = v&^flagMask | flagLive<<flagShift
 				}
 				st0.Store(i, v)
 			}

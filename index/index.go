@@ -428,12 +428,20 @@ func (ix *Index) quickCheck(mw *[metaWords]uint64) error {
 	capacity := mw[mStages] * ix.v.stageElems
 	switch {
 	case mw[mNext] > capacity:
-		return corrupt("meta: %d entries handed out, capacity %d", mw[mNext], capacity)
-	case mw[mFreeCount] > mw[mNext] || mw[mLive] > mw[mNext] || mw[mLive]+mw[mFreeCount] != mw[mNext]:
-		return corrupt("meta: %d live + %d free entries != %d handed out", mw[mLive], mw[mFreeCount], mw[mNext])
+		return corrupt("meta: %d lines handed out, capacity %d", mw[mNext], capacity)
+	case mw[mFreeCount] > mw[mNext] || mw[mTableLines] > mw[mNext] || mw[mTableLines]+mw[mFreeCount] != mw[mNext]:
+		return corrupt("meta: %d table lines + %d free lines != %d handed out", mw[mTableLines], mw[mFreeCount], mw[mNext])
+	case mw[mLive] > mw[mTableLines]:
+		return corrupt("meta: %d live entries in %d table lines", mw[mLive], mw[mTableLines])
 	}
-	if h := Handle(mw[mFreeHead] & linkMask); !h.IsNull() && (h > MaxHandle || h.linear(ix.v.stageElems) >= mw[mNext] || h.Elem() >= ix.v.stageElems) {
-		return corrupt("meta: free list head %s outside the %d entries handed out", h, mw[mNext])
+	for c := range uint64(allocWords) {
+		h := Handle(ix.v.alloc.Load(c))
+		if h.IsNull() {
+			continue
+		}
+		if c >= numClasses || h > MaxHandle || h.Elem()+classLines(c) > ix.v.stageElems || h.linear(ix.v.stageElems)+classLines(c) > mw[mNext] {
+			return corrupt("meta: free list head %s of class %d outside the %d lines handed out", h, c, mw[mNext])
+		}
 	}
 	var sum uint64
 	for p := range uint64(Partitions) {

@@ -2,7 +2,6 @@ package index
 
 import (
 	"errors"
-	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -173,7 +172,8 @@ func samePartition(k uint64) Digest {
 }
 
 // TestLargeSprig drives one sprig through thousands of inserts and deletes
-// (every AVL rotation case) and checks balance, order and contents.
+// (shifts, grows and shrinks of its table) and checks load, order and
+// contents.
 func TestLargeSprig(t *testing.T) {
 	cfg := testConfig(t, bHeap)
 	cfg.StageEntries = 1024
@@ -225,15 +225,14 @@ func TestLargeSprig(t *testing.T) {
 		t.Fatalf("scan found %d, want %d", count, len(live))
 	}
 	d := samePartition(0)
-	root := sprigRoot(ix.v.sprigs.Load(ix.v.sprig(&d)))
-	h, err := ix.height(root)
+	tb, err := ix.table(ix.v.sprig(&d))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if limit := 1.45 * math.Log2(float64(len(live)+2)); float64(h) > limit {
-		t.Fatalf("sprig of %d entries has height %d, AVL bound %.1f", len(live), h, limit)
+	if tb.count != uint64(len(live)) || tb.count > maxEntries(tb.n) || tb.count*100 < tb.n*shrinkLoad {
+		t.Fatalf("sprig of %d entries: table of %d lines says %d", len(live), tb.n, tb.count)
 	}
-	t.Logf("one sprig of %d entries, height %d", len(live), h)
+	t.Logf("one sprig of %d entries, table of %d lines (load %.2f)", len(live), tb.n, float64(tb.count)/float64(tb.n))
 }
 
 // TestCloseDuringReads: Close waits for reads in progress; later reads get

@@ -1,14 +1,17 @@
 package index
 
+import "math/bits"
+
 // The shared records of the main segment besides the entries. Each is one
 // definition; word numbers are relative to the record's start.
 //
 // Section "meta" (metaWords words):
 //
 //	 0 stages      stages in use, 1–256 (stage 0 is in the main segment)
-//	 1 next        entries ever handed out, in allocation order (linear)
-//	 2 free head   handle of the first free entry (0: none)
-//	 3 free count  entries on the free list
+//	 1 next        entry lines ever handed out (the bump pointer, linear:
+//	               stage·StageEntries + line)
+//	 2 table lines lines in sprig tables (runs a sprig word points at)
+//	 3 free count  lines in runs on the free lists
 //	 4 live        entries in sprigs (the sum of the partition counts)
 //	 5 uuid hi     storage identity recorded at the last clean shutdown:
 //	 6 uuid lo       the storage UUID,
@@ -30,24 +33,40 @@ package index
 //	               not covered by the seal
 //	13–15          reserved (zero)
 //
+// Every line handed out is in exactly one sprig table or one free run:
+// table lines + free count = next.
+//
 // Section "sprigs" (Partitions × Sprigs words, partition-major, so sprig s
 // of partition p is word p·Sprigs+s; eight sprigs per cache line). One
-// word per sprig, its version and the root of its AVL tree, so that a
-// reader learns both in one load and a sprig costs 8 bytes:
+// word per sprig: its version, the size class of its table and the handle
+// of the table's first line, so that a reader learns all three in one
+// load and a sprig costs 8 bytes:
 //
-//	 63                        37 36                              0
-//	+----------------------------+---------------------------------+
-//	| version (27)               | root (37): handle of the tree's |
-//	|   even while stable, odd   |   root entry, 0 when the sprig  |
-//	|   while the writer changes |   is empty                      |
-//	|   the sprig; wraps mod 2^27|                                 |
-//	+----------------------------+---------------------------------+
+//	 63                  45 44          37 36                            0
+//	+----------------------+--------------+-------------------------------+
+//	| version (19)         | class (8)    | table (37): handle of the     |
+//	|  even while stable,  |  size class  |   table's first line, 0 when  |
+//	|  odd while the writer|  of the run  |   the sprig is empty          |
+//	|  changes the sprig;  |  (classLines)|                               |
+//	|  wraps mod 2^19      |              |                               |
+//	+----------------------+--------------+-------------------------------+
 //
-// A reader accepts a walk only if the whole word is the same before and
-// after it. A version wraps after 2^26 changes of its sprig; the writer
+// A reader accepts what it read only if the whole word is the same before
+// and after. A version wraps after 2^18 changes of its sprig; the writer
 // adds one to meta word 12 (wraps) before it stores a wrapped version, and
 // a reader also compares that word before and after, so no number of
-// changes during a walk can go unseen.
+// changes during a read can go unseen.
+//
+// A sprig's table is a run of classLines(class) consecutive entry lines
+// inside one stage: a sorted hash (see "Structures" in the package
+// documentation). Line 0's word 7 (wCount) holds the number of entries in
+// the table (the writer's; readers do not need it).
+//
+// Section "alloc" (allocWords words): word c is the head of the free list
+// of size class c, the handle of a free run of classLines(c) lines (0:
+// none). A free run's first line has word 6 zero (not live) and word 7 the
+// handle of the next free run of its class; its other lines hold garbage.
+//
 // Section "parts" (Partitions records of partWords words):
 //
 //	0 count       entries in the partition
@@ -57,7 +76,7 @@ package index
 const (
 	mStages     = 0
 	mNext       = 1
-	mFreeHead   = 2
+	mTableLines = 2
 	mFreeCount  = 3
 	mLive       = 4
 	mUUIDHi     = 5
@@ -70,43 +89,113 @@ const (
 	mWraps      = 12
 	metaWords   = 16
 
-	sprigRootBits   = handleBits
-	sprigRootMask   = 1<<sprigRootBits - 1
+	sprigTableBits  = handleBits
+	sprigTableMask  = 1<<sprigTableBits - 1
+	sprigClassShift = sprigTableBits
+	sprigClassMask  = 0xff << sprigClassShift
+	sprigRootBits   = sprigTableBits + 8 // the version's lowest bit
 	sprigVersionOne = 1 << sprigRootBits // one added to the version field
 
 	pCount      = 0
 	pBytes      = 1
 	pTombstones = 2
 	partWords   = 4
+
+	allocWords = 256
 )
 
 var (
 	_ [metaWords - mWraps - 1]struct{}
-	_ [mGate - mStorageSeq - 1]struct{}    // the gate is outside the sealed words
-	_ [sprigRootBits - handleBits]struct{} // a handle fits the root field
-	_ [handleBits - sprigRootBits]struct{}
-	_ [sprigRootMask - uint64(MaxHandle)]struct{}
+	_ [mGate - mStorageSeq - 1]struct{}     // the gate is outside the sealed words
+	_ [sprigTableBits - handleBits]struct{} // a handle fits the table field
+	_ [handleBits - sprigTableBits]struct{}
+	_ [sprigTableMask - uint64(MaxHandle)]struct{}
 	_ [partWords - pTombstones - 1]struct{}
+	_ [allocWords - numClasses]struct{}
+	_ [64 - sprigRootBits - 19]struct{} // 19 version bits
+	_ [sprigRootBits + 19 - 64]struct{}
 )
 
-// sprigRoot returns the root handle of a sprig word.
-func sprigRoot(w uint64) Handle { return Handle(w & sprigRootMask) }
+// sprigTable returns the handle of a sprig word's table (0: empty).
+func sprigTable(w uint64) Handle { return Handle(w & sprigTableMask) }
+
+// sprigClass returns the size class of a sprig word's table.
+func sprigClass(w uint64) uint64 { return (w & sprigClassMask) >> sprigClassShift }
 
 // sprigStable reports whether a sprig word's version is even.
 func sprigStable(w uint64) bool { return w&sprigVersionOne == 0 }
 
+// Size classes of the runs that hold sprig tables: 1 to 16 lines one by
+// one, then eight classes per doubling (16, 18, 20, … 30, 32, 36, … 60,
+// 64, 72, …) up to 2^28 lines, a stage at its largest. Eight per doubling
+// wastes about 4% of a table to rounding (memory per record); a run never
+// crosses a stage, so a table is at most one stage.
+const (
+	smallClasses = 16
+	perDoubling  = 8
+	numClasses   = smallClasses + perDoubling*(ElemBits-4) + 1 // the last is 2^28 lines
+)
+
+// classLines returns the lines of a run of size class c (< numClasses).
+func classLines(c uint64) uint64 {
+	if c < smallClasses {
+		return c + 1
+	}
+	m := c - smallClasses
+	return (smallClasses + 2*(m%perDoubling)) << (m / perDoubling)
+}
+
+// classFor returns the smallest class of at least n lines (numClasses if
+// n is beyond the largest).
+func classFor(n uint64) uint64 {
+	if n <= smallClasses {
+		return max(n, 1) - 1
+	}
+	// Doubling d: 16<<d ≤ n' < 32<<d.
+	d := uint64(bits.Len64(n-1)) - 5 // n-1 < 32<<d
+	for c := smallClasses + d*perDoubling; c < numClasses; c++ {
+		if classLines(c) >= n {
+			return c
+		}
+	}
+	return numClasses
+}
+
+// homeLines returns how many of a table's n lines are home lines: the
+// last n/8 (for n ≥ 8) are overflow lines, which only displaced entries
+// use, so that a cluster of entries near the end need not grow the table.
+func homeLines(n uint64) uint64 { return n - n/8 }
+
+// homeOf returns the home line of a digest whose home key is x in a table
+// of n lines: x scaled to the home lines, so homes are monotone in x.
+func homeOf(x, n uint64) uint64 {
+	hi, _ := bits.Mul64(x, homeLines(n))
+	return hi
+}
+
+// maxEntries is the most entries a table of n lines holds before an
+// insert grows it: full for tiny tables, 90% from 10 lines on.
+func maxEntries(n uint64) uint64 {
+	if n < 10 {
+		return n
+	}
+	return n * 9 / 10
+}
+
+// Load factors of a table the writer lays out anew: a bulk build sizes a
+// sprig's table for buildLoad, a grow or a shrink for relayLoad (in
+// percent), and a table shrinks once it is less than a third full.
+const (
+	buildLoad  = 85
+	relayLoad  = 80
+	shrinkLoad = 30
+)
 // Writer gate states (the payload of meta word mGate).
 const (
 	gateClean   = 0
 	gateDirty   = 1
 	gateClosing = 2
 )
-
-// maxDepth bounds every walk down a sprig (readers' Get, the writer's
-// recursion, Scan's stack). A sprig is an AVL tree, whose height is at
-// most 1.44·log2(n+2): under 54 for the 2^36 entries an index can hold,
-// so a walk deeper than 256 is damage (ErrCorrupt).
-const maxDepth = 256
 
 // mix64 is splitmix64's finalizer.
 func mix64(x uint64) uint64 {

@@ -34,6 +34,13 @@ import (
 
 const benchEntries = 1 << 22 // 4 Mi entries of 64 bytes: 256 MiB, far beyond the caches
 
+// The tree links of the shapes measured here, in the words an entry held
+// while sprigs were trees (entry words 6 and 7).
+const (
+	tLeft  = 6
+	tRight = 7
+)
+
 type benchArena struct {
 	w      []uint64 // entries, 8 words each
 	keys   []uint64 // digest word 0 of entry i (unique, random)
@@ -72,22 +79,22 @@ func (a *benchArena) treapInsert(root, h uint64, depth int) uint64 {
 	}
 	rb := (root - 1) * entryWords
 	if a.keys[h-1] < a.keys[root-1] {
-		c := a.treapInsert(a.w[rb+wLeft], h, depth+1)
-		a.w[rb+wLeft] = c
+		c := a.treapInsert(a.w[rb+tLeft], h, depth+1)
+		a.w[rb+tLeft] = c
 		if a.prio(c) > a.prio(root) {
 			cb := (c - 1) * entryWords
-			a.w[rb+wLeft] = a.w[cb+wRight]
-			a.w[cb+wRight] = root
+			a.w[rb+tLeft] = a.w[cb+tRight]
+			a.w[cb+tRight] = root
 			return c
 		}
 		return root
 	}
-	c := a.treapInsert(a.w[rb+wRight], h, depth+1)
-	a.w[rb+wRight] = c
+	c := a.treapInsert(a.w[rb+tRight], h, depth+1)
+	a.w[rb+tRight] = c
 	if a.prio(c) > a.prio(root) {
 		cb := (c - 1) * entryWords
-		a.w[rb+wRight] = a.w[cb+wLeft]
-		a.w[cb+wLeft] = root
+		a.w[rb+tRight] = a.w[cb+tLeft]
+		a.w[cb+tLeft] = root
 		return c
 	}
 	return root
@@ -100,11 +107,11 @@ func (a *benchArena) avl() []uint64 {
 	h := func(x uint64) int8 { return ht[x] }
 	upd := func(x uint64) {
 		b := (x - 1) * entryWords
-		ht[x] = 1 + max(h(a.w[b+wLeft]), h(a.w[b+wRight]))
+		ht[x] = 1 + max(h(a.w[b+tLeft]), h(a.w[b+tRight]))
 	}
 	rot := func(x uint64, right bool) uint64 {
 		b := (x - 1) * entryWords
-		in, out := uint64(wLeft), uint64(wRight)
+		in, out := uint64(tLeft), uint64(tRight)
 		if !right {
 			in, out = out, in
 		}
@@ -119,18 +126,18 @@ func (a *benchArena) avl() []uint64 {
 	bal := func(x uint64) uint64 {
 		upd(x)
 		b := (x - 1) * entryWords
-		l, r := a.w[b+wLeft], a.w[b+wRight]
+		l, r := a.w[b+tLeft], a.w[b+tRight]
 		switch d := h(l) - h(r); {
 		case d > 1:
 			lb := (l - 1) * entryWords
-			if h(a.w[lb+wLeft]) < h(a.w[lb+wRight]) {
-				a.w[b+wLeft] = rot(l, false)
+			if h(a.w[lb+tLeft]) < h(a.w[lb+tRight]) {
+				a.w[b+tLeft] = rot(l, false)
 			}
 			return rot(x, true)
 		case d < -1:
 			rb := (r - 1) * entryWords
-			if h(a.w[rb+wRight]) < h(a.w[rb+wLeft]) {
-				a.w[b+wRight] = rot(r, true)
+			if h(a.w[rb+tRight]) < h(a.w[rb+tLeft]) {
+				a.w[b+tRight] = rot(r, true)
 			}
 			return rot(x, false)
 		}
@@ -144,9 +151,9 @@ func (a *benchArena) avl() []uint64 {
 		}
 		b := (root - 1) * entryWords
 		if a.keys[x-1] < a.keys[root-1] {
-			a.w[b+wLeft] = ins(a.w[b+wLeft], x)
+			a.w[b+tLeft] = ins(a.w[b+tLeft], x)
 		} else {
-			a.w[b+wRight] = ins(a.w[b+wRight], x)
+			a.w[b+tRight] = ins(a.w[b+tRight], x)
 		}
 		return bal(root)
 	}
@@ -154,7 +161,7 @@ func (a *benchArena) avl() []uint64 {
 	for s := range a.sprigs {
 		var root uint64
 		for i := s * a.n; i < (s+1)*a.n; i++ {
-			a.w[i*entryWords+wLeft], a.w[i*entryWords+wRight] = 0, 0
+			a.w[i*entryWords+tLeft], a.w[i*entryWords+tRight] = 0, 0
 			root = ins(root, uint64(i+1))
 		}
 		roots[s] = root
@@ -183,8 +190,8 @@ func (a *benchArena) balanced() []uint64 {
 			}
 			mid := (lo + hi) / 2
 			e := idx[mid]
-			a.w[e*entryWords+wLeft] = build(lo, mid)
-			a.w[e*entryWords+wRight] = build(mid+1, hi)
+			a.w[e*entryWords+tLeft] = build(lo, mid)
+			a.w[e*entryWords+tRight] = build(mid+1, hi)
 			return uint64(e + 1)
 		}
 		roots[s] = build(0, a.n)
@@ -277,9 +284,9 @@ func (a *benchArena) treeLookup(root, key uint64) bool {
 		case k == key:
 			return true
 		case key < k:
-			h = atomic.LoadUint64(&a.w[b+wLeft])
+			h = atomic.LoadUint64(&a.w[b+tLeft])
 		default:
-			h = atomic.LoadUint64(&a.w[b+wRight])
+			h = atomic.LoadUint64(&a.w[b+tRight])
 		}
 	}
 	return false
@@ -297,8 +304,8 @@ func (a *benchArena) depth(roots []uint64) float64 {
 			sum += float64(d)
 			cnt++
 			b := (h - 1) * entryWords
-			walk(a.w[b+wLeft], d+1)
-			walk(a.w[b+wRight], d+1)
+			walk(a.w[b+tLeft], d+1)
+			walk(a.w[b+tRight], d+1)
 		}
 		walk(roots[s], 1)
 	}

@@ -20,9 +20,11 @@ type view struct {
 	main       *arena.Segment
 	meta       arena.Words
 	sprigs     arena.Words
+	alloc      arena.Words // free list heads per size class
 	parts      arena.Words
 	stageElems uint64
-	shift      uint
+	shift      uint // sprig bits → sprig number: >> shift
+	sb         uint // log2(Sprigs): the sprig bits dropped from a home key
 
 	stages  [MaxStages]atomic.Pointer[arena.Words] // entries of each attached stage
 	stageMu sync.Mutex                             // attaching a stage
@@ -43,6 +45,7 @@ func (v *view) init(cfg Config, main *arena.Segment) error {
 	v.main = main
 	v.stageElems = uint64(cfg.StageEntries)
 	v.shift = cfg.sprigShift()
+	v.sb = 28 - v.shift
 	v.retryBudget = readBudget
 	var err error
 	sec := func(name string, words uint64) (arena.Words, error) {
@@ -59,6 +62,9 @@ func (v *view) init(cfg Config, main *arena.Segment) error {
 		return err
 	}
 	if v.sprigs, err = sec(secSprigs, uint64(Partitions*cfg.Sprigs)); err != nil {
+		return err
+	}
+	if v.alloc, err = sec(secAlloc, allocWords); err != nil {
 		return err
 	}
 	if v.parts, err = sec(secParts, Partitions*partWords); err != nil {
@@ -186,13 +192,42 @@ func (v *view) stable(sp uint64) (word, wraps uint64) {
 }
 
 // unchanged reports whether sprig sp is as stable() found it: the same
-// word (version and root) and no version wrapped meanwhile.
+// word (version, class and table) and no version wrapped meanwhile.
 func (v *view) unchanged(sp, word, wraps uint64) bool {
 	return v.cfg.noValidate || v.sprigs.Load(sp) == word && v.meta.Load(mWraps) == wraps
 }
 
-// get looks d up. The walk copies words with atomic loads and follows at
-// most maxDepth links, each bounds-checked; what it found counts only if
+// homeKey returns the home key of a digest whose word 0 is w0: the bits
+// after its partition and sprig bits, in digest byte order, as a uint64
+// (the sprig bits, then digest bytes 5–7, shifted past the sprig's own
+// bits). Within a sprig it is monotone in the digest, so homes (homeOf)
+// are too.
+func (v *view) homeKey(w0 uint64) uint64 {
+	return (keySprigBits(w0)<<36 | (w0&0xffffff)<<12) << v.sb
+}
+
+// table returns the word view and first word of the table a sprig word
+// names and its lines, checking the handle, the class and that the run
+// lies inside one published stage. Every table handle read from shared
+// memory goes through here.
+func (v *view) table(word uint64) (arena.Words, uint64, uint64, error) {
+	h, c := sprigTable(word), sprigClass(word)
+	if c >= numClasses {
+		return arena.Words{}, 0, 0, corrupt("sprig table %s of size class %d: classes are 0–%d", h, c, numClasses-1)
+	}
+	n := classLines(c)
+	ws, i, err := v.entries(h)
+	if err != nil {
+		return arena.Words{}, 0, 0, err
+	}
+	if h.Elem()+n > v.stageElems {
+		return arena.Words{}, 0, 0, corrupt("sprig table %s of %d lines runs past the end of its stage (%d lines)", h, n, v.stageElems)
+	}
+	return ws, i, n, nil
+}
+
+// get looks d up. The probe copies words with atomic loads and reads at
+// most the table's lines, each in range; what it found counts only if
 // the sprig's version was even before and unchanged after.
 func (v *view) get(d Digest) (Record, bool, error) {
 	v.life.RLock()
@@ -202,11 +237,12 @@ func (v *view) get(d Digest) (Record, bool, error) {
 	}
 	w0, w1, w2 := d.words()
 	sp := v.sprig(&d)
+	x := v.homeKey(w0)
 	var r retrier
 	for {
 		word, wraps := v.stable(sp)
 		if sprigStable(word) {
-			e, found, err := v.walk(sprigRoot(word), w0, w1, w2)
+			e, found, err := v.probe(word, x, w0, w1, w2)
 			if v.unchanged(sp, word, wraps) {
 				if err != nil {
 					return Record{}, false, err
@@ -224,28 +260,33 @@ func (v *view) get(d Digest) (Record, bool, error) {
 	}
 }
 
-func (v *view) walk(h Handle, w0, w1, w2 uint64) (entry, bool, error) {
+// probe looks for digest w0..w2 (home key x) in the table of sprig word
+// word: from its home line forward until the digest, a larger one, an
+// empty line or the table's end.
+func (v *view) probe(word, x, w0, w1, w2 uint64) (entry, bool, error) {
 	var e entry
-	for depth := 0; !h.IsNull(); depth++ {
-		if depth >= maxDepth {
-			return e, false, corrupt("sprig walk deeper than %d (a cycle?)", maxDepth)
+	if sprigTable(word).IsNull() {
+		return e, false, nil
+	}
+	ws, i, n, err := v.table(word)
+	if err != nil {
+		return e, false, err
+	}
+	for j := homeOf(x, n); j < n; j++ {
+		ws.LoadN(i+j*entryWords, e[:])
+		fl := e.flags()
+		if fl&flagLive == 0 {
+			return e, false, nil
 		}
-		ws, i, err := v.entries(h)
-		if err != nil {
-			return e, false, err
-		}
-		ws.LoadN(i, e[:])
 		k0, k1, k2 := e[wDigest0], e[wDigest1], e[wDigest2]&^0xffffffff
 		switch {
 		case w0 == k0 && w1 == k1 && w2 == k2:
-			if e.flags()&flagLive == 0 || e.flags()&^knownFlags != 0 {
-				return e, false, corrupt("entry %s in a sprig has flags %#x", h, e.flags())
+			if fl&^knownFlags != 0 {
+				return e, false, corrupt("entry of sprig table %s line %d has flags %#x", sprigTable(word), j, fl)
 			}
 			return e, true, nil
 		case less(w0, w1, w2, k0, k1, k2):
-			h = e.left()
-		default:
-			h = e.right()
+			return e, false, nil
 		}
 	}
 	return e, false, nil
@@ -258,7 +299,7 @@ func (v *view) scanSprig(sp uint64, buf []Record) ([]Record, error) {
 	for {
 		word, wraps := v.stable(sp)
 		if sprigStable(word) {
-			out, err := v.collect(sp, sprigRoot(word), buf[:0])
+			out, err := v.collect(sp, word, buf[:0])
 			if v.unchanged(sp, word, wraps) {
 				return out, err
 			}
@@ -270,49 +311,39 @@ func (v *view) scanSprig(sp uint64, buf []Record) ([]Record, error) {
 	}
 }
 
-// collect walks sprig sp from root h in order with an explicit stack of
-// at most maxDepth handles. Digests must come out strictly increasing,
-// which also stops any cycle (a cycle repeats a digest) and bounds the
-// walk by the entries in the index, and each must belong to sp.
-func (v *view) collect(sp uint64, h Handle, out []Record) ([]Record, error) {
-	var stack [maxDepth]Handle
-	n := 0
+// collect copies the entries of sprig sp's table (sprig word word) line
+// by line. Digests must come out strictly increasing and each must belong
+// to sp; the walk is bounded by the table's lines.
+func (v *view) collect(sp, word uint64, out []Record) ([]Record, error) {
+	if sprigTable(word).IsNull() {
+		return out, nil
+	}
+	ws, i, n, err := v.table(word)
+	if err != nil {
+		return out, err
+	}
 	var e entry
 	var p0, p1, p2 uint64
 	first := true
-	for n > 0 || !h.IsNull() {
-		for !h.IsNull() {
-			if n == maxDepth {
-				return out, corrupt("sprig deeper than %d (a cycle?)", maxDepth)
-			}
-			stack[n] = h
-			n++
-			ws, i, err := v.entries(h)
-			if err != nil {
-				return out, err
-			}
-			h = Handle(ws.Load(i+wLeft) & linkMask)
+	for j := range n {
+		ws.LoadN(i+j*entryWords, e[:])
+		fl := e.flags()
+		if fl&flagLive == 0 {
+			continue
 		}
-		n--
-		ws, i, err := v.entries(stack[n])
-		if err != nil {
-			return out, err
-		}
-		ws.LoadN(i, e[:])
 		k0, k1, k2 := e[wDigest0], e[wDigest1], e[wDigest2]&^0xffffffff
 		if !first && !less(p0, p1, p2, k0, k1, k2) {
-			return out, corrupt("sprig out of digest order at entry %s (a cycle or a misplaced link)", stack[n])
+			return out, corrupt("sprig table %s out of digest order at line %d", sprigTable(word), j)
 		}
-		if e.flags()&flagLive == 0 || e.flags()&^knownFlags != 0 {
-			return out, corrupt("entry %s in a sprig has flags %#x", stack[n], e.flags())
+		if fl&^knownFlags != 0 {
+			return out, corrupt("entry of sprig table %s line %d has flags %#x", sprigTable(word), j, fl)
 		}
 		if v.sprigOf(k0) != sp {
-			return out, corrupt("entry %s in sprig record %d belongs to sprig record %d", stack[n], sp, v.sprigOf(k0))
+			return out, corrupt("entry of sprig table %s line %d in sprig record %d belongs to sprig record %d", sprigTable(word), j, sp, v.sprigOf(k0))
 		}
 		first = false
 		p0, p1, p2 = k0, k1, k2
 		out = append(out, e.record())
-		h = e.right()
 	}
 	return out, nil
 }

@@ -12,10 +12,10 @@ import (
 // Failpoints of the writer (see package failpoint).
 const (
 	// FailInsertMid: inside Put of a new key, the sprig's version is odd
-	// and the entry is linked into the tree, the counts not yet updated.
+	// and the entry is in the sprig's table, the counts not yet updated.
 	FailInsertMid = "index.insert.mid"
 	// FailDeleteMid: inside Delete, the sprig's version is odd and the
-	// entry is unlinked, not yet on the free list.
+	// entry is removed from the sprig's table.
 	FailDeleteMid = "index.delete.mid"
 	// FailMarkedDirty: the first mutation after attaching has just
 	// invalidated the clean-shutdown marker.
@@ -25,14 +25,15 @@ const (
 	// in the unfenced design). lease.FailBeforeFencedCAS follows, inside
 	// the gate's fenced CAS.
 	FailGate = "index.gate"
-	// FailInsertAlloc: inside Put of a new key, the entry is allocated and
-	// filled, the sprig not yet changed.
+	// FailInsertAlloc: inside Put of a new key that fits the sprig's
+	// table, the sprig not yet changed.
 	FailInsertAlloc = "index.insert.alloc"
 	// FailInsertDone: inside Put of a new key, the sprig's version is even
 	// again, the statistics not yet updated.
 	FailInsertDone = "index.insert.done"
 	// FailDeleteDone: inside Delete, the sprig's version is even again and
-	// the statistics updated, the entry not yet on the free list.
+	// the statistics updated, a table left empty or sparse not yet freed or
+	// shrunk.
 	FailDeleteDone = "index.delete.done"
 	// FailStageCreate: the allocator found the last stage full and is
 	// about to create the next stage's segment.
@@ -98,9 +99,9 @@ func (ix *Index) Put(r Record) error {
 	return err
 }
 
-// Delete removes the record of d and reports whether there was one. The
-// entry goes to the free list after the sprig's version has changed, so a
-// reader that walked into it before rejects what it read.
+// Delete removes the record of d and reports whether there was one. A
+// table it leaves empty goes to the free list after the sprig's word has
+// changed, so a reader that was reading it rejects what it read.
 func (ix *Index) Delete(d Digest) (bool, error) {
 	return ix.update(d, func(Record, bool) (Record, Action) { return Record{}, Remove })
 }
@@ -148,18 +149,16 @@ func (ix *Index) update(d Digest, fn func(Record, bool) (Record, Action)) (bool,
 	mu.Lock()
 	defer mu.Unlock()
 	w0, w1, w2 := d.words()
-	h, found, err := ix.find(sp, w0, w1, w2)
+	t, err := ix.table(sp)
 	if err != nil {
 		return false, err
 	}
+	x := ix.v.homeKey(w0)
+	pos, found := t.find(x, w0, w1, w2)
 	var cur entry
 	var curRec Record
 	if found {
-		ws, i, err := ix.v.entries(h)
-		if err != nil {
-			return false, err
-		}
-		ws.LoadN(i, cur[:])
+		t.ws.LoadN(t.line(pos), cur[:])
 		curRec = cur.record()
 	}
 	next, act := fn(curRec, found)
@@ -173,62 +172,153 @@ func (ix *Index) update(d Digest, fn func(Record, bool) (Record, Action)) (bool,
 			return found, err
 		}
 		if found {
-			ix.replace(sp, h, &cur, &next)
+			ix.replace(sp, &t, pos, &cur, &next)
 			return true, nil
 		}
-		return false, ix.insertNew(sp, &next, w0, w1, w2)
+		return false, ix.insertNew(sp, &t, pos, &next)
 	case Remove:
 		if !found {
 			return false, nil
 		}
-		return true, ix.unlink(sp, h, &cur, w0, w1, w2)
+		return true, ix.remove(sp, &t, pos, &cur)
 	}
 	return found, fmt.Errorf("index: update %x: unknown action %d: %w", d[:4], act, ErrRecord)
 }
 
-// replace overwrites entry h (whose current words are prev) with r, under
-// an odd version.
-func (ix *Index) replace(sp uint64, h Handle, prev *entry, r *Record) {
+// wtable is the writer's view of a sprig's table (the sprig is locked).
+type wtable struct {
+	word  uint64 // the sprig word it was read from
+	ws    arena.Words
+	base  uint64 // word number of line 0
+	n     uint64 // lines (0: the sprig is empty)
+	count uint64 // entries (line 0's wAux)
+	x     func(w0 uint64) uint64
+}
+
+func (t *wtable) line(j uint64) uint64 { return t.base + j*entryWords }
+
+func (t *wtable) live(j uint64) bool { return t.ws.Load(t.line(j)+wFlags)&(flagLive<<flagShift) != 0 }
+
+// home returns the home line of the entry in line j.
+func (t *wtable) home(j uint64) uint64 { return homeOf(t.x(t.ws.Load(t.line(j)+wDigest0)), t.n) }
+
+// table reads sprig sp's table (writer side: the sprig is locked, so no
+// validation is needed, but the table's handle, class and count are
+// still checked).
+func (ix *Index) table(sp uint64) (wtable, error) {
+	word := ix.v.sprigs.Load(sp)
+	t := wtable{word: word, x: ix.v.homeKey}
+	if !sprigStable(word) {
+		return t, corrupt("sprig record %d: version odd (a writer stopped mid-change)", sp)
+	}
+	if sprigTable(word).IsNull() {
+		return t, nil
+	}
+	ws, i, n, err := ix.v.table(word)
+	if err != nil {
+		return t, err
+	}
+	t.ws, t.base, t.n = ws, i, n
+	t.count = ws.Load(i + wAux)
+	if t.count == 0 || t.count > n {
+		return t, corrupt("sprig table %s of %d lines says it holds %d entries", sprigTable(word), n, t.count)
+	}
+	return t, nil
+}
+
+// find returns the line of digest w0..w2 (home key x) in t, or the line
+// where it belongs (an empty line, the line of the first larger digest,
+// or t.n past the end) and false.
+func (t *wtable) find(x, w0, w1, w2 uint64) (uint64, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	for j := homeOf(x, t.n); j < t.n; j++ {
+		i := t.line(j)
+		if t.ws.Load(i+wFlags)&(flagLive<<flagShift) == 0 {
+			return j, false
+		}
+		k0, k1, k2 := t.ws.Load(i+wDigest0), t.ws.Load(i+wDigest1), t.ws.Load(i+wDigest2)&^0xffffffff
+		switch {
+		case w0 == k0 && w1 == k1 && w2 == k2:
+			return j, true
+		case less(w0, w1, w2, k0, k1, k2):
+			return j, false
+		}
+	}
+	return t.n, false
+}
+
+// moveLine copies the entry of line from to line to (words 0–6; word 7
+// belongs to the line).
+func (t *wtable) moveLine(from, to uint64) {
+	a, b := t.line(from), t.line(to)
+	for k := uint64(0); k <= wFlags; k++ {
+		t.ws.Store(b+k, t.ws.Load(a+k))
+	}
+}
+
+// clearLine empties line j (words 0–6).
+func (t *wtable) clearLine(j uint64) {
+	a := t.line(j)
+	for k := uint64(0); k <= wFlags; k++ {
+		t.ws.Store(a+k, 0)
+	}
+}
+
+// replace overwrites the entry in line pos of t (whose current words are
+// prev) with r, under an odd version.
+func (ix *Index) replace(sp uint64, t *wtable, pos uint64, prev *entry, r *Record) {
 	payload, flags := encodeRecord(r, ix.v.cfg.DataInIndex)
-	ws, i, _ := ix.v.entries(h) // h was just found through entries
+	i := t.line(pos)
 	ix.bump(sp)
 	for k := range payload {
-		ws.Store(i+uint64(k), payload[k])
+		t.ws.Store(i+uint64(k), payload[k])
 	}
-	ws.Store(i+wLeft, prev[wLeft]&^flagMask|flags<<flagShift)
+	t.ws.Store(i+wFlags, flags<<flagShift)
 	ix.bump(sp)
 	pb := uint64(r.Digest.Partition()) * partWords
 	ix.v.parts.Add(pb+pBytes, uint64(r.Size)-uint64(uint32(prev[wVoidSize])))
 	ix.v.parts.Add(pb+pTombstones, tomb(flags)-tomb(prev.flags()))
 }
 
-// insertNew allocates an entry for r and links it into its sprig.
-func (ix *Index) insertNew(sp uint64, r *Record, w0, w1, w2 uint64) error {
+// insertNew puts r, absent from t, into line pos of sprig sp's table: in
+// place, shifting the entries from pos to the next empty line one line
+// right, under an odd version; or, when the table is full (maxEntries) or
+// no empty line follows pos, into a new, larger table (grow).
+func (ix *Index) insertNew(sp uint64, t *wtable, pos uint64, r *Record) error {
 	payload, flags := encodeRecord(r, ix.v.cfg.DataInIndex)
-	h, err := ix.alloc()
-	if err != nil {
-		return err
+	var ne entry
+	copy(ne[:], payload[:])
+	ne[wFlags] = flags << flagShift
+	empty := t.n
+	if t.n > 0 && t.count < maxEntries(t.n) {
+		for j := pos; j < t.n; j++ {
+			if !t.live(j) {
+				empty = j
+				break
+			}
+		}
 	}
-	ws, i, err := ix.v.entries(h)
-	if err != nil {
-		return err
-	}
-	for k := range payload {
-		ws.Store(i+uint64(k), payload[k])
-	}
-	ws.Store(i+wLeft, flags<<flagShift)
-	ws.Store(i+wRight, 1<<heightShift)
-	ix.v.cfg.Failpoints.Hit(FailInsertAlloc)
-	ix.bump(sp)
-	root, err := ix.insert(sprigRoot(ix.v.sprigs.Load(sp)), h, w0, w1, w2, 0)
-	if err != nil {
+	if empty == t.n {
+		if err := ix.grow(sp, t, pos, &ne); err != nil {
+			return err
+		}
+	} else {
+		ix.v.cfg.Failpoints.Hit(FailInsertAlloc)
 		ix.bump(sp)
-		ix.free(h)
-		return err
+		for j := empty; j > pos; j-- {
+			t.moveLine(j-1, j)
+		}
+		i := t.line(pos)
+		for k := range payload {
+			t.ws.Store(i+uint64(k), payload[k])
+		}
+		t.ws.Store(i+wFlags, ne[wFlags])
+		t.ws.Store(t.line(0)+wAux, t.count+1)
+		ix.v.cfg.Failpoints.Hit(FailInsertMid)
+		ix.bump(sp)
 	}
-	ix.setRoot(sp, root)
-	ix.v.cfg.Failpoints.Hit(FailInsertMid)
-	ix.bump(sp)
 	ix.v.cfg.Failpoints.Hit(FailInsertDone)
 	pb := uint64(r.Digest.Partition()) * partWords
 	ix.v.parts.Add(pb+pCount, 1)
@@ -245,33 +335,166 @@ func tomb(flags uint64) uint64 {
 	return 0
 }
 
-// unlink removes entry h (words e, digest w0..w2) from its sprig and puts
-// it on the free list once the sprig's version is even again.
-func (ix *Index) unlink(sp uint64, h Handle, e *entry, w0, w1, w2 uint64) error {
-	ix.bump(sp)
-	root, err := ix.remove(sprigRoot(ix.v.sprigs.Load(sp)), w0, w1, w2, 0)
-	if err != nil {
-		ix.bump(sp)
-		return err
+// entriesOf copies t's entries in line order (digest order), with ne
+// inserted before line pos if ne is not nil, or line pos left out if
+// skip.
+func (t *wtable) entriesOf(pos uint64, ne *entry, skip bool) []entry {
+	out := make([]entry, 0, t.count+1)
+	for j := range t.n {
+		if j == pos && ne != nil {
+			out = append(out, *ne)
+		}
+		if !t.live(j) || (skip && j == pos) {
+			continue
+		}
+		var e entry
+		t.ws.LoadN(t.line(j), e[:])
+		e[wAux] = 0
+		out = append(out, e)
 	}
-	ix.setRoot(sp, root)
+	if pos >= t.n && ne != nil {
+		out = append(out, *ne)
+	}
+	return out
+}
+
+// grow moves sprig sp's entries and ne (to go before line pos) into a new
+// table sized for relayLoad (see relay).
+func (ix *Index) grow(sp uint64, t *wtable, pos uint64, ne *entry) error {
+	es := t.entriesOf(pos, ne, false)
+	if uint64(len(es)) != t.count+1 {
+		return corrupt("sprig record %d: table %s says %d entries, holds %d", sp, sprigTable(t.word), t.count, len(es)-1)
+	}
+	c := classFor(uint64(len(es)) * 100 / relayLoad)
+	if t.n > 0 {
+		c = max(c, sprigClass(t.word)+1)
+	}
+	return ix.relay(sp, t, es, c)
+}
+
+// placeEntries places sorted entries es in a table of n lines, each at its
+// home or the line after the previous one, calling put (if not nil) with
+// each entry's line. It reports false if the last would lie past the
+// end.
+func placeEntries(es []entry, n uint64, x func(uint64) uint64, put func(j uint64, e *entry)) bool {
+	next := uint64(0)
+	for k := range es {
+		j := max(homeOf(x(es[k][wDigest0]), n), next)
+		if j >= n {
+			return false
+		}
+		if put != nil {
+			put(j, &es[k])
+		}
+		next = j + 1
+	}
+	return true
+}
+
+// relay lays the sorted entries es out in a new table of size class c or
+// the next one they fit, publishes it as sprig sp's table (the sprig word
+// changes under an odd version, so a reader sees the old table or the new
+// one) and frees t's run. With no entries the sprig becomes empty.
+func (ix *Index) relay(sp uint64, t *wtable, es []entry, c uint64) error {
+	var h Handle
+	if len(es) > 0 {
+		for c < numClasses && classLines(c) <= ix.v.stageElems && !placeEntries(es, classLines(c), ix.v.homeKey, nil) {
+			c++
+		}
+		if c >= numClasses || classLines(c) > ix.v.stageElems {
+			return fmt.Errorf("index: sprig record %d: a table for %d entries needs more than a stage of %d lines: %w (use more Config.Sprigs or larger Config.StageEntries)",
+				sp, len(es), ix.v.stageElems, ErrFull)
+		}
+		var err error
+		if h, err = ix.alloc(c); err != nil {
+			return err
+		}
+		ws, i, _ := ix.v.entries(h) // alloc checked it
+		n := classLines(c)
+		placed := make([]int64, n) // entry of each line + 1, 0 empty
+		k := int64(0)
+		placeEntries(es, n, ix.v.homeKey, func(j uint64, e *entry) { k++; placed[j] = k })
+		for j := range n {
+			a := i + j*entryWords
+			if placed[j] == 0 {
+				for w := uint64(0); w < entryWords; w++ {
+					ws.Store(a+w, 0)
+				}
+				continue
+			}
+			e := &es[placed[j]-1]
+			for w := uint64(0); w <= wFlags; w++ {
+				ws.Store(a+w, e[w])
+			}
+			ws.Store(a+wAux, 0)
+		}
+		ws.Store(i+wAux, uint64(len(es)))
+	}
+	ix.bump(sp)
+	ix.setTable(sp, h, c)
+	ix.bump(sp)
+	if t.n > 0 {
+		ix.free(sprigTable(t.word), sprigClass(t.word))
+	}
+	ix.v.meta.Add(mTableLines, lines(h, c)-t.n)
+	return nil
+}
+
+// lines returns the lines of a table of class c at h (0 for none).
+func lines(h Handle, c uint64) uint64 {
+	if h.IsNull() {
+		return 0
+	}
+	return classLines(c)
+}
+
+// remove deletes the entry in line pos of t (words e): the entries after
+// it that are displaced from their homes move one line back, under an odd
+// version; a table left empty is freed, one left less than shrinkLoad
+// full is laid out anew in a smaller one.
+func (ix *Index) remove(sp uint64, t *wtable, pos uint64, e *entry) error {
+	ix.bump(sp)
+	q := pos + 1
+	for ; q < t.n && t.live(q) && t.home(q) < q; q++ {
+		t.moveLine(q, q-1)
+	}
+	t.clearLine(q - 1)
+	t.count--
+	t.ws.Store(t.line(0)+wAux, t.count)
 	ix.v.cfg.Failpoints.Hit(FailDeleteMid)
 	ix.bump(sp)
-	d := digestFromWords(w0, w1, w2)
+	d := digestFromWords(e[wDigest0], e[wDigest1], e[wDigest2])
 	pb := uint64(d.Partition()) * partWords
 	ix.v.parts.Add(pb+pCount, ^uint64(0))
 	ix.v.parts.Add(pb+pBytes, -uint64(uint32(e[wVoidSize])))
 	ix.v.parts.Add(pb+pTombstones, -tomb(e.flags()))
 	ix.v.meta.Add(mLive, ^uint64(0))
 	ix.v.cfg.Failpoints.Hit(FailDeleteDone)
-	ix.free(h)
+	c := sprigClass(t.word)
+	switch {
+	case t.count == 0:
+		return ix.relay(sp, t, nil, 0)
+	case c > 0 && t.count*100 < t.n*shrinkLoad:
+		nc := classFor(t.count * 100 / relayLoad)
+		if nc >= c {
+			return nil
+		}
+		es := t.entriesOf(t.n, nil, false)
+		if uint64(len(es)) != t.count {
+			return corrupt("sprig record %d: table %s says %d entries, holds %d", sp, sprigTable(t.word), t.count, len(es))
+		}
+		// A table that cannot shrink (no room for a smaller run) stays.
+		if err := ix.relay(sp, t, es, nc); err != nil && !errors.Is(err, ErrFull) {
+			return err
+		}
+	}
 	return nil
 }
 
 // bump changes sprig sp's version by one (even → odd before a change, odd
-// → even after it), keeping its root. The version wraps mod 2^27: before
+// → even after it), keeping its table. The version wraps mod 2^19: before
 // it stores a wrapped version it counts the wrap in the meta, so a reader
-// whose walk spans 2^26 changes still sees a change (shared.go). Only the
+// whose read spans 2^18 changes still sees a change (shared.go). Only the
 // holder of the sprig's lock calls it.
 func (ix *Index) bump(sp uint64) {
 	w := ix.v.sprigs.Load(sp) + sprigVersionOne // a carry out of bit 63 is the wrap
@@ -281,341 +504,102 @@ func (ix *Index) bump(sp uint64) {
 	ix.v.sprigs.Store(sp, w)
 }
 
-// setRoot makes root the root of sprig sp, keeping its (odd) version.
-func (ix *Index) setRoot(sp uint64, root Handle) {
-	ix.v.sprigs.Store(sp, ix.v.sprigs.Load(sp)&^sprigRootMask|uint64(root))
-}
-
-// find returns the entry of a digest in a sprig (writer side: the sprig is
-// locked, so no validation is needed, but every link is still checked).
-func (ix *Index) find(sp, w0, w1, w2 uint64) (Handle, bool, error) {
-	h := sprigRoot(ix.v.sprigs.Load(sp))
-	for depth := 0; !h.IsNull(); depth++ {
-		if depth >= maxDepth {
-			return 0, false, corrupt("sprig walk deeper than %d (a cycle?)", maxDepth)
-		}
-		ws, i, err := ix.v.entries(h)
-		if err != nil {
-			return 0, false, err
-		}
-		k0, k1, k2 := ws.Load(i+wDigest0), ws.Load(i+wDigest1), ws.Load(i+wDigest2)&^0xffffffff
-		switch {
-		case w0 == k0 && w1 == k1 && w2 == k2:
-			return h, true, nil
-		case less(w0, w1, w2, k0, k1, k2):
-			h = Handle(ws.Load(i+wLeft) & linkMask)
-		default:
-			h = Handle(ws.Load(i+wRight) & linkMask)
-		}
-	}
-	return 0, false, nil
-}
-
-// node is the writer's view of one entry during a tree operation.
-type node struct {
-	ws         arena.Words
-	i          uint64
-	k0, k1, k2 uint64
-}
-
-func (ix *Index) node(h Handle) (node, error) {
-	ws, i, err := ix.v.entries(h)
-	if err != nil {
-		return node{}, err
-	}
-	return node{ws: ws, i: i, k0: ws.Load(i + wDigest0), k1: ws.Load(i + wDigest1), k2: ws.Load(i+wDigest2) &^ 0xffffffff}, nil
-}
-
-func (n node) left() Handle  { return Handle(n.ws.Load(n.i+wLeft) & linkMask) }
-func (n node) right() Handle { return Handle(n.ws.Load(n.i+wRight) & linkMask) }
-func (n node) height() uint64 {
-	return (n.ws.Load(n.i+wRight) & heightMask) >> heightShift
-}
-func (n node) setLeft(h Handle) {
-	n.ws.Store(n.i+wLeft, n.ws.Load(n.i+wLeft)&^linkMask|uint64(h))
-}
-func (n node) setRight(h Handle) {
-	n.ws.Store(n.i+wRight, n.ws.Load(n.i+wRight)&^linkMask|uint64(h))
-}
-func (n node) setHeight(v uint64) {
-	n.ws.Store(n.i+wRight, n.ws.Load(n.i+wRight)&^heightMask|v<<heightShift&heightMask)
-}
-
-// height returns the stored height of h's subtree (0 for null).
-func (ix *Index) height(h Handle) (uint64, error) {
+// setTable makes the run at h (class c) sprig sp's table, keeping its
+// (odd) version; h null makes the sprig empty.
+func (ix *Index) setTable(sp uint64, h Handle, c uint64) {
 	if h.IsNull() {
-		return 0, nil
+		c = 0
 	}
-	n, err := ix.node(h)
-	if err != nil {
-		return 0, err
-	}
-	return n.height(), nil
+	ix.v.sprigs.Store(sp, ix.v.sprigs.Load(sp)&^(sprigTableMask|sprigClassMask)|c<<sprigClassShift|uint64(h))
 }
 
-// fix recomputes n's height from its children's.
-func (ix *Index) fix(n node) (hl, hr uint64, err error) {
-	if hl, err = ix.height(n.left()); err != nil {
-		return 0, 0, err
-	}
-	if hr, err = ix.height(n.right()); err != nil {
-		return 0, 0, err
-	}
-	if max(hl, hr) >= maxDepth {
-		return 0, 0, corrupt("sprig subtree height %d beyond %d", max(hl, hr), maxDepth)
-	}
-	n.setHeight(1 + max(hl, hr))
-	return hl, hr, nil
-}
-
-// rotate turns the subtree at x: right (x's left child rises) or left.
-func (ix *Index) rotate(x Handle, right bool) (Handle, error) {
-	xn, err := ix.node(x)
-	if err != nil {
-		return 0, err
-	}
-	c := xn.right()
-	if right {
-		c = xn.left()
-	}
-	cn, err := ix.node(c)
-	if err != nil {
-		return 0, err
-	}
-	if right {
-		xn.setLeft(cn.right())
-		cn.setRight(x)
-	} else {
-		xn.setRight(cn.left())
-		cn.setLeft(x)
-	}
-	if _, _, err := ix.fix(xn); err != nil {
-		return 0, err
-	}
-	if _, _, err := ix.fix(cn); err != nil {
-		return 0, err
-	}
-	return c, nil
-}
-
-// child and setChild read and write a node's left link (right false) or
-// right link (right true).
-func (n node) child(right bool) Handle {
-	if right {
-		return n.right()
-	}
-	return n.left()
-}
-
-func (n node) setChild(right bool, h Handle) {
-	if right {
-		n.setRight(h)
-	} else {
-		n.setLeft(h)
-	}
-}
-
-// rotateHeavy rebalances x, whose subtree on the heavy side (right, or
-// left) is two levels higher than the other: a single rotation, preceded
-// by one on the heavy child when its inner subtree is the higher (the
-// double-rotation cases). It returns the subtree's new root.
-func (ix *Index) rotateHeavy(x Handle, xn node, heavyRight bool) (Handle, error) {
-	cn, err := ix.node(xn.child(heavyRight))
-	if err != nil {
-		return 0, err
-	}
-	hOuter, err := ix.height(cn.child(heavyRight))
-	if err != nil {
-		return 0, err
-	}
-	hInner, err := ix.height(cn.child(!heavyRight))
-	if err != nil {
-		return 0, err
-	}
-	if hOuter < hInner {
-		c, err := ix.rotate(xn.child(heavyRight), heavyRight)
-		if err != nil {
-			return 0, err
-		}
-		xn.setChild(heavyRight, c)
-	}
-	return ix.rotate(x, !heavyRight)
-}
-
-// rebalance restores the AVL condition at x (its children's subtrees are
-// AVL trees whose heights differ by at most 2) and returns the subtree's
-// new root.
-func (ix *Index) rebalance(x Handle) (Handle, error) {
-	xn, err := ix.node(x)
-	if err != nil {
-		return 0, err
-	}
-	hl, hr, err := ix.fix(xn)
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case hl > hr+1:
-		return ix.rotateHeavy(x, xn, false)
-	case hr > hl+1:
-		return ix.rotateHeavy(x, xn, true)
-	}
-	return x, nil
-}
-
-// insert links h (digest w0..w2, height 1, no children) into the AVL
-// tree at root and returns the new root.
-func (ix *Index) insert(root, h Handle, w0, w1, w2 uint64, depth int) (Handle, error) {
-	if root.IsNull() {
-		return h, nil
-	}
-	if depth >= maxDepth {
-		return 0, corrupt("sprig deeper than %d (a cycle?)", maxDepth)
-	}
-	n, err := ix.node(root)
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case less(w0, w1, w2, n.k0, n.k1, n.k2):
-		c, err := ix.insert(n.left(), h, w0, w1, w2, depth+1)
-		if err != nil {
-			return 0, err
-		}
-		n.setLeft(c)
-	case less(n.k0, n.k1, n.k2, w0, w1, w2):
-		c, err := ix.insert(n.right(), h, w0, w1, w2, depth+1)
-		if err != nil {
-			return 0, err
-		}
-		n.setRight(c)
-	default:
-		return 0, corrupt("digest already in the sprig at entry %s", root)
-	}
-	return ix.rebalance(root)
-}
-
-// remove unlinks the entry with digest w0..w2 from the AVL tree at root
-// and returns the new root.
-func (ix *Index) remove(root Handle, w0, w1, w2 uint64, depth int) (Handle, error) {
-	if root.IsNull() {
-		return 0, corrupt("entry to delete vanished from its sprig")
-	}
-	if depth >= maxDepth {
-		return 0, corrupt("sprig deeper than %d (a cycle?)", maxDepth)
-	}
-	n, err := ix.node(root)
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case less(w0, w1, w2, n.k0, n.k1, n.k2):
-		c, err := ix.remove(n.left(), w0, w1, w2, depth+1)
-		if err != nil {
-			return 0, err
-		}
-		n.setLeft(c)
-		return ix.rebalance(root)
-	case less(n.k0, n.k1, n.k2, w0, w1, w2):
-		c, err := ix.remove(n.right(), w0, w1, w2, depth+1)
-		if err != nil {
-			return 0, err
-		}
-		n.setRight(c)
-		return ix.rebalance(root)
-	}
-	l, r := n.left(), n.right()
-	if l.IsNull() {
-		return r, nil
-	}
-	if r.IsNull() {
-		return l, nil
-	}
-	// Two children: the smallest entry of the right subtree takes root's
-	// place.
-	m, rest, err := ix.removeMin(r, depth+1)
-	if err != nil {
-		return 0, err
-	}
-	mn, err := ix.node(m)
-	if err != nil {
-		return 0, err
-	}
-	mn.setLeft(l)
-	mn.setRight(rest)
-	return ix.rebalance(m)
-}
-
-// removeMin unlinks the smallest entry of the tree at root and returns it
-// and the tree's new root.
-func (ix *Index) removeMin(root Handle, depth int) (Handle, Handle, error) {
-	if depth >= maxDepth {
-		return 0, 0, corrupt("sprig deeper than %d (a cycle?)", maxDepth)
-	}
-	n, err := ix.node(root)
-	if err != nil {
-		return 0, 0, err
-	}
-	if n.left().IsNull() {
-		return root, n.right(), nil
-	}
-	m, c, err := ix.removeMin(n.left(), depth+1)
-	if err != nil {
-		return 0, 0, err
-	}
-	n.setLeft(c)
-	nr, err := ix.rebalance(root)
-	return m, nr, err
-}
-
-// alloc hands out a free entry: the head of the free list, or the next
-// never-used one (adding a stage when the last is full).
-func (ix *Index) alloc() (Handle, error) {
+// alloc hands out a run of size class c: the head of the class's free
+// list, or the next never-used lines (adding a stage when the last has no
+// room; a run never crosses a stage, so the rest of a stage too small for
+// it is cut into free runs first).
+func (ix *Index) alloc(c uint64) (Handle, error) {
 	ix.allocMu.Lock()
 	defer ix.allocMu.Unlock()
 	m := ix.v.meta
-	if h := Handle(m.Load(mFreeHead) & linkMask); !h.IsNull() {
+	n := classLines(c)
+	if h := Handle(ix.v.alloc.Load(c) & linkMask); !h.IsNull() {
 		ws, i, err := ix.v.entries(h)
 		if err != nil {
-			return 0, fmt.Errorf("index: free list head: %w", err)
+			return 0, fmt.Errorf("index: free list of class %d: %w", c, err)
 		}
-		if ws.Load(i+wLeft)&flagMask != 0 {
-			return 0, corrupt("free list entry %s is marked live", h)
+		if h.Elem()+n > ix.v.stageElems || h.linear(ix.v.stageElems)+n > m.Load(mNext) {
+			return 0, corrupt("free run %s of class %d (%d lines) outside the lines handed out", h, c, n)
 		}
-		m.Store(mFreeHead, ws.Load(i+wRight)&linkMask)
-		m.Store(mFreeCount, m.Load(mFreeCount)-1)
+		if ws.Load(i+wFlags)&flagMask != 0 {
+			return 0, corrupt("free run %s of class %d is marked live", h, c)
+		}
+		if fc := m.Load(mFreeCount); fc < n {
+			return 0, corrupt("free list of class %d has a run of %d lines, meta counts %d free", c, n, fc)
+		}
+		ix.v.alloc.Store(c, ws.Load(i+wAux)&linkMask)
+		m.Store(mFreeCount, m.Load(mFreeCount)-n)
 		return h, nil
 	}
+	return ix.bumpRun(c)
+}
+
+// bumpRun hands out the next never-used run of class c (allocMu held).
+func (ix *Index) bumpRun(c uint64) (Handle, error) {
+	m := ix.v.meta
+	n := classLines(c)
+	se := ix.v.stageElems
 	next, stages := m.Load(mNext), m.Load(mStages)
-	if stages < 1 || stages > MaxStages || next > stages*ix.v.stageElems {
-		return 0, corrupt("allocator: %d entries handed out in %d stages of %d", next, stages, ix.v.stageElems)
+	if stages < 1 || stages > MaxStages || next > stages*se {
+		return 0, corrupt("allocator: %d lines handed out in %d stages of %d", next, stages, se)
 	}
-	if next == stages*ix.v.stageElems {
+	if n > se {
+		return 0, fmt.Errorf("index: a run of %d lines is larger than a stage (%d lines): %w", n, se, ErrFull)
+	}
+	if rest := se - next%se; rest < n && rest < se {
+		// Cut the rest of this stage into free runs.
+		for rest > 0 {
+			fc := classFor(rest)
+			for classLines(fc) > rest {
+				fc--
+			}
+			l := classLines(fc)
+			m.Store(mNext, next+l)
+			ix.pushFree(handleAt(next, se), fc)
+			next += l
+			rest -= l
+		}
+	}
+	if next+n > stages*se {
 		if stages == MaxStages {
-			return 0, fmt.Errorf("index: all %d stages of %d entries are full: %w (use larger stages: Config.StageEntries)", MaxStages, ix.v.stageElems, ErrFull)
+			return 0, fmt.Errorf("index: all %d stages of %d lines are full: %w (use larger stages: Config.StageEntries)", MaxStages, se, ErrFull)
 		}
 		if err := ix.addStage(int(stages)); err != nil {
 			return 0, err
 		}
 	}
-	m.Store(mNext, next+1)
-	return handleAt(next, ix.v.stageElems), nil
+	m.Store(mNext, next+n)
+	return handleAt(next, se), nil
 }
 
-// free puts h on the free list. The caller has already unlinked it from its
-// sprig (and changed the sprig's version).
-func (ix *Index) free(h Handle) {
+// free puts the run at h (class c) on its class's free list. The caller
+// has already made its sprig point elsewhere (and changed the sprig's
+// version), so a reader still reading the run rejects what it read.
+func (ix *Index) free(h Handle, c uint64) {
 	ix.allocMu.Lock()
 	defer ix.allocMu.Unlock()
+	ix.pushFree(h, c)
+}
+
+// pushFree links the run at h (class c) into its free list (allocMu held).
+func (ix *Index) pushFree(h Handle, c uint64) {
 	ws, i, err := ix.v.entries(h)
 	if err != nil {
-		return // h came from entries() before: cannot fail
+		return // h came from entries() or the bump pointer before: cannot fail
 	}
-	m := ix.v.meta
-	ws.Store(i+wLeft, 0)
-	ws.Store(i+wRight, m.Load(mFreeHead)&linkMask)
-	m.Store(mFreeHead, uint64(h))
-	m.Store(mFreeCount, m.Load(mFreeCount)+1)
+	ws.Store(i+wFlags, 0)
+	ws.Store(i+wAux, ix.v.alloc.Load(c)&linkMask)
+	ix.v.alloc.Store(c, uint64(h))
+	ix.v.meta.Add(mFreeCount, classLines(c))
 }
 
 // addStage creates stage k's segment and then publishes it in the meta,
