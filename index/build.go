@@ -419,29 +419,51 @@ func (ix *Index) publishBuild(b *Builder, pairs []pair, runs []sprigRun, st *Bui
 	if total > MaxCapacity {
 		return fmt.Errorf("index: bulk build: %d entries, more than %d: %w", total, MaxCapacity, ErrFull)
 	}
-	// Size and allocate every sprig's table (nothing is written to the
-	// lines yet: the stages are fresh, so empty lines are zero already).
-	// Every line handed out from here on is in a table or a free run;
-	// none is reachable before its sprig's word is published.
-	var pos, tableLines uint64
+	// Size every sprig's table, then check that the tables fit the stages
+	// (laid out one after another, none across a stage end) before
+	// anything is written.
+	se := ix.v.stageElems
+	var pos, tableLines, end uint64
 	for r := range runs {
 		run := pairs[pos : pos+uint64(runs[r].n)]
 		key := func(k int) uint64 { return ix.v.homeKey(run[k].key) }
 		c := classFor((uint64(len(run))*100 + buildLoad - 1) / buildLoad)
-		for c < numClasses && classLines(c) <= ix.v.stageElems && !placeKeys(classLines(c), len(run), key, nil) {
+		for c < numClasses && classLines(c) <= se && !placeKeys(classLines(c), len(run), key, nil) {
 			c++
 		}
-		if c >= numClasses || classLines(c) > ix.v.stageElems {
+		if c >= numClasses || classLines(c) > se {
 			return fmt.Errorf("index: bulk build: a sprig of %d entries needs a table larger than a stage of %d lines: %w (use more Config.Sprigs or larger Config.StageEntries)",
-				len(run), ix.v.stageElems, ErrFull)
+				len(run), se, ErrFull)
 		}
-		h, err := ix.bumpRun(c)
+		runs[r].c = uint32(c)
+		n := classLines(c)
+		if end%se+n > se {
+			end += se - end%se
+		}
+		end += n
+		tableLines += n
+		pos += uint64(runs[r].n)
+	}
+	need := max(1, (end+se-1)/se)
+	if need > MaxStages {
+		return fmt.Errorf("index: bulk build: %d entries in tables of %d lines need %d stages of %d, more than %d: %w (use larger stages: Config.StageEntries)",
+			total, tableLines, need, se, MaxStages, ErrFull)
+	}
+	for k := ix.v.meta.Load(mStages); k < need; k++ {
+		if err := ix.addStage(int(k)); err != nil {
+			return fmt.Errorf("index: bulk build: %w", err)
+		}
+	}
+	// Allocate the tables (nothing is written to their lines: the stages
+	// are fresh, so empty lines are zero already). Every line handed out
+	// from here on is in a table or a free run; none is reachable before
+	// its sprig's word is published.
+	for r := range runs {
+		h, err := ix.bumpRun(uint64(runs[r].c))
 		if err != nil {
 			return fmt.Errorf("index: bulk build: %w", err)
 		}
-		runs[r].c, runs[r].h = uint32(c), h
-		tableLines += classLines(c)
-		pos += uint64(runs[r].n)
+		runs[r].h = h
 	}
 	m := ix.v.meta
 	m.Store(mTableLines, tableLines)

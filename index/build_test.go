@@ -146,7 +146,7 @@ func TestBuildMatchesPut(t *testing.T) {
 			// Stages sized for 4–6 stages at the larger sizes (at most
 			// testBlocks blocks under a SysV test base); the last size
 			// fills more than one chunk of items.
-			for _, size := range []struct{ keys, ops, sprigs, stage int }{{1, 5, 1, 64}, {300, 1000, 1, 64}, {5000, 9000, 4, 1024}, {20000, 24000, 256, 4096}, {30000, chunkItems + 7000, 256, 8192}} {
+			for _, size := range []struct{ keys, ops, sprigs, stage int }{{1, 5, 1, 64}, {300, 1000, 1, 128}, {5000, 9000, 4, 1024}, {20000, 24000, 256, 4096}, {30000, chunkItems + 7000, 256, 8192}} {
 				name := fmt.Sprintf("%s/inline=%v/%d-ops-%d-sprigs", bk, inline, size.ops, size.sprigs)
 				t.Run(name, func(t *testing.T) {
 					if raceEnabled && size.ops > 10000 {

@@ -14,9 +14,10 @@ import (
 type Summary struct {
 	Config       Config // the fingerprint fields and Store, from the header
 	Stages       uint64 // stages in use (stage 0 lives in the main segment)
-	StageEntries uint64 // entries per stage
-	HandedOut    uint64 // entries ever handed out
-	Free         uint64 // entries on the free list
+	StageEntries uint64 // entry lines per stage
+	HandedOut    uint64 // lines ever handed out (in sprig tables or free)
+	TableLines   uint64 // lines in sprig tables (entries and empty lines)
+	Free         uint64 // lines in runs on the free lists
 	Live         uint64 // entries in sprigs (meta's count)
 	Count        uint64 // sum of the partition counts
 	Tombstones   uint64 // sum of the partition tombstone counts
@@ -116,7 +117,7 @@ func CheckAt(ctx context.Context, loc arena.Location) error {
 func (r *Reader) summary() *Summary {
 	v := &r.v
 	s := &Summary{Config: v.cfg, StageEntries: v.stageElems,
-		Stages: v.meta.Load(mStages), HandedOut: v.meta.Load(mNext), Free: v.meta.Load(mFreeCount),
+		Stages: v.meta.Load(mStages), HandedOut: v.meta.Load(mNext), TableLines: v.meta.Load(mTableLines), Free: v.meta.Load(mFreeCount),
 		Live: v.meta.Load(mLive), CleanCount: v.meta.Load(mCleanCount)}
 	for p := range Partitions {
 		ps := r.Partition(p)

@@ -345,6 +345,9 @@ func (v *view) collect(sp, word uint64, out []Record) ([]Record, error) {
 		p0, p1, p2 = k0, k1, k2
 		out = append(out, e.record())
 	}
+	if first {
+		return out, corrupt("sprig table %s holds no entry (a published table always holds one)", sprigTable(word))
+	}
 	return out, nil
 }
 

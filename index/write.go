@@ -300,12 +300,12 @@ func (ix *Index) insertNew(sp uint64, t *wtable, pos uint64, r *Record) error {
 			}
 		}
 	}
+	ix.v.cfg.Failpoints.Hit(FailInsertAlloc)
 	if empty == t.n {
 		if err := ix.grow(sp, t, pos, &ne); err != nil {
 			return err
 		}
 	} else {
-		ix.v.cfg.Failpoints.Hit(FailInsertAlloc)
 		ix.bump(sp)
 		for j := empty; j > pos; j-- {
 			t.moveLine(j-1, j)
@@ -369,7 +369,7 @@ func (ix *Index) grow(sp uint64, t *wtable, pos uint64, ne *entry) error {
 	if t.n > 0 {
 		c = max(c, sprigClass(t.word)+1)
 	}
-	return ix.relay(sp, t, es, c)
+	return ix.relay(sp, t, es, c, FailInsertMid)
 }
 
 // placeEntries places sorted entries es in a table of n lines, each at its
@@ -394,8 +394,9 @@ func placeEntries(es []entry, n uint64, x func(uint64) uint64, put func(j uint64
 // relay lays the sorted entries es out in a new table of size class c or
 // the next one they fit, publishes it as sprig sp's table (the sprig word
 // changes under an odd version, so a reader sees the old table or the new
-// one) and frees t's run. With no entries the sprig becomes empty.
-func (ix *Index) relay(sp uint64, t *wtable, es []entry, c uint64) error {
+// one; failpoint mid, if any, is hit while it is odd) and frees t's run.
+// With no entries the sprig becomes empty.
+func (ix *Index) relay(sp uint64, t *wtable, es []entry, c uint64, mid string) error {
 	var h Handle
 	if len(es) > 0 {
 		for c < numClasses && classLines(c) <= ix.v.stageElems && !placeEntries(es, classLines(c), ix.v.homeKey, nil) {
@@ -432,6 +433,9 @@ func (ix *Index) relay(sp uint64, t *wtable, es []entry, c uint64) error {
 	}
 	ix.bump(sp)
 	ix.setTable(sp, h, c)
+	if mid != "" {
+		ix.v.cfg.Failpoints.Hit(mid)
+	}
 	ix.bump(sp)
 	if t.n > 0 {
 		ix.free(sprigTable(t.word), sprigClass(t.word))
@@ -473,7 +477,7 @@ func (ix *Index) remove(sp uint64, t *wtable, pos uint64, e *entry) error {
 	c := sprigClass(t.word)
 	switch {
 	case t.count == 0:
-		return ix.relay(sp, t, nil, 0)
+		return ix.relay(sp, t, nil, 0, "")
 	case c > 0 && t.count*100 < t.n*shrinkLoad:
 		nc := classFor(t.count * 100 / relayLoad)
 		if nc >= c {
@@ -484,7 +488,7 @@ func (ix *Index) remove(sp uint64, t *wtable, pos uint64, e *entry) error {
 			return corrupt("sprig record %d: table %s says %d entries, holds %d", sp, sprigTable(t.word), t.count, len(es))
 		}
 		// A table that cannot shrink (no room for a smaller run) stays.
-		if err := ix.relay(sp, t, es, nc); err != nil && !errors.Is(err, ErrFull) {
+		if err := ix.relay(sp, t, es, nc, ""); err != nil && !errors.Is(err, ErrFull) {
 			return err
 		}
 	}

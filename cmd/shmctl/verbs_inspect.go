@@ -481,7 +481,7 @@ func printIndex(w io.Writer, s *index.Summary) {
 	fmt.Fprintf(w, "  entries %d (meta says %d live), tombstones %d, bytes described %d\n", s.Count, s.Live, s.Tombstones, s.Bytes)
 	fmt.Fprintf(w, "  partitions in use %d of %d, fullest holds %d\n", s.Partitions, 4096, s.MaxPartition)
 	capacity := s.Stages * s.StageEntries
-	fmt.Fprintf(w, "  stages %d of %d entries (capacity %d): %d handed out, %d on the free list\n", s.Stages, s.StageEntries, capacity, s.HandedOut, s.Free)
+	fmt.Fprintf(w, "  stages %d of %d entry lines (capacity %d): %d handed out, %d in sprig tables, %d in free runs\n", s.Stages, s.StageEntries, capacity, s.HandedOut, s.TableLines, s.Free)
 	fmt.Fprintf(w, "  clean shutdowns %d\n", s.CleanCount)
 }
 
