@@ -17,8 +17,8 @@ import (
 )
 
 // The persisted index the fuzz target damages: a file-backed index of
-// fuzzIndexKeys records in 64-entry stages (five stages), with a free
-// list, closed cleanly. Its structures are documented in package index
+// fuzzIndexKeys records in 64-line stages (five stages), with sprig tables
+// of one and more lines and free runs, closed cleanly. Its structures are documented in package index
 // (shared.go, entry.go); the seeds below use those word numbers.
 const (
 	fuzzIndexKeys  = 300
@@ -74,6 +74,7 @@ const (
 	selStage0
 	selStage1
 	selStage2
+	selAlloc
 	numSel
 )
 
@@ -114,14 +115,16 @@ func applyPatches(t *testing.T, dir string, data []byte) {
 			name = "meta"
 		case selSprigs:
 			name = "sprigs"
-			// An odd version (bit 37 of a sprig word) only makes reads of
+			// An odd version (bit 45 of a sprig word) only makes reads of
 			// that sprig wait out their retry budget (index's own tests
 			// cover it).
-			v &^= 1 << 37
+			v &^= 1 << 45
 		case selParts:
 			name = "parts"
 		case selStage0:
 			name = "stage0"
+		case selAlloc:
+			name = "alloc"
 		default:
 			block, name = sel-selStage0, "entries"
 		}
@@ -171,17 +174,24 @@ func FuzzIndexArena(f *testing.F) {
 	buildIndexTemplate(f, template)
 	key0 := fuzzDigest(1)
 	p0 := uint16(key0.Partition())
-	f.Add([]byte{})                                                  // undamaged: warm, Check passes
-	f.Add(patch(selSprigs, p0, 1<<36+5))                             // root out of range
-	f.Add(patch(selSprigs, p0, 1))                                   // root → entry 0/0 (another sprig's)
-	f.Add(patch(selSprigs, p0, 6<<38|1<<36))                         // another version, root → the last handle
-	f.Add(patch(selMeta, 12, 1<<63))                                 // the version wrap count
-	f.Add(patch(selMeta, 0, 200))                                    // 200 stages
-	f.Add(patch(selMeta, 2, 3))                                      // free head → a live entry
-	f.Add(patch(selMeta, 4, 7))                                      // live count disagrees
-	f.Add(append(patch(selStage0, 6, 1), patch(selStage0, 7, 1)...)) // entry 0/0 links to itself
+	last := uint64(index.MakeHandle(4, 63))
+	f.Add([]byte{})                                                    // undamaged: warm, Check passes
+	f.Add(patch(selSprigs, p0, 1<<36+5))                               // table handle out of range
+	f.Add(patch(selSprigs, p0, 1))                                     // table → line 0/0 (another sprig's)
+	f.Add(patch(selSprigs, p0, 3<<46|last))                            // another version, table → the last line
+	f.Add(patch(selSprigs, p0, 200<<37|1))                             // size class 200: past the stage's end
+	f.Add(patch(selSprigs, p0, 3<<37|uint64(index.MakeHandle(0, 62)))) // a 4-line table across the stage's end
+	f.Add(patch(selMeta, 12, 1<<63))                                   // the version wrap count
+	f.Add(patch(selMeta, 0, 200))                                      // 200 stages
+	f.Add(patch(selMeta, 2, 3))                                        // table line count disagrees
+	f.Add(patch(selMeta, 4, 7))                                        // live count disagrees
+	f.Add(append(patch(selStage0, 6, 1), patch(selStage0, 7, 5)...))   // line 0/0: reserved bits, table count 5
 	f.Add(append(patch(selStage1, 8*3+6, 1<<40|70), patch(selParts, 4*p0, 0)...))
 	f.Add(patch(selStage2, 8*5+1, 0xdeadbeef)) // a digest changed: out of order
+	f.Add(patch(selAlloc, 0, 1))               // free list of class 0 → a table's line
+	self := uint64(index.MakeHandle(2, 60))
+	f.Add(append(append(patch(selAlloc, 0, self), patch(selStage2, 60*8+6, 0)...), patch(selStage2, 60*8+7, self)...)) // a free run linking to itself
+	f.Add(patch(selAlloc, 250, 1))                                                                                     // a free list of no class
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 16*patchSize {
 			data = data[:16*patchSize]
