@@ -210,8 +210,10 @@ func (v *view) check() error {
 	if mw[mTableLines] != tableLines {
 		add("meta: %d table lines, sprig tables hold %d", mw[mTableLines], tableLines)
 	}
-	// The free lists: each run in range, free, unclaimed; at most next
-	// lines in all (which also stops a cycle).
+	// The free lists: each run in range, marked free in its first and last
+	// line with its size, of its list's size class, linked back to the
+	// previous run, unclaimed; at most next lines in all (which also stops
+	// a cycle).
 	var free uint64
 	for c := range uint64(allocWords) {
 		head := v.alloc.Load(c)
@@ -221,35 +223,47 @@ func (v *view) check() error {
 			}
 			continue
 		}
-		n := classLines(c)
 		where := fmt.Sprintf("free list of class %d", c)
 		if head&^linkMask != 0 {
 			add("%s: head %#x out of range", where, head)
 			continue
 		}
+		var prev Handle
 		for h := Handle(head); !h.IsNull() && len(probs) < maxProblems; {
 			if free > next {
 				add("%s: longer than the %d lines handed out (a cycle)", where, next)
 				break
 			}
-			if !claim(h, n, 2, where) {
-				break
-			}
-			free += n
 			ws, i, err := v.entries(h)
 			if err != nil {
 				add("%s: run %s: %v", where, h, err)
 				break
 			}
-			if ws.Load(i+wFlags)&flagMask != 0 {
-				add("%s: run %s is marked live", where, h)
+			w := ws.Load(i + wFlags)
+			n := w & linkMask
+			if w&flagMask != freeTag || n == 0 {
+				add("%s: run %s is not marked free (word 6 %#x)", where, h, w)
+				break
 			}
+			if n < classLines(c) || (c+1 < numClasses && n >= classLines(c+1)) {
+				add("%s: run %s of %d lines does not belong to the class (%d lines)", where, h, n, classLines(c))
+			}
+			if !claim(h, n, 2, where) {
+				break
+			}
+			if lw := ws.Load(i + (n-1)*entryWords + wFlags); lw != w {
+				add("%s: run %s of %d lines: its last line says %#x", where, h, n, lw)
+			}
+			if p := Handle(ws.Load(i+wDigest0) & linkMask); p != prev {
+				add("%s: run %s links back to %s, not %s", where, h, p, prev)
+			}
+			free += n
 			nx := ws.Load(i + wAux)
 			if nx&^linkMask != 0 {
 				add("%s: run %s links to %#x, out of range", where, h, nx)
 				break
 			}
-			h = Handle(nx)
+			prev, h = h, Handle(nx)
 		}
 	}
 	if mw[mFreeCount] != free {

@@ -59,6 +59,9 @@ const (
 	flagTombstone = 2
 	flagInline    = 4
 	knownFlags    = flagLive | flagTombstone | flagInline
+	// flagFreeRun marks the first and last line of a free run (with the
+	// run's lines in the low 40 bits); never an entry's.
+	flagFreeRun = 0x80
 )
 
 // Compile-time checks that the diagram and the constants agree.

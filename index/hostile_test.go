@@ -57,6 +57,18 @@ func (f *hostileFixture) lineOf(k, j uint64) (arena.Words, uint64) {
 	return ws, i + j*entryWords
 }
 
+// firstFree returns the first run of the first non-empty free list and
+// its class.
+func (f *hostileFixture) firstFree(t *testing.T) (Handle, uint64) {
+	for c := range uint64(numClasses) {
+		if h := Handle(f.ix.v.alloc.Load(c)); !h.IsNull() {
+			return h, c
+		}
+	}
+	t.Fatal("no free run")
+	return 0, 0
+}
+
 // keyInBigSprig returns a key whose sprig holds at least 3 entries.
 func (f *hostileFixture) keyInBigSprig(t *testing.T) uint64 {
 	per := map[uint64]int{}
@@ -223,10 +235,8 @@ func TestHostileArena(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		head := Handle(f.ix.v.alloc.Load(0)) // one-line runs of the emptied sprigs
-		if head.IsNull() {
-			t.Fatal("no free run of class 0")
-		}
+		head, _ := f.firstFree(t) // runs of the emptied sprigs
+
 		ws, i, _ := f.ix.v.entries(head)
 		ws.Store(i+wAux, uint64(head))
 		err := f.ix.Check()
@@ -247,9 +257,9 @@ func TestHostileArena(t *testing.T) {
 		if _, err := f.ix.Delete(digestOf(3)); err != nil {
 			t.Fatal(err)
 		}
-		freed := Handle(f.ix.v.alloc.Load(0))
+		freed, c := f.firstFree(t)
 		k := f.keyInBigSprig(t)
-		f.setTable(k, freed, 0)
+		f.setTable(k, freed, c)
 		f.expectDamage(t, k, "already reached")
 	})
 	t.Run("odd-version", func(t *testing.T) {

@@ -381,3 +381,23 @@ func TestVersionWrapSeen(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSizeClasses: classes strictly increase from one line to 2^28 lines
+// (a stage at its largest), classFor finds the smallest class that holds
+// n lines and sizeClass the largest a run of n lines holds.
+func TestSizeClasses(t *testing.T) {
+	prev := uint64(0)
+	for c := range uint64(numClasses) {
+		n := classLines(c)
+		if n <= prev || n > MaxElems {
+			t.Fatalf("class %d: %d lines after %d", c, n, prev)
+		}
+		if classFor(n) != c || classFor(prev+1) != c || sizeClass(n) != c || sizeClass(n+1) != c && n+1 < classLines(min(c+1, numClasses-1)) {
+			t.Fatalf("class %d (%d lines): classFor %d / %d, sizeClass %d", c, n, classFor(n), classFor(prev+1), sizeClass(n))
+		}
+		prev = n
+	}
+	if prev != MaxElems || classFor(MaxElems+1) != numClasses {
+		t.Fatalf("largest class %d lines, classFor(2^28+1) = %d", prev, classFor(MaxElems+1))
+	}
+}

@@ -125,13 +125,13 @@ func sprigClass(w uint64) uint64 { return (w & sprigClassMask) >> sprigClassShif
 // sprigStable reports whether a sprig word's version is even.
 func sprigStable(w uint64) bool { return w&sprigVersionOne == 0 }
 
-// Size classes of the runs that hold sprig tables: 1 to 16 lines one by
+// Size classes of the runs that hold sprig tables: 1 to 15 lines one by
 // one, then eight classes per doubling (16, 18, 20, … 30, 32, 36, … 60,
 // 64, 72, …) up to 2^28 lines, a stage at its largest. Eight per doubling
 // wastes about 4% of a table to rounding (memory per record); a run never
 // crosses a stage, so a table is at most one stage.
 const (
-	smallClasses = 16
+	smallClasses = 15
 	perDoubling  = 8
 	numClasses   = smallClasses + perDoubling*(ElemBits-4) + 1 // the last is 2^28 lines
 )
@@ -142,7 +142,7 @@ func classLines(c uint64) uint64 {
 		return c + 1
 	}
 	m := c - smallClasses
-	return (smallClasses + 2*(m%perDoubling)) << (m / perDoubling)
+	return (16 + 2*(m%perDoubling)) << (m / perDoubling)
 }
 
 // classFor returns the smallest class of at least n lines (numClasses if
@@ -151,8 +151,8 @@ func classFor(n uint64) uint64 {
 	if n <= smallClasses {
 		return max(n, 1) - 1
 	}
-	// Doubling d: 16<<d ≤ n' < 32<<d.
-	d := uint64(bits.Len64(n-1)) - 5 // n-1 < 32<<d
+	// Doubling d: 16<<d ≤ n-1 < 32<<d, so the class is in d's or the next.
+	d := uint64(max(bits.Len64(n-1), 5)) - 5
 	for c := smallClasses + d*perDoubling; c < numClasses; c++ {
 		if classLines(c) >= n {
 			return c
@@ -190,6 +190,7 @@ const (
 	relayLoad  = 80
 	shrinkLoad = 30
 )
+
 // Writer gate states (the payload of meta word mGate).
 const (
 	gateClean   = 0

@@ -438,7 +438,7 @@ func (ix *Index) relay(sp uint64, t *wtable, es []entry, c uint64, mid string) e
 	}
 	ix.bump(sp)
 	if t.n > 0 {
-		ix.free(sprigTable(t.word), sprigClass(t.word))
+		ix.free(sprigTable(t.word), classLines(sprigClass(t.word)))
 	}
 	ix.v.meta.Add(mTableLines, lines(h, c)-t.n)
 	return nil
@@ -517,31 +517,31 @@ func (ix *Index) setTable(sp uint64, h Handle, c uint64) {
 	ix.v.sprigs.Store(sp, ix.v.sprigs.Load(sp)&^(sprigTableMask|sprigClassMask)|c<<sprigClassShift|uint64(h))
 }
 
-// alloc hands out a run of size class c: the head of the class's free
-// list, or the next never-used lines (adding a stage when the last has no
-// room; a run never crosses a stage, so the rest of a stage too small for
-// it is cut into free runs first).
+// alloc hands out a run of size class c: the first lines of a free run
+// from the list of class c or the next non-empty larger one (the rest
+// goes back as a free run), or else the next never-used lines.
 func (ix *Index) alloc(c uint64) (Handle, error) {
 	ix.allocMu.Lock()
 	defer ix.allocMu.Unlock()
-	m := ix.v.meta
-	n := classLines(c)
-	if h := Handle(ix.v.alloc.Load(c) & linkMask); !h.IsNull() {
-		ws, i, err := ix.v.entries(h)
+	need := classLines(c)
+	for l := c; l < numClasses; l++ {
+		h := Handle(ix.v.alloc.Load(l))
+		if h.IsNull() {
+			continue
+		}
+		a, n, err := ix.freeRun(h)
 		if err != nil {
-			return 0, fmt.Errorf("index: free list of class %d: %w", c, err)
+			return 0, fmt.Errorf("index: free list of class %d: %w", l, err)
 		}
-		if h.Elem()+n > ix.v.stageElems || h.linear(ix.v.stageElems)+n > m.Load(mNext) {
-			return 0, corrupt("free run %s of class %d (%d lines) outside the lines handed out", h, c, n)
+		if n < classLines(l) || (l+1 < numClasses && n >= classLines(l+1)) {
+			return 0, corrupt("free run %s of %d lines on the list of class %d (%d lines)", h, n, l, classLines(l))
 		}
-		if ws.Load(i+wFlags)&flagMask != 0 {
-			return 0, corrupt("free run %s of class %d is marked live", h, c)
+		if err := ix.unlinkFree(h, l); err != nil {
+			return 0, err
 		}
-		if fc := m.Load(mFreeCount); fc < n {
-			return 0, corrupt("free list of class %d has a run of %d lines, meta counts %d free", c, n, fc)
+		if n > need {
+			ix.pushFree(a+need, n-need)
 		}
-		ix.v.alloc.Store(c, ws.Load(i+wAux)&linkMask)
-		m.Store(mFreeCount, m.Load(mFreeCount)-n)
 		return h, nil
 	}
 	return ix.bumpRun(c)
@@ -560,18 +560,10 @@ func (ix *Index) bumpRun(c uint64) (Handle, error) {
 		return 0, fmt.Errorf("index: a run of %d lines is larger than a stage (%d lines): %w", n, se, ErrFull)
 	}
 	if rest := se - next%se; rest < n && rest < se {
-		// Cut the rest of this stage into free runs.
-		for rest > 0 {
-			fc := classFor(rest)
-			for classLines(fc) > rest {
-				fc--
-			}
-			l := classLines(fc)
-			m.Store(mNext, next+l)
-			ix.pushFree(handleAt(next, se), fc)
-			next += l
-			rest -= l
-		}
+		// The rest of this stage becomes a free run.
+		m.Store(mNext, next+rest)
+		ix.pushFree(next, rest)
+		next += rest
 	}
 	if next+n > stages*se {
 		if stages == MaxStages {
@@ -585,25 +577,150 @@ func (ix *Index) bumpRun(c uint64) (Handle, error) {
 	return handleAt(next, se), nil
 }
 
-// free puts the run at h (class c) on its class's free list. The caller
-// has already made its sprig point elsewhere (and changed the sprig's
-// version), so a reader still reading the run rejects what it read.
-func (ix *Index) free(h Handle, c uint64) {
+// free gives the run at h (n lines) back: merged with the free runs right
+// before and after it in its stage, and put on the free list of its size.
+// (The bump pointer never moves back: lines never handed out are zero,
+// which a bulk build relies on.)
+// The caller has already made its sprig point elsewhere (and changed the
+// sprig's version), so a reader still reading the run rejects what it
+// read. Damage found in a neighbour leaves the run unmerged.
+func (ix *Index) free(h Handle, n uint64) {
 	ix.allocMu.Lock()
 	defer ix.allocMu.Unlock()
-	ix.pushFree(h, c)
+	se := ix.v.stageElems
+	a := h.linear(se)
+	next := ix.v.meta.Load(mNext)
+	if b := a + n; b%se != 0 && b < next {
+		if nh := handleAt(b, se); ix.isFreeRun(nh) {
+			if _, m, err := ix.freeRun(nh); err == nil && ix.unlinkFree(nh, sizeClass(m)) == nil {
+				n += m
+			}
+		}
+	}
+	if a%se != 0 {
+		if last := handleAt(a-1, se); ix.isFreeRun(last) {
+			ws, i, _ := ix.v.entries(last)
+			m := ws.Load(i+wFlags) & linkMask
+			if m > 0 && m <= a%se {
+				ph := handleAt(a-m, se)
+				if _, pm, err := ix.freeRun(ph); err == nil && pm == m && ix.unlinkFree(ph, sizeClass(m)) == nil {
+					a -= m
+					n += m
+				}
+			}
+		}
+	}
+	ix.pushFree(a, n)
 }
 
-// pushFree links the run at h (class c) into its free list (allocMu held).
-func (ix *Index) pushFree(h Handle, c uint64) {
+// freeTag marks the first and the last line of a free run (word 6: this
+// flag byte and the run's lines): never an entry's flags.
+const freeTag = flagFreeRun << flagShift
+
+// isFreeRun reports whether line h is marked as the first or last line of
+// a free run.
+func (ix *Index) isFreeRun(h Handle) bool {
+	ws, i, err := ix.v.entries(h)
+	return err == nil && ws.Load(i+wFlags)&flagMask == freeTag
+}
+
+// freeRun returns the linear position and lines of the free run whose
+// first line is h, checking its marks (first and last line) and range.
+func (ix *Index) freeRun(h Handle) (uint64, uint64, error) {
 	ws, i, err := ix.v.entries(h)
 	if err != nil {
-		return // h came from entries() or the bump pointer before: cannot fail
+		return 0, 0, err
 	}
-	ws.Store(i+wFlags, 0)
-	ws.Store(i+wAux, ix.v.alloc.Load(c)&linkMask)
+	w := ws.Load(i + wFlags)
+	n := w & linkMask
+	se := ix.v.stageElems
+	a := h.linear(se)
+	switch {
+	case w&flagMask != freeTag:
+		return 0, 0, corrupt("free run %s is not marked free (word 6 %#x)", h, w)
+	case n == 0 || h.Elem()+n > se || a+n > ix.v.meta.Load(mNext):
+		return 0, 0, corrupt("free run %s of %d lines out of range (stage of %d lines, %d handed out)", h, n, se, ix.v.meta.Load(mNext))
+	}
+	if lw := ws.Load(i + (n-1)*entryWords + wFlags); lw != w {
+		return 0, 0, corrupt("free run %s of %d lines: its last line says %#x", h, n, lw)
+	}
+	return a, n, nil
+}
+
+// sizeClass returns the free list of a run of n ≥ 1 lines: the largest
+// class of at most n lines.
+func sizeClass(n uint64) uint64 {
+	c := classFor(n)
+	if c >= numClasses || classLines(c) > n {
+		c--
+	}
+	return c
+}
+
+// pushFree makes lines a…a+n-1 (linear, one stage) a free run on its
+// size's list: marks in its first and last line, links in the first
+// (word 0 the previous run, word 7 the next). allocMu held.
+func (ix *Index) pushFree(a, n uint64) {
+	h := handleAt(a, ix.v.stageElems)
+	ws, i, err := ix.v.entries(h)
+	if err != nil {
+		return // the lines were handed out in a published stage
+	}
+	c := sizeClass(n)
+	head := ix.v.alloc.Load(c)
+	ws.Store(i+(n-1)*entryWords+wFlags, freeTag|n)
+	ws.Store(i+wFlags, freeTag|n)
+	ws.Store(i+wDigest0, 0)
+	ws.Store(i+wAux, head&linkMask)
+	if hh := Handle(head & linkMask); !hh.IsNull() {
+		if hw, hi, err := ix.v.entries(hh); err == nil {
+			hw.Store(hi+wDigest0, uint64(h))
+		}
+	}
 	ix.v.alloc.Store(c, uint64(h))
-	ix.v.meta.Add(mFreeCount, classLines(c))
+	ix.v.meta.Add(mFreeCount, n)
+}
+
+// unlinkFree takes the free run at h off the list of class c. allocMu
+// held.
+func (ix *Index) unlinkFree(h Handle, c uint64) error {
+	_, n, err := ix.freeRun(h)
+	if err != nil {
+		return err
+	}
+	ws, i, _ := ix.v.entries(h)
+	prev, next := Handle(ws.Load(i+wDigest0)&linkMask), Handle(ws.Load(i+wAux)&linkMask)
+	if prev.IsNull() {
+		if Handle(ix.v.alloc.Load(c)) != h {
+			return corrupt("free run %s has no previous run but is not the head of the list of class %d", h, c)
+		}
+		ix.v.alloc.Store(c, uint64(next))
+	} else {
+		pw, pi, err := ix.v.entries(prev)
+		if err != nil {
+			return err
+		}
+		if Handle(pw.Load(pi+wAux)&linkMask) != h {
+			return corrupt("free run %s: its previous run %s links elsewhere", h, prev)
+		}
+		pw.Store(pi+wAux, uint64(next))
+	}
+	if !next.IsNull() {
+		nw, ni, err := ix.v.entries(next)
+		if err != nil {
+			return err
+		}
+		nw.Store(ni+wDigest0, uint64(prev))
+	}
+	// Not a free run any more (the caller rewrites the lines it uses).
+	ws.Store(i+wFlags, 0)
+	ws.Store(i+(n-1)*entryWords+wFlags, 0)
+	fc := ix.v.meta.Load(mFreeCount)
+	if fc < n {
+		return corrupt("free run of %d lines, meta counts %d free", n, fc)
+	}
+	ix.v.meta.Store(mFreeCount, fc-n)
+	return nil
 }
 
 // addStage creates stage k's segment and then publishes it in the meta,
