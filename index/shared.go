@@ -174,12 +174,12 @@ func homeOf(x, n uint64) uint64 {
 }
 
 // maxEntries is the most entries a table of n lines holds before an
-// insert grows it: full for tiny tables, 90% from 10 lines on.
+// insert grows it: full for tiny tables, 93% from 10 lines on.
 func maxEntries(n uint64) uint64 {
 	if n < 10 {
 		return n
 	}
-	return n * 9 / 10
+	return n * 93 / 100
 }
 
 // Load factors of a table the writer lays out anew: a bulk build sizes a
@@ -187,7 +187,7 @@ func maxEntries(n uint64) uint64 {
 // percent), and a table shrinks once it is less than a third full.
 const (
 	buildLoad  = 85
-	relayLoad  = 80
+	relayLoad  = 87
 	shrinkLoad = 30
 )
 
