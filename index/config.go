@@ -122,10 +122,13 @@ type Config struct {
 	// Instance (0–15) and Namespace (0–15) separate indexes on one host.
 	Instance  uint8
 	Namespace uint8
-	// Sprigs is the number of trees per partition (Aerospike's
-	// partition-tree-sprigs): a power of two from 1 to 4096; default 1024
-	// (a 32 MiB sprig table, 8 bytes a sprig). More sprigs make shorter
-	// trees and faster Gets for 8 bytes each: see the package doc.
+	// Sprigs is the number of sprigs per partition (Aerospike's
+	// partition-tree-sprigs): a power of two from 1 to 4096; default 16
+	// (a 512 KiB sprig table, 8 bytes a sprig, that stays in the caches).
+	// Each sprig is a sorted hash table in one run of lines inside a stage,
+	// so a sprig holds at most about 0.93 × StageEntries entries (ErrFull
+	// beyond): more sprigs for more records or smaller stages. See the
+	// package doc.
 	Sprigs int
 	// StageEntries is the number of entries per stage (Aerospike's
 	// index-stage-size / 64): a power of two from 64 to 2^28; default 2^24
@@ -167,7 +170,7 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultSprigs       = 1024
+	DefaultSprigs       = 16
 	DefaultStageEntries = 1 << 24
 	minStageEntries     = 64
 )

@@ -35,7 +35,7 @@
 //	                try (falls back to 4 KiB pages, logged) or off
 //	-sprigs N       the index and restart benchmarks' trees per partition
 //	                (index.Config.Sprigs: a power of two from 1 to 4096;
-//	                default the index's, 1024)
+//	                default the index's, 16)
 //	-quick          quick mode even with benchmarks named
 package main
 
