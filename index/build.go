@@ -65,10 +65,9 @@ type BuildStats struct {
 // Builder fills an empty index in one pass: the bulk path of a cold
 // rebuild (see "Bulk build" in the package documentation). It collects
 // records in process memory (Add, Delete), then Finish sorts them by
-// partition, sprig and digest, keeps one winner per digest, lays each
-// sprig's entries out contiguously, builds each sprig's AVL tree
-// bottom-up, perfectly balanced, and publishes the sprigs. A Builder is
-// used by one goroutine.
+// partition, sprig and digest, keeps one winner per digest, sizes each
+// sprig's table, lays its entries out in digest order at their homes, and
+// publishes the sprigs. A Builder is used by one goroutine.
 type Builder struct {
 	ix   *Index
 	opts BuildOptions

@@ -11,101 +11,110 @@
 // An entry is 64 bytes (entry.go has its one definition and diagram):
 // the 20-byte digest, generation, void time, last-update time, a storage
 // location (file id, offset, size) or, for a data-in-index namespace, an
-// inline int64, a tombstone flag, two 40-bit links and an AVL height.
-// Entries live in stages of Config.StageEntries entries (a power of two up
-// to 2^28);
+// inline int64, and flags (live, tombstone, inline); the rest of the line
+// is reserved, and its last word belongs to the line (a table's count, a
+// free run's link). Entries live in 64-byte lines in stages of
+// Config.StageEntries lines (a power of two up to 2^28);
 // stage 0 is part of the main segment, stages 1–255 are separate
 // segments, created by the writer while readers run and attached by
 // readers in other processes the first time they meet a handle in them. A
-// Handle is stage (8 bits) and element (28 bits), plus one so that zero is
-// null: 2^36 entries per namespace, as Aerospike's 256 stages × 2^28. (The
+// Handle is stage (8 bits) and line (28 bits), plus one so that zero is
+// null: 2^36 lines per namespace, as Aerospike's 256 stages × 2^28. (The
 // 32-bit arena.Handle of arena.Pool has 16 stages of 2^24, too few, so the
 // index does its own stage and handle arithmetic.)
 //
 // Each of the 4096 partitions is split into Config.Sprigs sprigs (a power
-// of two up to 4096, default 1024; Aerospike's partition-tree-sprigs,
-// whose default is 256). The sprig of a
-// digest is taken from the bits that follow the partition bits in digest
-// byte order, so each sprig is a contiguous digest range and a partition
-// scan, sprig after sprig, comes out in digest order. A sprig is an AVL
-// tree ordered by digest whose nodes are the entries themselves (links and
-// an 8-bit height in the entry, no other memory per record).
+// of two up to 4096, default 16; Aerospike's partition-tree-sprigs,
+// whose default is 256). The sprig of a digest is taken from the bits
+// that follow the partition bits in digest byte order, so each sprig is a
+// contiguous digest range and a partition scan, sprig after sprig, comes
+// out in digest order.
 //
-// The structure was chosen by BenchmarkSprigShapes (sprig_bench_test.go):
-// random lookups over 4 Mi entries (256 MiB, far beyond the caches) split
-// into sprigs of n entries, with atomic loads as readers do. On this
-// machine (2-core AMD EPYC, shared, 4 KiB pages), ns per lookup and
-// average depth:
+// A sprig is a sorted hash table: a run of n consecutive lines inside one
+// stage (n a size class: 1–15, then eight classes per doubling up to a
+// stage). The home line of a digest is (h × m) >> 64, where h is the
+// digest's bits after its partition and sprig bits read as a uint64 (its
+// home key) and m = n − n/8 the home lines (the last eighth are overflow
+// lines for entries pushed past the end): homes are monotone in the
+// digest. Entries are kept in digest order, each at or after its home,
+// with no empty line between its home and itself (linear probing that
+// preserves order, without wrap-around). So:
 //
-//	n       treap (depth)    AVL             balanced bound   B+-tree of 64 B nodes (bound)
-//	16      296–321  (4.1)   209–215 (3.5)   204–208 (3.4)    204–209 (3 lines, +12 B/entry)
-//	256     1350–1365 (9.3)  491–493 (7.2)   481–486 (7.0)    389–426 (4 lines, +9 B/entry)
-//	4096    2239–2518 (14.8) 1036–1225 (11.3) 1236–1274 (11.0) 439–441 (5 lines, +9 B/entry)
-//	65536   2504–2620 (20.2) 1741–1809 (15.3) 1892–1919 (15.0) 508–511 (7 lines, +9 B/entry)
+//   - Get reads the sprig's word (8 bytes in the main segment: version,
+//     size class and the table's handle, shared.go), then lines from the
+//     home forward until the digest, a larger one, an empty line or the
+//     table's end: one dependent miss for the home line, then adjacent
+//     lines of the same page.
+//   - Put of a new key shifts the entries from its place to the next empty
+//     line one line right; Delete moves the entries after the removed one
+//     that are displaced from their homes one line back. A table grows
+//     (laid out anew in a run of the next fitting class at 87% load, the
+//     old run freed) when it would hold more than 93% (tables under ten
+//     lines fill up) or no empty line follows the place; it shrinks at
+//     30%, and a sprig left empty gives its run back.
+//   - Scan reads a sprig's table line by line: digest order.
 //
-// A treap (the first implementation) walks 20–30% deeper and, with the
-// misses that adds, is 1.5–2.7× slower than a balanced tree; an AVL tree
-// is within a few percent of the perfectly balanced bound (a red-black
-// tree, Aerospike's choice, can be up to twice as deep). A B-tree of
-// cache-line nodes touches fewer lines once sprigs hold thousands of
-// entries, but it needs nodes besides the entries (memory per record),
-// splits and merges that readers must validate, and it only wins where
-// sprigs are large: at the default 1024 sprigs per partition (2^22
-// sprigs) a sprig holds about 2.4 entries at 10M records and about 240 at
-// 1G, and raising Sprigs keeps them small. Hence AVL; a B-tree is the step
-// to take if sprigs must hold many thousands of entries.
+// The structure was chosen by measurement. With AVL trees (the previous
+// structure, chosen over a treap and a B-tree of cache-line nodes by
+// BenchmarkSprigShapes, sprig_bench_test.go) a Get at millions of records
+// cost a dependent miss for the sprig word in a 32 MiB table and then
+// about 1.8 more down the tree: `shmbench index` at 10M random keys
+// measured 695–1131 ns, ×2.7–3.6 the floor (one dependent random load
+// over as much memory) and only 2.3–3.0× faster than bbolt, and no Sprigs
+// setting got within 2× the floor, because a table of roots in front of
+// the entries always costs two misses. BenchmarkSortedHashShape
+// (get_bench_test.go) measured the sorted hash's shape alone at 10M keys:
+// load 0.85, 3.8 adjacent lines a lookup, ×1.3–1.6 the floor.
+// BenchmarkGetLarge (get_bench_test.go: 10M records built by Load, SysV
+// segments with 4 KiB pages, floor in the same run; two runs on the
+// shared 2-core machine) with sprig tables:
 //
-// A sprig costs one 8-byte word in the main segment: its version and its
-// root handle packed together (shared.go), so a reader learns both in one
-// load and Sprigs can be large. (It was 32 bytes: version, root, an entry
-// count and a reserved word; the count is gone, partition counts remain.)
-// The default of 1024 sprigs per partition (2^22 sprigs) takes the 32 MiB
-// the old record took at 256.
+//	Sprigs (entries a sprig)  sprig table  lines/record  Get ns (floor 216–257)  ÷ floor
+//	4 (610)                   128 KiB      1.230         436–604                 ×2.0–2.4
+//	16 (153)                  512 KiB      1.228         417–588                 ×1.9–2.4
+//	64 (38)                   2 MiB        1.231         516–560                 ×2.2–2.4
+//	256 (9.5)                 8 MiB        1.301         497–725                 ×2.3–2.9
+//	1024 (2.4, AVL's default) 32 MiB       1.532         588                     ×2.3
 //
-// A Get at millions of records is bound by dependent cache misses: one
-// for the sprig word, then one per entry on the AVL path. Profiling it at
-// 10M records (BenchmarkGetLarge in get_bench_test.go, with -cpuprofile)
-// puts over 90% of its time on those loads (the sprig word's, then the
-// entries' copies); the read lock, the version re-check, the wrap count
-// and the decoding are a few percent, and a Get without the read lock
-// was no faster (its misses are dependent whatever orders them). What
-// remains beyond the misses counted is their price: each of the index's
-// misses walks the page tables of a region larger than the floor's. With
-// the one-word sprig, `shmbench index` at 10M random keys (2–3 runs
-// each, 4 KiB and 2 MiB pages, floor and bbolt in the same runs, a shared
-// 2-core machine) measured:
+// (AVL trees at 1024 sprigs: 670–675 ns in BenchmarkGetLarge's runs of
+// the previous structure.) Few sprigs keep the sprig table in the caches,
+// so a Get pays about one miss beyond the floor's for the home line's
+// page and the lines after it; many sprigs make small tables that round
+// up more (the 1–15 classes) and a table of words that misses again.
+// Hence 16: a 512 KiB table at any size, 153 entries a sprig at 10M and
+// 15 at 1M. The limit it brings: a sprig's table lies in one stage, so a
+// sprig holds at most about 0.93 × StageEntries entries (2^24 by default:
+// 16M entries a sprig, 2^36 in all at 16 sprigs); an index with small
+// stages needs more sprigs (ErrFull says so).
 //
-//	Sprigs (entries a sprig)  B/record  Get 4 KiB (÷ floor)     Get 2 MiB (÷ floor)    × faster than bbolt (4 KiB / 2 MiB)
-//	1024 (2.4)                70.5      695–1131 ns (×2.7–3.6)  514–685 ns (×2.9–3.3)  ×2.3–3.0 / ×3.6–4.1
-//	2048 (1.2)                73.8      772–1066 ns (×2.5–2.7)  504–697 ns (×2.4–2.9)  ×2.5–2.8 / ×3.8–4.3
-//	4096 (0.6)                80.5      741–816 ns (×2.1–2.8)   467–543 ns (×2.3–2.8)  ×2.6–3.3 / ×4.5
+// Memory per record is the lines handed out (in tables and in free runs)
+// × 64 B, plus the sprig table, rounded up to whole stages. The loads
+// above set it: a Load (bulk build) sizes each table for 85% and takes
+// 1.23 lines a record at 10M (1.26 at 1M, where the small classes round
+// more); a fill by random Puts grows tables between 87% and 93% and took
+// 1.22 lines a record at 2M (BenchmarkPutFill, heap segments, Sprigs 16:
+// 1.16 in tables, 0.06 in free runs). Growing at 90% to 80% took 1.31, and
+// a home area of 3/4 of the table (more overflow) 1.20 but 4.5 lines a
+// lookup instead of 3.1. Eight classes per doubling round a table up by
+// about 4% on average.
 //
-// against 900–1016 ns (×4.0–5.0) at 4 KiB and 699–780 ns at 2 MiB for the
-// old default (256 sprigs of 32-byte records, 70.5 B per record), and
-// 653–672 ns at 120.8 B per record for 4096 sprigs of 32-byte records.
-// The default is 1024: as fast as 2048 within the noise and no more
-// memory than the old default, at any size (a fixed 32 MiB); 2048 suits
-// indexes of tens of millions of records (64 MiB, 73.8 B per record at
-// 10M), 4096 costs 13 B per record at 10M for a few percent more.
+// Runs come from an allocator whose state lives in the main segment
+// (shared.go, section "alloc"): a bump pointer over the stages (a run
+// never crosses a stage: the rest of a stage too small for the next run
+// becomes a free run), and a free list per size class, doubly linked
+// through the free runs' first lines, each free run marked with its size
+// in its first and last line. A freed run is merged with free runs right
+// before and after it in its stage, and an allocation takes the first
+// run of the smallest non-empty list that is large enough, splitting off
+// the rest. Without the merging a fill by Put left as many lines free as
+// in tables (2.41 lines a record at 2M): every sprig grows through the
+// small classes and the runs it leaves behind are too small for anyone
+// later.
 //
-// No Sprigs gets a Get within twice the floor, or five times faster than
-// bbolt: both need about one dependent miss per Get, and a sprig table in
-// front of the entries always costs two (its word, then the entry).
-// Getting there needs the entries themselves addressed by digest bits (a
-// sorted hash: open addressing over 64-byte entry lines, the version in
-// the entry's own line, Scan recovering digest order per partition), a
-// different structure from this one. BenchmarkSortedHashShape measures
-// its shape at 10M keys without the index around it (no version check,
-// no stages, no growth): at load factor 0.85 (75 B per record) a lookup
-// reads 3.8 adjacent lines, one dependent miss, and took 365–428 ns
-// against a floor of 268–289 ns (×1.3–1.6, lookups chained or not), where
-// BenchmarkGetLarge's Get at 1024 sprigs took 670–675 ns in the same runs.
-//
-// The main segment also holds the writer lease, the allocator state (a
-// high-water mark and a free list threaded through the free entries'
-// right links), and statistics (entries, bytes and tombstones per
-// partition, live entries), so a warm start reads nothing but the meta.
-// Its records are defined in shared.go.
+// The main segment also holds the writer lease, the allocator state
+// and statistics (entries, bytes and tombstones per partition, live
+// entries, lines in tables and free), so a warm start reads nothing but
+// the meta. Its records are defined in shared.go.
 //
 // # Writers and readers
 //
@@ -117,65 +126,63 @@
 // One process is the writer: Open takes a lease (package lease) in the
 // main segment and fails with ErrWriterRunning while a live process holds
 // it; the writer renews it in the background. The writer's per-sprig
-// locks are sync.Mutex values in its own memory (8192 stripes, sprig s
-// taking lock s mod 8192), never in shared memory, so a dead writer
+// locks are sync.Mutex values in its own memory (up to 8192 stripes,
+// sprig s taking lock s mod 8192), never in shared memory, so a dead writer
 // leaves no lock held. Readers in other processes (OpenReader) take no
 // lock and write nothing: they never block the writer, and a read of a
 // sprig the writer is changing at that moment retries (bounded) until the
 // sprig is stable again.
 //
-// # Reclamation: version validation with a bounded walk
+// # Reclamation: version validation with a bounded read
 //
-// Every sprig has a version (in its word, beside its root), odd while the
-// writer changes the sprig. The writer makes it odd before it changes any
-// entry or link of the
-// sprig (an insert, an update in place, an unlink), and even again after.
-// A deleted entry goes onto the free list only after its sprig's version
-// was made even again, and is reused in another sprig only under that
-// sprig's odd version. A reader loads the version (retrying while it is
-// odd), walks the tree copying each entry with one atomic load per word,
-// following at most maxDepth (256) links, each bounds-checked against the
-// published stage count and the stage capacity, then loads the version
-// again (with the root: one word): if it changed, what it read may be torn or another sprig's, and
-// it retries. An entry freed from sprig A and reused in sprig B therefore
-// changed A's version first, so a reader that walked into it rejects what
-// it read. Retries are bounded in time (250 ms, then ErrContended); a walk
-// that finds a bad handle, a cycle or an entry not marked live under a
-// stable version reports ErrCorrupt. Get never returns another key's
+// Every sprig has a version (in its word, beside its table's handle and
+// size class), odd while the writer changes the sprig. The writer makes
+// it odd before it changes any line of the sprig's table (an insert and
+// its shift, an update in place, a delete and its shift back) or the
+// table itself (a grow or shrink: the new table is written in a run no
+// sprig points at, then the word changes), and even again after. A run
+// goes onto a free list only after its sprig's word points elsewhere, and
+// is reused for another sprig's table before that sprig's word points at
+// it. A reader loads the word (retrying while the version is odd), checks
+// the handle and class (the run must lie inside one published stage),
+// copies lines with one atomic load per word, at most the table's lines,
+// then loads the word again: if it changed, what it read may be torn,
+// shifted or another sprig's, and it retries. A run freed from sprig A
+// and reused by sprig B therefore changed A's word first, so a reader
+// still reading it rejects what it read. Retries are bounded in time
+// (250 ms, then ErrContended); a read that finds a bad handle or class, an
+// entry with unknown flags, lines out of order or a table without entries
+// under a stable word reports ErrCorrupt. Get never returns another key's
 // record, never loops and never faults.
-//
-// The AVL rebalancing after an insert or delete happens under the same
-// odd version, so readers never act on a half-rotated tree.
 //
 // This was chosen over epoch-based reclamation with per-process reader
 // slots because it needs nothing from readers: no slot to register, no
 // announcement that a dead reader could leave behind and stall
 // reclamation, no write to shared memory on the read path. Its cost is a
-// retry when the writer changes the very sprig being read, which with
-// 2^22 sprigs (default) is rare.
+// retry when the writer changes the very sprig being read.
 //
-// The version has 27 bits and wraps after 2^26 changes of its sprig; a
-// reader compares the whole word (version and root) and also the meta's
-// wrap count, which the writer raises before it stores a wrapped version,
-// so a walk that spans any number of changes is rejected
-// (TestVersionWrapSeen bumps a version 2^27 times under a pending read).
+// The version has 19 bits and wraps after 2^18 changes of its sprig; a
+// reader compares the whole word (version, class and table) and also the
+// meta's wrap count, which the writer raises before it stores a wrapped
+// version, so a read that spans any number of changes is rejected
+// (TestVersionWrapSeen bumps a version 2^19 times under a pending read).
 //
 // Scan(p) copies each sprig of partition p as a validated snapshot (the
-// same version check around a complete in-order walk that must yield
-// strictly increasing digests of that sprig, which also stops any cycle
-// and any link into another sprig's tree) and reports it
-// before moving to the next. Every key present for the whole scan lies in
-// exactly one sprig and is in that sprig's snapshot, so it is reported
-// exactly once; keys inserted or deleted during the scan may or may not
-// be.
+// same version check around a read of its whole table that must yield
+// strictly increasing digests of that sprig and at least one entry) and
+// reports it before moving to the next. Every key present for the whole
+// scan lies in exactly one sprig and is in that sprig's snapshot, so it
+// is reported exactly once; keys inserted or deleted during the scan may
+// or may not be.
 //
 // # Bulk build
 //
 // A cold rebuild fills an empty index with every record of the storage.
-// Put of a new key walks its sprig from the root (a cache miss per level)
-// and rebalances, about 0.5–1 µs per record at a million records, so a
-// rebuild by Put tops out near 1–2M records/s. Builder (and Load, its
-// one-call form for a slice) does the same work in bulk:
+// Put of a new key misses on its table, shifts entries and now and then
+// lays the whole table out anew in a larger run (grow), about 1–2 µs per
+// record at a million records, so a rebuild by Put tops out near 0.5–1M
+// records/s. Builder (and Load, its one-call form for a slice) does the
+// same work in bulk:
 //
 //   - Add(seq, r) and Delete(seq, d) only append to process memory: 64
 //     bytes per call, in 2 MiB chunks (a slice grown by append copied and
@@ -198,20 +205,20 @@
 //     tombstone entries, as with Put; a winning Delete leaves no entry.
 //     Every Add that lost is reported to BuildOptions.Superseded, so a
 //     storage can release it.
-//   - The winners are numbered in (partition, sprig, digest) order and
-//     entry j is allocated at handle position j: the allocator's
-//     high-water mark is set once, the stages are all added before the
-//     first entry is written, and each sprig's entries are contiguous.
-//   - Each sprig's tree is built bottom-up from its sorted run (the middle
-//     element is the root, recursively): a perfectly balanced tree, whose
-//     subtree of n entries has height bits.Len(n), so the AVL condition
-//     holds and later Puts and Deletes rebalance it as usual.
+//   - Each non-empty sprig's table is sized for buildLoad (85%): the
+//     smallest class of at least count/0.85 lines in which its sorted
+//     entries, each laid at max(home, previous+1), end before the table's
+//     end (else the next class). Empty sprigs get no table and are not
+//     touched. The tables are laid one after another over the stages
+//     (none across a stage's end); the stages are all added, and
+//     capacity checked, before the first line is written.
 //   - The sprigs are split between GOMAXPROCS workers by entry count;
 //     each copies the items of its next 256 entries into a buffer
-//     (independent loads overlap their cache misses), writes the entries
-//     and publishes each sprig as a Put does: version odd, root, version
-//     even. The partition statistics and the live count are
-//     written once at the end.
+//     (independent loads overlap their cache misses), writes each entry
+//     at its line (the empty lines of a fresh stage are zero already) and
+//     the table's count, and publishes each sprig as a grow does: version
+//     odd, table, version even. The partition statistics and the live
+//     count are written once at the end.
 //
 // Entries are written with atomic word stores, as everywhere else. On
 // amd64 an atomic store is an XCHG, a full fence: about 6 ns a word on
@@ -227,14 +234,14 @@
 // files on tmpfs, default configuration) ran at 4.6–4.9M records/s, and
 // at 5.2M/s with 10M records, against 1.7M/s by Put.
 //
-// Readers in other processes never wait for a build: an entry is written
-// before the root that makes it reachable, and a sprig's root changes
-// under an odd version, so a reader sees each sprig either empty
+// Readers in other processes never wait for a build: a table is written
+// before the sprig word that makes it reachable, and a sprig's word
+// changes under an odd version, so a reader sees each sprig either empty
 // or complete (TestBuildSeenFromAnotherProcess pauses a build halfway and
 // scans from another process; TestBuildReadersRaceHeap does it under the
 // race detector; TestBuildRootsFirstCaught is the negative control, a
 // build that publishes a sprig before its entries, which the same check
-// catches). Count and Partition say 0 until the build's end.
+// catches: a published table without entries is damage). Count and Partition say 0 until the build's end.
 //
 // A build goes through the writer gate like any first mutation (so an
 // empty index attached warm turns unclean), holds every sprig lock and

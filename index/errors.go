@@ -11,9 +11,10 @@ import (
 var (
 	// ErrConfig: the Config is invalid; fix the caller.
 	ErrConfig = errors.New("invalid index configuration")
-	// ErrCorrupt: the shared structures are damaged (a link out of range,
-	// a cycle, a count that disagrees, a walk deeper than any valid
-	// sprig). Restart the writer with Config.ForceCold to rebuild.
+	// ErrCorrupt: the shared structures are damaged (a table handle or
+	// size class out of range, entries out of order or displaced, a free
+	// list cycle, a count that disagrees). Restart the writer with
+	// Config.ForceCold to rebuild.
 	ErrCorrupt = errors.New("index structures damaged")
 	// ErrContended: a read kept finding its sprig changing (or held odd
 	// by a writer that died mid-update) for longer than its retry budget.

@@ -174,3 +174,56 @@ func benchFloor(b *testing.B, lines uint64, rng *rand.Rand) {
 		b.Fatal("unreachable")
 	}
 }
+
+// BenchmarkPutFill fills an empty heap index with -index.records random
+// keys by Put, the way `shmbench index` does, and reports what the
+// tables' growth leaves: lines handed out per record (memory: × 64 B),
+// of which in tables and in free runs, and the lines a lookup of a
+// present key reads (from its home line to its own). `go test ./index
+// -run '^$' -bench PutFill -benchtime 1x -index.records 2000000`.
+func BenchmarkPutFill(b *testing.B) {
+	if testing.Short() || raceEnabled {
+		b.Skip("fills a large index")
+	}
+	n := *getBenchRecords
+	for _, sprigs := range []int{16, 64} {
+		b.Run(fmt.Sprintf("sprigs=%d", sprigs), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				cfg := testConfig(b, bHeap)
+				cfg.Sprigs, cfg.StageEntries = sprigs, 1<<20
+				ix, _, err := Open(context.Background(), cfg, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				for i := range n {
+					if err := ix.Put(recordOf(uint64(i), 1, false)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				var probes, entries float64
+				for sp := range uint64(Partitions * sprigs) {
+					t, err := ix.table(sp)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for j := range t.n {
+						if t.live(j) {
+							probes += float64(j-t.home(j)) + 1
+							entries++
+						}
+					}
+				}
+				m := ix.v.meta
+				b.ReportMetric(float64(m.Load(mNext))/float64(n), "lines/record")
+				b.ReportMetric(float64(m.Load(mTableLines))/float64(n), "table-lines/record")
+				b.ReportMetric(float64(m.Load(mFreeCount))/float64(n), "free-lines/record")
+				b.ReportMetric(probes/entries, "lines/lookup")
+				ix.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}

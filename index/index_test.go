@@ -338,14 +338,14 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
-// TestVersionWrapSeen: a sprig word's 27-bit version wraps after 2^26
-// changes, so a reader whose walk spans exactly 2^26 changes (2^27 bumps)
+// TestVersionWrapSeen: a sprig word's 19-bit version wraps after 2^18
+// changes, so a reader whose read spans exactly 2^18 changes (2^19 bumps)
 // of its sprig loads the same word before and after (the word comparison
 // alone would accept what it read: the negative control, checked below);
 // the wrap count in the meta makes it see the change.
 func TestVersionWrapSeen(t *testing.T) {
 	if testing.Short() || raceEnabled {
-		t.Skip("2^27 version bumps")
+		t.Skip("2^19 version bumps")
 	}
 	ix, _ := mustOpen(t, testConfig(t, bHeap), nil)
 	defer ix.Close()
@@ -366,7 +366,7 @@ func TestVersionWrapSeen(t *testing.T) {
 		ix.bump(sp)
 	}
 	if got := ix.v.sprigs.Load(sp); got != word {
-		t.Fatalf("after 2^27 bumps the sprig word is %#x, want %#x again (the version wraps)", got, word)
+		t.Fatalf("after 2^19 bumps the sprig word is %#x, want %#x again (the version wraps)", got, word)
 	}
 	if ix.v.unchanged(sp, word, wraps) {
 		t.Fatal("a walk spanning a version wrap was accepted")

@@ -436,7 +436,7 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	for _, bk := range []backend{bHeap, bSysV} {
 		cfg := testConfig(b, bk)
-		cfg.Sprigs, cfg.StageEntries = 256, 1<<20
+		cfg.Sprigs, cfg.StageEntries = DefaultSprigs, 1<<20
 		open := func(b *testing.B) *Index {
 			ix, _, err := Open(context.Background(), cfg, nil)
 			if err != nil {
