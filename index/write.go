@@ -32,8 +32,7 @@ const (
 	// again, the statistics not yet updated.
 	FailInsertDone = "index.insert.done"
 	// FailDeleteDone: inside Delete, the sprig's version is even again and
-	// the statistics updated, a table left empty or sparse not yet freed or
-	// shrunk.
+	// the statistics updated, a table left sparse not yet shrunk.
 	FailDeleteDone = "index.delete.done"
 	// FailStageCreate: the allocator found the last stage full and is
 	// about to create the next stage's segment.
@@ -454,19 +453,31 @@ func lines(h Handle, c uint64) uint64 {
 
 // remove deletes the entry in line pos of t (words e): the entries after
 // it that are displaced from their homes move one line back, under an odd
-// version; a table left empty is freed, one left less than shrinkLoad
-// full is laid out anew in a smaller one.
+// version; one left less than shrinkLoad full is laid out anew in a
+// smaller one. Deleting a table's last entry empties the sprig instead
+// (its word, then the run freed), so no reader ever finds a published
+// table without entries.
 func (ix *Index) remove(sp uint64, t *wtable, pos uint64, e *entry) error {
-	ix.bump(sp)
-	q := pos + 1
-	for ; q < t.n && t.live(q) && t.home(q) < q; q++ {
-		t.moveLine(q, q-1)
+	if t.count == 1 {
+		// The last entry: the sprig becomes empty in one change of its
+		// word (a published table always holds an entry), then the run is
+		// freed.
+		if err := ix.relay(sp, t, nil, 0, FailDeleteMid); err != nil {
+			return err
+		}
+		t.count = 0
+	} else {
+		ix.bump(sp)
+		q := pos + 1
+		for ; q < t.n && t.live(q) && t.home(q) < q; q++ {
+			t.moveLine(q, q-1)
+		}
+		t.clearLine(q - 1)
+		t.count--
+		t.ws.Store(t.line(0)+wAux, t.count)
+		ix.v.cfg.Failpoints.Hit(FailDeleteMid)
+		ix.bump(sp)
 	}
-	t.clearLine(q - 1)
-	t.count--
-	t.ws.Store(t.line(0)+wAux, t.count)
-	ix.v.cfg.Failpoints.Hit(FailDeleteMid)
-	ix.bump(sp)
 	d := digestFromWords(e[wDigest0], e[wDigest1], e[wDigest2])
 	pb := uint64(d.Partition()) * partWords
 	ix.v.parts.Add(pb+pCount, ^uint64(0))
@@ -474,11 +485,7 @@ func (ix *Index) remove(sp uint64, t *wtable, pos uint64, e *entry) error {
 	ix.v.parts.Add(pb+pTombstones, -tomb(e.flags()))
 	ix.v.meta.Add(mLive, ^uint64(0))
 	ix.v.cfg.Failpoints.Hit(FailDeleteDone)
-	c := sprigClass(t.word)
-	switch {
-	case t.count == 0:
-		return ix.relay(sp, t, nil, 0, "")
-	case c > 0 && t.count*100 < t.n*shrinkLoad:
+	if c := sprigClass(t.word); t.count > 0 && c > 0 && t.count*100 < t.n*shrinkLoad {
 		nc := classFor(t.count * 100 / relayLoad)
 		if nc >= c {
 			return nil
