@@ -226,13 +226,16 @@
 // about 50 ns an entry, shared between the workers. Plain stores would
 // need an arena accessor that bypasses atomics for memory no reader can
 // reach yet; the build is fast enough without it. BenchmarkLoad (1M
-// records, Sprigs 256): 6.6–7.9M records/s on heap and SysV segments
-// once the process's memory is warm, 4.9M (heap) and 5.8M (SysV) in the
-// first iteration of a fresh process, against 1.5–1.9M/s by Put in the
-// same run. The kvstore rebuild path end to end (storage.Scan of a
-// page-cached log of 1M records, Add in the scan callback, Finish; index
-// files on tmpfs, default configuration) ran at 4.6–4.9M records/s, and
-// at 5.2M/s with 10M records, against 1.7M/s by Put.
+// records, default Sprigs, stages of 2^20 lines, first touch of fresh
+// segments in every iteration, a shared machine): 3.3–4.7M records/s on
+// heap and SysV segments, against 0.68–0.71M/s by Put in the same run
+// (with AVL trees: 6.6–7.9M/s warm, 4.9–5.8M/s fresh, Put 1.5–1.9M/s).
+// `shmbench restart` (kvstore, exec until the first answer, SysV
+// segments), alternating with the AVL build of the same runs: a cold
+// start at 100k records took 37–38 ms (2.63–2.70M records/s; the rebuild
+// alone 3.2M/s) against 59–65 ms (1.53–1.71M/s) with AVL trees and their
+// 32 MiB sprig table, which every cold start wrote and faulted in; at 1M,
+// 399 ms (2.51M/s) against 535 ms (1.87M/s).
 //
 // Readers in other processes never wait for a build: a table is written
 // before the sprig word that makes it reachable, and a sprig's word

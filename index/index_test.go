@@ -2,6 +2,7 @@ package index
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -399,5 +400,57 @@ func TestSizeClasses(t *testing.T) {
 	}
 	if prev != MaxElems || classFor(MaxElems+1) != numClasses {
 		t.Fatalf("largest class %d lines, classFor(2^28+1) = %d", prev, classFor(MaxElems+1))
+	}
+}
+
+// TestLastEntryDeleteSeenWhole: a reader scanning and getting the only
+// key of a sprig while the writer deletes and re-inserts it never sees
+// damage: deleting a table's last entry empties the sprig in one change
+// of its word (a published table without entries is damage to Scan and
+// Check). Before that, the emptied table was published, stable, between
+// the delete and the freeing of its run, and this test failed within
+// milliseconds.
+func TestLastEntryDeleteSeenWhole(t *testing.T) {
+	ix, _ := mustOpen(t, testConfig(t, bHeap), nil)
+	defer ix.Close()
+	d := digestOf(7)
+	want := recordOf(7, 1, false)
+	done := make(chan struct{})
+	var scans, seen int
+	var rerr error
+	go func() {
+		defer close(done)
+		for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end) && rerr == nil; scans++ {
+			rerr = ix.Scan(d.Partition(), func(r Record) bool {
+				if r != want {
+					rerr = fmt.Errorf("scan found %+v", r)
+				}
+				seen++
+				return true
+			})
+			if r, ok, err := ix.Get(d); err != nil || ok && r != want {
+				rerr = fmt.Errorf("Get: %+v %v %v", r, ok, err)
+			}
+		}
+	}()
+	for i := 0; ; i++ {
+		select {
+		case <-done:
+			if rerr != nil {
+				t.Fatalf("after %d scans: %v", scans, rerr)
+			}
+			t.Logf("%d scans (%d saw the key), %d deletes", scans, seen, i)
+			if err := ix.Check(); err != nil {
+				t.Fatal(err)
+			}
+			return
+		default:
+		}
+		if err := ix.Put(want); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ix.Delete(d); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
