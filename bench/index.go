@@ -41,7 +41,7 @@ type IndexConfig struct {
 	// the index's default of 2^24 would leave most of a 1 GiB stage
 	// empty).
 	StageEntries int
-	// Sprigs is the index's index.Config.Sprigs, trees per partition
+	// Sprigs is the index's index.Config.Sprigs, sprigs per partition
 	// (0: the index's default, index.DefaultSprigs).
 	Sprigs int
 	// HugePages is the policy of the huge-page variant (default

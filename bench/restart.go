@@ -53,10 +53,10 @@ type RestartConfig struct {
 	// server's default store; here at free keys of the test class,
 	// kvstore -sysv-base). Either is removed afterwards.
 	FileSegments bool
-	// Sprigs is the kvstore's -sprigs (index.Config.Sprigs, trees per
-	// partition; 0: the kvstore's default, the index's 256). The sprig
-	// table (4096 partitions × Sprigs × 32 bytes, 32 MiB at 256) is
-	// written and page-faulted in by every cold rebuild: a fixed cost.
+	// Sprigs is the kvstore's -sprigs (index.Config.Sprigs, sorted-hash
+	// sprigs per partition; 0: the index's default, 16). The sprig table
+	// (4096 partitions × Sprigs × 8 bytes, 512 KiB at 16) is written and
+	// page-faulted in by every cold rebuild: a fixed cost.
 	Sprigs int
 	// Stderr receives progress lines (nil: none).
 	Stderr io.Writer

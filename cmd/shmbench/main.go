@@ -33,7 +33,7 @@
 //	                (default; skipped, with the reason, where no huge pages
 //	                are reserved: echo N > /proc/sys/vm/nr_hugepages),
 //	                try (falls back to 4 KiB pages, logged) or off
-//	-sprigs N       the index and restart benchmarks' trees per partition
+//	-sprigs N       the index and restart benchmarks' sprigs per partition
 //	                (index.Config.Sprigs: a power of two from 1 to 4096;
 //	                default the index's, 16)
 //	-quick          quick mode even with benchmarks named
@@ -221,7 +221,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		c.o.hugePages = p
 		return err
 	})
-	fs.Func("sprigs", "the index and restart benchmarks' trees per partition (index.Config.Sprigs): a power of two from 1 to 4096 (default the index's, "+strconv.Itoa(index.DefaultSprigs)+")", func(s string) error {
+	fs.Func("sprigs", "the index and restart benchmarks' sprigs per partition (index.Config.Sprigs): a power of two from 1 to 4096 (default the index's, "+strconv.Itoa(index.DefaultSprigs)+")", func(s string) error {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 4096 || n&(n-1) != 0 {
 			return fmt.Errorf("want a power of two from 1 to 4096")

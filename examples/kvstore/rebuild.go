@@ -11,7 +11,8 @@ import (
 
 // A cold rebuild reads the log once (storage.Scan, in log order) into an
 // index.Builder, which keeps one winner per digest and lays the empty
-// index down in one pass (sorted, each sprig's tree built bottom-up):
+// index down in one pass (sorted, each sprig's table filled in digest
+// order):
 //
 //   - every record and every tombstone is given with its write sequence
 //     (storage.Record.Seq); of all those of one digest, the largest Seq
