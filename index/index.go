@@ -130,7 +130,7 @@ type RestartInfo struct {
 type RebuildFunc func(ctx context.Context, ix *Index) error
 
 // lockStripes bounds the writer's sprig locks: 8192 mutexes (64 KiB) stay
-// in the caches, where one per sprig (2^20 by default, 8 MiB) would add a
+// in the caches, where one per sprig (2^16 by default, up to 2^24) would add a
 // cache miss to every write; writes to sprigs that share a stripe
 // serialize, which costs nothing for one writing goroutine.
 const lockStripes = 8192
@@ -143,7 +143,7 @@ type Index struct {
 	v     view
 	lease *lease.Lease
 	locks []sync.Mutex // sprig locks: sprig s uses locks[s % len(locks)]
-	// allocMu guards the allocator (free list, next, stages) and the
+	// allocMu guards the allocator (free lists, next, stages) and the
 	// clean → ready transition.
 	allocMu sync.Mutex
 	// gate: mutations hold it shared, Close exclusively.

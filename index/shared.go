@@ -59,13 +59,17 @@ import "math/bits"
 //
 // A sprig's table is a run of classLines(class) consecutive entry lines
 // inside one stage: a sorted hash (see "Structures" in the package
-// documentation). Line 0's word 7 (wCount) holds the number of entries in
+// documentation). Line 0's word 7 (wAux) holds the number of entries in
 // the table (the writer's; readers do not need it).
 //
 // Section "alloc" (allocWords words): word c is the head of the free list
-// of size class c, the handle of a free run of classLines(c) lines (0:
-// none). A free run's first line has word 6 zero (not live) and word 7 the
-// handle of the next free run of its class; its other lines hold garbage.
+// of size class c (0: empty), the handle of the first line of a free run
+// of at least classLines(c) and fewer than classLines(c+1) lines. A free
+// run is marked in its first and its last line (the same line for one
+// line), word 6: flagFreeRun in the flags byte and the run's lines in the
+// low 40 bits (never an entry's flags); its first line also holds the
+// previous run of its list in word 0 (0: it is the head) and the next in
+// word 7. Its other lines hold garbage. Words numClasses… are zero.
 //
 // Section "parts" (Partitions records of partWords words):
 //
