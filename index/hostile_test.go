@@ -168,26 +168,31 @@ func TestHostileArena(t *testing.T) {
 		f.expectDamage(t, k, "out of digest order")
 	})
 	t.Run("displaced", func(t *testing.T) {
-		f := newHostile(t, 2000)
-		k := f.keyInBigSprig(t)
-		// Move the last entry of the table to the last line, past empty
-		// lines (its home is earlier).
-		ws, i := f.lineOf(k, 0)
-		n := classLines(sprigClass(f.ix.v.sprigs.Load(f.sprigOf(k))))
-		last := n - 1
-		for ws.Load(i+last*entryWords+wFlags) == 0 {
-			last--
+		// One sprig of 30 entries: an entry moved two lines on, past an
+		// empty line (still in digest order, after its home).
+		ix, _ := mustOpen(t, testConfig(t, bHeap), nil)
+		defer ix.Close()
+		for k := range uint64(30) {
+			if err := ix.Put(Record{Digest: samePartition(k), Size: 1}); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if last == n-1 {
-			t.Skip("the table's last line is taken")
+		d := samePartition(0)
+		tb, err := ix.table(ix.v.sprig(&d))
+		if err != nil {
+			t.Fatal(err)
 		}
-		var e entry
-		ws.LoadN(i+last*entryWords, e[:wAux])
-		for w := range uint64(wAux) {
-			ws.Store(i+(n-1)*entryWords+w, e[w])
-			ws.Store(i+last*entryWords+w, 0)
+		// An entry followed by two empty lines moves to the second.
+		p := uint64(0)
+		for p+2 < tb.n && !(tb.live(p) && !tb.live(p+1) && !tb.live(p+2)) {
+			p++
 		}
-		err := f.ix.Check()
+		if p+2 >= tb.n {
+			t.Fatalf("table of %d lines, %d entries: no entry followed by two empty lines", tb.n, tb.count)
+		}
+		tb.moveLine(p, p+2)
+		tb.clearLine(p)
+		err = ix.Check()
 		if err == nil || !strings.Contains(err.Error(), "past an empty line") {
 			t.Fatalf("Check: %v, want a displaced entry", err)
 		}
