@@ -1,0 +1,162 @@
+package record
+
+import (
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Waiting for a reply by polling (ClientPolicy.SpinWait).
+//
+// A command's reply on loopback or a fast LAN comes back in tens of
+// microseconds. A goroutine that parks on its socket meanwhile hands its
+// thread to the Go scheduler, which, with nothing else to run, sleeps
+// in epoll_wait; the reply then has to wake that thread, and on a
+// virtual machine waking an idle vCPU costs about as much as the round
+// trip itself (on the 2-vCPU machine of BENCHMARKS.md a loopback
+// ping-pong took 58 µs at the median with blocking reads and 17 µs with
+// the reader polling its socket). So the client polls the socket with
+// non-blocking reads for up to SpinWait before it parks.
+//
+// Polling burns the CPU the wait would have slept through, which pays
+// only while replies come back within the window. A poll that ends
+// without a reply (a loaded machine, a slow server, more commands in
+// flight than cores) makes the client skip polling for the next 2, 4, …
+// up to spinSkipMax commands, doubling with every consecutive miss; a
+// reply that arrives within the window resets that. A process with one
+// usable CPU (GOMAXPROCS 1) never polls: its poll would hold the only
+// thread that could run anything else.
+
+// spinSkipMax bounds how many commands skip polling after a run of polls
+// that found no reply.
+const spinSkipMax = 1024
+
+// spinner is a Client's polling state, shared by its connections (a
+// heuristic: concurrent updates may lose one, which only shifts when the
+// next poll happens).
+type spinner struct {
+	wait  time.Duration // 0: never poll
+	skip  atomic.Int64  // commands left that skip polling
+	fails atomic.Int32  // consecutive polls without a reply
+}
+
+func newSpinner(wait time.Duration) *spinner {
+	if wait < 0 || runtime.GOMAXPROCS(0) < 2 {
+		wait = 0
+	}
+	return &spinner{wait: wait}
+}
+
+// window returns how long this read may poll: 0 while polls are being
+// skipped.
+func (s *spinner) window() time.Duration {
+	if s.wait == 0 {
+		return 0
+	}
+	if s.skip.Load() > 0 {
+		s.skip.Add(-1)
+		return 0
+	}
+	return s.wait
+}
+
+// missed records a poll that ended without a reply.
+func (s *spinner) missed() {
+	f := s.fails.Add(1)
+	s.skip.Store(min(int64(1)<<min(f, 30), spinSkipMax))
+}
+
+// hit records a poll that found the reply.
+func (s *spinner) hit() {
+	if s.fails.Load() != 0 {
+		s.fails.Store(0)
+	}
+}
+
+// spinReader reads a plain TCP connection, polling for up to the
+// spinner's window before it parks in the runtime's poller (which keeps
+// the connection's deadline and its cancellation by SetDeadline).
+type spinReader struct {
+	nc net.Conn
+	rc syscall.RawConn
+	s  *spinner
+}
+
+// newReader returns what a connection's bufio.Reader reads from: nc
+// itself, or a spinReader over it when polling is on and nc is a plain
+// TCP connection.
+func newReader(nc net.Conn, s *spinner) io.Reader {
+	if s == nil || s.wait == 0 {
+		return nc
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nc
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nc
+	}
+	return &spinReader{nc: nc, rc: rc, s: s}
+}
+
+// Read reads into p what the socket has, polling as above; 0 bytes and
+// no error is the end of the stream (io.EOF).
+func (r *spinReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var (
+		n      int
+		rerr   error
+		polled bool // a poll ran (the socket had nothing at first)
+		hit    bool // a poll found data
+		end    time.Time
+	)
+	win := r.s.window()
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = unix.Read(int(fd), p)
+			switch {
+			case rerr == unix.EINTR:
+				continue
+			case rerr != unix.EAGAIN:
+				hit = polled && win != 0 // found by the poll, not after parking
+				return true
+			case win == 0:
+				return false
+			case !polled:
+				polled, end = true, time.Now().Add(win)
+			case time.Now().After(end):
+				win = 0
+				r.s.missed()
+				return false
+			default:
+				// Let a thread waiting for this CPU (the server's, on a
+				// machine with few cores) run first.
+				unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			}
+		}
+	})
+	if hit {
+		r.s.hit()
+	}
+	if err != nil {
+		// The poller's error: the deadline passed (the connection's
+		// SetDeadline, a cancelled context) or the connection was closed.
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: r.nc.LocalAddr(), Addr: r.nc.RemoteAddr(), Err: err}
+	}
+	if rerr != nil {
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: r.nc.LocalAddr(), Addr: r.nc.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	}
+	if n <= 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}

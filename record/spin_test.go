@@ -1,0 +1,155 @@
+package record
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		acc <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-acc
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// TestSpinnerBackoff: a poll without a reply makes the next 2, then 4, …
+// commands skip polling, up to spinSkipMax; a poll that finds the reply
+// resets the doubling.
+func TestSpinnerBackoff(t *testing.T) {
+	s := &spinner{wait: time.Millisecond}
+	skipped := func() int {
+		n := 0
+		for s.window() == 0 {
+			n++
+		}
+		return n
+	}
+	for i, want := range []int{2, 4, 8, 16} {
+		s.missed()
+		if got := skipped(); got != want {
+			t.Fatalf("after %d misses: %d commands skipped polling, want %d", i+1, got, want)
+		}
+	}
+	for range 40 {
+		s.missed()
+	}
+	if got := skipped(); got != spinSkipMax {
+		t.Fatalf("after many misses: %d skipped, want the bound %d", got, spinSkipMax)
+	}
+	s.hit()
+	s.missed()
+	if got := skipped(); got != 2 {
+		t.Fatalf("a miss after a hit: %d skipped, want 2", got)
+	}
+	if w := (&spinner{}).window(); w != 0 {
+		t.Fatalf("SpinWait 0 polls for %v", w)
+	}
+}
+
+// TestSpinReaderHitAndMiss reads over a real socket: a reply that comes
+// within the window is found by the poll (the misses are forgotten), one
+// that comes after it is read after the reader parks (a miss counted),
+// and the bytes are right either way.
+func TestSpinReaderHitAndMiss(t *testing.T) {
+	c, srv := tcpPair(t)
+	s := &spinner{wait: 10 * time.Second}
+	s.fails.Store(3)
+	r := newReader(c, s)
+	if _, ok := r.(*spinReader); !ok {
+		t.Fatalf("newReader gave %T for a TCP connection, want *spinReader", r)
+	}
+	go func() { time.Sleep(5 * time.Millisecond); srv.Write([]byte("hit")) }()
+	buf := make([]byte, 16)
+	n, err := r.Read(buf)
+	if err != nil || string(buf[:n]) != "hit" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if f := s.fails.Load(); f != 0 {
+		t.Fatalf("a poll that found the reply left %d misses", f)
+	}
+
+	s.wait = time.Millisecond
+	go func() { time.Sleep(100 * time.Millisecond); srv.Write([]byte("late")) }()
+	n, err = r.Read(buf)
+	if err != nil || string(buf[:n]) != "late" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if f, k := s.fails.Load(), s.skip.Load(); f != 1 || k != 2 {
+		t.Fatalf("after a poll that timed out: %d misses, %d to skip; want 1 and 2", f, k)
+	}
+}
+
+// TestSpinReaderEndAndDeadline: the end of the stream is io.EOF, and a
+// deadline passing while the reader is parked is a timeout error (which
+// the client counts as a socket timeout), as with the connection's own
+// Read.
+func TestSpinReaderEndAndDeadline(t *testing.T) {
+	c, srv := tcpPair(t)
+	r := newReader(c, &spinner{wait: time.Millisecond})
+	c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	_, err := r.Read(make([]byte, 8))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v, want a timeout", err)
+	}
+	if e := netErr("reply", err); !errors.Is(e, ErrTimeout) || !errors.Is(e, ErrNetwork) {
+		t.Fatalf("the client classifies it as %v, want ErrTimeout and ErrNetwork", e)
+	}
+	c.SetReadDeadline(time.Time{})
+	srv.Close()
+	if _, err := r.Read(make([]byte, 8)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after the peer closed: %v, want io.EOF", err)
+	}
+	if n, err := r.Read(nil); n != 0 || err != nil {
+		t.Fatalf("empty read: %d, %v", n, err)
+	}
+}
+
+// TestSpinOnlyWherePossible: no polling for SpinWait 0, for a connection
+// that is not plain TCP, or with GOMAXPROCS 1.
+func TestSpinOnlyWherePossible(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if r := newReader(a, &spinner{wait: time.Millisecond}); r != io.Reader(a) {
+		t.Errorf("a pipe got %T, want the connection itself", r)
+	}
+	c, _ := tcpPair(t)
+	if r := newReader(c, newSpinner(0)); r != io.Reader(c) {
+		t.Errorf("SpinWait 0 got %T, want the connection itself", r)
+	}
+	old := runtime.GOMAXPROCS(1)
+	s := newSpinner(time.Millisecond)
+	runtime.GOMAXPROCS(old)
+	if s.wait != 0 {
+		t.Errorf("GOMAXPROCS 1: SpinWait %v, want 0", s.wait)
+	}
+	if old > 1 {
+		if s := newSpinner(time.Millisecond); s.wait != time.Millisecond {
+			t.Errorf("GOMAXPROCS %d: SpinWait %v, want 1ms", old, s.wait)
+		}
+	}
+}
