@@ -37,11 +37,32 @@ func (r *Reader) Check() error {
 
 func (v *view) check() error {
 	var probs []string
+	// A writer killed mid-update leaves its sprig's version odd and the
+	// change half made: inside that sprig, in its partition's counts and
+	// in the meta's totals (by at most one entry per such sprig). Those
+	// findings are notes, not damage (the index is unclean and the next
+	// Open rebuilds it cold); everything else must be whole.
+	var notes []string
+	var inOdd bool                    // the sprig being walked is odd
+	oddParts := map[uint64]struct{}{} // partitions with an odd sprig
 	add := func(format string, args ...any) bool {
+		if inOdd {
+			if len(notes) < maxProblems {
+				notes = append(notes, fmt.Sprintf(format, args...))
+			}
+			return len(probs) < maxProblems
+		}
 		if len(probs) < maxProblems {
 			probs = append(probs, fmt.Sprintf(format, args...))
 		}
 		return len(probs) < maxProblems
+	}
+	// explained adds a finding that one interrupted update per odd sprig
+	// can account for (diff at most that many) as a note.
+	explained := func(diff uint64, format string, args ...any) {
+		inOdd = diff <= uint64(len(oddParts))
+		add(format, args...)
+		inOdd = false
 	}
 	var mw [metaWords]uint64
 	v.meta.LoadN(0, mw[:])
@@ -99,10 +120,10 @@ func (v *view) check() error {
 	for sp := range Partitions * sprigs {
 		where := fmt.Sprintf("partition %d sprig %d", sp/sprigs, sp%sprigs)
 		word := v.sprigs.Load(sp)
-		if !sprigStable(word) {
-			if !add("%s: version %d is odd (a writer stopped mid-update)", where, word>>sprigRootBits) {
-				break
-			}
+		inOdd = !sprigStable(word)
+		if inOdd {
+			oddParts[sp/sprigs] = struct{}{}
+			add("%s: version %d is odd (a writer stopped mid-update)", where, word>>sprigRootBits)
 		}
 		root := sprigRoot(word)
 		var n uint64
@@ -177,9 +198,12 @@ func (v *view) check() error {
 			}
 		}
 		live += n
+		inOdd = false
 	}
+	odd := uint64(len(oddParts))
 	for p := range Partitions {
 		b := uint64(p) * partWords
+		_, inOdd = oddParts[uint64(p)]
 		if c := v.parts.Load(b + pCount); c != partCount[p] {
 			add("partition %d: count %d, entries %d", p, c, partCount[p])
 		}
@@ -190,8 +214,9 @@ func (v *view) check() error {
 			add("partition %d: tombstones %d, entries %d", p, c, partTomb[p])
 		}
 	}
+	inOdd = false
 	if mw[mLive] != live {
-		add("meta: %d live entries, sprigs hold %d", mw[mLive], live)
+		explained(absDiff(mw[mLive], live), "meta: %d live entries, sprigs hold %d", mw[mLive], live)
 	}
 	// The free list: at most next entries, each in range, free, unseen.
 	var free uint64
@@ -216,7 +241,7 @@ func (v *view) check() error {
 		h = Handle(ws.Load(i+wRight) & linkMask)
 	}
 	if mw[mFreeCount] != free {
-		add("meta: free count %d, free list holds %d", mw[mFreeCount], free)
+		explained(absDiff(mw[mFreeCount], free), "meta: free count %d, free list holds %d", mw[mFreeCount], free)
 	}
 	if live+free != next && len(probs) < maxProblems {
 		var lost uint64
@@ -225,10 +250,20 @@ func (v *view) check() error {
 				lost++
 			}
 		}
-		add("allocator: %d entries handed out, %d live + %d free: %d lost", next, live, free, lost)
+		explained(absDiff(live+free, next), "allocator: %d entries handed out, %d live + %d free: %d lost", next, live, free, lost)
 	}
 	if len(probs) > 0 {
-		return &CheckError{Problems: probs}
+		return &CheckError{Problems: probs, Interrupted: notes}
+	}
+	if odd > 0 {
+		return &InterruptedError{Partitions: odd, Notes: notes}
 	}
 	return nil
+}
+
+func absDiff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
 }

@@ -48,7 +48,11 @@ func corrupt(format string, args ...any) error {
 
 // CheckError lists every problem Check found. It wraps ErrCorrupt.
 type CheckError struct {
+	// Problems is the damage found.
 	Problems []string
+	// Interrupted lists findings that a writer stopped mid-update
+	// explains (see InterruptedError), found beside the damage.
+	Interrupted []string
 }
 
 // Error lists the first problems and how many there are.
@@ -65,3 +69,36 @@ func (e *CheckError) Error() string {
 
 // Unwrap returns ErrCorrupt.
 func (e *CheckError) Unwrap() error { return ErrCorrupt }
+
+// ErrInterrupted: the index's writer stopped (was killed) in the middle
+// of an update. The index is not damaged beyond that update, but it is
+// unclean: the next Open rebuilds it cold (reason unclean shutdown).
+var ErrInterrupted = errors.New("a writer stopped mid-update")
+
+// InterruptedError is Check's answer for an index whose only findings are
+// the traces of updates a writer did not finish: sprigs whose version is
+// odd, and, within one entry per such sprig, their partitions' counts and
+// the meta's totals. Everything else was checked and is whole. It wraps
+// ErrInterrupted, not ErrCorrupt.
+type InterruptedError struct {
+	// Partitions is how many partitions hold an interrupted update.
+	Partitions uint64
+	// Notes are the findings the interrupted updates explain.
+	Notes []string
+}
+
+// Error names the interrupted updates and what follows from them.
+func (e *InterruptedError) Error() string {
+	const show = 8
+	n := e.Notes
+	more := ""
+	if len(n) > show {
+		more = fmt.Sprintf("; and %d more", len(n)-show)
+		n = n[:show]
+	}
+	return fmt.Sprintf("index: %d partitions hold an update a writer did not finish (%s%s): the rest is whole; the next Open rebuilds the index cold: %v",
+		e.Partitions, strings.Join(n, "; "), more, ErrInterrupted)
+}
+
+// Unwrap returns ErrInterrupted.
+func (e *InterruptedError) Unwrap() error { return ErrInterrupted }
