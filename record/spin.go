@@ -81,11 +81,24 @@ func (s *spinner) hit() {
 
 // spinReader reads a plain TCP connection, polling for up to the
 // spinner's window before it parks in the runtime's poller (which keeps
-// the connection's deadline and its cancellation by SetDeadline).
+// the connection's deadline and its cancellation by SetDeadline). A
+// connection reads from one goroutine at a time, so the state of the read
+// in progress lives in the reader itself, and the function handed to the
+// poller is bound once: a read allocates nothing.
 type spinReader struct {
-	nc net.Conn
-	rc syscall.RawConn
-	s  *spinner
+	nc   net.Conn
+	rc   syscall.RawConn
+	s    *spinner
+	poll func(fd uintptr) bool // r.try, bound at construction
+
+	// The read in progress.
+	p      []byte
+	n      int
+	rerr   error
+	win    time.Duration // 0: park when the socket is empty
+	polled bool          // a poll ran (the socket had nothing at first)
+	hit    bool          // a poll found data
+	end    time.Time     // when the poll gives up
 }
 
 // newReader returns what a connection's bufio.Reader reads from: nc
@@ -103,7 +116,36 @@ func newReader(nc net.Conn, s *spinner) io.Reader {
 	if err != nil {
 		return nc
 	}
-	return &spinReader{nc: nc, rc: rc, s: s}
+	r := &spinReader{nc: nc, rc: rc, s: s}
+	r.poll = r.try
+	return r
+}
+
+// try is called by the poller with the socket: it reads what there is,
+// polls while the window lasts, and returns false to park.
+func (r *spinReader) try(fd uintptr) bool {
+	for {
+		r.n, r.rerr = unix.Read(int(fd), r.p)
+		switch {
+		case r.rerr == unix.EINTR:
+			continue
+		case r.rerr != unix.EAGAIN:
+			r.hit = r.polled && r.win != 0 // found by the poll, not after parking
+			return true
+		case r.win == 0:
+			return false
+		case !r.polled:
+			r.polled, r.end = true, time.Now().Add(r.win)
+		case time.Now().After(r.end):
+			r.win = 0
+			r.s.missed()
+			return false
+		default:
+			// Let a thread waiting for this CPU (the server's, on a
+			// machine with few cores) run first.
+			unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+		}
+	}
 }
 
 // Read reads into p what the socket has, polling as above; 0 bytes and
@@ -112,39 +154,12 @@ func (r *spinReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var (
-		n      int
-		rerr   error
-		polled bool // a poll ran (the socket had nothing at first)
-		hit    bool // a poll found data
-		end    time.Time
-	)
-	win := r.s.window()
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = unix.Read(int(fd), p)
-			switch {
-			case rerr == unix.EINTR:
-				continue
-			case rerr != unix.EAGAIN:
-				hit = polled && win != 0 // found by the poll, not after parking
-				return true
-			case win == 0:
-				return false
-			case !polled:
-				polled, end = true, time.Now().Add(win)
-			case time.Now().After(end):
-				win = 0
-				r.s.missed()
-				return false
-			default:
-				// Let a thread waiting for this CPU (the server's, on a
-				// machine with few cores) run first.
-				unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-			}
-		}
-	})
-	if hit {
+	r.p, r.n, r.rerr, r.polled, r.hit = p, 0, nil, false, false
+	r.win = r.s.window()
+	err := r.rc.Read(r.poll)
+	n, rerr := r.n, r.rerr
+	r.p = nil
+	if r.hit {
 		r.s.hit()
 	}
 	if err != nil {

@@ -153,3 +153,26 @@ func TestSpinOnlyWherePossible(t *testing.T) {
 		}
 	}
 }
+
+// TestSpinReaderAllocates: a read through the poller allocates nothing
+// (the client's allocations per command are a target).
+func TestSpinReaderAllocates(t *testing.T) {
+	c, srv := tcpPair(t)
+	r := newReader(c, &spinner{wait: time.Second})
+	msg := []byte("0123456789")
+	buf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		srv.Write(msg)
+		n := 0
+		for n < len(msg) {
+			k, err := r.Read(buf[n:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += k
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per read, want 0", allocs)
+	}
+}
