@@ -47,7 +47,7 @@
 // ClientPolicy.SpinWait (default 50 µs) before it parks, which the
 // official client does not do: on a virtual machine the wake-up of a
 // parked thread costs about as much as a loopback round trip, and polling
-// (yielding the CPU between reads) saves it. Polls that find no reply make
+// saves it. Polls that find no reply make
 // the client stop polling for a doubling number of commands, so a loaded
 // machine or a slow server costs little CPU; TLS connections and processes
 // with GOMAXPROCS 1 never poll (spin.go).

@@ -140,10 +140,6 @@ func (r *spinReader) try(fd uintptr) bool {
 			r.win = 0
 			r.s.missed()
 			return false
-		default:
-			// Let a thread waiting for this CPU (the server's, on a
-			// machine with few cores) run first.
-			unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 		}
 	}
 }
