@@ -57,14 +57,16 @@ type CheckError struct {
 
 // Error lists the first problems and how many there are.
 func (e *CheckError) Error() string {
-	const show = 20
-	p := e.Problems
-	more := ""
-	if len(p) > show {
-		more = fmt.Sprintf("; and %d more", len(p)-show)
-		p = p[:show]
+	return fmt.Sprintf("index: check found %d problems: %s: %v", len(e.Problems), firstOf(e.Problems, 20), ErrCorrupt)
+}
+
+// firstOf joins the first show items of list and says how many more
+// there are.
+func firstOf(list []string, show int) string {
+	if len(list) <= show {
+		return strings.Join(list, "; ")
 	}
-	return fmt.Sprintf("index: check found %d problems: %s%s: %v", len(e.Problems), strings.Join(p, "; "), more, ErrCorrupt)
+	return fmt.Sprintf("%s; and %d more", strings.Join(list[:show], "; "), len(list)-show)
 }
 
 // Unwrap returns ErrCorrupt.
@@ -89,15 +91,8 @@ type InterruptedError struct {
 
 // Error names the interrupted updates and what follows from them.
 func (e *InterruptedError) Error() string {
-	const show = 8
-	n := e.Notes
-	more := ""
-	if len(n) > show {
-		more = fmt.Sprintf("; and %d more", len(n)-show)
-		n = n[:show]
-	}
-	return fmt.Sprintf("index: %d partitions hold an update a writer did not finish (%s%s): the rest is whole; the next Open rebuilds the index cold: %v",
-		e.Partitions, strings.Join(n, "; "), more, ErrInterrupted)
+	return fmt.Sprintf("index: %d partitions hold an update a writer did not finish (%s): the rest is whole; the next Open rebuilds the index cold: %v",
+		e.Partitions, firstOf(e.Notes, 8), ErrInterrupted)
 }
 
 // Unwrap returns ErrInterrupted.
