@@ -36,8 +36,8 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 }
 
 // TestSpinnerBackoff: a poll without a reply makes the next 2, then 4, …
-// commands skip polling, up to spinSkipMax; a poll that finds the reply
-// resets the doubling.
+// commands skip polling, up to spinSkipMax; each poll that finds the
+// reply takes one miss back.
 func TestSpinnerBackoff(t *testing.T) {
 	s := &spinner{wait: time.Millisecond}
 	skipped := func() int {
@@ -59,10 +59,19 @@ func TestSpinnerBackoff(t *testing.T) {
 	if got := skipped(); got != spinSkipMax {
 		t.Fatalf("after many misses: %d skipped, want the bound %d", got, spinSkipMax)
 	}
+	// Hits pay misses back one for one.
+	f := s.fails.Load()
+	for range f - 1 {
+		s.hit()
+	}
+	if got := s.fails.Load(); got != 1 {
+		t.Fatalf("%d hits after %d misses leave %d, want 1", f-1, f, got)
+	}
+	s.hit()
 	s.hit()
 	s.missed()
 	if got := skipped(); got != 2 {
-		t.Fatalf("a miss after a hit: %d skipped, want 2", got)
+		t.Fatalf("a miss after the misses were paid back: %d skipped, want 2", got)
 	}
 	if w := (&spinner{}).window(); w != 0 {
 		t.Fatalf("SpinWait 0 polls for %v", w)
@@ -70,30 +79,52 @@ func TestSpinnerBackoff(t *testing.T) {
 }
 
 // TestSpinReaderHitAndMiss reads over a real socket: a reply that comes
-// within the window is found by the poll (the misses are forgotten), one
+// within the window is found by the poll (which takes one miss back), one
 // that comes after it is read after the reader parks (a miss counted),
 // and the bytes are right either way.
 func TestSpinReaderHitAndMiss(t *testing.T) {
 	c, srv := tcpPair(t)
 	s := &spinner{wait: 10 * time.Second}
-	s.fails.Store(3)
 	r := newReader(c, s)
 	if _, ok := r.(*spinReader); !ok {
 		t.Fatalf("newReader gave %T for a TCP connection, want *spinReader", r)
 	}
-	go func() { time.Sleep(5 * time.Millisecond); srv.Write([]byte("hit")) }()
 	buf := make([]byte, 16)
-	n, err := r.Read(buf)
-	if err != nil || string(buf[:n]) != "hit" {
-		t.Fatalf("read %q, %v", buf[:n], err)
+	// A poll also misses when it finds itself descheduled (spinGap),
+	// which a loaded machine can do to any one attempt: some of 50 must
+	// hit.
+	hits := 0
+	for range 50 {
+		s.fails.Store(3)
+		s.skip.Store(0)
+		go func() {
+			// Busy: a timer's wake-up would take longer than the reply.
+			for t0 := time.Now(); time.Since(t0) < 30*time.Microsecond; {
+			}
+			srv.Write([]byte("hit"))
+		}()
+		n, err := r.Read(buf)
+		if err != nil || string(buf[:n]) != "hit" {
+			t.Fatalf("read %q, %v", buf[:n], err)
+		}
+		switch f := s.fails.Load(); f {
+		case 2:
+			hits++
+		case 4: // descheduled mid-poll
+		case 3: // the reply was there before the first read: no poll
+		default:
+			t.Fatalf("a poll left %d misses of 3, want 2 (a hit), 4 (a miss) or 3 (no poll)", f)
+		}
 	}
-	if f := s.fails.Load(); f != 0 {
-		t.Fatalf("a poll that found the reply left %d misses", f)
+	if hits == 0 {
+		t.Fatal("no poll of 50 found a reply sent 30 µs later")
 	}
 
+	s.fails.Store(0)
+	s.skip.Store(0)
 	s.wait = time.Millisecond
 	go func() { time.Sleep(100 * time.Millisecond); srv.Write([]byte("late")) }()
-	n, err = r.Read(buf)
+	n, err := r.Read(buf)
 	if err != nil || string(buf[:n]) != "late" {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
