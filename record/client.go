@@ -137,6 +137,7 @@ func (c *Client) Close() error {
 		v.(*nodePool).close()
 		return true
 	})
+	c.spin.close()
 	return nil
 }
 

@@ -47,10 +47,10 @@
 // ClientPolicy.SpinWait (default 50 µs) before it parks, which the
 // official client does not do: on a virtual machine the wake-up of a
 // parked thread costs about as much as a loopback round trip, and polling
-// saves it. Polls that find no reply make
-// the client stop polling for a doubling number of commands, so a loaded
-// machine or a slow server costs little CPU; TLS connections and processes
-// with GOMAXPROCS 1 never poll (spin.go).
+// saves it. It polls only while the machine has an idle CPU (the
+// runnable count in /proc/loadavg) and backs off after polls that find
+// no reply, so a loaded machine or a slow server costs little CPU; TLS
+// connections and processes with GOMAXPROCS 1 never poll (spin.go).
 //
 // # TLS and authentication
 //

@@ -196,9 +196,10 @@ type ClientPolicy struct {
 	// before it parks (a busy-poll on plain TCP connections; TLS
 	// connections always park). On a virtual machine, waking a parked
 	// thread can cost as much as a loopback round trip; polling saves it
-	// at the price of the CPU time polled. The client stops polling for
-	// a while after polls that found no reply, so a loaded machine or a
-	// slow server costs little (spin.go has the rule). 0 never polls; a
+	// at the price of the CPU time polled. The client polls only while
+	// the machine has an idle CPU and stops polling for a while after
+	// polls that found no reply, so a loaded machine or a slow server
+	// costs little (spin.go has the rule). 0 never polls; a
 	// process with GOMAXPROCS 1 never does either. Default 50 µs.
 	SpinWait time.Duration
 	// Logger receives debug records (dials, dropped connections); nil

@@ -25,21 +25,23 @@ import (
 // non-blocking reads for up to SpinWait before it parks.
 //
 // Polling burns the CPU the wait would have slept through, which pays
-// only while replies come back within the window and no other thread
-// needs the CPU. A poll misses when the window ends without a reply (a
-// slow server) or when the poll finds it was descheduled between two
-// reads (more than spinGap: another thread, perhaps the server's, wanted
-// the CPU); it then parks. Each miss adds one to a count, each hit takes
-// one off, and after a miss the client skips polling for the next 2^count
-// commands, at most spinSkipMax. On a quiet machine polls hit and the
-// count stays 0; on a loaded one, or with more commands in flight than
-// cores, it climbs and the client mostly parks, as it would without
-// polling. (With the count reset by a hit instead, a mix of hits and
-// misses at 4–8 processes on 2 cores kept polling and cost the servers
-// CPU: x0.95-0.98 of the official client's throughput against x1.01-1.14
-// this way, in shmbench records runs side by side.) A process with one
-// usable CPU (GOMAXPROCS 1) never polls: its poll would hold the only
-// thread that could run anything else.
+// only while a CPU is idle and the reply comes back within the window.
+// So the client polls only while the machine's count of runnable threads
+// (/proc/loadavg, sampled at most every spinSample) leaves a CPU idle
+// besides its own; otherwise it parks at once. And a poll misses when the
+// window ends without a reply (a slow server) or when it finds itself
+// descheduled between two reads (more than spinGap: another thread
+// wanted the CPU); it then parks. Each miss adds one to a count, each hit
+// takes one off, and after a miss the client skips polling for the next
+// 2^count commands, at most spinSkipMax. On a quiet machine polls hit and
+// the count stays 0; on a loaded one, or with more commands in flight
+// than cores, the client parks, as it would without polling. Measured
+// side by side with shmbench records on 2 vCPUs (BENCHMARKS.md): with
+// polls decided by misses alone, 4–8 client processes kept polling and
+// took CPU from the server (x0.89-0.98 of the official client's
+// throughput at P = 4 in some runs); with the runnable count, x1.00-1.03.
+// A process with one usable CPU (GOMAXPROCS 1) never polls: its poll
+// would hold the only thread that could run anything else.
 
 // spinSkipMax bounds how many commands skip polling after a run of polls
 // that found no reply.
@@ -57,13 +59,77 @@ type spinner struct {
 	wait  time.Duration // 0: never poll
 	skip  atomic.Int64  // commands left that skip polling
 	fails atomic.Int32  // misses less hits, at least 0
+
+	cpus    int          // runtime.NumCPU()
+	loadavg *os.File     // /proc/loadavg, nil if it cannot be opened
+	sampled atomic.Int64 // when busy was last read (UnixNano)
+	busy    atomic.Bool  // the last sample: no CPU was idle
 }
+
+// spinSample is how often a client reads the machine's count of runnable
+// threads (/proc/loadavg, a few microseconds).
+const spinSample = 5 * time.Millisecond
 
 func newSpinner(wait time.Duration) *spinner {
 	if wait < 0 || runtime.GOMAXPROCS(0) < 2 {
 		wait = 0
 	}
-	return &spinner{wait: wait}
+	s := &spinner{wait: wait, cpus: runtime.NumCPU()}
+	if wait > 0 {
+		s.loadavg, _ = os.Open("/proc/loadavg")
+	}
+	return s
+}
+
+// close releases the spinner's file.
+func (s *spinner) close() {
+	if s.loadavg != nil {
+		s.loadavg.Close()
+	}
+}
+
+// machineBusy reports whether, at the last sample (taken again if older
+// than spinSample), the machine had as many other runnable threads as
+// CPUs: a poll would then take a CPU that another thread (perhaps the
+// server's) wants. An unreadable /proc/loadavg counts as not busy (the
+// misses then decide).
+func (s *spinner) machineBusy() bool {
+	now := time.Now().UnixNano()
+	last := s.sampled.Load()
+	if now-last < int64(spinSample) || !s.sampled.CompareAndSwap(last, now) {
+		return s.busy.Load()
+	}
+	if s.loadavg == nil {
+		return false
+	}
+	var buf [128]byte
+	n, err := s.loadavg.ReadAt(buf[:], 0)
+	if n <= 0 || (err != nil && err != io.EOF) {
+		s.busy.Store(false)
+		return false
+	}
+	r, ok := runnable(buf[:n])
+	busy := ok && r-1 >= s.cpus
+	s.busy.Store(busy)
+	return busy
+}
+
+// runnable parses the count of runnable threads out of /proc/loadavg's
+// "0.20 0.18 0.12 R/T PID" without allocating.
+func runnable(b []byte) (int, bool) {
+	field := 0
+	i := 0
+	for ; i < len(b) && field < 3; i++ {
+		if b[i] == ' ' {
+			field++
+		}
+	}
+	n, digits := 0, 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9' && digits < 9; i++ {
+		n = n*10 + int(b[i]-'0')
+		digits++
+	}
+	return n, field == 3 && digits > 0 && i < len(b) && b[i] == '/'
 }
 
 // window returns how long this read may poll: 0 while polls are being
@@ -74,6 +140,9 @@ func (s *spinner) window() time.Duration {
 	}
 	if s.skip.Load() > 0 {
 		s.skip.Add(-1)
+		return 0
+	}
+	if s.machineBusy() {
 		return 0
 	}
 	return s.wait

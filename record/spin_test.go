@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -205,5 +206,59 @@ func TestSpinReaderAllocates(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per read, want 0", allocs)
+	}
+}
+
+// TestMachineBusy: the count of runnable threads in /proc/loadavg's
+// format decides (this thread excluded), sampled at most every
+// spinSample, without allocating; an unreadable file never stops polls.
+func TestMachineBusy(t *testing.T) {
+	for _, c := range []struct {
+		in     string
+		n      int
+		parsed bool
+	}{
+		{"0.20 0.18 0.12 3/80 11206\n", 3, true},
+		{"5.46 4.95 4.30 17/78 28564", 17, true},
+		{"0.20 0.18 0.12 x/80 1", 0, false},
+		{"0.20 0.18 3/80", 0, false},
+		{"", 0, false},
+		{"0.20 0.18 0.12 12345678901/80 1", 0, false},
+	} {
+		if n, ok := runnable([]byte(c.in)); n != c.n || ok != c.parsed {
+			t.Errorf("runnable(%q) = %d, %v; want %d, %v", c.in, n, ok, c.n, c.parsed)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "loadavg")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("1.00 1.00 1.00 3/80 1\n")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := &spinner{wait: time.Millisecond, cpus: 2, loadavg: f}
+	if !s.machineBusy() || s.window() != 0 {
+		t.Fatal("3 runnable (2 besides this one) on 2 CPUs: not busy")
+	}
+	write("1.00 1.00 1.00 2/80 1\n")
+	if !s.machineBusy() {
+		t.Fatal("a sample within spinSample of the last was taken again")
+	}
+	s.sampled.Store(0)
+	if s.machineBusy() || s.window() != time.Millisecond {
+		t.Fatal("2 runnable (1 besides this one) on 2 CPUs: busy")
+	}
+	if a := testing.AllocsPerRun(100, func() { s.sampled.Store(0); s.machineBusy() }); a != 0 {
+		t.Fatalf("a sample allocates %v times", a)
+	}
+	s.loadavg = nil
+	s.sampled.Store(0)
+	if s.machineBusy() {
+		t.Fatal("no /proc/loadavg: busy")
 	}
 }
