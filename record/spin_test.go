@@ -117,7 +117,9 @@ func TestSpinReaderHitAndMiss(t *testing.T) {
 			t.Fatalf("a poll left %d misses of 3, want 2 (a hit), 4 (a miss) or 3 (no poll)", f)
 		}
 	}
-	if hits == 0 {
+	// Under the race detector (slower reads, CI's parallel load) a poll
+	// can be descheduled every time; the outcomes above are still checked.
+	if hits == 0 && !raceEnabled {
 		t.Fatal("no poll of 50 found a reply sent 30 µs later")
 	}
 
