@@ -39,7 +39,8 @@ import (
 // side by side with shmbench records on 2 vCPUs (BENCHMARKS.md): with
 // polls decided by misses alone, 4–8 client processes kept polling and
 // took CPU from the server (x0.89-0.98 of the official client's
-// throughput at P = 4 in some runs); with the runnable count, x1.00-1.03.
+// throughput at P = 4 in some runs); with the runnable count, x1.00-1.04
+// at P = 4 and x0.98-1.08 at P = 8, where the server is the limit.
 // A process with one usable CPU (GOMAXPROCS 1) never polls: its poll
 // would hold the only thread that could run anything else.
 
