@@ -355,6 +355,14 @@ type fileMap struct {
 }
 
 func (m *fileMap) bytes() []byte { return m.mm }
+
+// writeAt writes p at off through the file (QuiescentWriteAt).
+func (m *fileMap) writeAt(p []byte, off uint64) error {
+	if _, err := m.f.WriteAt(p, int64(off)); err != nil {
+		return fileErr("write", m.loc, err)
+	}
+	return nil
+}
 func (m *fileMap) close() error {
 	err := m.mm.Unmap()
 	if cerr := m.f.Close(); err == nil {

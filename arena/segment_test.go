@@ -431,3 +431,40 @@ func TestErrorMessage(t *testing.T) {
 		t.Error("Unwrap")
 	}
 }
+
+// TestQuiescentWriteAt: bytes written with QuiescentWriteAt (through the
+// file for file segments, through the mapping otherwise) read back through
+// the mapping, exactly where written, on every backend; a range outside
+// the segment is refused.
+func TestQuiescentWriteAt(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			loc := b.loc(t)
+			const size = 3 << 16
+			s, err := arena.CreateRaw(loc, size, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer arena.Remove(loc, arena.RemoveOptions{Force: true})
+			p := make([]byte, 1<<16+123)
+			for i := range p {
+				p[i] = byte(i*7 + 1)
+			}
+			const off = 4096 + 5
+			if err := s.QuiescentWriteAt(p, off); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.QuiescentBytes(0, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got[off:off+len(p)]) != string(p) || got[off-1] != 0 || got[off+len(p)] != 0 {
+				t.Fatal("the mapping does not show exactly the bytes written")
+			}
+			if err := s.QuiescentWriteAt(p, size-100); !errors.Is(err, arena.ErrRange) {
+				t.Fatalf("write past the end: %v, want ErrRange", err)
+			}
+			s.Close()
+		})
+	}
+}

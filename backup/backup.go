@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/shmkit/shmkit/index"
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/lease"
+	"github.com/zeebo/xxh3"
 )
 
 // Sizes.
@@ -609,7 +609,7 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 	type result struct {
 		data    []byte
 		buf     []byte
-		sum     [32]byte
+		sum     [16]byte
 		written bool  // by the worker (uncompressed: the file offset is the chunk's)
 		err     error // of that write
 		done    chan struct{}
@@ -640,7 +640,7 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 					applyPatches(p, off, patches)
 					r.buf, raw = p, p
 				}
-				r.sum = sha256.Sum256(raw)
+				r.sum = xxh3.Hash128(raw).Bytes()
 				r.data = raw
 				if enc != nil {
 					if patched {
@@ -700,7 +700,7 @@ func writeSegment(ctx context.Context, seg *arena.Segment, path string, patches 
 			break
 		}
 		off := uint64(j) * opts.ChunkSize
-		chunks[j] = Chunk{Off: off, Len: min(opts.ChunkSize, size-off), FileOff: foff, FileLen: uint64(len(r.data)), SHA256: hex.EncodeToString(r.sum[:])}
+		chunks[j] = Chunk{Off: off, Len: min(opts.ChunkSize, size-off), FileOff: foff, FileLen: uint64(len(r.data)), XXH3: hex.EncodeToString(r.sum[:])}
 		foff += uint64(len(r.data))
 		bufs <- r.buf
 		r.buf, r.data = nil, nil

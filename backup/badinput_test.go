@@ -2,6 +2,7 @@ package backup
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,7 +106,8 @@ func TestBadBackupsRefused(t *testing.T) {
 		{"other-version", None, func(t *testing.T, dir string) {
 			p := filepath.Join(dir, ManifestName)
 			b, _ := os.ReadFile(p)
-			os.WriteFile(p, []byte(strings.Replace(string(b), manifestHead+"1\n", manifestHead+"2\n", 1)), 0o600)
+			cur := fmt.Sprintf("%s%d\n", manifestHead, FormatVersion)
+			os.WriteFile(p, []byte(strings.Replace(string(b), cur, fmt.Sprintf("%s%d\n", manifestHead, FormatVersion+1), 1)), 0o600)
 		}, ErrVersion},
 		{"decompressed-length", Zstd, func(t *testing.T, dir string) {
 			// Chunk 0 of segment 0 replaced by a valid frame of fewer

@@ -17,7 +17,12 @@
 // # Format
 //
 // Each segment is cut into chunks (Options.ChunkSize, default 8 MiB), each
-// with its SHA-256, processed in parallel over the cores and written in
+// with its XXH3-128 checksum (github.com/zeebo/xxh3; format version 2:
+// version 1 had a SHA-256 per chunk, which took more than half of a
+// backup's CPU time and capped it at about 1.4 GB/s per core, where
+// XXH3 hashes tens of GB/s; against accidental damage both are as good,
+// and against deliberate damage neither is worth more, since whoever
+// can rewrite a chunk can rewrite the manifest too), processed in parallel over the cores and written in
 // order into one data file per segment, raw or as one zstd frame per chunk
 // (github.com/klauspost/compress). The manifest — keys or paths, sizes,
 // owner, group and mode, layout version, kind, state and fingerprint, the
@@ -25,7 +30,7 @@
 // and the time — is written last, with a SHA-256 line over itself. Sizes
 // and offsets are 64-bit throughout: segments over 4 GiB are saved whole.
 //
-//	D/MANIFEST       "shmkit-backup 1", JSON, "sha256 <hex>"
+//	D/MANIFEST       "shmkit-backup 2", JSON, "sha256 <hex>"
 //	D/seg-000.data   chunk | chunk | …
 //
 // All or nothing: everything is written into ".D.partial-PID" next to D,

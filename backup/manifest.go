@@ -20,7 +20,7 @@ import (
 // one data file; the manifest is written last.
 //
 //	D/
-//	  MANIFEST          "shmkit-backup 1\n" + JSON + "\nsha256 <hex of all before>\n"
+//	  MANIFEST          "shmkit-backup 2\n" + JSON + "\nsha256 <hex of all before>\n"
 //	  seg-000.data      chunk 0 | chunk 1 | … (raw, or one zstd frame each)
 //	  seg-001.data
 const (
@@ -28,7 +28,7 @@ const (
 	manifestHead = "shmkit-backup "
 	// FormatVersion is the version of the backup format this code writes
 	// and reads; a manifest of another version is refused (ErrVersion).
-	FormatVersion = 1
+	FormatVersion = 2
 	// maxManifest bounds the manifest read (16 segments × 512 chunks of a
 	// 4 GiB segment is well under 8 MiB).
 	maxManifest = 64 << 20
@@ -143,7 +143,7 @@ type Chunk struct {
 	Len     uint64 `json:"len"`      // bytes in the segment
 	FileOff uint64 `json:"file_off"` // offset in the data file
 	FileLen uint64 `json:"file_len"` // bytes in the data file (compressed length)
-	SHA256  string `json:"sha256"`   // of the Len bytes of the segment
+	XXH3    string `json:"xxh3_128"` // XXH3-128 of the Len bytes of the segment, 32 hex digits
 }
 
 // Location returns where the segment is restored.
@@ -287,11 +287,11 @@ func (m *Manifest) validate() error {
 			if m.Compression == None && c.FileLen != c.Len {
 				return bad("segment %d chunk %d: stored %d bytes of %d uncompressed", i, j, c.FileLen, c.Len)
 			}
-			if len(c.SHA256) != 64 {
-				return bad("segment %d chunk %d: checksum %q is not a SHA-256", i, j, c.SHA256)
+			if len(c.XXH3) != 32 {
+				return bad("segment %d chunk %d: checksum %q is not an XXH3-128", i, j, c.XXH3)
 			}
-			if _, err := hex.DecodeString(c.SHA256); err != nil {
-				return bad("segment %d chunk %d: checksum %q is not hex", i, j, c.SHA256)
+			if _, err := hex.DecodeString(c.XXH3); err != nil {
+				return bad("segment %d chunk %d: checksum %q is not hex", i, j, c.XXH3)
 			}
 			off += c.Len
 			foff += c.FileLen

@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/lease"
 	"github.com/shmkit/shmkit/procid"
+	"github.com/zeebo/xxh3"
 )
 
 // reader is an opened backup directory whose manifest has been checked.
@@ -31,7 +31,7 @@ type reader struct {
 	// stored holds, per segment and chunk, the CRC-32C of the stored
 	// bytes as verify read them: the restore's second read of a chunk is
 	// checked against it (a chunk that changed since it was verified is
-	// refused) without computing SHA-256 twice.
+	// refused) without hashing it twice.
 	stored [][]uint32
 
 	mu   sync.Mutex
@@ -167,8 +167,8 @@ func (w *worker) close() {
 
 // chunk reads chunk j of segment si, decompresses it into dst (len(dst)
 // == the chunk's Len; nil: a buffer of the worker) and checks its length
-// and SHA-256, recording the CRC-32C of its stored bytes. With again, it
-// checks the stored bytes against that CRC instead of the SHA-256 (the
+// and XXH3-128, recording the CRC-32C of its stored bytes. With again, it
+// checks the stored bytes against that CRC instead of the XXH3-128 (the
 // chunk was verified before: this is the restore's second read). It
 // returns the chunk's bytes.
 func (r *reader) chunk(w *worker, si, j int, dst []byte, again bool) ([]byte, error) {
@@ -229,10 +229,10 @@ func (r *reader) chunk(w *worker, si, j int, dst []byte, again bool) ([]byte, er
 			return got, nil
 		}
 	}
-	sum := sha256.Sum256(got)
-	if hex.EncodeToString(sum[:]) != c.SHA256 {
-		return nil, fail(ErrChecksum, name, "chunk %d (segment bytes %d–%d of %s): SHA-256 %x, the manifest records %s",
-			j, c.Off, c.Off+c.Len, s.Name(), sum, c.SHA256)
+	sum := xxh3.Hash128(got).Bytes()
+	if hex.EncodeToString(sum[:]) != c.XXH3 {
+		return nil, fail(ErrChecksum, name, "chunk %d (segment bytes %d–%d of %s): XXH3-128 %x, the manifest records %s",
+			j, c.Off, c.Off+c.Len, s.Name(), sum, c.XXH3)
 	}
 	return got, nil
 }
@@ -327,7 +327,7 @@ func (r *reader) verify(ctx context.Context, opts *Options, prog *progress) erro
 
 // Verify makes every check Restore makes before it creates anything — the
 // manifest's checksum, version and contents, no foreign files, every data
-// file's size and every chunk's length and SHA-256 — and returns the
+// file's size and every chunk's length and XXH3-128 — and returns the
 // manifest. It creates nothing.
 func Verify(ctx context.Context, dir string, opts Options) (*Manifest, error) {
 	r, err := openWith(dir, &opts)
@@ -567,11 +567,28 @@ func (r *reader) restoreBody(ctx context.Context, opts *Options, t *target, prog
 		return fail(ErrIO, t.loc.String(), "%v", err)
 	}
 	skips := t.skips()
+	// A file segment is written through its file (see
+	// arena.Segment.QuiescentWriteAt): each chunk is read into the
+	// worker's buffer, then written. Into SysV memory the chunk is read
+	// straight into the mapping.
+	st, err := t.seg.Stat()
+	if err != nil {
+		return fail(ErrIO, t.loc.String(), "%v", err)
+	}
+	viaFile := st.Path != ""
 	var mu sync.Mutex
 	return r.parallel(ctx, opts.Workers, len(t.desc.Chunks), func(w *worker, j int) error {
 		c := t.desc.Chunks[j]
 		dst := mem[c.Off : c.Off+c.Len : c.Off+c.Len]
-		if !overlaps(skips, c.Off, c.Len) {
+		if !overlaps(skips, c.Off, c.Len) && viaFile {
+			b, err := r.chunk(w, t.si, j, nil, true)
+			if err != nil {
+				return err
+			}
+			if err := t.seg.QuiescentWriteAt(b, c.Off); err != nil {
+				return fail(ErrIO, t.loc.String(), "%v", err)
+			}
+		} else if !overlaps(skips, c.Off, c.Len) {
 			if _, err := r.chunk(w, t.si, j, dst, true); err != nil {
 				return err
 			}

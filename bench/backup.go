@@ -44,7 +44,7 @@ type BackupConfig struct {
 // backup baseline) and back from that disk with its pages dropped from
 // the page cache (the restore baseline). Verify and restore read backups
 // whose pages were dropped (posix_fadvise DONTNEED after fsync).
-// Throughputs are of segment bytes, checksums (SHA-256) always on; the
+// Throughputs are of segment bytes, checksums (XXH3-128) always on; the
 // zstd figures are reported separately with the stored size.
 func BackupBench(ctx context.Context, cfg BackupConfig) ([]Result, error) {
 	if cfg.Size == 0 {
@@ -186,7 +186,7 @@ func BackupBench(ctx context.Context, cfg BackupConfig) ([]Result, error) {
 		return r
 	}
 	return []Result{
-		res("backup, SHA-256 chunks", s.bk, cpName, s.cpSync),
+		res("backup, XXH3-128 chunks", s.bk, cpName, s.cpSync),
 		res("verify, cache dropped", s.verify, backName, s.cpBack),
 		res("restore, cache dropped", s.restore, backName, s.cpBack),
 		res("restore vs cp+sync", s.restore, cpName, s.cpSync),

@@ -39,14 +39,39 @@ func (r *Reader) Check() error {
 
 func (v *view) check() error {
 	var probs []string
+	// A writer killed mid-update leaves its sprig's version odd and the
+	// change half made: inside that sprig, in its partition's counts and
+	// in the meta's totals (by at most one entry per such sprig). Those
+	// findings are notes, not damage (the index is unclean and the next
+	// Open rebuilds it cold); everything else must be whole.
+	var notes []string
+	var inOdd bool                    // the sprig being walked is odd
+	var busy uint64                   // updates in flight (meta)
+	oddParts := map[uint64]struct{}{} // partitions with an odd sprig
 	add := func(format string, args ...any) bool {
+		if inOdd {
+			if len(notes) < maxProblems {
+				notes = append(notes, fmt.Sprintf(format, args...))
+			}
+			return len(probs) < maxProblems
+		}
 		if len(probs) < maxProblems {
 			probs = append(probs, fmt.Sprintf(format, args...))
 		}
 		return len(probs) < maxProblems
 	}
+	// explained adds a finding that one interrupted update per odd sprig
+	// can account for (diff at most that many) as a note.
+	explained := func(diff uint64, format string, args ...any) {
+		inOdd = diff <= uint64(len(oddParts))+busy
+		add(format, args...)
+		inOdd = false
+	}
 	var mw [metaWords]uint64
 	v.meta.LoadN(0, mw[:])
+	// Updates the writer had begun and not finished (it was killed): their
+	// traces outside odd sprigs are notes too.
+	busy = mw[mBusy]
 	stages := mw[mStages]
 	if stages < 1 || stages > MaxStages {
 		add("meta: %d stages, want 1–%d", stages, MaxStages)
@@ -108,10 +133,10 @@ func (v *view) check() error {
 		}
 		where := fmt.Sprintf("partition %d sprig %d", sp/sprigs, sp%sprigs)
 		word := v.sprigs.Load(sp)
-		if !sprigStable(word) {
-			if !add("%s: version %d is odd (a writer stopped mid-update)", where, word>>sprigRootBits) {
-				break
-			}
+		inOdd = !sprigStable(word)
+		if inOdd {
+			oddParts[sp/sprigs] = struct{}{}
+			add("%s: version %d is odd (a writer stopped mid-update)", where, word>>sprigRootBits)
 		}
 		h, c := sprigTable(word), sprigClass(word)
 		if h.IsNull() {
@@ -191,22 +216,33 @@ func (v *view) check() error {
 			add("%s: table %s holds no entry", where, h)
 		}
 		live += count
+		inOdd = false
 	}
+	odd := uint64(len(oddParts))
 	for p := range Partitions {
 		b := uint64(p) * partWords
+		_, oddPart := oddParts[uint64(p)]
 		if c := v.parts.Load(b + pCount); c != partCount[p] {
+			inOdd = oddPart || absDiff(c, partCount[p]) <= busy
 			add("partition %d: count %d, entries %d", p, c, partCount[p])
 		}
 		if c := v.parts.Load(b + pBytes); c != partBytes[p] {
+			inOdd = oddPart || busy > 0
 			add("partition %d: bytes %d, entries sum to %d", p, c, partBytes[p])
 		}
 		if c := v.parts.Load(b + pTombstones); c != partTomb[p] {
+			inOdd = oddPart || absDiff(c, partTomb[p]) <= busy
 			add("partition %d: tombstones %d, entries %d", p, c, partTomb[p])
 		}
 	}
+	inOdd = false
 	if mw[mLive] != live {
-		add("meta: %d live entries, sprigs hold %d", mw[mLive], live)
+		explained(absDiff(mw[mLive], live), "meta: %d live entries, sprigs hold %d", mw[mLive], live)
 	}
+	// While an update is in flight, the allocator and the table lines may
+	// be half changed (a run taken off a list but not yet published, or
+	// unpublished but not yet freed).
+	inOdd = busy > 0
 	if mw[mTableLines] != tableLines {
 		add("meta: %d table lines, sprig tables hold %d", mw[mTableLines], tableLines)
 	}
@@ -278,8 +314,19 @@ func (v *view) check() error {
 		}
 		add("allocator: %d lines handed out, %d in tables + %d free: %d lost", next, tableLines, free, lost)
 	}
+	inOdd = false
 	if len(probs) > 0 {
-		return &CheckError{Problems: probs}
+		return &CheckError{Problems: probs, Interrupted: notes}
+	}
+	if odd > 0 || busy > 0 || len(notes) > 0 {
+		return &InterruptedError{Partitions: odd, InFlight: busy, Notes: notes}
 	}
 	return nil
+}
+
+func absDiff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
 }

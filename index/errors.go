@@ -49,20 +49,57 @@ func corrupt(format string, args ...any) error {
 
 // CheckError lists every problem Check found. It wraps ErrCorrupt.
 type CheckError struct {
+	// Problems is the damage found.
 	Problems []string
+	// Interrupted lists findings that a writer stopped mid-update
+	// explains (see InterruptedError), found beside the damage.
+	Interrupted []string
 }
 
 // Error lists the first problems and how many there are.
 func (e *CheckError) Error() string {
-	const show = 20
-	p := e.Problems
-	more := ""
-	if len(p) > show {
-		more = fmt.Sprintf("; and %d more", len(p)-show)
-		p = p[:show]
+	return fmt.Sprintf("index: check found %d problems: %s: %v", len(e.Problems), firstOf(e.Problems, 20), ErrCorrupt)
+}
+
+// firstOf joins the first show items of list and says how many more
+// there are.
+func firstOf(list []string, show int) string {
+	if len(list) <= show {
+		return strings.Join(list, "; ")
 	}
-	return fmt.Sprintf("index: check found %d problems: %s%s: %v", len(e.Problems), strings.Join(p, "; "), more, ErrCorrupt)
+	return fmt.Sprintf("%s; and %d more", strings.Join(list[:show], "; "), len(list)-show)
 }
 
 // Unwrap returns ErrCorrupt.
 func (e *CheckError) Unwrap() error { return ErrCorrupt }
+
+// ErrInterrupted: the index's writer stopped (was killed) in the middle
+// of an update. The index is not damaged beyond that update, but it is
+// unclean: the next Open rebuilds it cold (reason unclean shutdown).
+var ErrInterrupted = errors.New("a writer stopped mid-update")
+
+// InterruptedError is Check's answer for an index whose only findings are
+// the traces of updates a writer did not finish: sprigs whose version is
+// odd; within one entry per such sprig or per update the meta counts as in
+// flight, their partitions' counts and the meta's totals; and, while an
+// update is in flight, the allocator's (a run taken or given back half
+// way). Everything else was checked and is whole. It wraps
+// ErrInterrupted, not ErrCorrupt.
+type InterruptedError struct {
+	// Partitions is how many partitions hold an odd sprig.
+	Partitions uint64
+	// InFlight is how many updates the meta counts as begun and not
+	// finished.
+	InFlight uint64
+	// Notes are the findings the interrupted updates explain.
+	Notes []string
+}
+
+// Error names the interrupted updates and what follows from them.
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("index: a writer did not finish %d updates (%d partitions hold an odd sprig: %s): the rest is whole; the next Open rebuilds the index cold: %v",
+		max(e.InFlight, e.Partitions), e.Partitions, firstOf(e.Notes, 8), ErrInterrupted)
+}
+
+// Unwrap returns ErrInterrupted.
+func (e *InterruptedError) Unwrap() error { return ErrInterrupted }

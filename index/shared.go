@@ -31,7 +31,13 @@ import "math/bits"
 //	   every writer stamps it with its lease epoch when it attaches.
 //	12 wraps       times a sprig's version wrapped (see "sprigs" below);
 //	               not covered by the seal
-//	13–15          reserved (zero)
+//	13 busy        updates the writer has begun and not finished (its
+//	               goroutines each add one before a Put, Delete or Update
+//	               changes anything and take it back after): nonzero only
+//	               while one runs, or after a writer was killed mid-update
+//	               (Check then reads the traces as interrupted, not damage);
+//	               not covered by the seal
+//	14–15          reserved (zero)
 //
 // Every line handed out is in exactly one sprig table or one free run:
 // table lines + free count = next.
@@ -91,6 +97,7 @@ const (
 	mStorageSeq = 10
 	mGate       = 11
 	mWraps      = 12
+	mBusy       = 13
 	metaWords   = 16
 
 	sprigTableBits  = handleBits
@@ -109,7 +116,7 @@ const (
 )
 
 var (
-	_ [metaWords - mWraps - 1]struct{}
+	_ [metaWords - mBusy - 1]struct{}
 	_ [mGate - mStorageSeq - 1]struct{}     // the gate is outside the sealed words
 	_ [sprigTableBits - handleBits]struct{} // a handle fits the table field
 	_ [handleBits - sprigTableBits]struct{}

@@ -161,6 +161,12 @@ func (ix *Index) update(d Digest, fn func(Record, bool) (Record, Action)) (bool,
 		curRec = cur.record()
 	}
 	next, act := fn(curRec, found)
+	if act == Write || act == Remove {
+		// Counted in flight from before the first change to after the
+		// last (allocator, sprig, counts), for Check after a kill.
+		ix.v.meta.Add(mBusy, 1)
+		defer ix.v.meta.Add(mBusy, ^uint64(0))
+	}
 	switch act {
 	case Keep:
 		return found, nil

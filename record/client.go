@@ -82,6 +82,7 @@ type Client struct {
 	tls   *tls.Config          // nil: clear text
 	auth  *admin.Authenticator // nil: no authentication
 	racks []int                // ClientPolicy.RackIds
+	spin  *spinner             // ClientPolicy.SpinWait
 
 	mu     sync.Mutex // guards pool creation and replacement, and closed
 	pools  sync.Map   // node name → *nodePool
@@ -111,15 +112,15 @@ func NewClient(cl *tend.Cluster, policy *ClientPolicy) (*Client, error) {
 	if policy != nil {
 		p = policy
 	}
-	if p.ConnectionQueueSize <= 0 || p.IdleTimeout < 0 {
-		return nil, fmt.Errorf("record: ConnectionQueueSize %d, IdleTimeout %v: %w", p.ConnectionQueueSize, p.IdleTimeout, ErrInvalid)
+	if p.ConnectionQueueSize <= 0 || p.IdleTimeout < 0 || p.SpinWait < 0 {
+		return nil, fmt.Errorf("record: ConnectionQueueSize %d, IdleTimeout %v, SpinWait %v: %w", p.ConnectionQueueSize, p.IdleTimeout, p.SpinWait, ErrInvalid)
 	}
 	for i, r := range p.RackIds {
 		if r < 0 || r > partmap.MaxRackID {
 			return nil, fmt.Errorf("record: RackIds[%d] = %d, want 0..%d: %w", i, r, partmap.MaxRackID, ErrInvalid)
 		}
 	}
-	c := &Client{cl: cl, pol: *p, log: p.Logger, tls: cl.TLSConfig(), auth: cl.Authenticator(), racks: slices.Clone(p.RackIds)}
+	c := &Client{cl: cl, pol: *p, log: p.Logger, tls: cl.TLSConfig(), auth: cl.Authenticator(), racks: slices.Clone(p.RackIds), spin: newSpinner(p.SpinWait)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -136,6 +137,7 @@ func (c *Client) Close() error {
 		v.(*nodePool).close()
 		return true
 	})
+	c.spin.close()
 	return nil
 }
 
@@ -199,7 +201,7 @@ func (c *Client) pool(n *partmap.Node) (*nodePool, error) {
 			"tls_name", n.TLSName)
 		p.close()
 	}
-	p := &nodePool{name: n.Name, addr: n.Addresses[0], tlsName: n.TLSName, tls: c.tls, auth: c.auth,
+	p := &nodePool{name: n.Name, addr: n.Addresses[0], tlsName: n.TLSName, tls: c.tls, auth: c.auth, spin: c.spin,
 		max: c.pol.ConnectionQueueSize, idle: c.pol.IdleTimeout}
 	c.pools.Store(n.Name, p)
 	return p, nil

@@ -500,3 +500,32 @@ func TestDepartedNodePoolsRetired(t *testing.T) {
 		t.Fatalf("after 1024 commands the pool of %s is still there: %+v", gone, n)
 	}
 }
+
+// TestSpinWaitPolicy: commands work with polling off (every reply read
+// after parking), and a negative SpinWait is refused.
+func TestSpinWaitPolicy(t *testing.T) {
+	sim := newSim(t, 2)
+	cl := openView(t, sim.Seeds(), "test")
+	cp := record.NewClientPolicy()
+	cp.SpinWait = -time.Microsecond
+	if _, err := record.NewClient(cl, cp); !errors.Is(err, record.ErrInvalid) {
+		t.Fatalf("SpinWait %v: %v, want ErrInvalid", cp.SpinWait, err)
+	}
+	cp.SpinWait = 0
+	c, err := record.NewClient(cl, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for i := range 50 {
+		k := mustKey(t, i)
+		if err := c.Put(ctx, nil, k, record.BinMap{"v": i}); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		rec, err := c.Get(ctx, nil, k)
+		if err != nil || rec.Bins["v"] != int64(i) {
+			t.Fatalf("get %d: %v, %v", i, rec, err)
+		}
+	}
+}

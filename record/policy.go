@@ -192,13 +192,27 @@ type ClientPolicy struct {
 	// host share the view (and the nodes' racks in it) whatever racks
 	// they prefer. Default none (PREFER_RACK then routes as SEQUENCE).
 	RackIds []int
+	// SpinWait is how long a command polls its socket for the reply
+	// before it parks (a busy-poll on plain TCP connections; TLS
+	// connections always park). On a virtual machine, waking a parked
+	// thread can cost as much as a loopback round trip; polling saves it
+	// at the price of the CPU time polled. The client polls only while
+	// the machine has an idle CPU and stops polling for a while after
+	// polls that found no reply, so a loaded machine or a slow server
+	// costs little (spin.go has the rule). 0 never polls; a
+	// process with GOMAXPROCS 1 never does either. Default 50 µs.
+	SpinWait time.Duration
 	// Logger receives debug records (dials, dropped connections); nil
 	// discards them.
 	Logger *slog.Logger
 }
 
+// DefaultSpinWait is NewClientPolicy's SpinWait.
+const DefaultSpinWait = 50 * time.Microsecond
+
 // NewClientPolicy returns a client policy with the official client's
-// defaults.
+// defaults (SpinWait, which the official client does not have, is
+// DefaultSpinWait).
 func NewClientPolicy() *ClientPolicy {
-	return &ClientPolicy{ConnectionQueueSize: 100}
+	return &ClientPolicy{ConnectionQueueSize: 100, SpinWait: DefaultSpinWait}
 }

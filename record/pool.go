@@ -48,6 +48,7 @@ type nodePool struct {
 	tlsName string               // the node's TLS name from the view
 	tls     *tls.Config          // nil: clear text
 	auth    *admin.Authenticator // nil: no login
+	spin    *spinner             // polling for replies (nil: none)
 	max     int
 	idle    time.Duration
 
@@ -101,7 +102,7 @@ func (p *nodePool) get(ctx context.Context, deadline time.Time) (*conn, error) {
 		p.mu.Unlock()
 		return nil, err
 	}
-	return &conn{nc: nc, p: p, br: bufio.NewReaderSize(nc, connReadBuffer)}, nil
+	return &conn{nc: nc, p: p, br: bufio.NewReaderSize(newReader(nc, p.spin), connReadBuffer)}, nil
 }
 
 // dial opens a connection to the node, runs the TLS handshake (verifying

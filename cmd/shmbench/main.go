@@ -36,6 +36,8 @@
 //	-sprigs N       the index and restart benchmarks' sprigs per partition
 //	                (index.Config.Sprigs: a power of two from 1 to 4096;
 //	                default the index's, 16)
+//	-rounds N       rounds per client and process count of the records
+//	                benchmark, the clients alternating (default 3; quick 1)
 //	-quick          quick mode even with benchmarks named
 package main
 
@@ -68,6 +70,7 @@ type options struct {
 	interval  time.Duration
 	quick     bool
 	records   int                  // -records: the index benchmark's size (0: 1M and 10M, quick 1M)
+	rounds    int                  // -rounds: the records benchmark's rounds (0: its default)
 	hugePages arena.HugePagePolicy // -hugepages: the index benchmark's huge-page variant
 	sprigs    int                  // -sprigs: the index benchmark's index.Config.Sprigs (0: the index's default)
 	stderr    io.Writer
@@ -155,9 +158,12 @@ func benchmarks() []benchmark {
 			return bench.TakeoverBench(ctx, cfg)
 		}},
 		{"records", "record Get/Put ops/s, p50/p99 and allocs/op with 1-8 processes: shmkit's client on a shared view vs the official Go client", func(ctx context.Context, o options) ([]bench.Result, error) {
-			cfg := bench.RecordsConfig{Duration: o.duration, Stderr: o.stderr}
+			cfg := bench.RecordsConfig{Duration: o.duration, Rounds: o.rounds, Stderr: o.stderr}
 			if o.quick {
-				cfg.Procs, cfg.Rounds = []int{1, 2}, 1
+				cfg.Procs = []int{1, 2}
+				if cfg.Rounds == 0 {
+					cfg.Rounds = 1
+				}
 				if cfg.Duration == 0 {
 					cfg.Duration = 500 * time.Millisecond
 				}
@@ -214,6 +220,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.o.trials, "trials", 50, "trials per lease takeover path, and tend takeovers (quick mode: 8)")
 	fs.DurationVar(&c.o.interval, "interval", 0, "tend interval of the tend and takeover benchmarks (default 100ms)")
 	fs.StringVar(&c.plot, "plot", "", "write the plots (SVG) into this directory")
+	fs.IntVar(&c.o.rounds, "rounds", 0, "rounds per client and process count of the records benchmark, the clients alternating (default 3; quick 1)")
 	fs.IntVar(&c.o.records, "records", 0, "records in the index and restart benchmarks (default index 1M and 10M, restart 100k, 1M and 10M; quick mode: index 1M, restart 100k)")
 	c.o.hugePages = arena.HugePagesRequire
 	fs.Func("hugepages", "the index benchmark's 2 MiB-page variant: require (default: skipped, with the reason, where none are reserved), try, or off", func(s string) error {

@@ -60,7 +60,17 @@ func TestCheckKinds(t *testing.T) {
 		t.Fatal(err)
 	}
 	ip, _, _ := iseg.Section("parts")
-	iseg.Add64(ip, 5) // partition 0's count
+	// A writer killed mid-update in partition 1: its first sprig's
+	// version odd (bit 45 of the word; 2 sprigs a partition), the
+	// partition's count one ahead. Not damage: ok, unclean.
+	isp, _, _ := iseg.Section("sprigs")
+	iseg.Add64(isp+8*2, 1<<45)
+	iseg.Add64(ip+32, 1) // partition 1 (4 words a partition): its count
+	code, out, _ = shmctl(t, "check", "--dir", idir)
+	if code != exitOK || !strings.Contains(out, "ok       "+arena.File(imain).String()+" (index-main): unclean: a writer did not finish 1 updates (1 partitions hold an odd sprig") {
+		t.Errorf("check of an index with an interrupted update: exit %d\n%s", code, out)
+	}
+	iseg.Add64(ip, 5) // partition 0's count: damage
 	iseg.Close()
 	code, out, _ = shmctl(t, "check", "--dir", idir)
 	if code != exitProblems || !strings.Contains(out, "PROBLEMS "+arena.File(imain).String()) {

@@ -31,9 +31,9 @@ usage: shmctl backup (--instance I [--namespace N] [--store-dir S] | --prefix P 
                      [--compress] [--chunk-mib M] [--analyze [-json]]
 
 Saves segments into the new directory D, all or nothing: the data goes to a
-temporary directory next to D (".D.partial-PID"), each segment as chunks of
-M MiB (default 8) with a SHA-256 each, processed in parallel on every core;
-the manifest (keys or paths, sizes, owner, group and mode, layout version
+temporary directory next to D (".D.partial-PID"), each segment as chunks
+of M MiB (default 8) with an XXH3-128 checksum each, processed in parallel
+on every core; the manifest (keys or paths, sizes, owner, group and mode, layout version
 and fingerprint, chunk checksums, tool version, host, time; itself
 checksummed) is written last, files and directory are synced, and the
 directory is renamed to D.
@@ -78,7 +78,7 @@ usage: shmctl verify --dir D [-json]
 
 Makes every check restore makes before it creates anything: the manifest's
 checksum, format version and contents, no foreign files in D, each data
-file's size, and each chunk's length and SHA-256 (decompressing it if
+file's size, and each chunk's length and XXH3-128 (decompressing it if
 compressed). Exit 0 if the backup is intact, 1 if it is damaged (naming
 what is wrong), 4 if it cannot be read.
 `

@@ -511,7 +511,10 @@ segment. Walks are bounded, so damaged or hostile memory cannot make
 check hang or crash. Run it on quiescent segments: writes in progress may
 show up as problems. What a killed process leaves behind and the protocol
 recovers from (a dead writer's busy record, a dead owner's claimed pool
-elements) is not a problem.
+elements) is not a problem. Neither is an index update its killed writer
+did not finish (a sprig left odd, its partition's counts and the index's
+totals off by that update): the index is reported ok with the note
+"unclean", and its next start rebuilds it cold.
 
   --dir D     check every segment in directory D (repeatable)
   --all       check every shmkit segment shmctl ls lists
@@ -667,13 +670,23 @@ func checkOne(ctx context.Context, loc arena.Location) checkResult {
 	}
 	var ace *arena.CheckError
 	var ice *index.CheckError
+	var iie *index.InterruptedError
 	switch {
 	case cerr == nil:
+		return r
+	case errors.As(cerr, &iie):
+		// Not damage: the traces of updates a killed writer did not
+		// finish; the index starts cold next time.
+		r.Note = fmt.Sprintf("unclean: a writer did not finish %d updates (%d partitions hold an odd sprig: %s); the rest is whole; the next start rebuilds the index cold",
+			max(iie.InFlight, iie.Partitions), iie.Partitions, strings.Join(iie.Notes[:min(len(iie.Notes), 4)], "; "))
 		return r
 	case errors.As(cerr, &ace):
 		r.Problems, r.Dropped = ace.Problems, ace.Dropped
 	case errors.As(cerr, &ice):
 		r.Problems = ice.Problems
+		for _, n := range ice.Interrupted {
+			r.Problems = append(r.Problems, "interrupted update (not damage): "+n)
+		}
 	default:
 		r.Problems = []string{cerr.Error()}
 	}

@@ -145,7 +145,7 @@ func TestDataInIndexKilledMidDefrag(t *testing.T) {
 			if err := diiWorkload(m, p.client(), "k", 41, 300, 100000); err == nil {
 				t.Fatalf("the server never reached %s in 100000 writes", storage.FailDefragMid)
 			}
-			p.waitKilled(t)
+			p.waitKilledChecked(t, in)
 
 			p = in.mustStart("")
 			p.expectKilledMidDefrag(t)

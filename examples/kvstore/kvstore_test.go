@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/examples/kvstore/storage"
 	"github.com/shmkit/shmkit/failpoint"
 	"github.com/shmkit/shmkit/index"
@@ -188,6 +190,40 @@ func (p *proc) waitKilled(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(p.err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("kvstore ended with %v, want SIGKILL: %s", p.err, p.stderr)
+	}
+}
+
+// checkIndexes runs index.CheckAt (what `shmctl check` runs) on the main
+// segment of every namespace's index the instance keeps as files: after a
+// kill, wherever it landed, the structure must be whole but for updates
+// the kill interrupted (sprigs left odd by the writer, which the next
+// start rebuilds cold). It returns how many indexes it checked.
+func (in *instance) checkIndexes(t *testing.T) int {
+	t.Helper()
+	if in.shm == "" {
+		return 0
+	}
+	mains, err := filepath.Glob(filepath.Join(in.shm, "index-i*-n*.b000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mains {
+		// A kill inside an index update leaves that update interrupted
+		// (index.InterruptedError); anything else is damage.
+		if err := index.CheckAt(context.Background(), arena.File(m)); err != nil && !errors.Is(err, index.ErrInterrupted) {
+			t.Errorf("check of %s after the kill: %v", filepath.Base(m), err)
+		}
+	}
+	return len(mains)
+}
+
+// waitKilledChecked is waitKilled, then checkIndexes, which must find an
+// index.
+func (p *proc) waitKilledChecked(t *testing.T, in *instance) {
+	t.Helper()
+	p.waitKilled(t)
+	if in.shm != "" && in.checkIndexes(t) == 0 {
+		t.Fatalf("no index segment in %s after the kill", in.shm)
 	}
 }
 
@@ -510,7 +546,7 @@ func TestKilledAtFailpoints(t *testing.T) {
 			if err == nil {
 				t.Fatalf("the server never reached %s in 100000 writes", tc.point)
 			}
-			p.waitKilled(t)
+			p.waitKilledChecked(t, in)
 
 			p = in.mustStart("")
 			if tc.point == storage.FailDefragMid {
@@ -567,7 +603,7 @@ func TestKilledAtRandomPoints(t *testing.T) {
 		}
 		p.cmd.Process.Kill()
 		wg.Wait()
-		p.waitKilled(t)
+		p.waitKilledChecked(t, in)
 	}
 	p := in.mustStart("")
 	p.expectStart(t, "cold", "unclean shutdown")
@@ -590,7 +626,7 @@ func TestFailedStartStaysWarm(t *testing.T) {
 	if p, err := in.start(FailOpened + "=kill"); err == nil {
 		t.Fatal("the server started despite the failpoint")
 	} else {
-		p.waitKilled(t)
+		p.waitKilledChecked(t, in)
 		p.expectStart(t, "warm", "")
 	}
 	// A port already in use: the start fails after attaching.

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/arena/arenatest"
+	"github.com/shmkit/shmkit/index"
 )
 
 // sysvBlocks is how many blocks (main segment and stages) per namespace
@@ -61,6 +64,13 @@ func TestSysVSegments(t *testing.T) {
 	}
 	p.cmd.Process.Kill()
 	p.waitKilled(t)
+	// The namespaces' main segments (num 0 and 1, at base + num<<8), as
+	// shmctl check sees them.
+	for num := range 2 {
+		if err := index.CheckAt(context.Background(), arena.SysV(base+arena.Key(num)<<8)); err != nil && !errors.Is(err, index.ErrInterrupted) {
+			t.Errorf("check of namespace %d's index after the kill: %v", num, err)
+		}
+	}
 	p = in.mustStart("")
 	p.expectStart(t, "cold", "unclean shutdown")
 	m.check(t, p.client())
