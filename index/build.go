@@ -18,20 +18,23 @@ const FailBuildMid = "index.build.mid"
 const maxBuildItems = 1<<32 - 1
 
 // Words of a builder item (process memory, not shared): the entry's
-// payload words 0–5 as an entry holds them, the caller's order key, and
-// the entry flags with the delete-marker bit.
+// words 0–5 as an entry holds them (payload, then flags and last update),
+// the caller's order key, and the kind (itemDelete or 0).
 const (
-	iPayload  = 0 // words 0–5: wDigest0 … wValue
+	iPayload  = 0 // words 0–4: wDigest0 … wValue
+	iFlags    = 5 // the entry's word 5
 	iSeq      = 6
-	iFlags    = 7
+	iKind     = 7
 	itemWords = 8
 
 	// itemDelete marks a Builder.Delete item (it never becomes an entry).
-	itemDelete = 1 << 8
+	itemDelete = 1
 )
 
 var _ [itemWords - 8]struct{}
-var _ [iSeq - wFlags]struct{} // the payload words end where an entry's flags begin
+var _ [iFlags - wFlags]struct{} // an item starts with an entry's words
+var _ [wFlags - iFlags]struct{}
+var _ [iSeq - entryWords]struct{}
 
 // item is one Add or Delete, in process memory.
 type item [itemWords]uint64
@@ -147,10 +150,10 @@ func (b *Builder) Add(seq uint64, r Record) error {
 	if err := b.ix.checkRecord(&r); err != nil {
 		return err
 	}
-	payload, flags := encodeRecord(&r, b.ix.v.cfg.DataInIndex)
+	payload, fw := encodeRecord(&r, b.ix.v.cfg.DataInIndex)
 	var it item
-	copy(it[iPayload:iSeq], payload[:])
-	it[iSeq], it[iFlags] = seq, flags
+	copy(it[iPayload:iFlags], payload[:])
+	it[iFlags], it[iSeq] = fw, seq
 	b.push(it)
 	return nil
 }
@@ -164,7 +167,7 @@ func (b *Builder) Delete(seq uint64, d Digest) error {
 	w0, w1, w2 := d.words()
 	var it item
 	it[wDigest0], it[wDigest1], it[wDigest2] = w0, w1, w2
-	it[iSeq], it[iFlags] = seq, itemDelete
+	it[iSeq], it[iKind] = seq, itemDelete
 	b.push(it)
 	return nil
 }
@@ -255,7 +258,7 @@ func (b *Builder) sortByPartition() ([]pair, *[Partitions]uint32) {
 		for k := range c {
 			w0 := c[k][wDigest0]
 			p := keyPartition(w0)
-			pairs[ends[p]] = pair{key: w0, i: i, del: c[k][iFlags]&itemDelete != 0}
+			pairs[ends[p]] = pair{key: w0, i: i, del: c[k][iKind]&itemDelete != 0}
 			ends[p]++
 			i++
 		}
@@ -377,14 +380,13 @@ func (b *Builder) resolve(pairs []pair, ends *[Partitions]uint32, st *BuildStats
 // lost accounts for an item that lost to a later one of its digest.
 func (b *Builder) lost(x uint32, st *BuildStats) {
 	it := b.item(x)
-	if it[iFlags]&itemDelete != 0 {
+	if it[iKind]&itemDelete != 0 {
 		return
 	}
 	st.Superseded++
 	if b.opts.Superseded != nil {
 		var e entry
-		copy(e[:wFlags], it[iPayload:iSeq])
-		e[wFlags] = it[iFlags] << flagShift
+		copy(e[:], it[:entryWords])
 		b.opts.Superseded(e.record())
 	}
 }
@@ -629,16 +631,15 @@ func (w *buildWorker) build(sr sprigRun) {
 	placeKeys(classLines(uint64(sr.c)), len(items), func(k int) uint64 { return w.ix.v.homeKey(items[k][wDigest0]) }, func(j uint64, k int) {
 		it := &items[k]
 		a := i + j*entryWords
-		for q := uint64(0); q < wFlags; q++ {
-			ws.Store(a+q, it[iPayload+q])
+		for q := uint64(0); q < entryWords; q++ {
+			ws.Store(a+q, it[q])
 		}
-		ws.Store(a+wFlags, it[iFlags]<<flagShift)
 		w.bytes += uint64(uint32(it[wVoidSize]))
-		if it[iFlags]&flagTombstone != 0 {
+		if it[iFlags]&(flagTombstone<<flagShift) != 0 {
 			w.tomb++
 		}
 	})
-	ws.Store(i+wAux, uint64(sr.n))
+	w.ix.v.counts.Store(uint64(sr.sp), uint64(sr.n))
 }
 
 // Load fills the empty index ix with recs in one bulk build (see

@@ -143,6 +143,9 @@ func (v *view) check() error {
 			if c != 0 {
 				add("%s: empty, but size class %d", where, c)
 			}
+			if tc := v.counts.Load(sp); tc != 0 {
+				add("%s: empty, but its count is %d", where, tc)
+			}
 			continue
 		}
 		if c >= numClasses {
@@ -164,9 +167,6 @@ func (v *view) check() error {
 		for j := range n {
 			var e entry
 			ws.LoadN(i+j*entryWords, e[:])
-			if j > 0 && e[wAux] != 0 {
-				add("%s: table %s line %d has a nonzero word 7", where, h, j)
-			}
 			fl := e.flags()
 			if fl&flagLive == 0 {
 				if e[wFlags] != 0 {
@@ -197,7 +197,7 @@ func (v *view) check() error {
 			if (fl&flagInline != 0) != v.cfg.DataInIndex {
 				add("%s: table %s line %d inline flag %v, namespace data-in-index %v", where, h, j, fl&flagInline != 0, v.cfg.DataInIndex)
 			}
-			if e[wFlags]&^flagMask != 0 {
+			if e[wFlags]&^(flagMask|lutMask) != 0 {
 				add("%s: table %s line %d has reserved bits set", where, h, j)
 			}
 			pt := d.Partition()
@@ -209,7 +209,7 @@ func (v *view) check() error {
 			p = k
 			count++
 		}
-		if tc := ws.Load(i + wAux); tc != count {
+		if tc := v.counts.Load(sp); tc != count {
 			add("%s: table %s count %d, holds %d entries", where, h, tc, count)
 		}
 		if count == 0 {
@@ -278,7 +278,7 @@ func (v *view) check() error {
 			w := ws.Load(i + wFlags)
 			n := w & linkMask
 			if w&flagMask != freeTag || n == 0 {
-				add("%s: run %s is not marked free (word 6 %#x)", where, h, w)
+				add("%s: run %s is not marked free (word 5 %#x)", where, h, w)
 				break
 			}
 			if n < classLines(c) || (c+1 < numClasses && n >= classLines(c+1)) {
@@ -290,11 +290,11 @@ func (v *view) check() error {
 			if lw := ws.Load(i + (n-1)*entryWords + wFlags); lw != w {
 				add("%s: run %s of %d lines: its last line says %#x", where, h, n, lw)
 			}
-			if p := Handle(ws.Load(i+wDigest0) & linkMask); p != prev {
+			if p := Handle(ws.Load(i+wPrevFree) & linkMask); p != prev {
 				add("%s: run %s links back to %s, not %s", where, h, p, prev)
 			}
 			free += n
-			nx := ws.Load(i + wAux)
+			nx := ws.Load(i + wNextFree)
 			if nx&^linkMask != 0 {
 				add("%s: run %s links to %#x, out of range", where, h, nx)
 				break

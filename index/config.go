@@ -261,6 +261,7 @@ const (
 	secMeta   = "meta"
 	secLease  = "lease"
 	secSprigs = "sprigs"
+	secCounts = "counts"
 	secAlloc  = "alloc"
 	secParts  = "parts"
 	secStage0 = "stage0"
@@ -272,6 +273,7 @@ func (c *Config) mainSpec() layout.Spec {
 		{Name: secMeta, Size: metaWords * 8},
 		{Name: secLease, Size: lease.Size},
 		{Name: secSprigs, Size: uint64(Partitions*c.Sprigs) * 8},
+		{Name: secCounts, Size: uint64(Partitions*c.Sprigs) * 8},
 		{Name: secAlloc, Size: allocWords * 8},
 		{Name: secParts, Size: Partitions * partWords * 8},
 		{Name: secStage0, Size: uint64(c.StageEntries) * EntrySize},

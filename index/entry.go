@@ -5,9 +5,11 @@ import (
 	"fmt"
 )
 
-// An index entry is 64 bytes, eight 8-byte words, one cache line. This is
-// its one definition; every access goes through the named word numbers
-// below and the atomic word accessors of package arena.
+// An index entry is 48 bytes, six 8-byte words: a sorted hash needs no
+// links, so an entry is the record's metadata and nothing else (Aerospike's
+// 64-byte entries carry tree links). This is its one definition; every
+// access goes through the named word numbers below and the atomic word
+// accessors of package arena.
 //
 //	word  bits 63 ………………………………… 32 31 ………………………………… 0
 //	     +------------------------------------------------+
@@ -20,39 +22,41 @@ import (
 //	     +------------------------+-------------+---------+
 //	  3  | void time (32, s)       | size (32, bytes)      |  wVoidSize
 //	     +------------------------+-----------------------+
-//	  4  | last update (64, Unix ms)                       |  wLastUpdate
-//	     +------------------------------------------------+
-//	  5  | storage offset (64) or inline int64 value      |  wValue
-//	     +------------+----------+------------------------+
-//	  6  | reserved   | flags(8) | reserved (40)          |  wFlags
-//	     +------------+----------+------------------------+
-//	  7  | aux (64): see below                             |  wAux
-//	     +------------------------------------------------+
+//	  4  | storage offset (64) or inline int64 value      |  wValue
+//	     +----------+-------------+-----------------------+
+//	  5  | flags (8)| reserved(14)| last update (42,      |  wFlags
+//	     |          |             |  Unix ms, to 2109)    |
+//	     +----------+-------------+-----------------------+
 //
 // The digest words hold the digest's bytes as big-endian numbers, so that
 // comparing words compares digests in byte (memcmp) order. Flags:
 // flagLive (an entry of a sprig table; a line without it is empty),
-// flagTombstone, flagInline (wValue holds the value, data-in-index). Word
-// 7 belongs to the line, not to the entry in it (an entry moved to
-// another line leaves it): in line 0 of a sprig table it is the table's
-// entry count, in line 0 of a free run the handle of the next free run
-// (in its low 40 bits), elsewhere zero.
+// flagTombstone, flagInline (wValue holds the value, data-in-index). A
+// line is one entry's six words (entries are not cache-line aligned: four
+// lines span three cache lines). The first and last line of a free run
+// carry flagFreeRun and the run's lines in word 5 instead, and its first
+// line the list links in words 0 and 1 (see "alloc" in shared.go).
 const (
-	EntrySize  = 64 // bytes per entry
+	EntrySize  = 48 // bytes per entry
 	entryWords = EntrySize / 8
 
-	wDigest0    = 0
-	wDigest1    = 1
-	wDigest2    = 2
-	wVoidSize   = 3
-	wLastUpdate = 4
-	wValue      = 5
-	wFlags      = 6
-	wAux        = 7
+	wDigest0  = 0
+	wDigest1  = 1
+	wDigest2  = 2
+	wVoidSize = 3
+	wValue    = 4
+	wFlags    = 5
 
+	// wNextFree is the next-run link in the first line of a free run.
+	wNextFree = wDigest1
+	// wPrevFree is the previous-run link in the first line of a free run.
+	wPrevFree = wDigest0
+
+	lutBits   = 42
+	lutMask   = 1<<lutBits - 1
 	linkBits  = 40
 	linkMask  = 1<<linkBits - 1
-	flagShift = linkBits
+	flagShift = 56
 	flagMask  = 0xff << flagShift
 
 	flagLive      = 1
@@ -64,14 +68,20 @@ const (
 	flagFreeRun = 0x80
 )
 
+// MaxLastUpdate is the largest Record.LastUpdate an entry holds (42 bits
+// of Unix milliseconds: the year 2109).
+const MaxLastUpdate = lutMask
+
 // Compile-time checks that the diagram and the constants agree.
 var (
-	_ [EntrySize - 64]struct{}
-	_ [64 - EntrySize]struct{}
-	_ [entryWords - 1 - wAux]struct{}
-	_ [wAux + 1 - entryWords]struct{}
-	_ [linkBits - handleBits]struct{} // a handle fits a free-run link
-	_ [64 - linkBits - 8]struct{}     // flags fit above the reserved bits
+	_ [EntrySize - 48]struct{}
+	_ [48 - EntrySize]struct{}
+	_ [entryWords - 1 - wFlags]struct{}
+	_ [wFlags + 1 - entryWords]struct{}
+	_ [linkBits - handleBits]struct{}    // a handle fits a free-run link
+	_ [flagShift - lutBits - 14]struct{} // flags, reserved bits and the
+	_ [lutBits + 14 - flagShift]struct{} // last update fill word 5
+	_ [lutBits - linkBits]struct{}       // a run's lines fit under the flags
 )
 
 // DigestSize is the size of a record digest (Aerospike's RIPEMD-160).
@@ -146,7 +156,7 @@ func (e *entry) record() Record {
 		FileID:     uint16(e[wDigest2]),
 		VoidTime:   uint32(e[wVoidSize] >> 32),
 		Size:       uint32(e[wVoidSize]),
-		LastUpdate: e[wLastUpdate],
+		LastUpdate: e[wFlags] & lutMask,
 		Tombstone:  e.flags()&flagTombstone != 0,
 	}
 	if e.flags()&flagInline != 0 {
@@ -157,13 +167,13 @@ func (e *entry) record() Record {
 	return r
 }
 
-// encodeRecord returns the payload words 0–5 of r and its flags.
-func encodeRecord(r *Record, inline bool) (w [wFlags]uint64, flags uint64) {
+// encodeRecord returns the words of r's entry: the payload words 0–4 and
+// word 5, its flags and last update.
+func encodeRecord(r *Record, inline bool) (w [wFlags]uint64, fw uint64) {
 	w[wDigest0], w[wDigest1], w[wDigest2] = r.Digest.words()
 	w[wDigest2] |= uint64(r.Generation)<<16 | uint64(r.FileID)
 	w[wVoidSize] = uint64(r.VoidTime)<<32 | uint64(r.Size)
-	w[wLastUpdate] = r.LastUpdate
-	flags = flagLive
+	flags := uint64(flagLive)
 	if inline {
 		w[wValue] = uint64(r.Value)
 		flags |= flagInline
@@ -173,7 +183,7 @@ func encodeRecord(r *Record, inline bool) (w [wFlags]uint64, flags uint64) {
 	if r.Tombstone {
 		flags |= flagTombstone
 	}
-	return w, flags
+	return w, flags<<flagShift | r.LastUpdate&lutMask
 }
 
 // Handle names an entry: stage (8 bits) and element (28 bits), plus one,

@@ -88,7 +88,7 @@ func digestOf(k uint64) Digest {
 func recordOf(k uint64, g uint16, inline bool) Record {
 	d := digestOf(k)
 	h := binary.LittleEndian.Uint64(d[8:16])
-	r := Record{Digest: d, Generation: g, VoidTime: uint32(h>>32) ^ uint32(g), LastUpdate: h ^ uint64(g)<<7,
+	r := Record{Digest: d, Generation: g, VoidTime: uint32(h>>32) ^ uint32(g), LastUpdate: (h ^ uint64(g)<<7) & MaxLastUpdate,
 		Size: uint32(h) ^ uint32(g)*977}
 	if inline {
 		r.Value = int64(h ^ uint64(g)*0x9e3779b97f4a7c15)
@@ -106,7 +106,7 @@ func consistent(r Record, inline bool) string {
 	d := r.Digest
 	h := binary.LittleEndian.Uint64(d[8:16])
 	g := r.Generation
-	want := Record{Digest: d, Generation: g, VoidTime: uint32(h>>32) ^ uint32(g), LastUpdate: h ^ uint64(g)<<7,
+	want := Record{Digest: d, Generation: g, VoidTime: uint32(h>>32) ^ uint32(g), LastUpdate: (h ^ uint64(g)<<7) & MaxLastUpdate,
 		Size: (uint32(h) ^ uint32(g)*977) & 0xffff}
 	if inline {
 		want.Value = int64(h ^ uint64(g)*0x9e3779b97f4a7c15)

@@ -160,9 +160,9 @@ func TestHostileArena(t *testing.T) {
 		}
 		for ; ws.Load(i+wFlags) == 0; i += entryWords {
 		}
-		ws.LoadN(i, a[:wAux])
-		ws.LoadN(i+j*entryWords, b[:wAux])
-		for w := range uint64(wAux) {
+		ws.LoadN(i, a[:])
+		ws.LoadN(i+j*entryWords, b[:])
+		for w := range uint64(entryWords) {
 			ws.Store(i+w, b[w])
 			ws.Store(i+j*entryWords+w, a[w])
 		}
@@ -225,8 +225,8 @@ func TestHostileArena(t *testing.T) {
 		f := newHostile(t, 500)
 		f.ix.v.parts.Store(7*partWords+pCount, 12345)
 		f.ix.v.meta.Store(mLive, 1)
-		ws, i := f.lineOf(3, 0)
-		ws.Store(i+wAux, ws.Load(i+wAux)+1)
+		sp := f.sprigOf(3)
+		f.ix.v.counts.Store(sp, f.ix.v.counts.Load(sp)+1)
 		err := f.ix.Check()
 		for _, want := range []string{"partition 7: count 12345", "meta: 1 live entries", "count 2, holds 1"} {
 			if err == nil || !strings.Contains(err.Error(), want) {
@@ -244,7 +244,7 @@ func TestHostileArena(t *testing.T) {
 		head, _ := f.firstFree(t) // runs of the emptied sprigs
 
 		ws, i, _ := f.ix.v.entries(head)
-		ws.Store(i+wAux, uint64(head))
+		ws.Store(i+wNextFree, uint64(head))
 		err := f.ix.Check()
 		if err == nil || !strings.Contains(err.Error(), "free list") {
 			t.Fatalf("Check: %v, want a free list problem", err)
@@ -312,11 +312,11 @@ func TestHostileArena(t *testing.T) {
 		}
 		head, c := f.firstFree(t)
 		ws, i, _ := f.ix.v.entries(head)
-		nx := ws.Load(i + wAux)
+		nx := ws.Load(i + wNextFree)
 		f.ix.v.alloc.Store(c, nx)
 		if nh := Handle(nx); !nh.IsNull() {
 			nw, ni, _ := f.ix.v.entries(nh)
-			nw.Store(ni+wDigest0, 0)
+			nw.Store(ni+wPrevFree, 0)
 		}
 		err := f.ix.Check()
 		var ce *CheckError

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -148,6 +149,19 @@ func TestRecordRefusedByConfig(t *testing.T) {
 	r := recordOf(1, 1, false)
 	if err := ix.Put(r); !errors.Is(err, ErrRecord) {
 		t.Fatalf("Put of a storage location into a data-in-index index: %v, want ErrRecord", err)
+	}
+	// The last update has 42 bits: the largest fits, one more is refused.
+	r = recordOf(2, 1, true)
+	r.LastUpdate = MaxLastUpdate
+	if err := ix.Put(r); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := ix.Get(r.Digest); err != nil || !ok || got != r {
+		t.Fatalf("Get: %+v %v %v, want %+v", got, ok, err, r)
+	}
+	r.LastUpdate++
+	if err := ix.Put(r); !errors.Is(err, ErrRecord) || !strings.Contains(err.Error(), "last update") {
+		t.Fatalf("Put of a last update past 42 bits: %v, want ErrRecord", err)
 	}
 }
 

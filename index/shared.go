@@ -65,8 +65,12 @@ import "math/bits"
 //
 // A sprig's table is a run of classLines(class) consecutive entry lines
 // inside one stage: a sorted hash (see "Structures" in the package
-// documentation). Line 0's word 7 (wAux) holds the number of entries in
-// the table (the writer's; readers do not need it).
+// documentation).
+//
+// Section "counts" (Partitions × Sprigs words, numbered as "sprigs"): the
+// number of entries in each sprig's table, 0 for an empty sprig (the
+// writer's, to decide when a table grows or shrinks; readers do not need
+// it). Changed under the sprig's odd version.
 //
 // Section "alloc" (allocWords words): word c is the head of the free list
 // of size class c (0: empty), the handle of the first line of a free run
@@ -74,8 +78,8 @@ import "math/bits"
 // run is marked in its first and its last line (the same line for one
 // line), word 6: flagFreeRun in the flags byte and the run's lines in the
 // low 40 bits (never an entry's flags); its first line also holds the
-// previous run of its list in word 0 (0: it is the head) and the next in
-// word 7. Its other lines hold garbage. Words numClasses… are zero.
+// previous run of its list in word 0 (wPrevFree; 0: it is the head) and
+// the next in word 1 (wNextFree). Its other lines hold garbage. Words numClasses… are zero.
 //
 // Section "parts" (Partitions records of partWords words):
 //

@@ -20,6 +20,7 @@ type view struct {
 	main       *arena.Segment
 	meta       arena.Words
 	sprigs     arena.Words
+	counts     arena.Words // entries per sprig table (the writer's)
 	alloc      arena.Words // free list heads per size class
 	parts      arena.Words
 	stageElems uint64
@@ -62,6 +63,9 @@ func (v *view) init(cfg Config, main *arena.Segment) error {
 		return err
 	}
 	if v.sprigs, err = sec(secSprigs, uint64(Partitions*cfg.Sprigs)); err != nil {
+		return err
+	}
+	if v.counts, err = sec(secCounts, uint64(Partitions*cfg.Sprigs)); err != nil {
 		return err
 	}
 	if v.alloc, err = sec(secAlloc, allocWords); err != nil {

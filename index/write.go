@@ -85,6 +85,9 @@ func (ix *Index) checkRecord(r *Record) error {
 	if !ix.v.cfg.DataInIndex && r.Value != 0 {
 		return fmt.Errorf("index: put %x: inline value %d but the namespace is not data-in-index: %w", r.Digest[:4], r.Value, ErrRecord)
 	}
+	if r.LastUpdate > MaxLastUpdate {
+		return fmt.Errorf("index: put %x: last update %d ms is past the largest an entry holds (%d, in 2109): %w", r.Digest[:4], r.LastUpdate, uint64(MaxLastUpdate), ErrRecord)
+	}
 	return nil
 }
 
@@ -196,7 +199,7 @@ type wtable struct {
 	ws    arena.Words
 	base  uint64 // word number of line 0
 	n     uint64 // lines (0: the sprig is empty)
-	count uint64 // entries (line 0's wAux)
+	count uint64 // entries (the sprig's count word)
 	x     func(w0 uint64) uint64
 }
 
@@ -224,7 +227,7 @@ func (ix *Index) table(sp uint64) (wtable, error) {
 		return t, err
 	}
 	t.ws, t.base, t.n = ws, i, n
-	t.count = ws.Load(i + wAux)
+	t.count = ix.v.counts.Load(sp)
 	if t.count == 0 || t.count > n {
 		return t, corrupt("sprig table %s of %d lines says it holds %d entries", sprigTable(word), n, t.count)
 	}
@@ -254,8 +257,7 @@ func (t *wtable) find(x, w0, w1, w2 uint64) (uint64, bool) {
 	return t.n, false
 }
 
-// moveLine copies the entry of line from to line to (words 0–6; word 7
-// belongs to the line).
+// moveLine copies the entry of line from to line to.
 func (t *wtable) moveLine(from, to uint64) {
 	a, b := t.line(from), t.line(to)
 	for k := uint64(0); k <= wFlags; k++ {
@@ -263,7 +265,7 @@ func (t *wtable) moveLine(from, to uint64) {
 	}
 }
 
-// clearLine empties line j (words 0–6).
+// clearLine empties line j.
 func (t *wtable) clearLine(j uint64) {
 	a := t.line(j)
 	for k := uint64(0); k <= wFlags; k++ {
@@ -274,13 +276,14 @@ func (t *wtable) clearLine(j uint64) {
 // replace overwrites the entry in line pos of t (whose current words are
 // prev) with r, under an odd version.
 func (ix *Index) replace(sp uint64, t *wtable, pos uint64, prev *entry, r *Record) {
-	payload, flags := encodeRecord(r, ix.v.cfg.DataInIndex)
+	payload, fw := encodeRecord(r, ix.v.cfg.DataInIndex)
+	flags := fw >> flagShift
 	i := t.line(pos)
 	ix.bump(sp)
 	for k := range payload {
 		t.ws.Store(i+uint64(k), payload[k])
 	}
-	t.ws.Store(i+wFlags, flags<<flagShift)
+	t.ws.Store(i+wFlags, fw)
 	ix.bump(sp)
 	pb := uint64(r.Digest.Partition()) * partWords
 	ix.v.parts.Add(pb+pBytes, uint64(r.Size)-uint64(uint32(prev[wVoidSize])))
@@ -292,10 +295,11 @@ func (ix *Index) replace(sp uint64, t *wtable, pos uint64, prev *entry, r *Recor
 // right, under an odd version; or, when the table is full (maxEntries) or
 // no empty line follows pos, into a new, larger table (grow).
 func (ix *Index) insertNew(sp uint64, t *wtable, pos uint64, r *Record) error {
-	payload, flags := encodeRecord(r, ix.v.cfg.DataInIndex)
+	payload, fw := encodeRecord(r, ix.v.cfg.DataInIndex)
+	flags := fw >> flagShift
 	var ne entry
 	copy(ne[:], payload[:])
-	ne[wFlags] = flags << flagShift
+	ne[wFlags] = fw
 	empty := t.n
 	if t.n > 0 && t.count < maxEntries(t.n) {
 		for j := pos; j < t.n; j++ {
@@ -320,7 +324,7 @@ func (ix *Index) insertNew(sp uint64, t *wtable, pos uint64, r *Record) error {
 			t.ws.Store(i+uint64(k), payload[k])
 		}
 		t.ws.Store(i+wFlags, ne[wFlags])
-		t.ws.Store(t.line(0)+wAux, t.count+1)
+		ix.v.counts.Store(sp, t.count+1)
 		ix.v.cfg.Failpoints.Hit(FailInsertMid)
 		ix.bump(sp)
 	}
@@ -354,7 +358,6 @@ func (t *wtable) entriesOf(pos uint64, ne *entry, skip bool) []entry {
 		}
 		var e entry
 		t.ws.LoadN(t.line(j), e[:])
-		e[wAux] = 0
 		out = append(out, e)
 	}
 	if pos >= t.n && ne != nil {
@@ -432,12 +435,11 @@ func (ix *Index) relay(sp uint64, t *wtable, es []entry, c uint64, mid string) e
 			for w := uint64(0); w <= wFlags; w++ {
 				ws.Store(a+w, e[w])
 			}
-			ws.Store(a+wAux, 0)
 		}
-		ws.Store(i+wAux, uint64(len(es)))
 	}
 	ix.bump(sp)
 	ix.setTable(sp, h, c)
+	ix.v.counts.Store(sp, uint64(len(es)))
 	if mid != "" {
 		ix.v.cfg.Failpoints.Hit(mid)
 	}
@@ -480,7 +482,7 @@ func (ix *Index) remove(sp uint64, t *wtable, pos uint64, e *entry) error {
 		}
 		t.clearLine(q - 1)
 		t.count--
-		t.ws.Store(t.line(0)+wAux, t.count)
+		ix.v.counts.Store(sp, t.count)
 		ix.v.cfg.Failpoints.Hit(FailDeleteMid)
 		ix.bump(sp)
 	}
@@ -683,11 +685,11 @@ func (ix *Index) pushFree(a, n uint64) {
 	head := ix.v.alloc.Load(c)
 	ws.Store(i+(n-1)*entryWords+wFlags, freeTag|n)
 	ws.Store(i+wFlags, freeTag|n)
-	ws.Store(i+wDigest0, 0)
-	ws.Store(i+wAux, head&linkMask)
+	ws.Store(i+wPrevFree, 0)
+	ws.Store(i+wNextFree, head&linkMask)
 	if hh := Handle(head & linkMask); !hh.IsNull() {
 		if hw, hi, err := ix.v.entries(hh); err == nil {
-			hw.Store(hi+wDigest0, uint64(h))
+			hw.Store(hi+wPrevFree, uint64(h))
 		}
 	}
 	ix.v.alloc.Store(c, uint64(h))
@@ -702,7 +704,7 @@ func (ix *Index) unlinkFree(h Handle, c uint64) error {
 		return err
 	}
 	ws, i, _ := ix.v.entries(h)
-	prev, next := Handle(ws.Load(i+wDigest0)&linkMask), Handle(ws.Load(i+wAux)&linkMask)
+	prev, next := Handle(ws.Load(i+wPrevFree)&linkMask), Handle(ws.Load(i+wNextFree)&linkMask)
 	if prev.IsNull() {
 		if Handle(ix.v.alloc.Load(c)) != h {
 			return corrupt("free run %s has no previous run but is not the head of the list of class %d", h, c)
@@ -713,17 +715,17 @@ func (ix *Index) unlinkFree(h Handle, c uint64) error {
 		if err != nil {
 			return err
 		}
-		if Handle(pw.Load(pi+wAux)&linkMask) != h {
+		if Handle(pw.Load(pi+wNextFree)&linkMask) != h {
 			return corrupt("free run %s: its previous run %s links elsewhere", h, prev)
 		}
-		pw.Store(pi+wAux, uint64(next))
+		pw.Store(pi+wNextFree, uint64(next))
 	}
 	if !next.IsNull() {
 		nw, ni, err := ix.v.entries(next)
 		if err != nil {
 			return err
 		}
-		nw.Store(ni+wDigest0, uint64(prev))
+		nw.Store(ni+wPrevFree, uint64(prev))
 	}
 	// Not a free run any more (the caller rewrites the lines it uses).
 	ws.Store(i+wFlags, 0)
