@@ -148,10 +148,16 @@ func (e *entry) digestIs(w0, w1, w2 uint64) bool {
 
 func (e *entry) flags() uint64 { return (e[wFlags] & flagMask) >> flagShift }
 
-// record decodes e; inline says whether the value is inline.
+// record decodes e.
 func (e *entry) record() Record {
+	return e.recordOf(digestFromWords(e[wDigest0], e[wDigest1], e[wDigest2]))
+}
+
+// recordOf decodes e, whose digest the caller knows to be d (a Get that
+// matched it), without decoding the digest words again.
+func (e *entry) recordOf(d Digest) Record {
 	r := Record{
-		Digest:     digestFromWords(e[wDigest0], e[wDigest1], e[wDigest2]),
+		Digest:     d,
 		Generation: uint16(e[wDigest2] >> 16),
 		FileID:     uint16(e[wDigest2]),
 		VoidTime:   uint32(e[wVoidSize] >> 32),

@@ -202,7 +202,7 @@ func maxEntries(n uint64) uint64 {
 // percent), and a table shrinks once it is less than a third full.
 const (
 	buildLoad  = 85
-	relayLoad  = 87
+	relayLoad  = 75
 	shrinkLoad = 30
 )
 

@@ -254,7 +254,7 @@ func (v *view) get(d Digest) (Record, bool, error) {
 				if !found {
 					return Record{}, false, nil
 				}
-				return e.record(), true, nil
+				return e.recordOf(d), true, nil
 			}
 		}
 		if !r.again(v.retryBudget) {
