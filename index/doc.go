@@ -8,14 +8,14 @@
 //
 // # Structures
 //
-// An entry is 64 bytes (entry.go has its one definition and diagram):
-// the 20-byte digest, generation, void time, last-update time, a storage
-// location (file id, offset, size) or, for a data-in-index namespace, an
-// inline int64, and flags (live, tombstone, inline); the rest of the line
-// is reserved, and its last word belongs to the line (a table's count, a
-// free run's link). Entries live in 64-byte lines in stages of
-// Config.StageEntries lines (a power of two up to 2^28);
-// stage 0 is part of the main segment, stages 1–255 are separate
+// An entry is 48 bytes (entry.go has its one definition and diagram):
+// the 20-byte digest, generation, void time, last-update time (42 bits of
+// Unix ms), a storage location (file id, offset, size) or, for a
+// data-in-index namespace, an inline int64, and flags (live, tombstone,
+// inline). A sorted hash needs no links, so an entry is six words where
+// Aerospike's, with its tree links, is 64 bytes. Entries live in lines of
+// 48 bytes in stages of Config.StageEntries lines (a power of two up to
+// 2^28); stage 0 is part of the main segment, stages 1–255 are separate
 // segments, created by the writer while readers run and attached by
 // readers in other processes the first time they meet a handle in them. A
 // Handle is stage (8 bits) and line (28 bits), plus one so that zero is
@@ -43,81 +43,53 @@
 //   - Get reads the sprig's word (8 bytes in the main segment: version,
 //     size class and the table's handle, shared.go), then lines from the
 //     home forward until the digest, a larger one, an empty line or the
-//     table's end: one dependent miss for the home line, then adjacent
-//     lines of the same page.
+//     table's end: one dependent miss for the home line, then the
+//     adjacent cache lines of the same page.
 //   - Put of a new key shifts the entries from its place to the next empty
 //     line one line right; Delete moves the entries after the removed one
 //     that are displaced from their homes one line back. A table grows
-//     (laid out anew in a run of the next fitting class at 87% load, the
-//     old run freed) when it would hold more than 93% (tables under ten
-//     lines fill up) or no empty line follows the place; it shrinks at
-//     30%, and a sprig left empty gives its run back.
+//     (laid out anew in a run of the fitting class for 75% load, the old
+//     run freed) when it would hold more than 93% (tables under ten lines
+//     fill up) or no empty line follows the place; it shrinks at 30%, and
+//     a sprig left empty gives its run back. The writer keeps each table's
+//     entry count in the main segment (section "counts").
 //   - Scan reads a sprig's table line by line: digest order.
 //
-// The structure was chosen by measurement. With AVL trees (the previous
+// The structure was chosen by measurement (figures and commands in
+// BENCHMARKS.md, "Primary index"). With AVL trees (the previous
 // structure, chosen over a treap and a B-tree of cache-line nodes by
-// BenchmarkSprigShapes, sprig_bench_test.go) a Get at millions of records
-// cost a dependent miss for the sprig word in a 32 MiB table and then
-// about 1.8 more down the tree: `shmbench index` at 10M random keys
-// measured 695–1131 ns, ×2.7–3.6 the floor (one dependent random load
-// over as much memory) and only 2.3–3.0× faster than bbolt, and no Sprigs
-// setting got within 2× the floor, because a table of roots in front of
-// the entries always costs two misses. BenchmarkSortedHashShape
-// (get_bench_test.go) measured the sorted hash's shape alone at 10M keys:
-// load 0.85, 3.8 adjacent lines a lookup, ×1.3–1.6 the floor.
+// BenchmarkSprigShapes, sprig_bench_test.go) a Get at 10M random keys cost
+// a dependent miss for the sprig word in a 32 MiB table of roots and then
+// about 1.8 more down the tree: ×2.7–3.6 the floor (one dependent random
+// load over as much memory) and 2.3–3.0× faster than bbolt, and no Sprigs
+// setting came within 2× the floor, because a table of roots in front of
+// scattered entries always costs two misses or more. The sorted hash
+// costs one miss for the home line (the 512 KiB table of sprig words at
+// 16 sprigs stays mostly cached) plus the lines after it on the same page.
 // BenchmarkGetLarge (get_bench_test.go: 10M records built by Load, SysV
-// segments with 4 KiB pages, floor in the same run; two runs on the
-// shared 2-core machine) with sprig tables:
+// segments with 4 KiB pages, the floor timed in alternating rounds) put
+// Sprigs 1, 4 and 16 within a few percent of one another, ×1.8–2.2 the
+// floor on this shared machine; 16 keeps a table small (153 entries a
+// sprig at 10M, 15 at 1M), so a grow that lays one out again is short
+// (tens of µs at most).
 //
-//	Sprigs (entries a sprig)  sprig table  lines/record  Get ns (floor 216–257)  ÷ floor
-//	4 (610)                   128 KiB      1.230         436–604                 ×2.0–2.4
-//	16 (153)                  512 KiB      1.228         417–588                 ×1.9–2.4
-//	64 (38)                   2 MiB        1.231         516–560                 ×2.2–2.4
-//	256 (9.5)                 8 MiB        1.301         497–725                 ×2.3–2.9
-//	1024 (2.4, AVL's default) 32 MiB       1.532         588                     ×2.3
+// The load is a trade between memory, lookups and inserts.
+// BenchmarkPutFill (2M random Puts into an empty heap index, Sprigs 16):
 //
-// (AVL trees at 1024 sprigs: 670–675 ns in BenchmarkGetLarge's runs of
-// the previous structure.) Few sprigs keep the sprig table in the caches,
-// so a Get pays about one miss beyond the floor's for the home line's
-// page and the lines after it; many sprigs make small tables that round
-// up more (the 1–15 classes) and a table of words that misses again.
-// Hence 16: a 512 KiB table at any size, 153 entries a sprig at 10M and
-// 15 at 1M. The limit it brings: a sprig's table lies in one stage, so a
-// sprig holds at most about 0.93 × StageEntries entries (2^24 by default:
-// 16M entries a sprig, 2^36 in all at 16 sprigs); an index with small
-// stages needs more sprigs (ErrFull says so).
+//	grow at → to   lines a record  lines a lookup  fill time
+//	93% → 87%      1.223           3.13            3.73 s
+//	90% → 80%      1.312           2.77            3.11 s
+//	93% → 75%      1.354           2.73            2.81 s (chosen)
+//	90% → 75%      1.370           2.70            2.87 s
 //
-// `shmbench index` (fill by random Puts, SysV segments, stages of 2^20
-// lines; runs alternating with the AVL build of main on the shared
-// machine, so ratios within a run count): at 10M records with 4 KiB pages
-// Get took 538–576 ns, ×1.78–2.48 its floor in four runs, 3.6–4.2× faster
-// than bbolt (AVL: 633–825 ns, ×2.70–3.31, 2.6–2.8× faster); with 2 MiB
-// pages 411 ns, ×2.31, 5.5× faster than bbolt (AVL: 580 ns, ×3.22, 3.7×).
-// At 1M: ×1.53–2.43, 3.0–3.8× faster than bbolt (AVL ×2.32–2.77,
-// 2.7–2.9×). The price is in Put and memory. Put of a new key took
-// 1.8–3.4 µs against 0.6–1.2 µs with AVL trees. A profile of
-// BenchmarkPutFill (2M records) puts half of a Put in grows: a table grows
-// by one size class (about 9%) at a time, so each insert pays for laying
-// out about a dozen lines again, every word an atomic store (an XCHG on
-// amd64); the shift of an insert in place is a few percent. Growing to 80%
-// instead of 87% made Put 13% faster for 6.5% more lines a record.
-// Memory: 87.3 B a record at 10M against 70.5 B (below).
-//
-// Memory per record is the lines handed out (in tables and in free runs)
-// × 64 B, plus the sprig table, rounded up to whole stages. The loads
-// above set it: a Load (bulk build) sizes each table for 85% and takes
-// 1.23 lines a record at 10M (1.26 at 1M, where the small classes round
-// more); a fill by random Puts grows tables between 87% and 93% and took
-// 1.22 lines a record at 2M (BenchmarkPutFill, heap segments, Sprigs 16:
-// 1.16 in tables, 0.06 in free runs). Growing at 90% to 80% took 1.31, and
-// a home area of 3/4 of the table (more overflow) 1.20 but 4.5 lines a
-// lookup instead of 3.1, and growing at 95% to 92% 1.20 with 3.25 lines
-// a lookup. Eight classes per doubling round a table up by about 4% on
-// average. `shmbench index` counts whole stages of 2^20 lines: 10M
-// records at 1.22–1.26 lines need 13 stages, 87.3 B a record, above the
-// 80 B target (11 stages, 1.153 lines a record, would meet it; the AVL
-// index took one line a record). A denser layout needs loads above 93%,
-// which lengthen both lookups and inserts.
+// Growing by one size class at a time (to 87%) made each insert pay for
+// laying out about a dozen lines again, every word an atomic store. A bulk
+// build sizes each table for 85% (1.23 lines a record at 10M). Memory per
+// record is the lines handed out (in tables and in free runs) × 48 B, plus
+// 16 B a sprig (its word and its count), rounded up to whole stages: about
+// 65 B a record after a fill by Put and 59 B after a bulk build, against
+// 70.5 B for the AVL index's 64-byte entries at one line a record. Eight
+// size classes per doubling round a table up by about 4% on average.
 //
 // Runs come from an allocator whose state lives in the main segment
 // (shared.go, section "alloc"): a bump pointer over the stages (a run

@@ -127,7 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.coldStart, "coldstart", false, "discard the saved index and rebuild it from the logs")
 	fs.BoolVar(&o.checkOnWarm, "check", false, "verify every index structure before accepting a warm restart")
 	fs.IntVar(&o.sprigs, "sprigs", index.DefaultSprigs, "partition-tree-sprigs: sorted-hash sprigs per partition (power of two)")
-	fs.IntVar(&o.stageEntries, "stage-entries", 1<<22, "index entries per stage segment (power of two; 64 bytes each)")
+	fs.IntVar(&o.stageEntries, "stage-entries", 1<<22, "index entries per stage segment (power of two; index.EntrySize, 48 bytes, each)")
 	fs.Uint64Var(&o.fileSize, "file-size", storage.DefaultFileSize, "capacity of each log file in bytes")
 	fs.DurationVar(&o.defragEvery, "defrag-interval", 10*time.Second, "interval between defragmentation passes (0: none)")
 	fs.Float64Var(&o.defragThresh, "defrag-threshold", storage.DefaultDefragThreshold, "live share under which a log file is rewritten")
