@@ -72,6 +72,11 @@ func (v *view) check() error {
 	// Updates the writer had begun and not finished (it was killed): their
 	// traces outside odd sprigs are notes too.
 	busy = mw[mBusy]
+	// Each update in flight holds one of the writer's sprig locks.
+	if maxBusy := min(uint64(Partitions*v.cfg.Sprigs), lockStripes); busy > maxBusy {
+		add("meta: %d updates in flight, more than the writer's %d sprig locks allow", busy, maxBusy)
+		busy = 0
+	}
 	stages := mw[mStages]
 	if stages < 1 || stages > MaxStages {
 		add("meta: %d stages, want 1–%d", stages, MaxStages)

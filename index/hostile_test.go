@@ -330,6 +330,12 @@ func TestHostileArena(t *testing.T) {
 			!containsAny(ie.Notes, "lost") || !containsAny(ie.Notes, "free count") {
 			t.Fatalf("Check of a run lost by an update in flight: %v, want an *InterruptedError noting the lost lines and the free count", err)
 		}
+		// More in flight than the writer has locks is damage itself.
+		f.ix.v.meta.Store(mBusy, 1<<40)
+		if err := f.ix.Check(); !errors.As(err, &ce) || !containsAny(ce.Problems, "updates in flight") || !containsAny(ce.Problems, "lost") {
+			t.Fatalf("Check with 2^40 updates in flight: %v, want that count and the lost run as damage", err)
+		}
+		f.ix.v.meta.Store(mBusy, 1)
 		// In flight explains one update's count, not two.
 		f.ix.v.meta.Store(mLive, f.ix.v.meta.Load(mLive)+2)
 		if err := f.ix.Check(); !errors.As(err, &ce) || !containsAny(ce.Problems, "live entries") {
