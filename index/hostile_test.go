@@ -221,6 +221,19 @@ func TestHostileArena(t *testing.T) {
 		f.setTable(k, sprigTable(ow), sprigClass(ow))
 		f.expectDamage(t, k, "belongs to partition")
 	})
+	t.Run("empty-line-not-zero", func(t *testing.T) {
+		f := newHostile(t, 2000)
+		k := f.keyInBigSprig(t)
+		n := classLines(sprigClass(f.ix.v.sprigs.Load(f.sprigOf(k))))
+		for j := range n {
+			if ws, i := f.lineOf(k, j); ws.Load(i+wFlags) == 0 {
+				ws.Store(i+wDigest0, 1)
+				f.expectDamage(t, k, "is empty but its word 0 is 0x1")
+				return
+			}
+		}
+		t.Skip("the sprig's table has no empty line")
+	})
 	t.Run("counts", func(t *testing.T) {
 		f := newHostile(t, 500)
 		f.ix.v.parts.Store(7*partWords+pCount, 12345)

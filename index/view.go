@@ -277,6 +277,17 @@ func (v *view) probe(word, x, w0, w1, w2 uint64) (entry, bool, error) {
 		return e, false, err
 	}
 	for j := homeOf(x, n); j < n; j++ {
+		// Word 0 alone orders most lines: a table's empty lines are all
+		// zero, so a nonzero word 0 other than the digest's is a live
+		// entry before or after it (under a stable version; a torn read is
+		// rejected by the caller's version check). Only a line whose word
+		// 0 equals the digest's, or is zero, is read whole.
+		if k0 := ws.Load(i + j*entryWords); k0 != w0 && k0 != 0 {
+			if k0 > w0 {
+				return e, false, nil
+			}
+			continue
+		}
 		ws.LoadN(i+j*entryWords, e[:])
 		fl := e.flags()
 		if fl&flagLive == 0 {
@@ -333,6 +344,9 @@ func (v *view) collect(sp, word uint64, out []Record) ([]Record, error) {
 		ws.LoadN(i+j*entryWords, e[:])
 		fl := e.flags()
 		if fl&flagLive == 0 {
+			if e != (entry{}) {
+				return out, corrupt("sprig table %s line %d is empty but not zero (Get relies on it)", sprigTable(word), j)
+			}
 			continue
 		}
 		k0, k1, k2 := e[wDigest0], e[wDigest1], e[wDigest2]&^0xffffffff
