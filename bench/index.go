@@ -105,7 +105,7 @@ const (
 	idxGetDetail   = "index.Index.Get of a random key (SysV segments, one process), record checked; thread CPU time, best of rounds"
 	idxPutDetail   = "index.Index.Put of every key into an empty index, in random digest order (stages added as it grows); process CPU time (GC included)"
 	idxCrossDetail = "index.Reader.Get of a random key in another process (OpenReader) while this process Puts updates of random keys as fast as it can; median of 65536-Get chunks, reader's thread CPU time"
-	idxMemDetail   = "all the index's segments (main segment with its sprig words and counts, 16 B per sprig: 1 MiB at 16 sprigs per partition, and every stage) ÷ records"
+	idxMemDetail   = "all the index's segments (main segment with its sprig words and counts, 16 B per sprig: 256 KiB at the default 4 sprigs per partition, and every stage) ÷ records"
 	idxFloorDetail = "one dependent random 8-byte load (pointer chasing over a random cycle of 64-byte lines) in a SysV segment as large as the index's segments"
 	idxMapDetail   = "Go map[index.Digest]index.Record, no persistence: lookup (Get), inserts into an empty map, not presized (Put, process CPU time, GC included); memory: heap growth after GC ÷ records"
 	idxBoltDetail  = "go.etcd.io/bbolt on a file in a temp dir, NoSync: Gets inside one long read transaction (key 20 B, value 28 B, decoded); Puts in write transactions of 100k random keys each; memory: file size ÷ records"

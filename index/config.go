@@ -123,8 +123,9 @@ type Config struct {
 	Instance  uint8
 	Namespace uint8
 	// Sprigs is the number of sprigs per partition (Aerospike's
-	// partition-tree-sprigs): a power of two from 1 to 4096; default 16
-	// (a 512 KiB sprig table, 8 bytes a sprig, that stays in the caches).
+	// partition-tree-sprigs): a power of two from 1 to 4096; default 4
+	// (a 128 KiB table of sprig words, 8 bytes a sprig, that stays in the
+	// caches, and as much for the writer's table counts).
 	// Each sprig is a sorted hash table in one run of lines inside a stage,
 	// so a sprig holds at most about 0.93 × StageEntries entries (ErrFull
 	// beyond): more sprigs for more records or smaller stages. See the
@@ -170,7 +171,7 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultSprigs       = 16
+	DefaultSprigs       = 4
 	DefaultStageEntries = 1 << 24
 	minStageEntries     = 64
 )

@@ -24,7 +24,7 @@
 // index does its own stage and handle arithmetic.)
 //
 // Each of the 4096 partitions is split into Config.Sprigs sprigs (a power
-// of two up to 4096, default 16; Aerospike's partition-tree-sprigs,
+// of two up to 4096, default 4; Aerospike's partition-tree-sprigs,
 // whose default is 256). The sprig of a digest is taken from the bits
 // that follow the partition bits in digest byte order, so each sprig is a
 // contiguous digest range and a partition scan, sprig after sprig, comes
@@ -64,17 +64,20 @@
 // load over as much memory) and 2.3–3.0× faster than bbolt, and no Sprigs
 // setting came within 2× the floor, because a table of roots in front of
 // scattered entries always costs two misses or more. The sorted hash
-// costs one miss for the home line (the 512 KiB table of sprig words at
-// 16 sprigs stays mostly cached) plus the lines after it on the same page.
+// costs one miss for the home line (the 128 KiB table of sprig words at
+// 4 sprigs stays cached) plus the lines after it on the same page.
 // BenchmarkGetLarge (get_bench_test.go: 10M records built by Load, SysV
 // segments with 4 KiB pages, the floor timed in alternating rounds) put
-// Sprigs 1, 4 and 16 within a few percent of one another, ×1.8–2.2 the
-// floor on this shared machine; 16 keeps a table small (153 entries a
-// sprig at 10M, 15 at 1M), so a grow that lays one out again is short
-// (tens of µs at most).
+// Sprigs 4 at ×1.76–1.97 the floor and 16 at ×1.85–2.19 in six paired
+// runs on this shared machine (4 ahead in each); Sprigs 1 was no faster
+// than 4. At 4 a table holds 610 entries at 10M and 61 at 1M, so a grow
+// that lays one out again takes up to about a hundred µs at 10M (the
+// sprig's readers are not held up: they read the old table until the new
+// one is published).
 //
 // The load is a trade between memory, lookups and inserts.
-// BenchmarkPutFill (2M random Puts into an empty heap index, Sprigs 16):
+// BenchmarkPutFill (2M random Puts into an empty heap index, Sprigs 16,
+// the default before; the policy does not depend on it):
 //
 //	grow at → to   lines a record  lines a lookup  fill time
 //	93% → 87%      1.223           3.13            3.73 s

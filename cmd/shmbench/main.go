@@ -35,7 +35,7 @@
 //	                try (falls back to 4 KiB pages, logged) or off
 //	-sprigs N       the index and restart benchmarks' sprigs per partition
 //	                (index.Config.Sprigs: a power of two from 1 to 4096;
-//	                default the index's, 16)
+//	                default the index's, 4)
 //	-rounds N       rounds per client and process count of the records
 //	                benchmark, the clients alternating (default 3; quick 1)
 //	-quick          quick mode even with benchmarks named
