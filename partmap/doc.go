@@ -48,11 +48,17 @@
 //   - The publish word (generation and "batch open" flag) is a fenced word
 //     too.
 //   - A new owner calls Writer.StampAll before anything else. It stamps the
-//     publish word and every entry with its epoch, and republishes every
-//     valid record under its epoch with one CAS from the old epoch's
-//     control word. From each word's stamp on, a stale owner's CAS of that
-//     word fails (ErrFenced), so each of its single-word changes landed
-//     entirely before the stamp, and was adopted, or not at all.
+//     publish word and every entry with its epoch, and adopts every valid
+//     record: it stamps the control word the record verified under (one
+//     CAS, payload unchanged), and only then writes the other copy and
+//     republishes the record under its epoch. From each word's stamp on, a
+//     stale owner's CAS of that word fails (ErrFenced), so each of its
+//     single-word changes landed entirely before the stamp, and was
+//     adopted, or not at all. Stamping a control word before writing a
+//     copy matters: until the stamp the stale owner may publish the record
+//     into the very copy the new owner would write. Between the two CASes
+//     the record does not verify; a reader without a cached copy finds
+//     nothing in that slot for that long (one copy write).
 //
 // What a stale owner can still do is plain stores: into a record copy
 // (only in a narrow race, since it checks the control word's epoch before

@@ -24,6 +24,7 @@ func TestMain(m *testing.M) {
 		"reader":       churnReaderWorkload,
 		"waiter":       waiterWorkload,
 		"stalled-copy": partmap.StalledCopyWorkload,
+		"adopter":      adopterWorkload,
 	})
 	os.Exit(m.Run())
 }

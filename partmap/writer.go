@@ -22,6 +22,13 @@ import (
 // entries of the process's batches.
 const FailPublishMid = "partmap.publish.mid"
 
+// FailAdoptRead is the failpoint hit by StampAll after it has read and
+// verified a published node, namespace or stats record of an older epoch
+// and before it writes anything for that record, so that a test can stop
+// the new owner there while the old owner publishes the record again:
+// arm it as "partmap.adopt.read=stop@3" to stop at the third such record.
+const FailAdoptRead = "partmap.adopt.read"
+
 // recState is what the owner knows about a node or namespace slot.
 type recState uint8
 
@@ -248,9 +255,10 @@ func fenced(err error, format string, args ...any) error {
 //     mirror, clearing slot numbers out of range and the entries of
 //     namespace slots that hold no namespace;
 //  3. republishes every valid node, namespace and stats record under its
-//     epoch (writing the unpublished copy, then one CAS of the control
-//     word from the old epoch's word), and stamps the control words of
-//     records that fail validation, keeping them out of use;
+//     epoch (stamping the control word the record verified under, then
+//     writing the unpublished copy and moving the control word to it), and
+//     stamps the control words of records that fail validation, keeping
+//     them out of use;
 //  4. rebuilds the per-slot reference counts and publishes.
 //
 // A stale owner's CAS on a word this has stamped fails, so each of its
@@ -435,6 +443,24 @@ func (w *Writer) stampEntry(off arena.Offset, i int, pid uint32) error {
 // was damaged: its record is adopted if the copy it names verifies under
 // the tag it was written with (only the control word's epoch was hit),
 // and kept out of use otherwise.
+//
+// A verified record is fenced before anything is written for it: its
+// control word is stamped as it is (one CAS from the control word the
+// record verified under), and only then is the other copy written and
+// published. Until that stamp the old owner, if it still runs with a
+// batch open, may publish the record itself, and it publishes into the
+// very copy a republication would be written to; writing that copy first
+// could overwrite a publication that readers had already verified, and
+// the CAS that then fails leaves the slot's current copy carrying this
+// owner's tag under the old owner's control word. Between the stamp and
+// the republication (one copy write) the record does not verify, so a
+// reader without a cached copy finds nothing in that slot for that long.
+// A StampAll of this epoch that failed in between (the copy could not be
+// written) is finished by the next StampAll of the epoch, which finds
+// the copy still verifying under the earlier epoch's tag. An owner that
+// dies in between leaves the record to the next owner as one that fails
+// validation (kept out of use): that copy cannot be told apart from a
+// stale owner's late store into it.
 func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uint64, what string, shown int, decode func([]uint64) error) (recState, uint64, error) {
 	m := w.m
 	for range readAttempts * 4 {
@@ -458,7 +484,7 @@ func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uin
 			continue
 		}
 		state := recUsed
-		_, _, err := m.readRecord(t, ctlOff, idx, buf, what, shown)
+		rc, _, err := m.readRecord(t, ctlOff, idx, buf, what, shown)
 		if err == nil && decode != nil {
 			err = decode(buf)
 		}
@@ -468,27 +494,61 @@ func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uin
 			}
 			state = recUnknown
 		}
+		if rc != c {
+			continue // republished between the load and the read
+		}
 		if ce == w.epoch {
+			if state == recUnknown && w.intact(t, idx, p, buf, decode) {
+				// Stamped by an earlier StampAll of this epoch that
+				// failed before republishing it: finish the adoption.
+				return w.republish(t, ctlOff, c, idx, p, buf, what, shown)
+			}
 			return state, c, nil // stamped already (StampAll called again)
 		}
+		m.cfg.Failpoints.Hit(FailAdoptRead)
+		sc := lease.PackFenced(w.epoch, p)
+		if !m.seg.CAS64(ctlOff, c, sc) {
+			continue // the old owner published it again: read it again
+		}
 		if state == recUnknown {
-			nc := lease.PackFenced(w.epoch, p)
-			if m.seg.CAS64(ctlOff, c, nc) {
-				m.cfg.Logger.Warn("partmap: record fails validation; keeping its slot out of use", what, shown, "error", err)
-				return recUnknown, nc, nil
-			}
-			continue
+			m.cfg.Logger.Warn("partmap: record fails validation; keeping its slot out of use", what, shown, "error", err)
+			return recUnknown, sc, nil
 		}
-		np, err := w.writeCopy(t, idx, p, buf, what, shown)
-		if err != nil {
-			return 0, 0, err
-		}
-		nc := lease.PackFenced(w.epoch, np)
-		if m.seg.CAS64(ctlOff, c, nc) {
-			return recUsed, nc, nil
-		}
+		return w.republish(t, ctlOff, sc, idx, p, buf, what, shown)
 	}
 	return 0, 0, fmt.Errorf("partmap: adopt %s %d: its control word kept changing: %w", what, shown, ErrUnstable)
+}
+
+// republish finishes adopting slot idx, whose control word sc (payload p)
+// this writer stamped and whose record is in buf: it writes the record
+// into the other copy and moves the control word to it (recUsed). No
+// other owner can change a word of this epoch, so a failing CAS means the
+// word was damaged meanwhile.
+func (w *Writer) republish(t *seqlock.Table, ctlOff arena.Offset, sc uint64, idx int, p uint64, buf []uint64, what string, shown int) (recState, uint64, error) {
+	np, err := w.writeCopy(t, idx, p, buf, what, shown)
+	if err != nil {
+		return 0, 0, err
+	}
+	nc := lease.PackFenced(w.epoch, np)
+	if !w.m.seg.CAS64(ctlOff, sc, nc) {
+		return 0, 0, corrupt(what, shown, nil, "control word changed from %#x to %#x while the owner adopted the record", sc, w.m.seg.Load64(ctlOff))
+	}
+	return recUsed, nc, nil
+}
+
+// intact reports whether copy copyOf(p) of slot idx, read into buf,
+// carries a tag with payload p of an epoch before this writer's and
+// verifies under it: the record that a control word with payload p named
+// under that earlier epoch.
+func (w *Writer) intact(t *seqlock.Table, idx int, p uint64, buf []uint64, decode func([]uint64) error) bool {
+	if t.Read(2*idx+copyOf(p), buf) != nil {
+		return false
+	}
+	te, tp := lease.SplitFenced(buf[wTag])
+	if tp != p || te >= w.epoch || buf[wSum] != checksum(buf) {
+		return false
+	}
+	return decode == nil || decode(buf) == nil
 }
 
 // adoptDamaged adopts slot idx whose control word c carries a later epoch
@@ -506,21 +566,14 @@ func (w *Writer) adoptDamaged(t *seqlock.Table, ctlOff arena.Offset, c uint64, i
 		done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch", what, shown, c)
 		return recNever, nc, done, err
 	}
-	if rerr := t.Read(2*idx+copyOf(p), buf); rerr == nil {
-		te, tp := lease.SplitFenced(buf[wTag])
-		intact := tp == p && te < w.epoch && buf[wSum] == checksum(buf)
-		if intact && decode != nil {
-			intact = decode(buf) == nil
+	if w.intact(t, idx, p, buf, decode) {
+		np, err := w.writeCopy(t, idx, p, buf, what, shown)
+		if err != nil {
+			return 0, 0, false, err
 		}
-		if intact {
-			np, err := w.writeCopy(t, idx, p, buf, what, shown)
-			if err != nil {
-				return 0, 0, false, err
-			}
-			nc = lease.PackFenced(w.epoch, np)
-			done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch (its record is intact)", what, shown, c)
-			return recUsed, nc, done, err
-		}
+		nc = lease.PackFenced(w.epoch, np)
+		done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch (its record is intact)", what, shown, c)
+		return recUsed, nc, done, err
 	}
 	nc = lease.PackFenced(w.epoch, p)
 	done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch and its record does not verify; slot kept out of use", what, shown, c)

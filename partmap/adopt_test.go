@@ -1,0 +1,164 @@
+package partmap_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/shmkit/shmkit/arena"
+	"github.com/shmkit/shmkit/bench/harness"
+	"github.com/shmkit/shmkit/lease"
+	"github.com/shmkit/shmkit/partmap"
+)
+
+// The adoption race. The new owner B adopts a record in StampAll: it
+// reads the published copy, then writes its republication into the other
+// copy. Until B's CAS of the record's control word, the old owner A, its
+// batch open, can still publish that record (into that same other copy).
+// B must neither destroy A's publication nor lose the record: node slot 1
+// must come out of StampAll in use, with A's last content.
+
+type adoptArgs struct {
+	Key uint32
+}
+
+// adoptResult is what B reports after StampAll.
+type adoptResult struct {
+	Slot int  // A-0's slot in B's writer
+	Has  bool // B's writer knows A-0 (RemoveNode would find it)
+}
+
+// adopterWorkload is B: it takes the lease over once A's heartbeat is
+// stale and stamps; the failpoint stops it inside the stamp.
+func adopterWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
+	var args adoptArgs
+	if err := wk.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
+	m, err := partmap.Open(ctx, arena.SysV(arena.Key(args.Key)), partmap.Config{Failpoints: wk.Failpoints, Logger: quiet()})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	l, err := lease.New(m.Segment(), m.LeaseOffset(), lease.Config{Threshold: 50 * time.Millisecond, Logger: quiet()})
+	if err != nil {
+		return nil, err
+	}
+	if err := wk.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := l.Acquire(ctx); err != nil {
+		return nil, err
+	}
+	w := m.Writer(l)
+	if err := w.StampAll(); err != nil {
+		return nil, err
+	}
+	slot, ok := w.NodeSlot("A-0")
+	return adoptResult{Slot: slot, Has: ok}, nil
+}
+
+// TestAdoptWhileOldOwnerPublishes stops B (another process) at the
+// partmap.adopt.read failpoint, after it verified A-0's record and before
+// it wrote anything for it; A then republishes A-0 (inactive), and B
+// resumes. This is the interleaving behind TestTakeoverRace's rare
+// "remove node A-k: not found": B used to write its republication into
+// the copy A had just published, and then found that copy tagged with its
+// own epoch under A's control word and kept the slot out of use.
+func TestAdoptWhileOldOwnerPublishes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	key, loc := sysvLoc(t)
+	m := openMore(t, loc, partmap.Config{})
+	_, wA := owner(t, m, time.Hour)
+	nss, slots, err := publishX(wA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A opens a batch, as in the middle of a tend round: B's stamp of the
+	// publish word does not stop A's record writes, only B's stamp of
+	// each record's control word does.
+	if err := wA.SetPartition(nss[0], 0, slots[2], slots[3], 0); err != nil {
+		t.Fatal(err)
+	}
+	// StampAll adopts namespace slots first: "test" and "bar" are the
+	// first two records hitting the failpoint, node slot 1 the third.
+	g, err := harness.Start(ctx, harness.Spec{Workload: "adopter", N: 1,
+		Args:       adoptArgs{Key: uint32(key)},
+		Failpoints: map[int]string{0: fmt.Sprintf("%s=stop@3", partmap.FailAdoptRead)},
+		Stderr:     os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	if err := g.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if name, err := g.WaitFailpoint(ctx, 0); err != nil || name != partmap.FailAdoptRead {
+		t.Fatalf("failpoint: %q %v", name, err)
+	}
+	if err := g.WaitStopped(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	// B holds the lease and has stamped the publish word and both
+	// namespaces, not A-0's control word: A can still publish A-0.
+	s, err := wA.AddOrUpdateNode(info("A-0", false))
+	if err != nil {
+		t.Fatalf("A's update of A-0 before B stamped its record: %v", err)
+	}
+	if s != slots[0] {
+		t.Fatalf("A-0 moved from slot %d to %d", slots[0], s)
+	}
+	// Readers see A's publication: it must not be undone.
+	checkA0(t, openMore(t, loc, partmap.Config{}), s, false)
+
+	if err := g.Cont(0); err != nil {
+		t.Fatal(err)
+	}
+	results, err := g.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res adoptResult
+	if err := results[0].Decode(&res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Has || res.Slot != s {
+		t.Errorf("B adopted A-0: %+v, want it in slot %d (a slot kept out of use makes RemoveNode fail with ErrNotFound)", res, s)
+	}
+	fresh := openMore(t, loc, partmap.Config{})
+	checkA0(t, fresh, s, false)
+	if st := fresh.Stats(); st.Unreadable != 0 {
+		t.Errorf("%d records unreadable after B's stamp", st.Unreadable)
+	}
+	if err := fresh.Check(); err != nil {
+		t.Errorf("Check after B's stamp: %v", err)
+	}
+	// A is fenced out of the record now.
+	if _, err := wA.AddOrUpdateNode(info("A-0", true)); !errors.Is(err, lease.ErrFenced) {
+		t.Errorf("A's update of A-0 after B's stamp: %v, want ErrFenced", err)
+	}
+	checkA0(t, openMore(t, loc, partmap.Config{}), s, false)
+}
+
+// checkA0 checks that m's node table holds A-0, whole, in slot s with the
+// given activity.
+func checkA0(t *testing.T, m *partmap.Map, s int, active bool) {
+	t.Helper()
+	for _, n := range m.Nodes() {
+		if n.Name != "A-0" {
+			continue
+		}
+		if err := checkNode(n); err != nil {
+			t.Error(err)
+		}
+		if n.Slot != s || n.Active != active {
+			t.Errorf("A-0 in slot %d, active %v; want slot %d, active %v", n.Slot, n.Active, s, active)
+		}
+		return
+	}
+	t.Errorf("A-0 is not in the node table (slot %d unreadable?)", s)
+}
