@@ -50,15 +50,16 @@
 //   - A new owner calls Writer.StampAll before anything else. It stamps the
 //     publish word and every entry with its epoch, and adopts every valid
 //     record: it stamps the control word the record verified under (one
-//     CAS, payload unchanged), and only then writes the other copy and
-//     republishes the record under its epoch. From each word's stamp on, a
-//     stale owner's CAS of that word fails (ErrFenced), so each of its
-//     single-word changes landed entirely before the stamp, and was
-//     adopted, or not at all. Stamping a control word before writing a
-//     copy matters: until the stamp the stale owner may publish the record
-//     into the very copy the new owner would write. Between the two CASes
-//     the record does not verify; a reader without a cached copy finds
-//     nothing in that slot for that long (one copy write).
+//     CAS, payload unchanged), then rewrites the copy that word names (the
+//     stale owner writes only the other one) tagged with its next
+//     publication, and CASes the control word to it. From each word's
+//     stamp on, a stale owner's CAS of that word fails (ErrFenced), so each
+//     of its single-word changes landed entirely before the stamp, and was
+//     adopted, or not at all. The stamp must come before any copy write:
+//     until then the stale owner may publish the record into the copy it
+//     writes. Between the two CASes the record does not verify; a reader
+//     without a cached copy finds nothing in that slot for that long (one
+//     copy write).
 //
 // What a stale owner can still do is plain stores: into a record copy
 // (only in a narrow race, since it checks the control word's epoch before

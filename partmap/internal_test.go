@@ -293,6 +293,153 @@ func TestStalledCopy(t *testing.T) {
 	}
 }
 
+// TestAdoptPastStalledCopy: the old owner is stopped in the middle of
+// writing a record's unpublished copy (holding its seqlock claim) when a
+// new owner takes over. StampAll stamps the record's control word and
+// rewrites the copy that word names, not the one the old owner writes:
+// it meets no stalled copy (so the record is unverifiable for one copy
+// write, not for StallTimeout), and the old owner's write, when it
+// resumes, lands in a copy that is not published.
+func TestAdoptPastStalledCopy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := arenatest.SysVKey(t)
+	cfg := Config{StallTimeout: 50 * time.Millisecond, Logger: quietLogger()}
+	mA, err := Open(ctx, arena.SysV(key), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mA.Close() })
+	_, wA := testOwner(t, mA)
+	a, err := wA.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wA.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	_, p := lease.SplitFenced(mA.seg.Load64(mA.nodeCtlOff(a - 1)))
+	g, err := harness.Start(ctx, harness.Spec{Workload: "stalled-copy", N: 1,
+		Args:       stalledCopyArgs{Key: uint32(key), Record: 2*(a-1) + 1 - copyOf(p)},
+		Failpoints: map[int]string{0: seqlock.FailWriteMid + "=stop"},
+		Stderr:     os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	if err := g.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if name, err := g.WaitFailpoint(ctx, 0); err != nil || name != seqlock.FailWriteMid {
+		t.Fatalf("failpoint: %q %v", name, err)
+	}
+	if err := g.WaitStopped(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// B takes over in another handle.
+	mB, err := Open(ctx, arena.SysV(key), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mB.Close() })
+	lB, err := lease.New(mB.seg, mB.leaseOff, lease.Config{Threshold: 20 * time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lB.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wB := mB.Writer(lB)
+	if err := wB.StampAll(); err != nil {
+		t.Fatal(err)
+	}
+	if n := mB.nodeT.Stats().Stalls; n != 0 {
+		t.Errorf("StampAll met %d stalled copies, want 0", n)
+	}
+	c := mB.seg.Load64(mB.nodeCtlOff(a - 1))
+	if ce, p2 := lease.SplitFenced(c); ce != wB.Epoch() || copyOf(p2) != copyOf(p) {
+		t.Errorf("control word %#x after the takeover: want epoch %d, copy %d (the one A does not write)", c, wB.Epoch(), copyOf(p))
+	}
+	if s, ok := wB.NodeSlot("node-a"); !ok || s != a {
+		t.Errorf("B's writer has node-a in slot %d (%v), want %d", s, ok, a)
+	}
+	if err := g.Cont(0); err != nil {
+		t.Fatal(err)
+	}
+	res, err := g.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var werr string
+	if err := res[0].Decode(&werr); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the stale write, resumed, returned %q", werr)
+	fresh, err := Open(ctx, arena.SysV(key), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fresh.Close() })
+	if n, err := fresh.node(a - 1); err != nil || n == nil || n.Name != "node-a" || n.Build != "1" {
+		t.Errorf("node after the stale write finished: %v %v", n, err)
+	}
+	if st := fresh.Stats(); st.Unreadable != 0 {
+		t.Errorf("%d records unreadable", st.Unreadable)
+	}
+}
+
+// TestAdoptExhausted: a record published with the last publication
+// number makes the next owner's StampAll fail with ErrExhausted before
+// it stamps the record's control word, so that readers keep verifying it.
+func TestAdoptExhausted(t *testing.T) {
+	m, _ := testMap(t, Config{})
+	lA, wA := testOwner(t, m)
+	a, err := wA.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wA.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	// Republish node-a as A would after ctlSeqMask publications.
+	ctlOff := m.nodeCtlOff(a - 1)
+	c := m.seg.Load64(ctlOff)
+	_, p := lease.SplitFenced(c)
+	rec := make([]uint64, nodeWords)
+	if err := m.nodeT.Read(2*(a-1)+copyOf(p), rec); err != nil {
+		t.Fatal(err)
+	}
+	last := uint64(1-copyOf(p))<<ctlCopyShift | ctlSeqMask
+	rec[wTag] = lease.PackFenced(wA.Epoch(), last)
+	rec[wSum] = checksum(rec)
+	if err := m.nodeT.Write(2*(a-1)+1-copyOf(p), rec); err != nil {
+		t.Fatal(err)
+	}
+	if !m.seg.CAS64(ctlOff, c, lease.PackFenced(wA.Epoch(), last)) {
+		t.Fatal("control word changed")
+	}
+	if err := lA.Release(); err != nil {
+		t.Fatal(err)
+	}
+	lB, err := lease.New(m.seg, m.leaseOff, lease.Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lB.TryAcquire(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Writer(lB).StampAll(); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("StampAll: %v, want ErrExhausted", err)
+	}
+	if got := m.seg.Load64(ctlOff); got != lease.PackFenced(wA.Epoch(), last) {
+		t.Errorf("control word %#x, want A's %#x untouched", got, lease.PackFenced(wA.Epoch(), last))
+	}
+	if n, err := m.fillNode(a - 1); err != nil || n.node == nil || n.node.Name != "node-a" {
+		t.Errorf("node-a after the failed StampAll: %v %v", n, err)
+	}
+}
+
 func TestPublishCounterAndSeqWrap(t *testing.T) {
 	m, _ := testMap(t, Config{})
 	_, w := testOwner(t, m)

@@ -446,21 +446,19 @@ func (w *Writer) stampEntry(off arena.Offset, i int, pid uint32) error {
 //
 // A verified record is fenced before anything is written for it: its
 // control word is stamped as it is (one CAS from the control word the
-// record verified under), and only then is the other copy written and
-// published. Until that stamp the old owner, if it still runs with a
-// batch open, may publish the record itself, and it publishes into the
-// very copy a republication would be written to; writing that copy first
-// could overwrite a publication that readers had already verified, and
-// the CAS that then fails leaves the slot's current copy carrying this
-// owner's tag under the old owner's control word. Between the stamp and
-// the republication (one copy write) the record does not verify, so a
-// reader without a cached copy finds nothing in that slot for that long.
-// A StampAll of this epoch that failed in between (the copy could not be
-// written) is finished by the next StampAll of the epoch, which finds
-// the copy still verifying under the earlier epoch's tag. An owner that
-// dies in between leaves the record to the next owner as one that fails
-// validation (kept out of use): that copy cannot be told apart from a
-// stale owner's late store into it.
+// record verified under), and only then is a copy written and published
+// (see republish). Until that stamp the old owner, if it still runs with
+// a batch open, may publish the record itself, into the copy that is not
+// published; writing that copy before the stamp could overwrite a
+// publication that readers had already verified, and the CAS that then
+// fails leaves the slot's current copy carrying this owner's tag under
+// the old owner's control word. Between the stamp and the republication
+// (one copy write) the record does not verify, so a reader without a
+// cached copy finds nothing in that slot for that long.
+// An owner that dies in between, or whose copy write fails (both copies
+// held by stalled writers), leaves a record that fails validation: the
+// next StampAll keeps the slot out of use, since that copy cannot be told
+// apart from a stale owner's late store into it.
 func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uint64, what string, shown int, decode func([]uint64) error) (recState, uint64, error) {
 	m := w.m
 	for range readAttempts * 4 {
@@ -498,14 +496,16 @@ func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uin
 			continue // republished between the load and the read
 		}
 		if ce == w.epoch {
-			if state == recUnknown && w.intact(t, idx, p, buf, decode) {
-				// Stamped by an earlier StampAll of this epoch that
-				// failed before republishing it: finish the adoption.
-				return w.republish(t, ctlOff, c, idx, p, buf, what, shown)
-			}
 			return state, c, nil // stamped already (StampAll called again)
 		}
 		m.cfg.Failpoints.Hit(FailAdoptRead)
+		if state == recUsed {
+			// Fail before the stamp, which would leave the record
+			// unverifiable, if it cannot be republished.
+			if _, err := w.nextSeq(t, p, what, shown); err != nil {
+				return 0, 0, err
+			}
+		}
 		sc := lease.PackFenced(w.epoch, p)
 		if !m.seg.CAS64(ctlOff, c, sc) {
 			continue // the old owner published it again: read it again
@@ -520,12 +520,17 @@ func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uin
 }
 
 // republish finishes adopting slot idx, whose control word sc (payload p)
-// this writer stamped and whose record is in buf: it writes the record
-// into the other copy and moves the control word to it (recUsed). No
+// this writer stamped and whose record is in buf: it rewrites the record,
+// tagged with the next publication of this epoch, into the copy sc names,
+// and moves the control word to that publication (recUsed). That copy no
+// longer verifies for readers (its tag is the old epoch's), and the old
+// owner, whose publication p was the last, only ever writes the other
+// copy: its late store can neither delay this write (a stopped writer
+// holding that copy's seqlock) nor damage the record it publishes. No
 // other owner can change a word of this epoch, so a failing CAS means the
 // word was damaged meanwhile.
 func (w *Writer) republish(t *seqlock.Table, ctlOff arena.Offset, sc uint64, idx int, p uint64, buf []uint64, what string, shown int) (recState, uint64, error) {
-	np, err := w.writeCopy(t, idx, p, buf, what, shown)
+	np, err := w.writeCopyFirst(t, idx, p, copyOf(p), buf, what, shown)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -538,8 +543,7 @@ func (w *Writer) republish(t *seqlock.Table, ctlOff arena.Offset, sc uint64, idx
 
 // intact reports whether copy copyOf(p) of slot idx, read into buf,
 // carries a tag with payload p of an epoch before this writer's and
-// verifies under it: the record that a control word with payload p named
-// under that earlier epoch.
+// verifies under it.
 func (w *Writer) intact(t *seqlock.Table, idx int, p uint64, buf []uint64, decode func([]uint64) error) bool {
 	if t.Read(2*idx+copyOf(p), buf) != nil {
 		return false
@@ -589,18 +593,20 @@ func (w *Writer) adoptDamaged(t *seqlock.Table, ctlOff arena.Offset, c uint64, i
 // rely on a control word value never being written twice. The stats
 // record, which readers do not cache, wraps.
 func (w *Writer) writeCopy(t *seqlock.Table, idx int, p uint64, rec []uint64, what string, shown int) (uint64, error) {
-	seq := p&ctlSeqMask + 1
-	if seq > ctlSeqMask {
-		if t != w.m.statsT {
-			return 0, fmt.Errorf("partmap: %s %d was published %d times in epoch %d, the most one epoch allows; "+
-				"release and re-acquire the lease (a new epoch): %w", what, shown, ctlSeqMask, w.epoch, ErrExhausted)
-		}
-		seq = 1
-	}
-	order := [2]int{1 - copyOf(p), copyOf(p)}
+	first := 1 - copyOf(p)
 	if p == 0 {
-		order = [2]int{0, 1}
+		first = 0
 	}
+	return w.writeCopyFirst(t, idx, p, first, rec, what, shown)
+}
+
+// writeCopyFirst is writeCopy trying copy first before the other one.
+func (w *Writer) writeCopyFirst(t *seqlock.Table, idx int, p uint64, first int, rec []uint64, what string, shown int) (uint64, error) {
+	seq, err := w.nextSeq(t, p, what, shown)
+	if err != nil {
+		return 0, err
+	}
+	order := [2]int{first, 1 - first}
 	var werr error
 	for _, cp := range order {
 		np := uint64(cp)<<ctlCopyShift | seq
@@ -616,6 +622,21 @@ func (w *Writer) writeCopy(t *seqlock.Table, idx int, p uint64, rec []uint64, wh
 		w.m.cfg.Logger.Warn("partmap: record copy held by a stalled writer; writing the other copy", what, shown, "copy", cp)
 	}
 	return 0, fmt.Errorf("partmap: write %s %d: %w", what, shown, werr)
+}
+
+// nextSeq returns the publication number after control payload p of a
+// slot of t: ErrExhausted at the end of the range, except for the stats
+// record, which wraps.
+func (w *Writer) nextSeq(t *seqlock.Table, p uint64, what string, shown int) (uint64, error) {
+	seq := p&ctlSeqMask + 1
+	if seq > ctlSeqMask {
+		if t != w.m.statsT {
+			return 0, fmt.Errorf("partmap: %s %d was published %d times in epoch %d, the most one epoch allows; "+
+				"release and re-acquire the lease (a new epoch): %w", what, shown, ctlSeqMask, w.epoch, ErrExhausted)
+		}
+		seq = 1
+	}
+	return seq, nil
 }
 
 // publishRecord publishes rec as the next version of slot idx of t: it
