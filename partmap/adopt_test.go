@@ -3,27 +3,21 @@ package partmap_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/shmkit/shmkit/arena"
 	"github.com/shmkit/shmkit/bench/harness"
 	"github.com/shmkit/shmkit/lease"
 	"github.com/shmkit/shmkit/partmap"
 )
 
-// The adoption race. The new owner B adopts a record in StampAll: it
-// reads the published copy, then writes its republication into the other
-// copy. Until B's CAS of the record's control word, the old owner A, its
-// batch open, can still publish that record (into that same other copy).
-// B must neither destroy A's publication nor lose the record: node slot 1
-// must come out of StampAll in use, with A's last content.
-
-type adoptArgs struct {
-	Key uint32
-}
+// The adoption race. The new owner B adopts each record in StampAll: it
+// reads the published copy under the old owner's control word and then
+// republishes it under its own epoch. Until B's first CAS of that control
+// word, the old owner A, its batch open, can still publish the record,
+// into the copy that is not published. B must neither undo A's
+// publication (which readers may have verified) nor lose the record: node
+// slot 1 must come out of StampAll in use, with A's last content.
 
 // adoptResult is what B reports after StampAll.
 type adoptResult struct {
@@ -34,19 +28,11 @@ type adoptResult struct {
 // adopterWorkload is B: it takes the lease over once A's heartbeat is
 // stale and stamps; the failpoint stops it inside the stamp.
 func adopterWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
-	var args adoptArgs
-	if err := wk.DecodeArgs(&args); err != nil {
-		return nil, err
-	}
-	m, err := partmap.Open(ctx, arena.SysV(arena.Key(args.Key)), partmap.Config{Failpoints: wk.Failpoints, Logger: quiet()})
+	m, l, err := workerLease(ctx, wk, lease.Config{Threshold: 50 * time.Millisecond})
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
-	l, err := lease.New(m.Segment(), m.LeaseOffset(), lease.Config{Threshold: 50 * time.Millisecond, Logger: quiet()})
-	if err != nil {
-		return nil, err
-	}
 	if err := wk.Barrier(ctx); err != nil {
 		return nil, err
 	}
@@ -86,23 +72,8 @@ func TestAdoptWhileOldOwnerPublishes(t *testing.T) {
 	}
 	// StampAll adopts namespace slots first: "test" and "bar" are the
 	// first two records hitting the failpoint, node slot 1 the third.
-	g, err := harness.Start(ctx, harness.Spec{Workload: "adopter", N: 1,
-		Args:       adoptArgs{Key: uint32(key)},
-		Failpoints: map[int]string{0: fmt.Sprintf("%s=stop@3", partmap.FailAdoptRead)},
-		Stderr:     os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	if err := g.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if name, err := g.WaitFailpoint(ctx, 0); err != nil || name != partmap.FailAdoptRead {
-		t.Fatalf("failpoint: %q %v", name, err)
-	}
-	if err := g.WaitStopped(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	g := partmap.StartStopped(ctx, t, harness.Spec{Workload: "adopter", Args: staleArgs{Key: uint32(key)}},
+		partmap.FailAdoptRead, "@3")
 	// B holds the lease and has stamped the publish word and both
 	// namespaces, not A-0's control word: A can still publish A-0.
 	s, err := wA.AddOrUpdateNode(info("A-0", false))
@@ -115,17 +86,8 @@ func TestAdoptWhileOldOwnerPublishes(t *testing.T) {
 	// Readers see A's publication: it must not be undone.
 	checkA0(t, openMore(t, loc, partmap.Config{}), s, false)
 
-	if err := g.Cont(0); err != nil {
-		t.Fatal(err)
-	}
-	results, err := g.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var res adoptResult
-	if err := results[0].Decode(&res); err != nil {
-		t.Fatal(err)
-	}
+	partmap.Resume(t, g, &res)
 	if !res.Has || res.Slot != s {
 		t.Errorf("B adopted A-0: %+v, want it in slot %d (a slot kept out of use makes RemoveNode fail with ErrNotFound)", res, s)
 	}

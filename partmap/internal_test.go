@@ -221,6 +221,66 @@ func StalledCopyWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
 	return "", nil
 }
 
+// StartStopped starts spec's single worker with failpoint fp armed as
+// "fp=stop" plus at (e.g. "@3", or ""), releases it, and returns once
+// the worker has stopped there; the group is closed at cleanup.
+func StartStopped(ctx context.Context, t testing.TB, spec harness.Spec, fp, at string) *harness.Group {
+	t.Helper()
+	spec.N = 1
+	spec.Failpoints = map[int]string{0: fp + "=stop" + at}
+	if spec.Stderr == nil {
+		spec.Stderr = os.Stderr
+	}
+	g, err := harness.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	if err := g.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if name, err := g.WaitFailpoint(ctx, 0); err != nil || name != fp {
+		t.Fatalf("failpoint: %q %v, want %s", name, err, fp)
+	}
+	if err := g.WaitStopped(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// stallCopy starts StalledCopyWorkload on node record copy rec of the
+// segment at key and returns once it is stopped in the middle of its
+// write, holding the copy's seqlock claim until SIGCONT.
+func stallCopy(ctx context.Context, t *testing.T, key arena.Key, rec int) *harness.Group {
+	t.Helper()
+	return StartStopped(ctx, t, harness.Spec{Workload: "stalled-copy",
+		Args: stalledCopyArgs{Key: uint32(key), Record: rec}}, seqlock.FailWriteMid, "")
+}
+
+// Resume continues StartStopped's worker, waits for it to exit and
+// decodes its result into v.
+func Resume(t testing.TB, g *harness.Group, v any) {
+	t.Helper()
+	if err := g.Cont(0); err != nil {
+		t.Fatal(err)
+	}
+	res, err := g.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res[0].Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// resumeStalled lets stallCopy's worker finish its write and exit.
+func resumeStalled(t *testing.T, g *harness.Group) {
+	t.Helper()
+	var werr string
+	Resume(t, g, &werr)
+	t.Logf("the stale write, resumed, returned %q", werr)
+}
+
 // TestStalledCopy: a writer stopped in the middle of writing the
 // unpublished copy (a stale owner, here another process stopped at the
 // seqlock.write.mid failpoint) holds its seqlock claim; the owner
@@ -240,24 +300,8 @@ func TestStalledCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, p := lease.SplitFenced(m.seg.Load64(m.nodeCtlOff(a - 1)))
-	g, err := harness.Start(ctx, harness.Spec{Workload: "stalled-copy", N: 1,
-		Args:       stalledCopyArgs{Key: uint32(key), Record: 2*(a-1) + 1 - copyOf(p)},
-		Failpoints: map[int]string{0: seqlock.FailWriteMid + "=stop"},
-		Stderr:     os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	if err := g.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
 	// The stale writer is mid-write, and stays so until SIGCONT.
-	if name, err := g.WaitFailpoint(ctx, 0); err != nil || name != seqlock.FailWriteMid {
-		t.Fatalf("failpoint: %q %v", name, err)
-	}
-	if err := g.WaitStopped(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	g := stallCopy(ctx, t, key, 2*(a-1)+1-copyOf(p))
 	stalls := m.nodeT.Stats().Stalls
 	start := time.Now()
 	if _, err := w.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "2"}); err != nil {
@@ -276,18 +320,7 @@ func TestStalledCopy(t *testing.T) {
 	if n, err := m.node(a - 1); err != nil || n.Build != "2" {
 		t.Errorf("node after the stalled write: %v %v", n, err)
 	}
-	if err := g.Cont(0); err != nil {
-		t.Fatal(err)
-	}
-	res, err := g.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var werr string
-	if err := res[0].Decode(&werr); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("the stale write, resumed, returned %q", werr)
+	resumeStalled(t, g)
 	if n, err := m.node(a - 1); err != nil || n.Build != "2" {
 		t.Errorf("node after the stale write finished: %v %v", n, err)
 	}
@@ -319,23 +352,7 @@ func TestAdoptPastStalledCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, p := lease.SplitFenced(mA.seg.Load64(mA.nodeCtlOff(a - 1)))
-	g, err := harness.Start(ctx, harness.Spec{Workload: "stalled-copy", N: 1,
-		Args:       stalledCopyArgs{Key: uint32(key), Record: 2*(a-1) + 1 - copyOf(p)},
-		Failpoints: map[int]string{0: seqlock.FailWriteMid + "=stop"},
-		Stderr:     os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	if err := g.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if name, err := g.WaitFailpoint(ctx, 0); err != nil || name != seqlock.FailWriteMid {
-		t.Fatalf("failpoint: %q %v", name, err)
-	}
-	if err := g.WaitStopped(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	g := stallCopy(ctx, t, key, 2*(a-1)+1-copyOf(p))
 
 	// B takes over in another handle.
 	mB, err := Open(ctx, arena.SysV(key), cfg)
@@ -364,18 +381,7 @@ func TestAdoptPastStalledCopy(t *testing.T) {
 	if s, ok := wB.NodeSlot("node-a"); !ok || s != a {
 		t.Errorf("B's writer has node-a in slot %d (%v), want %d", s, ok, a)
 	}
-	if err := g.Cont(0); err != nil {
-		t.Fatal(err)
-	}
-	res, err := g.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var werr string
-	if err := res[0].Decode(&werr); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("the stale write, resumed, returned %q", werr)
+	resumeStalled(t, g)
 	fresh, err := Open(ctx, arena.SysV(key), cfg)
 	if err != nil {
 		t.Fatal(err)
