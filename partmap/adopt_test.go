@@ -124,3 +124,92 @@ func checkA0(t *testing.T, m *partmap.Map, s int, active bool) {
 	}
 	t.Errorf("A-0 is not in the node table (slot %d unreadable?)", s)
 }
+
+// pausedResult is what the paused old owner reports once resumed.
+type pausedResult struct {
+	Err    string // its update's error
+	Fenced bool   // the error wraps lease.ErrFenced
+}
+
+// pausedWriterWorkload is A: it owns the map, publishes map X, opens a
+// batch and updates A-0; the failpoint stops it after its early check
+// of A-0's control word and before it writes a copy.
+func pausedWriterWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
+	m, l, err := workerLease(ctx, wk, lease.Config{})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	if _, err := l.TryAcquire(); err != nil {
+		return nil, err
+	}
+	w := m.Writer(l)
+	if err := w.StampAll(); err != nil {
+		return nil, err
+	}
+	nss, slots, err := publishX(w)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.SetPartition(nss[0], 0, slots[2], slots[3], 0); err != nil {
+		return nil, err
+	}
+	if err := wk.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	_, err = w.AddOrUpdateNode(info("A-0", false))
+	res := pausedResult{Fenced: errors.Is(err, lease.ErrFenced)}
+	if err != nil {
+		res.Err = err.Error()
+	}
+	return res, nil
+}
+
+// TestPausedOwnerCannotStoreIntoPublishedCopy stops A (another process)
+// between its early check of A-0's control word and its copy write. B
+// takes over and publishes A-0 twice (its adoption, then an update), so
+// that the copy A is about to write is B's published one. A resumes: its
+// write must be refused (ErrFenced) and B's record stay intact. Without
+// the check under the copy's seqlock claim, A's store lands in B's
+// published copy and A-0 no longer verifies.
+func TestPausedOwnerCannotStoreIntoPublishedCopy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	key, loc := sysvLoc(t)
+	m := openMore(t, loc, partmap.Config{})
+	// publishX publishes 6 records (4 nodes, 2 namespaces); the seventh
+	// record write is the update of A-0.
+	g := partmap.StartStopped(ctx, t, harness.Spec{Workload: "paused-writer", Args: staleArgs{Key: uint32(key)}},
+		partmap.FailRecordWrite, "@7")
+	_, wB := owner(t, m, 50*time.Millisecond)
+	s, ok := wB.NodeSlot("A-0")
+	if !ok {
+		t.Fatal("B did not adopt A-0")
+	}
+	b := info("A-0", true)
+	b.Build = "7.2.0.1" // B's update: A-0 moved to another build
+	if _, err := wB.AddOrUpdateNode(b); err != nil {
+		t.Fatal(err)
+	}
+	var res pausedResult
+	partmap.Resume(t, g, &res)
+	if !res.Fenced {
+		t.Errorf("A's update after resuming: %q, want ErrFenced", res.Err)
+	}
+	fresh := openMore(t, loc, partmap.Config{})
+	found := false
+	for _, n := range fresh.Nodes() {
+		if n.Name == "A-0" {
+			found = true
+			if n.Slot != s || n.Build != b.Build || !n.Active {
+				t.Errorf("A-0 %+v, want B's update in slot %d", n, s)
+			}
+		}
+	}
+	if !found {
+		t.Error("A-0 is not in the node table: A's store damaged B's published copy")
+	}
+	if st := fresh.Stats(); st.Unreadable != 0 {
+		t.Errorf("%d records unreadable", st.Unreadable)
+	}
+}

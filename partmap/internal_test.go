@@ -395,6 +395,55 @@ func TestAdoptPastStalledCopy(t *testing.T) {
 	}
 }
 
+// TestAdoptFinishesStampedRecord: an owner that stamped a record's
+// control word and died before republishing it leaves a record readers
+// reject; the next owner adopts it from the copy the stamp names.
+func TestAdoptFinishesStampedRecord(t *testing.T) {
+	m, _ := testMap(t, Config{})
+	l1, w1 := testOwner(t, m)
+	a, err := w1.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w1.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l1.Release(); err != nil {
+		t.Fatal(err)
+	}
+	// The second owner's StampAll stamps node-a's control word as it is,
+	// and the owner dies.
+	l2, err := lease.New(m.seg, m.leaseOff, lease.Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l2.TryAcquire(); err != nil {
+		t.Fatal(err)
+	}
+	ctlOff := m.nodeCtlOff(a - 1)
+	c := m.seg.Load64(ctlOff)
+	_, p := lease.SplitFenced(c)
+	if !m.seg.CAS64(ctlOff, c, lease.PackFenced(l2.Epoch()&epochMask, p)) {
+		t.Fatal("control word changed")
+	}
+	if err := l2.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.fillNode(a - 1); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a stamped record not republished must not verify for readers: %v", err)
+	}
+	_, w3 := testOwner(t, m)
+	if s, ok := w3.NodeSlot("node-a"); !ok || s != a {
+		t.Errorf("the third owner has node-a in slot %d (%v), want %d", s, ok, a)
+	}
+	if n, err := m.fillNode(a - 1); err != nil || n.node == nil || n.node.Name != "node-a" || n.node.Build != "1" {
+		t.Errorf("node-a after the third owner's StampAll: %v %v", n, err)
+	}
+	if st := m.Stats(); st.Unreadable != 0 {
+		t.Errorf("%d records unreadable", st.Unreadable)
+	}
+}
+
 // TestAdoptExhausted: a record published with the last publication
 // number makes the next owner's StampAll fail with ErrExhausted before
 // it stamps the record's control word, so that readers keep verifying it.

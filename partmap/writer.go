@@ -29,6 +29,13 @@ const FailPublishMid = "partmap.publish.mid"
 // arm it as "partmap.adopt.read=stop@3" to stop at the third such record.
 const FailAdoptRead = "partmap.adopt.read"
 
+// FailRecordWrite is the failpoint hit when the owner publishes a node,
+// namespace or stats record, after its early check that the record's
+// control word is still its own and before it writes a copy, so that a
+// test can stop an owner there while another takes over:
+// "partmap.record.write=stop@7" stops at the seventh such write.
+const FailRecordWrite = "partmap.record.write"
+
 // recState is what the owner knows about a node or namespace slot.
 type recState uint8
 
@@ -456,9 +463,12 @@ func (w *Writer) stampEntry(off arena.Offset, i int, pid uint32) error {
 // (one copy write) the record does not verify, so a reader without a
 // cached copy finds nothing in that slot for that long.
 // An owner that dies in between, or whose copy write fails (both copies
-// held by stalled writers), leaves a record that fails validation: the
-// next StampAll keeps the slot out of use, since that copy cannot be told
-// apart from a stale owner's late store into it.
+// held by stalled writers), leaves the copy its stamp names tagged with
+// the control word's payload under an earlier epoch: the next StampAll
+// adopts that copy if it verifies under that tag. It can only be the
+// record the stamp fenced: no owner stores into a copy after its control
+// word left the owner's epoch (writeCopyFirst), and the stamp names the
+// copy the earlier owner does not write.
 func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uint64, what string, shown int, decode func([]uint64) error) (recState, uint64, error) {
 	m := w.m
 	for range readAttempts * 4 {
@@ -494,6 +504,17 @@ func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uin
 		}
 		if rc != c {
 			continue // republished between the load and the read
+		}
+		if state == recUnknown && w.intact(t, idx, p, ce, buf, decode) {
+			// Stamped by an owner (this one, in an earlier StampAll,
+			// or an earlier one) that did not republish it.
+			if m.seg.Load64(ctlOff) != c {
+				continue
+			}
+			state = recUsed
+			if ce == w.epoch {
+				return w.republish(t, ctlOff, c, idx, p, buf, what, shown)
+			}
 		}
 		if ce == w.epoch {
 			return state, c, nil // stamped already (StampAll called again)
@@ -542,14 +563,14 @@ func (w *Writer) republish(t *seqlock.Table, ctlOff arena.Offset, sc uint64, idx
 }
 
 // intact reports whether copy copyOf(p) of slot idx, read into buf,
-// carries a tag with payload p of an epoch before this writer's and
+// carries a tag with payload p of an epoch before epoch below and
 // verifies under it.
-func (w *Writer) intact(t *seqlock.Table, idx int, p uint64, buf []uint64, decode func([]uint64) error) bool {
+func (w *Writer) intact(t *seqlock.Table, idx int, p, below uint64, buf []uint64, decode func([]uint64) error) bool {
 	if t.Read(2*idx+copyOf(p), buf) != nil {
 		return false
 	}
 	te, tp := lease.SplitFenced(buf[wTag])
-	if tp != p || te >= w.epoch || buf[wSum] != checksum(buf) {
+	if tp != p || te >= below || buf[wSum] != checksum(buf) {
 		return false
 	}
 	return decode == nil || decode(buf) == nil
@@ -570,7 +591,7 @@ func (w *Writer) adoptDamaged(t *seqlock.Table, ctlOff arena.Offset, c uint64, i
 		done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch", what, shown, c)
 		return recNever, nc, done, err
 	}
-	if w.intact(t, idx, p, buf, decode) {
+	if w.intact(t, idx, p, w.epoch, buf, decode) {
 		np, err := w.writeCopy(t, idx, p, buf, what, shown)
 		if err != nil {
 			return 0, 0, false, err
@@ -601,10 +622,28 @@ func (w *Writer) writeCopy(t *seqlock.Table, idx int, p uint64, rec []uint64, wh
 }
 
 // writeCopyFirst is writeCopy trying copy first before the other one.
+//
+// The copy is written only if, once the writer holds the copy's seqlock
+// claim, the slot's control word still carries this writer's epoch (or
+// the lease record still names this owner: a word damaged to another
+// epoch, which the caller reclaims); otherwise it fails with an error
+// wrapping lease.ErrFenced and writes nothing. So a stale owner never
+// stores into a copy a newer owner has published: the newer owner stamps
+// the control word before it writes any copy, the stamp names the copy
+// the stale owner does not write (its last publication), and every other
+// copy the newer owner publishes it has written, which it cannot do while
+// the stale owner holds the claim, nor before the stale owner's check.
 func (w *Writer) writeCopyFirst(t *seqlock.Table, idx int, p uint64, first int, rec []uint64, what string, shown int) (uint64, error) {
 	seq, err := w.nextSeq(t, p, what, shown)
 	if err != nil {
 		return 0, err
+	}
+	ctlOff := w.m.ctlOff(t, idx)
+	stillOurs := func() error {
+		if ce, _ := lease.SplitFenced(w.m.seg.Load64(ctlOff)); ce != w.epoch && !w.leaseOurs() {
+			return fenced(lease.ErrFenced, "write %s %d: control word has epoch %d, ours is %d", what, shown, ce, w.epoch)
+		}
+		return nil
 	}
 	order := [2]int{first, 1 - first}
 	var werr error
@@ -612,9 +651,12 @@ func (w *Writer) writeCopyFirst(t *seqlock.Table, idx int, p uint64, first int, 
 		np := uint64(cp)<<ctlCopyShift | seq
 		rec[wTag] = lease.PackFenced(w.epoch, np)
 		rec[wSum] = checksum(rec)
-		werr = t.Write(2*idx+cp, rec)
+		werr = t.WriteIf(2*idx+cp, rec, stillOurs)
 		if werr == nil {
 			return np, nil
+		}
+		if errors.Is(werr, lease.ErrFenced) {
+			return 0, werr
 		}
 		if !errors.Is(werr, seqlock.ErrWriterStalled) {
 			break
@@ -645,12 +687,14 @@ func (w *Writer) nextSeq(t *seqlock.Table, p uint64, what string, shown int) (ui
 // payload this owner did not publish) is reclaimed by that move.
 func (w *Writer) publishRecord(t *seqlock.Table, ctlOff arena.Offset, idx int, r *wrec, rec []uint64, what string, shown int) error {
 	m := w.m
-	// A cheap early check: do not even write a copy if the control word
-	// is no longer ours. (The CAS below is what fences; this only keeps a
-	// stale owner's plain stores out of copies in all but a narrow race.)
+	// A cheap early check: do not even wait for a copy's seqlock claim if
+	// the control word is no longer ours. (writeCopy checks again under
+	// the claim, which keeps a stale owner's stores out of published
+	// copies; the CAS below is what fences the publication.)
 	if ce, _ := lease.SplitFenced(m.seg.Load64(ctlOff)); ce != w.epoch && !w.leaseOurs() {
 		return fenced(lease.ErrFenced, "publish %s %d: control word has epoch %d, ours is %d", what, shown, ce, w.epoch)
 	}
+	m.cfg.Failpoints.Hit(FailRecordWrite)
 	_, p := lease.SplitFenced(r.ctl)
 	np, err := w.writeCopy(t, idx, p, rec, what, shown)
 	if err != nil {
@@ -803,7 +847,7 @@ func (w *Writer) fixPub(v uint64) error {
 }
 
 // Publish verifies the records this owner published (republishing any
-// that were damaged, e.g. by a stale owner's late plain stores), scrubs
+// that were damaged, e.g. by a stray write), scrubs
 // the partition entries against the owner's mirror (rewriting any that
 // differ; see Writer), closes the open batch, which increments the
 // generation, and wakes WaitChange in every process. Without an open
