@@ -135,22 +135,11 @@ type pausedResult struct {
 // batch and updates A-0; the failpoint stops it after its early check
 // of A-0's control word and before it writes a copy.
 func pausedWriterWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
-	m, l, err := workerLease(ctx, wk, lease.Config{})
+	m, w, nss, slots, err := workerOwnerX(ctx, wk)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
-	if _, err := l.TryAcquire(); err != nil {
-		return nil, err
-	}
-	w := m.Writer(l)
-	if err := w.StampAll(); err != nil {
-		return nil, err
-	}
-	nss, slots, err := publishX(w)
-	if err != nil {
-		return nil, err
-	}
 	if err := w.SetPartition(nss[0], 0, slots[2], slots[3], 0); err != nil {
 		return nil, err
 	}

@@ -343,14 +343,7 @@ func TestAdoptPastStalledCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mA.Close() })
-	_, wA := testOwner(t, mA)
-	a, err := wA.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wA.Publish(); err != nil {
-		t.Fatal(err)
-	}
+	_, _, a := ownerOfNodeA(t, mA)
 	_, p := lease.SplitFenced(mA.seg.Load64(mA.nodeCtlOff(a - 1)))
 	g := stallCopy(ctx, t, key, 2*(a-1)+1-copyOf(p))
 
@@ -395,31 +388,47 @@ func TestAdoptPastStalledCopy(t *testing.T) {
 	}
 }
 
+// ownerOfNodeA makes m's first owner publish node-a (build 1) and
+// returns its lease, its writer and node-a's slot.
+func ownerOfNodeA(t *testing.T, m *Map) (*lease.Lease, *Writer, int) {
+	t.Helper()
+	l, w := testOwner(t, m)
+	a, err := w.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	return l, w, a
+}
+
+// freeLease returns a lease on m acquired once the previous owner
+// released it.
+func freeLease(t *testing.T, m *Map) *lease.Lease {
+	t.Helper()
+	l, err := lease.New(m.seg, m.leaseOff, lease.Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.TryAcquire(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // TestAdoptFinishesStampedRecord: an owner that stamped a record's
 // control word and died before republishing it leaves a record readers
 // reject; the next owner adopts it from the copy the stamp names.
 func TestAdoptFinishesStampedRecord(t *testing.T) {
 	m, _ := testMap(t, Config{})
-	l1, w1 := testOwner(t, m)
-	a, err := w1.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w1.Publish(); err != nil {
-		t.Fatal(err)
-	}
+	l1, _, a := ownerOfNodeA(t, m)
 	if err := l1.Release(); err != nil {
 		t.Fatal(err)
 	}
 	// The second owner's StampAll stamps node-a's control word as it is,
 	// and the owner dies.
-	l2, err := lease.New(m.seg, m.leaseOff, lease.Config{Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l2.TryAcquire(); err != nil {
-		t.Fatal(err)
-	}
+	l2 := freeLease(t, m)
 	ctlOff := m.nodeCtlOff(a - 1)
 	c := m.seg.Load64(ctlOff)
 	_, p := lease.SplitFenced(c)
@@ -449,14 +458,7 @@ func TestAdoptFinishesStampedRecord(t *testing.T) {
 // it stamps the record's control word, so that readers keep verifying it.
 func TestAdoptExhausted(t *testing.T) {
 	m, _ := testMap(t, Config{})
-	lA, wA := testOwner(t, m)
-	a, err := wA.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wA.Publish(); err != nil {
-		t.Fatal(err)
-	}
+	lA, wA, a := ownerOfNodeA(t, m)
 	// Republish node-a as A would after ctlSeqMask publications.
 	ctlOff := m.nodeCtlOff(a - 1)
 	c := m.seg.Load64(ctlOff)
@@ -477,14 +479,7 @@ func TestAdoptExhausted(t *testing.T) {
 	if err := lA.Release(); err != nil {
 		t.Fatal(err)
 	}
-	lB, err := lease.New(m.seg, m.leaseOff, lease.Config{Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lB.TryAcquire(); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Writer(lB).StampAll(); !errors.Is(err, ErrExhausted) {
+	if err := m.Writer(freeLease(t, m)).StampAll(); !errors.Is(err, ErrExhausted) {
 		t.Fatalf("StampAll: %v, want ErrExhausted", err)
 	}
 	if got := m.seg.Load64(ctlOff); got != lease.PackFenced(wA.Epoch(), last) {

@@ -226,23 +226,35 @@ func workerLease(ctx context.Context, wk *harness.Worker, cfg lease.Config) (*pa
 	return m, l, nil
 }
 
-func staleOwnerWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
+// workerOwnerX makes a worker the map's owner and publishes map X; the
+// caller closes the map.
+func workerOwnerX(ctx context.Context, wk *harness.Worker) (*partmap.Map, *partmap.Writer, []partmap.NS, []int, error) {
 	m, l, err := workerLease(ctx, wk, lease.Config{})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	w := m.Writer(l)
+	if _, err := l.TryAcquire(); err == nil {
+		err = w.StampAll()
+	}
+	if err != nil {
+		m.Close()
+		return nil, nil, nil, nil, err
+	}
+	nss, slots, err := publishX(w)
+	if err != nil {
+		m.Close()
+		return nil, nil, nil, nil, err
+	}
+	return m, w, nss, slots, nil
+}
+
+func staleOwnerWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
+	m, w, nss, slots, err := workerOwnerX(ctx, wk)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
-	if _, err := l.TryAcquire(); err != nil {
-		return nil, err
-	}
-	w := m.Writer(l)
-	if err := w.StampAll(); err != nil {
-		return nil, err
-	}
-	nss, slots, err := publishX(w)
-	if err != nil {
-		return nil, err
-	}
 	if err := wk.Barrier(ctx); err != nil {
 		return nil, err
 	}
