@@ -48,21 +48,32 @@
 //   - The publish word (generation and "batch open" flag) is a fenced word
 //     too.
 //   - A new owner calls Writer.StampAll before anything else. It stamps the
-//     publish word and every entry with its epoch, and republishes every
-//     valid record under its epoch with one CAS from the old epoch's
-//     control word. From each word's stamp on, a stale owner's CAS of that
-//     word fails (ErrFenced), so each of its single-word changes landed
-//     entirely before the stamp, and was adopted, or not at all.
+//     publish word and every entry with its epoch, and adopts every valid
+//     record: it stamps the control word the record verified under (one
+//     CAS, payload unchanged), then rewrites the copy that word names (the
+//     stale owner writes only the other one) tagged with its next
+//     publication, and CASes the control word to it. From each word's
+//     stamp on, a stale owner's CAS of that word fails (ErrFenced), so each
+//     of its single-word changes landed entirely before the stamp, and was
+//     adopted, or not at all. The stamp must come before any copy write:
+//     until then the stale owner may publish the record into the copy it
+//     writes. Between the two CASes the record does not verify; a reader
+//     without a cached copy finds nothing in that slot for that long (one
+//     copy write).
 //
-// What a stale owner can still do is plain stores: into a record copy
-// (only in a narrow race, since it checks the control word's epoch before
-// writing), into the overflow counters and the futex word. A copy it
-// overwrites after publication no longer verifies (its tag carries the old
-// epoch). Processes that verified the record before keep using their
-// cached copy, which stays valid while the control word is unchanged;
-// others get a *CorruptError until the owner's next Publish republishes
-// the record. An extra increment of the futex word wakes waiters
-// spuriously.
+// A stale owner never stores into a copy a newer owner published: it
+// writes a copy only after checking, while it holds that copy's seqlock
+// claim, that the record's control word still carries its epoch, and a
+// newer owner stamps the control word before it writes any copy, names by
+// that stamp the copy the stale owner does not write, and publishes any
+// other copy only after writing it, which waits for the stale owner's
+// claim. What a stale owner can still do is plain stores into the
+// overflow counters and the futex word; an extra increment of the futex
+// word wakes waiters spuriously. A copy damaged otherwise after
+// publication (a stray write) no longer verifies: processes that verified
+// the record before keep using their cached copy, which stays valid while
+// the control word is unchanged; others get a *CorruptError until the
+// owner's next Publish republishes the record.
 //
 // # Slot reuse never misroutes
 //
@@ -118,7 +129,8 @@
 //     that instant.
 //   - Snapshot returns exactly the map of one generation.
 //   - Once a new owner's StampAll has stamped a word, no write of an older
-//     owner to it lands; its plain stores into record copies are detected.
+//     owner to it lands, and none into a record copy the newer owner
+//     publishes.
 //   - What a segment's content says is not authenticated: anything that
 //     can write the segment can route partitions to any node in the table.
 //

@@ -20,10 +20,12 @@ import (
 
 func TestMain(m *testing.M) {
 	harness.Dispatch(harness.Registry{
-		"stale":        staleOwnerWorkload,
-		"reader":       churnReaderWorkload,
-		"waiter":       waiterWorkload,
-		"stalled-copy": partmap.StalledCopyWorkload,
+		"stale":         staleOwnerWorkload,
+		"reader":        churnReaderWorkload,
+		"waiter":        waiterWorkload,
+		"stalled-copy":  partmap.StalledCopyWorkload,
+		"adopter":       adopterWorkload,
+		"paused-writer": pausedWriterWorkload,
 	})
 	os.Exit(m.Run())
 }

@@ -221,6 +221,66 @@ func StalledCopyWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
 	return "", nil
 }
 
+// StartStopped starts spec's single worker with failpoint fp armed as
+// "fp=stop" plus at (e.g. "@3", or ""), releases it, and returns once
+// the worker has stopped there; the group is closed at cleanup.
+func StartStopped(ctx context.Context, t testing.TB, spec harness.Spec, fp, at string) *harness.Group {
+	t.Helper()
+	spec.N = 1
+	spec.Failpoints = map[int]string{0: fp + "=stop" + at}
+	if spec.Stderr == nil {
+		spec.Stderr = os.Stderr
+	}
+	g, err := harness.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	if err := g.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if name, err := g.WaitFailpoint(ctx, 0); err != nil || name != fp {
+		t.Fatalf("failpoint: %q %v, want %s", name, err, fp)
+	}
+	if err := g.WaitStopped(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// stallCopy starts StalledCopyWorkload on node record copy rec of the
+// segment at key and returns once it is stopped in the middle of its
+// write, holding the copy's seqlock claim until SIGCONT.
+func stallCopy(ctx context.Context, t *testing.T, key arena.Key, rec int) *harness.Group {
+	t.Helper()
+	return StartStopped(ctx, t, harness.Spec{Workload: "stalled-copy",
+		Args: stalledCopyArgs{Key: uint32(key), Record: rec}}, seqlock.FailWriteMid, "")
+}
+
+// Resume continues StartStopped's worker, waits for it to exit and
+// decodes its result into v.
+func Resume(t testing.TB, g *harness.Group, v any) {
+	t.Helper()
+	if err := g.Cont(0); err != nil {
+		t.Fatal(err)
+	}
+	res, err := g.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res[0].Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// resumeStalled lets stallCopy's worker finish its write and exit.
+func resumeStalled(t *testing.T, g *harness.Group) {
+	t.Helper()
+	var werr string
+	Resume(t, g, &werr)
+	t.Logf("the stale write, resumed, returned %q", werr)
+}
+
 // TestStalledCopy: a writer stopped in the middle of writing the
 // unpublished copy (a stale owner, here another process stopped at the
 // seqlock.write.mid failpoint) holds its seqlock claim; the owner
@@ -240,24 +300,8 @@ func TestStalledCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, p := lease.SplitFenced(m.seg.Load64(m.nodeCtlOff(a - 1)))
-	g, err := harness.Start(ctx, harness.Spec{Workload: "stalled-copy", N: 1,
-		Args:       stalledCopyArgs{Key: uint32(key), Record: 2*(a-1) + 1 - copyOf(p)},
-		Failpoints: map[int]string{0: seqlock.FailWriteMid + "=stop"},
-		Stderr:     os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	if err := g.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
 	// The stale writer is mid-write, and stays so until SIGCONT.
-	if name, err := g.WaitFailpoint(ctx, 0); err != nil || name != seqlock.FailWriteMid {
-		t.Fatalf("failpoint: %q %v", name, err)
-	}
-	if err := g.WaitStopped(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	g := stallCopy(ctx, t, key, 2*(a-1)+1-copyOf(p))
 	stalls := m.nodeT.Stats().Stalls
 	start := time.Now()
 	if _, err := w.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "2"}); err != nil {
@@ -276,20 +320,173 @@ func TestStalledCopy(t *testing.T) {
 	if n, err := m.node(a - 1); err != nil || n.Build != "2" {
 		t.Errorf("node after the stalled write: %v %v", n, err)
 	}
-	if err := g.Cont(0); err != nil {
-		t.Fatal(err)
+	resumeStalled(t, g)
+	if n, err := m.node(a - 1); err != nil || n.Build != "2" {
+		t.Errorf("node after the stale write finished: %v %v", n, err)
 	}
-	res, err := g.Wait()
+}
+
+// TestAdoptPastStalledCopy: the old owner is stopped in the middle of
+// writing a record's unpublished copy (holding its seqlock claim) when a
+// new owner takes over. StampAll stamps the record's control word and
+// rewrites the copy that word names, not the one the old owner writes:
+// it meets no stalled copy (so the record is unverifiable for one copy
+// write, not for StallTimeout), and the old owner's write, when it
+// resumes, lands in a copy that is not published.
+func TestAdoptPastStalledCopy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := arenatest.SysVKey(t)
+	cfg := Config{StallTimeout: 50 * time.Millisecond, Logger: quietLogger()}
+	mA, err := Open(ctx, arena.SysV(key), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var werr string
-	if err := res[0].Decode(&werr); err != nil {
+	t.Cleanup(func() { mA.Close() })
+	_, _, a := ownerOfNodeA(t, mA)
+	_, p := lease.SplitFenced(mA.seg.Load64(mA.nodeCtlOff(a - 1)))
+	g := stallCopy(ctx, t, key, 2*(a-1)+1-copyOf(p))
+
+	// B takes over in another handle.
+	mB, err := Open(ctx, arena.SysV(key), cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("the stale write, resumed, returned %q", werr)
-	if n, err := m.node(a - 1); err != nil || n.Build != "2" {
+	t.Cleanup(func() { mB.Close() })
+	lB, err := lease.New(mB.seg, mB.leaseOff, lease.Config{Threshold: 20 * time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lB.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wB := mB.Writer(lB)
+	if err := wB.StampAll(); err != nil {
+		t.Fatal(err)
+	}
+	if n := mB.nodeT.Stats().Stalls; n != 0 {
+		t.Errorf("StampAll met %d stalled copies, want 0", n)
+	}
+	c := mB.seg.Load64(mB.nodeCtlOff(a - 1))
+	if ce, p2 := lease.SplitFenced(c); ce != wB.Epoch() || copyOf(p2) != copyOf(p) {
+		t.Errorf("control word %#x after the takeover: want epoch %d, copy %d (the one A does not write)", c, wB.Epoch(), copyOf(p))
+	}
+	if s, ok := wB.NodeSlot("node-a"); !ok || s != a {
+		t.Errorf("B's writer has node-a in slot %d (%v), want %d", s, ok, a)
+	}
+	resumeStalled(t, g)
+	fresh, err := Open(ctx, arena.SysV(key), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fresh.Close() })
+	if n, err := fresh.node(a - 1); err != nil || n == nil || n.Name != "node-a" || n.Build != "1" {
 		t.Errorf("node after the stale write finished: %v %v", n, err)
+	}
+	if st := fresh.Stats(); st.Unreadable != 0 {
+		t.Errorf("%d records unreadable", st.Unreadable)
+	}
+}
+
+// ownerOfNodeA makes m's first owner publish node-a (build 1) and
+// returns its lease, its writer and node-a's slot.
+func ownerOfNodeA(t *testing.T, m *Map) (*lease.Lease, *Writer, int) {
+	t.Helper()
+	l, w := testOwner(t, m)
+	a, err := w.AddOrUpdateNode(NodeInfo{Name: "node-a", Active: true, Build: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	return l, w, a
+}
+
+// freeLease returns a lease on m acquired once the previous owner
+// released it.
+func freeLease(t *testing.T, m *Map) *lease.Lease {
+	t.Helper()
+	l, err := lease.New(m.seg, m.leaseOff, lease.Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.TryAcquire(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestAdoptFinishesStampedRecord: an owner that stamped a record's
+// control word and died before republishing it leaves a record readers
+// reject; the next owner adopts it from the copy the stamp names.
+func TestAdoptFinishesStampedRecord(t *testing.T) {
+	m, _ := testMap(t, Config{})
+	l1, _, a := ownerOfNodeA(t, m)
+	if err := l1.Release(); err != nil {
+		t.Fatal(err)
+	}
+	// The second owner's StampAll stamps node-a's control word as it is,
+	// and the owner dies.
+	l2 := freeLease(t, m)
+	ctlOff := m.nodeCtlOff(a - 1)
+	c := m.seg.Load64(ctlOff)
+	_, p := lease.SplitFenced(c)
+	if !m.seg.CAS64(ctlOff, c, lease.PackFenced(l2.Epoch()&epochMask, p)) {
+		t.Fatal("control word changed")
+	}
+	if err := l2.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.fillNode(a - 1); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a stamped record not republished must not verify for readers: %v", err)
+	}
+	_, w3 := testOwner(t, m)
+	if s, ok := w3.NodeSlot("node-a"); !ok || s != a {
+		t.Errorf("the third owner has node-a in slot %d (%v), want %d", s, ok, a)
+	}
+	if n, err := m.fillNode(a - 1); err != nil || n.node == nil || n.node.Name != "node-a" || n.node.Build != "1" {
+		t.Errorf("node-a after the third owner's StampAll: %v %v", n, err)
+	}
+	if st := m.Stats(); st.Unreadable != 0 {
+		t.Errorf("%d records unreadable", st.Unreadable)
+	}
+}
+
+// TestAdoptExhausted: a record published with the last publication
+// number makes the next owner's StampAll fail with ErrExhausted before
+// it stamps the record's control word, so that readers keep verifying it.
+func TestAdoptExhausted(t *testing.T) {
+	m, _ := testMap(t, Config{})
+	lA, wA, a := ownerOfNodeA(t, m)
+	// Republish node-a as A would after ctlSeqMask publications.
+	ctlOff := m.nodeCtlOff(a - 1)
+	c := m.seg.Load64(ctlOff)
+	_, p := lease.SplitFenced(c)
+	rec := make([]uint64, nodeWords)
+	if err := m.nodeT.Read(2*(a-1)+copyOf(p), rec); err != nil {
+		t.Fatal(err)
+	}
+	last := uint64(1-copyOf(p))<<ctlCopyShift | ctlSeqMask
+	rec[wTag] = lease.PackFenced(wA.Epoch(), last)
+	rec[wSum] = checksum(rec)
+	if err := m.nodeT.Write(2*(a-1)+1-copyOf(p), rec); err != nil {
+		t.Fatal(err)
+	}
+	if !m.seg.CAS64(ctlOff, c, lease.PackFenced(wA.Epoch(), last)) {
+		t.Fatal("control word changed")
+	}
+	if err := lA.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Writer(freeLease(t, m)).StampAll(); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("StampAll: %v, want ErrExhausted", err)
+	}
+	if got := m.seg.Load64(ctlOff); got != lease.PackFenced(wA.Epoch(), last) {
+		t.Errorf("control word %#x, want A's %#x untouched", got, lease.PackFenced(wA.Epoch(), last))
+	}
+	if n, err := m.fillNode(a - 1); err != nil || n.node == nil || n.node.Name != "node-a" {
+		t.Errorf("node-a after the failed StampAll: %v %v", n, err)
 	}
 }
 

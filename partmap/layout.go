@@ -87,8 +87,8 @@ import (
 // with one fenced CAS. Word 0 of every record copy is the exact control
 // word the copy was written for (its tag) and word 1 a checksum of the
 // rest, so a reader accepts a copy only if its tag equals the control word
-// it loaded: a copy rewritten by anyone after publication (a stale owner's
-// plain stores) carries another epoch or seq and is rejected.
+// it loaded: a copy rewritten by anyone after publication (a stray write)
+// carries another epoch or seq and is rejected.
 //
 // Node record (48 words; record words, not bytes):
 //

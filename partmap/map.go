@@ -270,6 +270,17 @@ func (m *Map) Config() Config { return m.cfg }
 
 func (m *Map) nodeCtlOff(i int) arena.Offset { return m.nodeCtl + arena.Offset(8*i) }
 func (m *Map) nsCtlOff(i int) arena.Offset   { return m.nsCtl + arena.Offset(8*i) }
+
+// ctlOff returns the control word of slot i of record table t.
+func (m *Map) ctlOff(t *seqlock.Table, i int) arena.Offset {
+	switch t {
+	case m.nodeT:
+		return m.nodeCtlOff(i)
+	case m.nsT:
+		return m.nsCtlOff(i)
+	}
+	return m.statsCtl
+}
 func (m *Map) entryOff(ns int, pid uint32) arena.Offset {
 	return m.parts + arena.Offset(ns)<<partShift + arena.Offset(pid)<<3
 }
@@ -335,7 +346,7 @@ func (m *Map) entryLookup(ns NS, pid uint32, r int) (*Node, bool) {
 // (ErrCorrupt) if the node's newest record cannot be verified, and
 // ErrUnstable if the node was republished during every attempt.
 //
-// A record rewritten after its publication (a stale owner's late stores)
+// A record rewritten after its publication (damage)
 // does not disturb a process that verified it before: its cached copy
 // stays valid for as long as the control word is unchanged.
 func (m *Map) Lookup(ns NS, pid uint32, r int) (*Node, error) {
@@ -433,7 +444,7 @@ func (m *Map) readRecord(t *seqlock.Table, ctlOff arena.Offset, idx int, rec []u
 			err = corrupt(what, shown, err, "copy %d cannot be read", cp)
 		case rec[wTag] != c:
 			err = corrupt(what, shown, nil,
-				"copy %d carries tag %#x but the control word is %#x: it was rewritten after publication (by a stale owner?)", cp, rec[wTag], c)
+				"copy %d carries tag %#x but the control word is %#x: it was rewritten after publication, or a new owner is adopting it (or stopped doing so)", cp, rec[wTag], c)
 		case rec[wSum] != checksum(rec):
 			err = corrupt(what, shown, nil, "copy %d checksum %#x, computed %#x", cp, rec[wSum], checksum(rec))
 		default:

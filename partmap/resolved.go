@@ -23,8 +23,8 @@ import "sync/atomic"
 // at the lookup's load, the owner changed no entry or control word
 // between the build and that load, and every record the build verified
 // under its control word is still the published one. A stale owner cannot
-// open a batch (its CAS of the publish word is fenced), and its plain
-// stores into record copies do not touch the *Node values the table holds.
+// open a batch (its CAS of the publish word is fenced), and stores into
+// record copies do not touch the *Node values the table holds.
 //
 // Damage is outside that argument: a bit flip changes an entry without a
 // batch (tables built before it keep the owner's answer; the per-entry

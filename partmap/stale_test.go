@@ -199,35 +199,62 @@ func checkZ(t *testing.T, m *partmap.Map) {
 	}
 }
 
+// staleArgs are the arguments of this file's workers and of
+// adopterWorkload: the SysV key of the segment.
 type staleArgs struct {
 	Key uint32
 }
 
-func staleOwnerWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
+// workerLease opens, in a worker, the map at the SysV key of its
+// staleArgs, armed with the worker's failpoints, and a lease handle on it
+// with configuration cfg. The caller closes the map.
+func workerLease(ctx context.Context, wk *harness.Worker, cfg lease.Config) (*partmap.Map, *lease.Lease, error) {
 	var args staleArgs
 	if err := wk.DecodeArgs(&args); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m, err := partmap.Open(ctx, arena.SysV(arena.Key(args.Key)), partmap.Config{Failpoints: wk.Failpoints, Logger: quiet()})
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Logger = quiet()
+	l, err := lease.New(m.Segment(), m.LeaseOffset(), cfg)
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return m, l, nil
+}
+
+// workerOwnerX makes a worker the map's owner and publishes map X; the
+// caller closes the map.
+func workerOwnerX(ctx context.Context, wk *harness.Worker) (*partmap.Map, *partmap.Writer, []partmap.NS, []int, error) {
+	m, l, err := workerLease(ctx, wk, lease.Config{})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	w := m.Writer(l)
+	if _, err := l.TryAcquire(); err == nil {
+		err = w.StampAll()
+	}
+	if err != nil {
+		m.Close()
+		return nil, nil, nil, nil, err
+	}
+	nss, slots, err := publishX(w)
+	if err != nil {
+		m.Close()
+		return nil, nil, nil, nil, err
+	}
+	return m, w, nss, slots, nil
+}
+
+func staleOwnerWorkload(ctx context.Context, wk *harness.Worker) (any, error) {
+	m, w, nss, slots, err := workerOwnerX(ctx, wk)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
-	l, err := lease.New(m.Segment(), m.LeaseOffset(), lease.Config{Logger: quiet()})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := l.TryAcquire(); err != nil {
-		return nil, err
-	}
-	w := m.Writer(l)
-	if err := w.StampAll(); err != nil {
-		return nil, err
-	}
-	nss, slots, err := publishX(w)
-	if err != nil {
-		return nil, err
-	}
 	if err := wk.Barrier(ctx); err != nil {
 		return nil, err
 	}
@@ -245,23 +272,8 @@ func TestStaleOwnerCannotPublish(t *testing.T) {
 	// Batch X changes 2*4096 entries: the failpoint is hit before each but
 	// the first; Y's first entry does not hit it either.
 	stopAt := 2*partmap.Partitions - 1 + yLanded
-	g, err := harness.Start(ctx, harness.Spec{Workload: "stale", N: 1,
-		Args:       staleArgs{Key: uint32(key)},
-		Failpoints: map[int]string{0: fmt.Sprintf("%s=stop@%d", partmap.FailPublishMid, stopAt)},
-		Stderr:     os.Stderr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	if err := g.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if name, err := g.WaitFailpoint(ctx, 0); err != nil || name != partmap.FailPublishMid {
-		t.Fatalf("failpoint: %q %v", name, err)
-	}
-	if err := g.WaitStopped(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	g := partmap.StartStopped(ctx, t, harness.Spec{Workload: "stale", Args: staleArgs{Key: uint32(key)}},
+		partmap.FailPublishMid, fmt.Sprintf("@%d", stopAt))
 	if st := m.Stats(); !st.Publishing || st.Owner.PID != 0 {
 		t.Fatalf("A should be stopped mid-publish: %+v", st)
 	}
@@ -282,17 +294,8 @@ func TestStaleOwnerCannotPublish(t *testing.T) {
 	}
 	genZ := m.Generation()
 
-	if err := g.Cont(0); err != nil {
-		t.Fatal(err)
-	}
-	results, err := g.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var res staleResult
-	if err := results[0].Decode(&res); err != nil {
-		t.Fatal(err)
-	}
+	partmap.Resume(t, g, &res)
 	t.Logf("A: %d entries of Y landed before the stop, %d writes refused with ErrFenced after it, other: %v",
 		res.Landed, res.Fenced, res.Other)
 	if res.Landed != yLanded || res.Fenced != partmap.Partitions-yLanded+5 || len(res.Other) != 0 {

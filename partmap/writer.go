@@ -22,6 +22,20 @@ import (
 // entries of the process's batches.
 const FailPublishMid = "partmap.publish.mid"
 
+// FailAdoptRead is the failpoint hit by StampAll after it has read and
+// verified a published node, namespace or stats record of an older epoch
+// and before it writes anything for that record, so that a test can stop
+// the new owner there while the old owner publishes the record again:
+// arm it as "partmap.adopt.read=stop@3" to stop at the third such record.
+const FailAdoptRead = "partmap.adopt.read"
+
+// FailRecordWrite is the failpoint hit when the owner publishes a node,
+// namespace or stats record, after its early check that the record's
+// control word is still its own and before it writes a copy, so that a
+// test can stop an owner there while another takes over:
+// "partmap.record.write=stop@7" stops at the seventh such write.
+const FailRecordWrite = "partmap.record.write"
+
 // recState is what the owner knows about a node or namespace slot.
 type recState uint8
 
@@ -248,9 +262,10 @@ func fenced(err error, format string, args ...any) error {
 //     mirror, clearing slot numbers out of range and the entries of
 //     namespace slots that hold no namespace;
 //  3. republishes every valid node, namespace and stats record under its
-//     epoch (writing the unpublished copy, then one CAS of the control
-//     word from the old epoch's word), and stamps the control words of
-//     records that fail validation, keeping them out of use;
+//     epoch (stamping the control word the record verified under, then
+//     writing the unpublished copy and moving the control word to it), and
+//     stamps the control words of records that fail validation, keeping
+//     them out of use;
 //  4. rebuilds the per-slot reference counts and publishes.
 //
 // A stale owner's CAS on a word this has stamped fails, so each of its
@@ -435,6 +450,25 @@ func (w *Writer) stampEntry(off arena.Offset, i int, pid uint32) error {
 // was damaged: its record is adopted if the copy it names verifies under
 // the tag it was written with (only the control word's epoch was hit),
 // and kept out of use otherwise.
+//
+// A verified record is fenced before anything is written for it: its
+// control word is stamped as it is (one CAS from the control word the
+// record verified under), and only then is a copy written and published
+// (see republish). Until that stamp the old owner, if it still runs with
+// a batch open, may publish the record itself, into the copy that is not
+// published; writing that copy before the stamp could overwrite a
+// publication that readers had already verified, and the CAS that then
+// fails leaves the slot's current copy carrying this owner's tag under
+// the old owner's control word. Between the stamp and the republication
+// (one copy write) the record does not verify, so a reader without a
+// cached copy finds nothing in that slot for that long.
+// An owner that dies in between, or whose copy write fails (both copies
+// held by stalled writers), leaves the copy its stamp names tagged with
+// the control word's payload under an earlier epoch: the next StampAll
+// adopts that copy if it verifies under that tag. It can only be the
+// record the stamp fenced: no owner stores into a copy after its control
+// word left the owner's epoch (writeCopyFirst), and the stamp names the
+// copy the earlier owner does not write.
 func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uint64, what string, shown int, decode func([]uint64) error) (recState, uint64, error) {
 	m := w.m
 	for range readAttempts * 4 {
@@ -458,7 +492,7 @@ func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uin
 			continue
 		}
 		state := recUsed
-		_, _, err := m.readRecord(t, ctlOff, idx, buf, what, shown)
+		rc, _, err := m.readRecord(t, ctlOff, idx, buf, what, shown)
 		if err == nil && decode != nil {
 			err = decode(buf)
 		}
@@ -468,27 +502,78 @@ func (w *Writer) adopt(t *seqlock.Table, ctlOff arena.Offset, idx int, buf []uin
 			}
 			state = recUnknown
 		}
+		if rc != c {
+			continue // republished between the load and the read
+		}
+		if state == recUnknown && w.intact(t, idx, p, ce, buf, decode) {
+			// Stamped by an owner (this one, in an earlier StampAll,
+			// or an earlier one) that did not republish it.
+			if m.seg.Load64(ctlOff) != c {
+				continue
+			}
+			state = recUsed
+			if ce == w.epoch {
+				return w.republish(t, ctlOff, c, idx, p, buf, what, shown)
+			}
+		}
 		if ce == w.epoch {
 			return state, c, nil // stamped already (StampAll called again)
 		}
-		if state == recUnknown {
-			nc := lease.PackFenced(w.epoch, p)
-			if m.seg.CAS64(ctlOff, c, nc) {
-				m.cfg.Logger.Warn("partmap: record fails validation; keeping its slot out of use", what, shown, "error", err)
-				return recUnknown, nc, nil
+		m.cfg.Failpoints.Hit(FailAdoptRead)
+		if state == recUsed {
+			// Fail before the stamp, which would leave the record
+			// unverifiable, if it cannot be republished.
+			if _, err := w.nextSeq(t, p, what, shown); err != nil {
+				return 0, 0, err
 			}
-			continue
 		}
-		np, err := w.writeCopy(t, idx, p, buf, what, shown)
-		if err != nil {
-			return 0, 0, err
+		sc := lease.PackFenced(w.epoch, p)
+		if !m.seg.CAS64(ctlOff, c, sc) {
+			continue // the old owner published it again: read it again
 		}
-		nc := lease.PackFenced(w.epoch, np)
-		if m.seg.CAS64(ctlOff, c, nc) {
-			return recUsed, nc, nil
+		if state == recUnknown {
+			m.cfg.Logger.Warn("partmap: record fails validation; keeping its slot out of use", what, shown, "error", err)
+			return recUnknown, sc, nil
 		}
+		return w.republish(t, ctlOff, sc, idx, p, buf, what, shown)
 	}
 	return 0, 0, fmt.Errorf("partmap: adopt %s %d: its control word kept changing: %w", what, shown, ErrUnstable)
+}
+
+// republish finishes adopting slot idx, whose control word sc (payload p)
+// this writer stamped and whose record is in buf: it rewrites the record,
+// tagged with the next publication of this epoch, into the copy sc names,
+// and moves the control word to that publication (recUsed). That copy no
+// longer verifies for readers (its tag is the old epoch's), and the old
+// owner, whose publication p was the last, only ever writes the other
+// copy: its late store can neither delay this write (a stopped writer
+// holding that copy's seqlock) nor damage the record it publishes. No
+// other owner can change a word of this epoch, so a failing CAS means the
+// word was damaged meanwhile.
+func (w *Writer) republish(t *seqlock.Table, ctlOff arena.Offset, sc uint64, idx int, p uint64, buf []uint64, what string, shown int) (recState, uint64, error) {
+	np, err := w.writeCopyFirst(t, idx, p, copyOf(p), buf, what, shown)
+	if err != nil {
+		return 0, 0, err
+	}
+	nc := lease.PackFenced(w.epoch, np)
+	if !w.m.seg.CAS64(ctlOff, sc, nc) {
+		return 0, 0, corrupt(what, shown, nil, "control word changed from %#x to %#x while the owner adopted the record", sc, w.m.seg.Load64(ctlOff))
+	}
+	return recUsed, nc, nil
+}
+
+// intact reports whether copy copyOf(p) of slot idx, read into buf,
+// carries a tag with payload p of an epoch before epoch below and
+// verifies under it.
+func (w *Writer) intact(t *seqlock.Table, idx int, p, below uint64, buf []uint64, decode func([]uint64) error) bool {
+	if t.Read(2*idx+copyOf(p), buf) != nil {
+		return false
+	}
+	te, tp := lease.SplitFenced(buf[wTag])
+	if tp != p || te >= below || buf[wSum] != checksum(buf) {
+		return false
+	}
+	return decode == nil || decode(buf) == nil
 }
 
 // adoptDamaged adopts slot idx whose control word c carries a later epoch
@@ -506,21 +591,14 @@ func (w *Writer) adoptDamaged(t *seqlock.Table, ctlOff arena.Offset, c uint64, i
 		done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch", what, shown, c)
 		return recNever, nc, done, err
 	}
-	if rerr := t.Read(2*idx+copyOf(p), buf); rerr == nil {
-		te, tp := lease.SplitFenced(buf[wTag])
-		intact := tp == p && te < w.epoch && buf[wSum] == checksum(buf)
-		if intact && decode != nil {
-			intact = decode(buf) == nil
+	if w.intact(t, idx, p, w.epoch, buf, decode) {
+		np, err := w.writeCopy(t, idx, p, buf, what, shown)
+		if err != nil {
+			return 0, 0, false, err
 		}
-		if intact {
-			np, err := w.writeCopy(t, idx, p, buf, what, shown)
-			if err != nil {
-				return 0, 0, false, err
-			}
-			nc = lease.PackFenced(w.epoch, np)
-			done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch (its record is intact)", what, shown, c)
-			return recUsed, nc, done, err
-		}
+		nc = lease.PackFenced(w.epoch, np)
+		done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch (its record is intact)", what, shown, c)
+		return recUsed, nc, done, err
 	}
 	nc = lease.PackFenced(w.epoch, p)
 	done, err := w.reclaim(ctlOff, c, nc, dmgCtl, "%s %d control word %#x carries a later epoch and its record does not verify; slot kept out of use", what, shown, c)
@@ -536,26 +614,49 @@ func (w *Writer) adoptDamaged(t *seqlock.Table, ctlOff arena.Offset, c uint64, i
 // rely on a control word value never being written twice. The stats
 // record, which readers do not cache, wraps.
 func (w *Writer) writeCopy(t *seqlock.Table, idx int, p uint64, rec []uint64, what string, shown int) (uint64, error) {
-	seq := p&ctlSeqMask + 1
-	if seq > ctlSeqMask {
-		if t != w.m.statsT {
-			return 0, fmt.Errorf("partmap: %s %d was published %d times in epoch %d, the most one epoch allows; "+
-				"release and re-acquire the lease (a new epoch): %w", what, shown, ctlSeqMask, w.epoch, ErrExhausted)
-		}
-		seq = 1
-	}
-	order := [2]int{1 - copyOf(p), copyOf(p)}
+	first := 1 - copyOf(p)
 	if p == 0 {
-		order = [2]int{0, 1}
+		first = 0
 	}
+	return w.writeCopyFirst(t, idx, p, first, rec, what, shown)
+}
+
+// writeCopyFirst is writeCopy trying copy first before the other one.
+//
+// The copy is written only if, once the writer holds the copy's seqlock
+// claim, the slot's control word still carries this writer's epoch (or
+// the lease record still names this owner: a word damaged to another
+// epoch, which the caller reclaims); otherwise it fails with an error
+// wrapping lease.ErrFenced and writes nothing. So a stale owner never
+// stores into a copy a newer owner has published: the newer owner stamps
+// the control word before it writes any copy, the stamp names the copy
+// the stale owner does not write (its last publication), and every other
+// copy the newer owner publishes it has written, which it cannot do while
+// the stale owner holds the claim, nor before the stale owner's check.
+func (w *Writer) writeCopyFirst(t *seqlock.Table, idx int, p uint64, first int, rec []uint64, what string, shown int) (uint64, error) {
+	seq, err := w.nextSeq(t, p, what, shown)
+	if err != nil {
+		return 0, err
+	}
+	ctlOff := w.m.ctlOff(t, idx)
+	stillOurs := func() error {
+		if ce, _ := lease.SplitFenced(w.m.seg.Load64(ctlOff)); ce != w.epoch && !w.leaseOurs() {
+			return fenced(lease.ErrFenced, "write %s %d: control word has epoch %d, ours is %d", what, shown, ce, w.epoch)
+		}
+		return nil
+	}
+	order := [2]int{first, 1 - first}
 	var werr error
 	for _, cp := range order {
 		np := uint64(cp)<<ctlCopyShift | seq
 		rec[wTag] = lease.PackFenced(w.epoch, np)
 		rec[wSum] = checksum(rec)
-		werr = t.Write(2*idx+cp, rec)
+		werr = t.WriteIf(2*idx+cp, rec, stillOurs)
 		if werr == nil {
 			return np, nil
+		}
+		if errors.Is(werr, lease.ErrFenced) {
+			return 0, werr
 		}
 		if !errors.Is(werr, seqlock.ErrWriterStalled) {
 			break
@@ -565,18 +666,35 @@ func (w *Writer) writeCopy(t *seqlock.Table, idx int, p uint64, rec []uint64, wh
 	return 0, fmt.Errorf("partmap: write %s %d: %w", what, shown, werr)
 }
 
+// nextSeq returns the publication number after control payload p of a
+// slot of t: ErrExhausted at the end of the range, except for the stats
+// record, which wraps.
+func (w *Writer) nextSeq(t *seqlock.Table, p uint64, what string, shown int) (uint64, error) {
+	seq := p&ctlSeqMask + 1
+	if seq > ctlSeqMask {
+		if t != w.m.statsT {
+			return 0, fmt.Errorf("partmap: %s %d was published %d times in epoch %d, the most one epoch allows; "+
+				"release and re-acquire the lease (a new epoch): %w", what, shown, ctlSeqMask, w.epoch, ErrExhausted)
+		}
+		seq = 1
+	}
+	return seq, nil
+}
+
 // publishRecord publishes rec as the next version of slot idx of t: it
 // writes a copy, then moves the control word to it with one fenced CAS.
 // A control word damaged while the lease is ours (another epoch, or a
 // payload this owner did not publish) is reclaimed by that move.
 func (w *Writer) publishRecord(t *seqlock.Table, ctlOff arena.Offset, idx int, r *wrec, rec []uint64, what string, shown int) error {
 	m := w.m
-	// A cheap early check: do not even write a copy if the control word
-	// is no longer ours. (The CAS below is what fences; this only keeps a
-	// stale owner's plain stores out of copies in all but a narrow race.)
+	// A cheap early check: do not even wait for a copy's seqlock claim if
+	// the control word is no longer ours. (writeCopy checks again under
+	// the claim, which keeps a stale owner's stores out of published
+	// copies; the CAS below is what fences the publication.)
 	if ce, _ := lease.SplitFenced(m.seg.Load64(ctlOff)); ce != w.epoch && !w.leaseOurs() {
 		return fenced(lease.ErrFenced, "publish %s %d: control word has epoch %d, ours is %d", what, shown, ce, w.epoch)
 	}
+	m.cfg.Failpoints.Hit(FailRecordWrite)
 	_, p := lease.SplitFenced(r.ctl)
 	np, err := w.writeCopy(t, idx, p, rec, what, shown)
 	if err != nil {
@@ -729,7 +847,7 @@ func (w *Writer) fixPub(v uint64) error {
 }
 
 // Publish verifies the records this owner published (republishing any
-// that were damaged, e.g. by a stale owner's late plain stores), scrubs
+// that were damaged, e.g. by a stray write), scrubs
 // the partition entries against the owner's mirror (rewriting any that
 // differ; see Writer), closes the open batch, which increments the
 // generation, and wakes WaitChange in every process. Without an open

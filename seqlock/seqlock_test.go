@@ -621,3 +621,70 @@ func TestHeapProtocol(t *testing.T) {
 		t.Error("no read overlapped a write: the test did not race")
 	}
 }
+
+// TestWriteIf: a refused precondition leaves the record as it was and
+// unclaimed; the precondition runs while the claim is held; a record left
+// busy by a dead writer is marked torn, not left busy, when refused.
+func TestWriteIf(t *testing.T) {
+	tab, _, _ := newHeapTable(t, 1, 8, seqlock.Options{StallTimeout: 5 * time.Second})
+	src, dst := make([]uint64, 8), make([]uint64, 8)
+	encode(src, 1)
+	if err := tab.Write(0, src); err != nil {
+		t.Fatal(err)
+	}
+	seq0, _ := tab.RawState(0)
+	errNo := errors.New("not now")
+	encode(src, 2)
+	var claimed uint64
+	err := tab.WriteIf(0, src, func() error {
+		_, claimed = tab.RawState(0)
+		return errNo
+	})
+	if !errors.Is(err, errNo) {
+		t.Fatalf("WriteIf refused: %v", err)
+	}
+	if claimed == 0 {
+		t.Error("the precondition ran without the claim held")
+	}
+	if seq, claim := tab.RawState(0); seq != seq0 || claim != 0 {
+		t.Errorf("after a refusal: seq %d claim %#x, want %d and 0", seq, claim, seq0)
+	}
+	if err := tab.Read(0, dst); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := decode(dst); !ok || c != 1 {
+		t.Errorf("read %v after a refusal, want counter 1", dst)
+	}
+	if err := tab.WriteIf(0, src, func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Read(0, dst); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := decode(dst); !ok || c != 2 {
+		t.Errorf("read %v after an accepted WriteIf, want counter 2", dst)
+	}
+
+	dead := deadIdentity(t)
+	halfWrite(t, tab, 0, seqlock.ClaimWord(0, dead.PID), 3)
+	if err := tab.WriteIf(0, src, func() error { return errNo }); !errors.Is(err, errNo) {
+		t.Fatalf("WriteIf over a dead writer, refused: %v", err)
+	}
+	seq, claim := tab.RawState(0)
+	if seq&seqlock.SeqBusy != 0 || seq&seqlock.SeqTorn == 0 || claim != 0 {
+		t.Errorf("refused over a dead writer: seq %#x claim %#x, want torn, not busy, unclaimed", seq, claim)
+	}
+	if err := tab.Read(0, dst); !errors.Is(err, seqlock.ErrTorn) {
+		t.Errorf("read after the refusal: %v, want ErrTorn", err)
+	}
+	encode(src, 4)
+	if err := tab.Write(0, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Read(0, dst); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := decode(dst); !ok || c != 4 {
+		t.Errorf("read %v after rewriting, want counter 4", dst)
+	}
+}

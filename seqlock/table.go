@@ -315,6 +315,21 @@ func (t *Table) readRetry(w *waiter, rec arena.Offset, dst []uint64, s uint64) e
 // ErrStarved after MaxWait, and ErrPreempted if another process took the
 // record over while this call was writing (it judged this process dead).
 func (t *Table) Write(i int, src []uint64) error {
+	return t.WriteIf(i, src, nil)
+}
+
+// WriteIf is Write with a precondition: once it holds record i's claim,
+// and before it changes anything else, it calls ok (if not nil), and if
+// ok returns an error it releases the claim and returns that error,
+// leaving the record as it was. Writers of the record exclude each other
+// by the claim, so what ok checks cannot be changed meanwhile by a
+// protocol in which every change needs that record written first: a
+// caller that publishes a record only after writing it can refuse to
+// write a copy that someone else may have published since it last looked.
+// ok must be quick and must not block: other writers of the record wait
+// while it runs. A record found busy under a dead writer's claim is
+// marked torn (as by Recover) when ok refuses.
+func (t *Table) WriteIf(i int, src []uint64, ok func() error) error {
 	if uint(i) >= uint(t.records) {
 		return indexErr("write", i, t.records)
 	}
@@ -330,6 +345,12 @@ func (t *Table) Write(i int, src []uint64) error {
 		}
 	}
 	s := t.seg.Load64(rec)
+	if ok != nil {
+		if err := ok(); err != nil {
+			t.refuse(rec, claim, s)
+			return err
+		}
+	}
 	held := s | seqBusy
 	recovering := s&seqBusy != 0
 	if recovering {
@@ -356,6 +377,19 @@ func (t *Table) Write(i int, src []uint64) error {
 		t.st.preempted.Add(1)
 	}
 	return nil
+}
+
+// refuse gives up the claim of record rec, taken by a WriteIf whose
+// precondition failed, with sequence word s found under the claim. A
+// record left busy by a dead writer whose claim was taken over is marked
+// torn first, as Recover does, so that it is not left busy unclaimed.
+func (t *Table) refuse(rec, claim arena.Offset, s uint64) {
+	if s&seqBusy != 0 && t.seg.CAS64(rec, s, nextVersion(s)|seqTorn) {
+		t.st.recovered.Add(1)
+	}
+	if !t.seg.CAS64(claim, t.me, 0) {
+		t.st.preempted.Add(1)
+	}
 }
 
 // preempted handles a sequence word that changed while this process held
