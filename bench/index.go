@@ -36,10 +36,12 @@ type IndexConfig struct {
 	// Duration is how long the reader in another process gets while this
 	// process writes (default 2 s).
 	Duration time.Duration
-	// StageEntries is the index's stage size in entries (default 2^20,
-	// 64 MiB stages: at 10M records the last stage is mostly full, where
-	// the index's default of 2^24 would leave most of a 1 GiB stage
-	// empty).
+	// StageEntries is the index's stage size in entries (default 2^18,
+	// 12 MiB stages, doubled for record counts that would need more than
+	// 200 of them: memory per record counts whole stages, and a stage of
+	// the index's default 2^24 entries, 768 MiB, would be mostly the last
+	// stage's empty tail at 10M records; at 2^18 that tail is at most
+	// 1.3 B a record at 10M).
 	StageEntries int
 	// Sprigs is the index's index.Config.Sprigs, sprigs per partition
 	// (0: the index's default, index.DefaultSprigs).
@@ -77,7 +79,7 @@ func (c *IndexConfig) defaults() {
 		c.Duration = 2 * time.Second
 	}
 	if c.StageEntries <= 0 {
-		c.StageEntries = 1 << 20
+		c.StageEntries = 1 << 18
 	}
 	if !c.hugeSet {
 		c.HugePages = arena.HugePagesRequire
@@ -632,6 +634,10 @@ func countLabel(n int) string {
 }
 
 func indexBenchSize(ctx context.Context, cfg IndexConfig, n int, seed uint64) (_ []Result, err error) {
+	// At most 200 stages at two lines a record (256 is the limit).
+	for uint64(cfg.StageEntries)*200 < uint64(n)*2 && cfg.StageEntries < index.MaxElems {
+		cfg.StageEntries *= 2
+	}
 	t0 := time.Now()
 	phase := func(what string) {
 		if cfg.Stderr != nil {

@@ -127,7 +127,7 @@ type Config struct {
 	// (a 128 KiB table of sprig words, 8 bytes a sprig, that stays in the
 	// caches, and as much for the writer's table counts).
 	// Each sprig is a sorted hash table in one run of lines inside a stage,
-	// so a sprig holds at most about 0.93 × StageEntries entries (ErrFull
+	// so a sprig holds at most about 0.88 × StageEntries entries (ErrFull
 	// beyond): more sprigs for more records or smaller stages. See the
 	// package doc.
 	Sprigs int

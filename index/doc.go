@@ -34,7 +34,7 @@
 // stage (n a size class: 1–15, then eight classes per doubling up to a
 // stage). The home line of a digest is (h × m) >> 64, where h is the
 // digest's bits after its partition and sprig bits read as a uint64 (its
-// home key) and m = n − n/8 the home lines (the last eighth are overflow
+// home key) and m = n − n/32 the home lines (the last 32nd are overflow
 // lines for entries pushed past the end): homes are monotone in the
 // digest. Entries are kept in digest order, each at or after its home,
 // with no empty line between its home and itself (linear probing that
@@ -48,8 +48,8 @@
 //   - Put of a new key shifts the entries from its place to the next empty
 //     line one line right; Delete moves the entries after the removed one
 //     that are displaced from their homes one line back. A table grows
-//     (laid out anew in a run of the fitting class for 75% load, the old
-//     run freed) when it would hold more than 93% (tables under ten lines
+//     (laid out anew in a run of the fitting class for 72% load, the old
+//     run freed) when it would hold more than 88% (tables under ten lines
 //     fill up) or no empty line follows the place; it shrinks at 30%, and
 //     a sprig left empty gives its run back. The writer keeps each table's
 //     entry count in the main segment (section "counts").
@@ -67,32 +67,41 @@
 // costs one miss for the home line (the 128 KiB table of sprig words at
 // 4 sprigs stays cached) plus the lines after it on the same page.
 // BenchmarkGetLarge (get_bench_test.go: 10M records built by Load, SysV
-// segments with 4 KiB pages, the floor timed in alternating rounds) put
-// Sprigs 4 at ×1.76–1.97 the floor and 16 at ×1.85–2.19 in six paired
+// segments with 4 KiB pages, the floor timed in alternating rounds; with
+// the fuller loads of before the change below) put Sprigs 4 at ×1.76–1.97 the floor and 16 at ×1.85–2.19 in six paired
 // runs on this shared machine (4 ahead in each); Sprigs 1 was no faster
 // than 4. At 4 a table holds 610 entries at 10M and 61 at 1M, so a grow
 // that lays one out again takes up to about a hundred µs at 10M (the
 // sprig's readers are not held up: they read the old table until the new
 // one is published).
 //
-// The load is a trade between memory, lookups and inserts.
-// BenchmarkPutFill (2M random Puts into an empty heap index, Sprigs 16,
-// the default before; the policy does not depend on it):
+// The load is a trade between memory, lookups and inserts, and the home
+// lines must stay under full: with growth at 93% of a table and an eighth
+// of overflow lines the home lines held up to 106% before a grow, so
+// clusters, and with them lookups and inserts, lengthened with the
+// table's size. BenchmarkPutFill (N random Puts into an empty heap index;
+// lines a record, lines a lookup, fill time):
 //
-//	grow at → to   lines a record  lines a lookup  fill time
-//	93% → 87%      1.223           3.13            3.73 s
-//	90% → 80%      1.312           2.77            3.11 s
-//	93% → 75%      1.354           2.73            2.81 s (chosen)
-//	90% → 75%      1.370           2.70            2.87 s
+//	overflow, grow at → to   Sprigs  2M records          8M records
+//	n/8,  93% → 87%          16      1.223  3.13  3.73 s  –
+//	n/8,  93% → 75%          16      1.354  2.73  2.81 s  1.408  4.49  11.9 s
+//	n/8,  93% → 75%          4       1.411  4.49  2.85 s  1.418  7.75  18.1 s
+//	n/16, 90% → 75%          16      1.407  2.30  2.83 s  1.441  3.27  12.8 s
+//	n/16, 90% → 75%          4       1.442  3.27  2.82 s  1.483  3.80  13.7 s
+//	n/16, 85% → 70%          16      1.462  2.14  2.54 s  1.508  2.82  11.5 s
+//	n/16, 85% → 70%          4       1.511  2.82  2.50 s  1.513  3.26  11.3 s
+//	n/32, 88% → 72% (chosen) 16      1.515  2.06  2.55 s  1.485  2.72  12.6 s
+//	n/32, 88% → 72% (chosen) 4       1.487  2.72  2.61 s  1.495  3.11  12.4 s
 //
 // Growing by one size class at a time (to 87%) made each insert pay for
 // laying out about a dozen lines again, every word an atomic store. A bulk
-// build sizes each table for 85% (1.23 lines a record at 10M). Memory per
+// build sizes each table for 82% (about 1.27 lines a record at 10M). Memory per
 // record is the lines handed out (in tables and in free runs) × 48 B, plus
-// 16 B a sprig (its word and its count), rounded up to whole stages: about
-// 65 B a record after a fill by Put and 59 B after a bulk build, against
-// 70.5 B for the AVL index's 64-byte entries at one line a record. Eight
-// size classes per doubling round a table up by about 4% on average.
+// 16 B a sprig (its word and its count), rounded up to whole stages (see
+// BENCHMARKS.md for the 10M figure); the AVL index's 64-byte entries took
+// one line a record, 70.5 B. Eight size classes per doubling round a table
+// up by about 4% on average; the free runs a fill leaves (0.2 lines a
+// record at 8M) are the old runs of tables that grew.
 //
 // Runs come from an allocator whose state lives in the main segment
 // (shared.go, section "alloc"): a bump pointer over the stages (a run

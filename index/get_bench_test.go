@@ -231,7 +231,7 @@ func BenchmarkPutFill(b *testing.B) {
 		b.Skip("fills a large index")
 	}
 	n := *getBenchRecords
-	for _, sprigs := range []int{16, 64} {
+	for _, sprigs := range []int{4, 16} {
 		b.Run(fmt.Sprintf("sprigs=%d", sprigs), func(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
