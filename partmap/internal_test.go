@@ -101,13 +101,7 @@ func testMap(t *testing.T, cfg Config) (*Map, arena.Location) {
 
 func testOwner(t *testing.T, m *Map) (*lease.Lease, *Writer) {
 	t.Helper()
-	l, err := lease.New(m.seg, m.leaseOff, lease.Config{Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.TryAcquire(); err != nil {
-		t.Fatal(err)
-	}
+	l := freeLease(t, m)
 	w := m.Writer(l)
 	if err := w.StampAll(); err != nil {
 		t.Fatal(err)
