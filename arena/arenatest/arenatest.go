@@ -23,6 +23,11 @@ func SysVKey(t testing.TB) arena.Key {
 	return SysVKeySet(t, 0xfff, 0)
 }
 
+// singleHalf is the instance bit that separates single keys (set) from
+// key sets (clear). A set's offsets must stay within the instance bits its
+// mask leaves clear, below this bit.
+const singleHalf = 0x800
+
 // SysVKeySet returns a base key of class arena.ClassTest whose instance
 // bits outside instanceMask are zero, such that no segment uses base+off
 // for any of offsets (a set of keys a test derives from one base: an
@@ -38,7 +43,18 @@ func SysVKeySet(t testing.TB, instanceMask uint16, offsets ...arena.Key) arena.K
 	h := fnv.New32a()
 	for i := range 1000 {
 		fmt.Fprintf(h, "%s/%d/%d/%d", t.Name(), os.Getpid(), time.Now().UnixNano(), i)
-		base := arena.MakeKey(arena.ClassTest, uint16(h.Sum32())&instanceMask&0xfff)
+		inst := uint16(h.Sum32()) & instanceMask & 0xfff
+		// Single keys and key sets come from separate halves of the
+		// class: a set is checked free when it is chosen, but its test
+		// creates most of its keys later (an index's stages), and a
+		// single key chosen meanwhile inside its range would be removed
+		// by the set's cleanup under the test that owns it.
+		if len(offsets) == 1 && offsets[0] == 0 {
+			inst |= singleHalf
+		} else {
+			inst &^= singleHalf
+		}
+		base := arena.MakeKey(arena.ClassTest, inst)
 		locs := make([]arena.Location, len(offsets))
 		free := true
 		for j, off := range offsets {
