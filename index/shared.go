@@ -76,7 +76,7 @@ import "math/bits"
 // of size class c (0: empty), the handle of the first line of a free run
 // of at least classLines(c) and fewer than classLines(c+1) lines. A free
 // run is marked in its first and its last line (the same line for one
-// line), word 6: flagFreeRun in the flags byte and the run's lines in the
+// line), word 5 (wFlags): flagFreeRun in the flags byte and the run's lines in the
 // low 40 bits (never an entry's flags); its first line also holds the
 // previous run of its list in word 0 (wPrevFree; 0: it is the head) and
 // the next in word 1 (wNextFree). Its other lines hold garbage. Words numClasses… are zero.

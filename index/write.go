@@ -628,7 +628,7 @@ func (ix *Index) free(h Handle, n uint64) {
 	ix.pushFree(a, n)
 }
 
-// freeTag marks the first and the last line of a free run (word 6: this
+// freeTag marks the first and the last line of a free run (word 5, wFlags: this
 // flag byte and the run's lines): never an entry's flags.
 const freeTag = flagFreeRun << flagShift
 
@@ -652,7 +652,7 @@ func (ix *Index) freeRun(h Handle) (uint64, uint64, error) {
 	a := h.linear(se)
 	switch {
 	case w&flagMask != freeTag:
-		return 0, 0, corrupt("free run %s is not marked free (word 6 %#x)", h, w)
+		return 0, 0, corrupt("free run %s is not marked free (word 5 %#x)", h, w)
 	case n == 0 || h.Elem()+n > se || a+n > ix.v.meta.Load(mNext):
 		return 0, 0, corrupt("free run %s of %d lines out of range (stage of %d lines, %d handed out)", h, n, se, ix.v.meta.Load(mNext))
 	}
@@ -674,7 +674,7 @@ func sizeClass(n uint64) uint64 {
 
 // pushFree makes lines a…a+n-1 (linear, one stage) a free run on its
 // size's list: marks in its first and last line, links in the first
-// (word 0 the previous run, word 7 the next). allocMu held.
+// (wPrevFree the previous run, wNextFree the next). allocMu held.
 func (ix *Index) pushFree(a, n uint64) {
 	h := handleAt(a, ix.v.stageElems)
 	ws, i, err := ix.v.entries(h)
