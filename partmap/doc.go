@@ -58,8 +58,10 @@
 //     adopted, or not at all. The stamp must come before any copy write:
 //     until then the stale owner may publish the record into the copy it
 //     writes. Between the two CASes the record does not verify; a reader
-//     without a cached copy finds nothing in that slot for that long (one
-//     copy write).
+//     without a cached copy that meets it waits for the control word to
+//     move (one copy write; at most 20 ms, then it reports the record as
+//     it found it), so a takeover does not make a namespace or a node
+//     briefly unknown.
 //
 // A stale owner never stores into a copy a newer owner published: it
 // writes a copy only after checking, while it holds that copy's seqlock

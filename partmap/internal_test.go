@@ -548,3 +548,59 @@ func TestDecodeRecordsHostile(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderWaitsOutAdoption: between a new owner's stamp of a record's
+// control word and its republication the published copy's tag is not the
+// control word. A reader meeting that waits (bounded) for the control word
+// to move instead of reporting the namespace unknown; the control word
+// left stamped (an owner stopped mid-adoption) is reported after the
+// bound, so the wait cannot hang.
+func TestReaderWaitsOutAdoption(t *testing.T) {
+	m, loc := testMap(t, Config{})
+	_, w := testOwner(t, m)
+	if _, err := w.EnsureNamespace("test", 1, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	ctl := m.nsCtlOff(0)
+	c := m.seg.Load64(ctl)
+	e, p := lease.SplitFenced(c)
+	stamped := lease.PackFenced(e+1, p)
+	fresh := func() *Map { // a reader with nothing cached
+		r, err := Open(context.Background(), loc, Config{Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+
+	// The adoption finishes 5 ms after the stamp: the reader waits.
+	r := fresh()
+	m.seg.Store64(ctl, stamped)
+	done := make(chan bool)
+	go func() {
+		_, ok := r.Namespace("test")
+		done <- ok
+	}()
+	time.Sleep(5 * time.Millisecond)
+	m.seg.Store64(ctl, c) // republished (under the verified word)
+	if !<-done {
+		t.Error("a reader meeting an adoption in progress reported the namespace unknown")
+	}
+
+	// Control: the stamp never followed by a republication. The reader
+	// gives up after the bound (adoptWait), not before, and does not hang.
+	r = fresh()
+	m.seg.Store64(ctl, stamped)
+	start := time.Now()
+	if _, ok := r.Namespace("test"); ok {
+		t.Error("a namespace whose copy never verifies was found")
+	}
+	if el := time.Since(start); el < adoptWait || el > 10*time.Second {
+		t.Errorf("gave up after %v, want about %v", el, adoptWait)
+	}
+	m.seg.Store64(ctl, c)
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -423,6 +424,7 @@ func (m *Map) fillNode(i int) (*cachedNode, error) {
 // never published (rec is then untouched). shown is the slot number used
 // in messages.
 func (m *Map) readRecord(t *seqlock.Table, ctlOff arena.Offset, idx int, rec []uint64, what string, shown int) (uint64, bool, error) {
+	waited := false
 	for range readAttempts {
 		c := m.seg.Load64(ctlOff)
 		_, p := lease.SplitFenced(c)
@@ -443,6 +445,15 @@ func (m *Map) readRecord(t *seqlock.Table, ctlOff arena.Offset, idx int, rec []u
 		case err != nil:
 			err = corrupt(what, shown, err, "copy %d cannot be read", cp)
 		case rec[wTag] != c:
+			// A new owner adopting the record shows this between its stamp
+			// of the control word and its republication (one copy write):
+			// wait that out, once, for a bounded time.
+			if !waited && adopting(rec[wTag], c) {
+				waited = true
+				if m.awaitChange(ctlOff, c) {
+					continue
+				}
+			}
 			err = corrupt(what, shown, nil,
 				"copy %d carries tag %#x but the control word is %#x: it was rewritten after publication, or a new owner is adopting it (or stopped doing so)", cp, rec[wTag], c)
 		case rec[wSum] != checksum(rec):
@@ -457,6 +468,41 @@ func (m *Map) readRecord(t *seqlock.Table, ctlOff arena.Offset, idx int, rec []u
 		return c, true, err
 	}
 	return 0, false, fmt.Errorf("partmap: %s %d: republished during %d reads: %w", what, shown, readAttempts, ErrUnstable)
+}
+
+// adoptWait bounds how long a reader waits for a record whose copy's tag
+// is not its control word to be republished (see readRecord).
+const adoptWait = 20 * time.Millisecond
+
+// adopting reports whether a copy tagged tag under control word c is what
+// a new owner's adoption shows (see "Fencing" in the package doc): stamped
+// but not yet rewritten (the tag is the control word under an earlier
+// epoch), or rewritten but not yet republished (the tag carries the
+// control word's epoch and another publication). Anything else is damage,
+// reported at once.
+func adopting(tag, c uint64) bool {
+	te, tp := lease.SplitFenced(tag)
+	ce, cp := lease.SplitFenced(c)
+	return (tp == cp && te < ce) || (te == ce && tp != cp)
+}
+
+// awaitChange reports whether the control word at ctlOff moves from c
+// within adoptWait, yielding, then sleeping briefly, while it waits.
+func (m *Map) awaitChange(ctlOff arena.Offset, c uint64) bool {
+	deadline := time.Now().Add(adoptWait)
+	for i := 0; ; i++ {
+		if m.seg.Load64(ctlOff) != c {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		if i < 64 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
 }
 
 // node returns node slot i's (0-based) current record, from the cache
